@@ -1,0 +1,379 @@
+//! The replica's in-memory view of every program's state, fed by one etcd watch.
+//!
+//! Sessions subscribe per program through `tokio::sync::watch`: a writer replaces the
+//! value, so a slow session sees only the latest state, never a backlog of stale ones, and
+//! nothing reads etcd per collector. [`run_watcher`] keeps the cache current: list at a
+//! revision, watch from the next one, re-list when etcd reports the revision compacted.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use etcd_client::{EventType, WatchOptions};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::{ProgramName, ProgramState};
+use crate::store::{Store, StoreError, revision};
+
+/// What a subscriber sees: the program's state, `None` while it does not exist.
+pub type Slot = Option<Arc<ProgramState>>;
+
+/// Every program's latest state, as this replica knows it.
+#[derive(Debug, Default)]
+pub struct StateCache {
+    programs: Mutex<HashMap<ProgramName, watch::Sender<Slot>>>,
+    revision: AtomicU64,
+    healthy: AtomicBool,
+}
+
+impl StateCache {
+    /// An empty cache, not yet healthy.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    // The map is only touched in short, await-free sections, so a std mutex is right; a
+    // panic while holding it cannot leave the map inconsistent, so poisoning is ignored.
+    fn lock(&self) -> MutexGuard<'_, HashMap<ProgramName, watch::Sender<Slot>>> {
+        self.programs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Follows a program's state; the receiver holds `None` while the program is unknown.
+    pub fn subscribe(&self, program: &ProgramName) -> watch::Receiver<Slot> {
+        self.lock()
+            .entry(program.clone())
+            .or_insert_with(|| watch::channel(None).0)
+            .subscribe()
+    }
+
+    /// Forgets programs nobody follows and that do not exist, so unknown names asked for in
+    /// Hellos do not pile up.
+    pub fn release(&self, program: &ProgramName) {
+        let mut programs = self.lock();
+        if programs
+            .get(program)
+            .is_some_and(|tx| tx.receiver_count() == 0 && tx.borrow().is_none())
+        {
+            programs.remove(program);
+        }
+    }
+
+    /// The current state of a program.
+    #[must_use]
+    pub fn get(&self, program: &ProgramName) -> Slot {
+        self.lock().get(program).and_then(|tx| tx.borrow().clone())
+    }
+
+    /// Stores a state unless the cache already holds the same or a newer generation.
+    pub fn apply(&self, state: ProgramState) {
+        let mut programs = self.lock();
+        let tx = programs
+            .entry(state.program.clone())
+            .or_insert_with(|| watch::channel(None).0);
+        tx.send_if_modified(|slot| {
+            if slot
+                .as_ref()
+                .is_some_and(|current| current.generation >= state.generation)
+            {
+                return false;
+            }
+            *slot = Some(Arc::new(state));
+            true
+        });
+    }
+
+    /// Marks a program as gone.
+    pub fn remove(&self, program: &ProgramName) {
+        if let Some(tx) = self.lock().get(program) {
+            tx.send_if_modified(|slot| slot.take().is_some());
+        }
+    }
+
+    /// Replaces everything with a fresh listing: newer states are applied, programs absent
+    /// from it are marked gone. Returns how many programs changed (a non-zero count after a
+    /// re-list means the watch had missed something).
+    pub fn replace_all(&self, states: Vec<ProgramState>) -> usize {
+        let listed: HashMap<ProgramName, ProgramState> =
+            states.into_iter().map(|s| (s.program.clone(), s)).collect();
+        let mut programs = self.lock();
+        let mut changed = 0;
+        for (name, tx) in programs.iter() {
+            if !listed.contains_key(name) && tx.send_if_modified(|slot| slot.take().is_some()) {
+                changed += 1;
+            }
+        }
+        for (name, state) in listed {
+            let tx = programs
+                .entry(name)
+                .or_insert_with(|| watch::channel(None).0);
+            if tx.send_if_modified(|slot| {
+                if slot.as_deref() == Some(&state) {
+                    return false;
+                }
+                *slot = Some(Arc::new(state));
+                true
+            }) {
+                changed += 1;
+            }
+        }
+        changed
+    }
+
+    /// The etcd revision the cache is current up to.
+    #[must_use]
+    pub fn revision(&self) -> u64 {
+        self.revision.load(Ordering::Acquire)
+    }
+
+    fn set_revision(&self, revision: u64) {
+        self.revision.fetch_max(revision, Ordering::AcqRel);
+    }
+
+    /// Whether the etcd watch is healthy, so this replica may vouch for its view.
+    #[must_use]
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+
+    fn set_healthy(&self, healthy: bool) {
+        if self.healthy.swap(healthy, Ordering::AcqRel) != healthy {
+            if healthy {
+                tracing::info!("etcd watch healthy: vouching for program state");
+            } else {
+                tracing::warn!("etcd watch unhealthy: no longer vouching for program state");
+            }
+        }
+    }
+}
+
+/// Where the watch loop is (kube's watcher state machine, reduced to what etcd needs).
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    /// Read every state at one revision.
+    Listing,
+    /// Follow changes from this revision on.
+    Watching { from: i64 },
+}
+
+/// Why a watch ended.
+enum WatchEnd {
+    /// The revision we asked for is gone: re-list.
+    Compacted,
+    /// The stream broke: resume from the next revision after a pause.
+    Broken(StoreError),
+    /// Shutdown.
+    Cancelled,
+}
+
+/// Keeps `cache` equal to the states in etcd until `cancel` fires.
+pub async fn run_watcher(store: Store, cache: Arc<StateCache>, cancel: CancellationToken) {
+    let mut phase = Phase::Listing;
+    let mut failures: u32 = 0;
+    loop {
+        if cancel.is_cancelled() {
+            return;
+        }
+        let result = match phase {
+            Phase::Listing => match store.list_states().await {
+                Ok(listing) => {
+                    let changed = cache.replace_all(listing.states);
+                    tracing::info!(
+                        revision = listing.revision,
+                        changed,
+                        "listed program states"
+                    );
+                    cache.set_revision(revision(listing.revision));
+                    phase = Phase::Watching {
+                        from: listing.revision + 1,
+                    };
+                    Ok(())
+                }
+                Err(error) => Err(error),
+            },
+            Phase::Watching { from } => {
+                match watch(&store, &cache, from, &cancel, &mut failures).await {
+                    (_, WatchEnd::Cancelled) => return,
+                    (_, WatchEnd::Compacted) => {
+                        tracing::warn!(from, "etcd compacted past the watch revision; re-listing");
+                        phase = Phase::Listing;
+                        Ok(())
+                    }
+                    (next, WatchEnd::Broken(error)) => {
+                        phase = Phase::Watching { from: next };
+                        Err(error)
+                    }
+                }
+            }
+        };
+        if let Err(error) = result {
+            cache.set_healthy(false);
+            failures = failures.saturating_add(1);
+            let delay = retry_delay(failures);
+            tracing::warn!(%error, ?delay, "etcd watch failed; retrying");
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+}
+
+/// One watch stream from `from`; returns the next revision to watch from and why it ended.
+async fn watch(
+    store: &Store,
+    cache: &StateCache,
+    mut from: i64,
+    cancel: &CancellationToken,
+    failures: &mut u32,
+) -> (i64, WatchEnd) {
+    let options = WatchOptions::new()
+        .with_prefix()
+        .with_start_revision(from)
+        .with_progress_notify();
+    let mut stream = match store
+        .client()
+        .watch(store.keys().states(), Some(options))
+        .await
+    {
+        Ok(stream) => stream,
+        Err(error) => return (from, WatchEnd::Broken(error.into())),
+    };
+    loop {
+        let message = tokio::select! {
+            () = cancel.cancelled() => return (from, WatchEnd::Cancelled),
+            message = stream.message() => message,
+        };
+        let response = match message {
+            Ok(Some(response)) => response,
+            Ok(None) => {
+                let error = etcd_client::Error::WatchError("etcd closed the watch stream".into());
+                return (from, WatchEnd::Broken(error.into()));
+            }
+            Err(error) => return (from, WatchEnd::Broken(error.into())),
+        };
+        if response.compact_revision() > 0 {
+            return (from, WatchEnd::Compacted);
+        }
+        if response.canceled() {
+            let reason = format!("etcd cancelled the watch: {}", response.cancel_reason());
+            return (
+                from,
+                WatchEnd::Broken(etcd_client::Error::WatchError(reason).into()),
+            );
+        }
+        *failures = 0;
+        cache.set_healthy(true);
+        for event in response.events() {
+            let Some(kv) = event.kv() else { continue };
+            from = from.max(kv.mod_revision() + 1);
+            match event.event_type() {
+                EventType::Put => match store.decode_state(kv.key(), kv.value(), kv.mod_revision())
+                {
+                    Ok(Some(state)) => cache.apply(state),
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::error!(%error, "ignoring a state this replica cannot read")
+                    }
+                },
+                EventType::Delete => {
+                    let key = String::from_utf8_lossy(kv.key());
+                    if let Some(Ok(name)) = key
+                        .strip_prefix(&store.keys().states())
+                        .map(ProgramName::parse)
+                    {
+                        cache.remove(&name);
+                    }
+                }
+            }
+        }
+        if let Some(header) = response.header() {
+            // The header revision covers everything etcd has sent us up to it.
+            from = from.max(header.revision() + 1);
+            cache.set_revision(revision(header.revision()));
+        }
+    }
+}
+
+/// Delay before retrying etcd: 100 ms doubling to 5 s.
+fn retry_delay(failures: u32) -> Duration {
+    Duration::from_millis(100u64.saturating_mul(1 << failures.min(6))).min(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::RunState;
+
+    fn state(name: &str, generation: u64, run: RunState) -> ProgramState {
+        ProgramState {
+            program: ProgramName::parse(name).expect("valid name"),
+            state: run,
+            generation,
+            reason: "test".into(),
+            incident_id: String::new(),
+            actor: "tester".into(),
+            changed_at: None,
+            purge: false,
+        }
+    }
+
+    #[test]
+    fn apply_never_goes_back_in_time() {
+        let cache = StateCache::new();
+        let name = ProgramName::parse("demo").expect("valid name");
+        let rx = cache.subscribe(&name);
+        cache.apply(state("demo", 5, RunState::Paused));
+        cache.apply(state("demo", 3, RunState::Running));
+        assert_eq!(
+            rx.borrow().as_ref().map(|s| (s.generation, s.state)),
+            Some((5, RunState::Paused))
+        );
+    }
+
+    #[test]
+    fn replace_all_marks_missing_programs_gone_and_counts_changes() {
+        let cache = StateCache::new();
+        cache.apply(state("a", 2, RunState::Paused));
+        cache.apply(state("b", 3, RunState::Paused));
+        let changed = cache.replace_all(vec![
+            state("a", 2, RunState::Paused),
+            state("c", 9, RunState::Running),
+        ]);
+        assert_eq!(changed, 2, "b removed and c added; a unchanged");
+        assert!(
+            cache
+                .get(&ProgramName::parse("b").expect("valid"))
+                .is_none()
+        );
+        assert_eq!(
+            cache
+                .get(&ProgramName::parse("c").expect("valid"))
+                .map(|s| s.generation),
+            Some(9)
+        );
+    }
+
+    #[test]
+    fn release_forgets_only_unfollowed_unknown_programs() {
+        let cache = StateCache::new();
+        let ghost = ProgramName::parse("ghost").expect("valid name");
+        let rx = cache.subscribe(&ghost);
+        cache.release(&ghost);
+        assert_eq!(cache.lock().len(), 1, "still followed");
+        drop(rx);
+        cache.release(&ghost);
+        assert!(cache.lock().is_empty());
+    }
+
+    #[test]
+    fn retry_delay_is_bounded() {
+        assert_eq!(retry_delay(0), Duration::from_millis(100));
+        assert_eq!(retry_delay(3), Duration::from_millis(800));
+        assert_eq!(retry_delay(u32::MAX), Duration::from_secs(5));
+    }
+}

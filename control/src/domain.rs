@@ -1,0 +1,409 @@
+//! Domain types: validated at the edge, so an invalid name or reason cannot exist past it.
+//!
+//! Wire (`killswitch_proto::v1`) and storage (`killswitch_proto::v1::store`) messages are
+//! converted into these types where they enter the control plane, and back where they leave.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use killswitch_proto::v1;
+
+/// Longest reason accepted, in bytes.
+pub const MAX_REASON_BYTES: usize = 1024;
+/// Longest description accepted, in bytes.
+pub const MAX_DESCRIPTION_BYTES: usize = 1024;
+/// Longest owner, incident id, actor or collector id accepted, in bytes.
+pub const MAX_SHORT_FIELD_BYTES: usize = 128;
+
+/// Input that breaks a rule of the API. Each message says what was wrong and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidInput {
+    /// The program name does not match `^[a-z][a-z0-9-]{0,62}$`.
+    #[error(
+        "invalid program name {0:?}: use 1 to 63 characters of a-z, 0-9 and '-', starting with a letter"
+    )]
+    ProgramName(String),
+    /// A required field is empty.
+    #[error("{field} is required: {hint}")]
+    Missing {
+        /// The field's name as the user knows it.
+        field: &'static str,
+        /// What to do about it.
+        hint: &'static str,
+    },
+    /// A field is longer than allowed.
+    #[error("{field} is {len} bytes long; at most {max} are allowed")]
+    TooLong {
+        /// The field's name as the user knows it.
+        field: &'static str,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit in bytes.
+        max: usize,
+    },
+    /// A field holds control characters.
+    #[error("{field} must not contain control characters")]
+    ControlCharacters {
+        /// The field's name as the user knows it.
+        field: &'static str,
+    },
+    /// The collector id does not match `^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`.
+    #[error(
+        "invalid collector id {0:?}: use 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-', starting with a letter or digit"
+    )]
+    CollectorId(String),
+}
+
+/// A program's name, `^[a-z][a-z0-9-]{0,62}$`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProgramName(String);
+
+impl ProgramName {
+    /// Validates a program name.
+    pub fn parse(name: &str) -> Result<Self, InvalidInput> {
+        let mut chars = name.chars();
+        let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
+        let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if first_ok && rest_ok && name.len() <= 63 {
+            Ok(Self(name.to_owned()))
+        } else {
+            Err(InvalidInput::ProgramName(name.to_owned()))
+        }
+    }
+
+    /// The name as a string.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ProgramName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A collector's identity, `^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CollectorId(String);
+
+impl CollectorId {
+    /// Validates a collector id.
+    pub fn parse(id: &str) -> Result<Self, InvalidInput> {
+        let mut chars = id.chars();
+        let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+        let rest_ok =
+            chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'));
+        if first_ok && rest_ok && id.len() <= MAX_SHORT_FIELD_BYTES {
+            Ok(Self(id.to_owned()))
+        } else {
+            Err(InvalidInput::CollectorId(id.to_owned()))
+        }
+    }
+
+    /// The id as a string.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CollectorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Checks a free-text field: optional or required, bounded, no control characters
+/// (newlines are allowed in long text, which is shown in tables one line at a time).
+fn text(
+    field: &'static str,
+    value: &str,
+    required: Option<&'static str>,
+    max: usize,
+) -> Result<String, InvalidInput> {
+    if let Some(hint) = required
+        && value.trim().is_empty()
+    {
+        return Err(InvalidInput::Missing { field, hint });
+    }
+    if value.len() > max {
+        return Err(InvalidInput::TooLong {
+            field,
+            len: value.len(),
+            max,
+        });
+    }
+    if value.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(InvalidInput::ControlCharacters { field });
+    }
+    Ok(value.to_owned())
+}
+
+/// Why a change is made: required, at most [`MAX_REASON_BYTES`].
+pub fn reason(value: &str) -> Result<String, InvalidInput> {
+    text(
+        "reason",
+        value,
+        Some("say why you are making this change (--reason)"),
+        MAX_REASON_BYTES,
+    )
+}
+
+/// An optional incident identifier, at most [`MAX_SHORT_FIELD_BYTES`].
+pub fn incident_id(value: &str) -> Result<String, InvalidInput> {
+    text("incident id", value, None, MAX_SHORT_FIELD_BYTES)
+}
+
+/// The owning team of a program: required, at most [`MAX_SHORT_FIELD_BYTES`].
+pub fn owner(value: &str) -> Result<String, InvalidInput> {
+    text(
+        "owner",
+        value,
+        Some("name the team that owns the program (--owner)"),
+        MAX_SHORT_FIELD_BYTES,
+    )
+}
+
+/// A program's description: optional, at most [`MAX_DESCRIPTION_BYTES`].
+pub fn description(value: &str) -> Result<String, InvalidInput> {
+    text("description", value, None, MAX_DESCRIPTION_BYTES)
+}
+
+/// Who asks for a change: required, at most [`MAX_SHORT_FIELD_BYTES`].
+pub fn actor(value: &str) -> Result<String, InvalidInput> {
+    text(
+        "actor",
+        value,
+        Some("identify yourself (--actor or KILLSWITCH_ACTOR)"),
+        MAX_SHORT_FIELD_BYTES,
+    )
+}
+
+/// Whether a program may collect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    /// Collectors may collect.
+    Running,
+    /// Collectors must not collect.
+    Paused,
+}
+
+impl RunState {
+    /// Reads a stored or received state; anything but RUNNING is PAUSED (pause always wins).
+    #[must_use]
+    pub fn from_wire(value: i32) -> Self {
+        if value == v1::RunState::Running as i32 {
+            Self::Running
+        } else {
+            Self::Paused
+        }
+    }
+
+    /// The wire value.
+    #[must_use]
+    pub fn to_wire(self) -> v1::RunState {
+        match self {
+            Self::Running => v1::RunState::Running,
+            Self::Paused => v1::RunState::Paused,
+        }
+    }
+
+    /// The audit action that moves a program into this state.
+    #[must_use]
+    pub fn action(self) -> &'static str {
+        match self {
+            Self::Running => "resume",
+            Self::Paused => "pause",
+        }
+    }
+}
+
+impl fmt::Display for RunState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Running => "RUNNING",
+            Self::Paused => "PAUSED",
+        })
+    }
+}
+
+/// The etcd mod_revision of a program's state key: grows with every change.
+pub type Generation = u64;
+
+/// The authoritative state of one program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramState {
+    /// The program.
+    pub program: ProgramName,
+    /// Running or paused.
+    pub state: RunState,
+    /// The state key's mod_revision.
+    pub generation: Generation,
+    /// Why it was last changed.
+    pub reason: String,
+    /// Incident given with the change, empty when none.
+    pub incident_id: String,
+    /// Who changed it.
+    pub actor: String,
+    /// When the change was committed (the replica's clock at commit time).
+    pub changed_at: Option<SystemTime>,
+    /// The pause asks collectors to delete buffered, not yet uploaded data.
+    pub purge: bool,
+}
+
+impl ProgramState {
+    /// Builds the domain state from its stored value and the key's mod_revision.
+    #[must_use]
+    pub fn from_store(
+        program: ProgramName,
+        generation: Generation,
+        stored: &v1::store::ProgramState,
+    ) -> Self {
+        Self {
+            program,
+            state: RunState::from_wire(stored.state),
+            generation,
+            reason: stored.reason.clone(),
+            incident_id: stored.incident_id.clone(),
+            actor: stored.actor.clone(),
+            changed_at: stored.changed_at.and_then(|t| SystemTime::try_from(t).ok()),
+            purge: stored.purge,
+        }
+    }
+
+    /// The wire form sent to collectors and operators.
+    #[must_use]
+    pub fn to_wire(&self) -> v1::ProgramState {
+        v1::ProgramState {
+            program: self.program.to_string(),
+            state: self.state.to_wire() as i32,
+            generation: self.generation,
+            reason: self.reason.clone(),
+            incident_id: self.incident_id.clone(),
+            actor: self.actor.clone(),
+            changed_at: self.changed_at.map(killswitch_proto::timestamp),
+            purge: self.purge,
+        }
+    }
+}
+
+/// A program definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Program {
+    /// Its name.
+    pub name: ProgramName,
+    /// The owning team.
+    pub owner: String,
+    /// What it collects and why.
+    pub description: String,
+    /// When it was created.
+    pub created_at: Option<SystemTime>,
+    /// Who created it.
+    pub created_by: String,
+}
+
+impl Program {
+    /// Builds the domain program from its stored value.
+    #[must_use]
+    pub fn from_store(name: ProgramName, stored: &v1::store::Program) -> Self {
+        Self {
+            name,
+            owner: stored.owner.clone(),
+            description: stored.description.clone(),
+            created_at: stored.created_at.and_then(|t| SystemTime::try_from(t).ok()),
+            created_by: stored.created_by.clone(),
+        }
+    }
+
+    /// The wire form sent to operators.
+    #[must_use]
+    pub fn to_wire(&self) -> v1::Program {
+        v1::Program {
+            name: self.name.to_string(),
+            owner: self.owner.clone(),
+            description: self.description.clone(),
+            created_at: self.created_at.map(killswitch_proto::timestamp),
+            created_by: self.created_by.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(name: &str, ok: bool) {
+        assert_eq!(
+            ProgramName::parse(name).is_ok(),
+            ok,
+            "program name {name:?}"
+        );
+    }
+
+    #[test]
+    fn program_names() {
+        for name in [
+            "a",
+            "mci",
+            "screen-capture-2",
+            &format!("a{}", "b".repeat(62)),
+        ] {
+            check(name, true);
+        }
+        for name in [
+            "",
+            "A",
+            "1abc",
+            "-a",
+            "a_b",
+            "a.b",
+            "ab ",
+            "é",
+            &format!("a{}", "b".repeat(63)),
+        ] {
+            check(name, false);
+        }
+    }
+
+    #[test]
+    fn collector_ids() {
+        for (id, ok) in [
+            ("c1", true),
+            ("host-1.emea:7", true),
+            ("", false),
+            ("-x", false),
+            ("a b", false),
+        ] {
+            assert_eq!(CollectorId::parse(id).is_ok(), ok, "collector id {id:?}");
+        }
+        assert!(CollectorId::parse(&"a".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn reasons() {
+        assert!(matches!(reason(""), Err(InvalidInput::Missing { .. })));
+        assert!(matches!(reason("   "), Err(InvalidInput::Missing { .. })));
+        assert!(matches!(
+            reason(&"x".repeat(1025)),
+            Err(InvalidInput::TooLong { len: 1025, .. })
+        ));
+        assert!(matches!(
+            reason("a\u{7}b"),
+            Err(InvalidInput::ControlCharacters { .. })
+        ));
+        assert_eq!(reason("leak in\nemea").as_deref(), Ok("leak in\nemea"));
+        assert!(incident_id("").is_ok());
+    }
+
+    #[test]
+    fn unknown_wire_state_is_paused() {
+        assert_eq!(RunState::from_wire(0), RunState::Paused);
+        assert_eq!(RunState::from_wire(99), RunState::Paused);
+        assert_eq!(
+            RunState::from_wire(v1::RunState::Running as i32),
+            RunState::Running
+        );
+    }
+}

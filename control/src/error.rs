@@ -1,0 +1,80 @@
+//! The one place where failures become gRPC statuses.
+//!
+//! Known causes map to the code a client can act on; anything unexpected is logged once
+//! here and leaves as `INTERNAL` with a stable message.
+
+use tonic::Status;
+
+use crate::domain::InvalidInput;
+use crate::store::StoreError;
+
+/// Why an API call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request broke a rule of the API; nothing was changed.
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    /// The store failed or refused.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<ApiError> for Status {
+    fn from(error: ApiError) -> Self {
+        match error {
+            ApiError::Invalid(invalid) => Status::invalid_argument(invalid.to_string()),
+            ApiError::Store(StoreError::NotFound(name)) => Status::not_found(format!(
+                "program {name} does not exist: check the name with `killswitch program list`"
+            )),
+            ApiError::Store(StoreError::AlreadyExists(name)) => Status::already_exists(format!(
+                "program {name} already exists: see it with `killswitch program show {name}`"
+            )),
+            ApiError::Store(StoreError::Contention) => {
+                Status::aborted("too many concurrent changes to this program; try again")
+            }
+            ApiError::Store(store) if store.is_unavailable() => {
+                tracing::warn!(error = %store, "etcd unavailable");
+                Status::unavailable(format!("etcd is unavailable, nothing was changed: {store}"))
+            }
+            ApiError::Store(store) => {
+                tracing::error!(error = %store, "internal error");
+                Status::internal("internal error in the control plane; see the replica's log")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ProgramName;
+
+    #[test]
+    fn maps_known_causes() {
+        let name = || ProgramName::parse("demo").expect("valid");
+        let cases: Vec<(ApiError, tonic::Code)> = vec![
+            (
+                InvalidInput::ProgramName("X".into()).into(),
+                tonic::Code::InvalidArgument,
+            ),
+            (StoreError::NotFound(name()).into(), tonic::Code::NotFound),
+            (
+                StoreError::AlreadyExists(name()).into(),
+                tonic::Code::AlreadyExists,
+            ),
+            (StoreError::Contention.into(), tonic::Code::Aborted),
+            (
+                StoreError::Etcd(etcd_client::Error::GRpcStatus(Status::unavailable("down")))
+                    .into(),
+                tonic::Code::Unavailable,
+            ),
+            (
+                StoreError::Etcd(etcd_client::Error::InvalidArgs("x".into())).into(),
+                tonic::Code::Internal,
+            ),
+        ];
+        for (error, code) in cases {
+            assert_eq!(Status::from(error).code(), code);
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! `killswitch-control`: a stateless control replica. Program state and audit live in
+//! etcd; the replica streams pause and resume to collectors and gathers their
+//! acknowledgements.
+//!
+//! # Layout
+//! - [`domain`]: validated domain types (program names, states, generations).
+//! - [`store`]: etcd access; every mutation is one audited, compare-and-swap transaction.
+//! - [`cache`]: the replica's in-memory state, kept current by one etcd watch.
+//! - [`session`]: `CollectorService.Session`, one task per collector, fed from the cache.
+//! - [`acks`]: which collectors are connected and what they acknowledged.
+//! - [`admin`]: `AdminService`, the operator API.
+//! - [`error`]: the one mapping from failures to gRPC statuses.
+//! - [`server`]: wiring and graceful shutdown.
+//! - `testing` (feature `testing`): start a real etcd and real replicas for tests.
+
+pub mod acks;
+pub mod admin;
+pub mod cache;
+pub mod domain;
+pub mod error;
+pub mod server;
+pub mod session;
+pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use server::{Config, ServerError, serve};

@@ -1,0 +1,541 @@
+//! Program definitions, state and audit in etcd.
+//!
+//! Key layout (DESIGN.md section 3), under a configurable prefix:
+//! `programs/{name}`, `state/{name}`, `audit/{seq:020}` and `audit/head`.
+//! Every mutation is one etcd transaction that compares what it read (the state key's
+//! mod_revision and the audit head's) and writes the new state together with its audit
+//! entry, so no change exists without an audit entry and no update is lost. A lost race
+//! retries from a fresh read, at most [`MAX_ATTEMPTS`] times.
+
+use std::time::{Duration, SystemTime};
+
+use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
+use killswitch_proto::prost::Message;
+use killswitch_proto::v1::{self, store};
+use sha2::{Digest, Sha256};
+
+use crate::domain::{Generation, Program, ProgramName, ProgramState, RunState};
+
+/// Attempts of one mutation before giving up under contention.
+pub const MAX_ATTEMPTS: usize = 16;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// etcd could not be reached or refused the request. Retryable.
+    #[error("etcd request failed: {0}")]
+    Etcd(#[from] etcd_client::Error),
+    /// A stored value could not be decoded: the store holds data this version cannot read.
+    #[error("cannot decode the value at {key}: {source}")]
+    Decode {
+        /// The etcd key.
+        key: String,
+        /// The decoding error.
+        #[source]
+        source: killswitch_proto::prost::DecodeError,
+    },
+    /// The program does not exist.
+    #[error("program {0} does not exist")]
+    NotFound(ProgramName),
+    /// The program already exists.
+    #[error("program {0} already exists")]
+    AlreadyExists(ProgramName),
+    /// Every attempt lost a race with a concurrent change. Retryable.
+    #[error("gave up after {MAX_ATTEMPTS} attempts: other changes kept winning the race")]
+    Contention,
+}
+
+impl StoreError {
+    /// Whether etcd itself was unreachable or unavailable (as opposed to a logic error).
+    #[must_use]
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Etcd(etcd_client::Error::GRpcStatus(status)) => matches!(
+                status.code(),
+                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+            ),
+            Self::Etcd(
+                etcd_client::Error::TransportError(_)
+                | etcd_client::Error::IoError(_)
+                | etcd_client::Error::WatchError(_),
+            ) => true,
+            _ => false,
+        }
+    }
+}
+
+/// The metadata of a change: who, why, for which incident.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Who asks for it.
+    pub actor: String,
+    /// Why.
+    pub reason: String,
+    /// Incident id, empty when none.
+    pub incident_id: String,
+}
+
+/// The result of a pause or resume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeOutcome {
+    /// The state after the call.
+    pub state: ProgramState,
+    /// False when the program already was in the requested state.
+    pub changed: bool,
+}
+
+/// etcd keys under the prefix.
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    fn program(&self, name: &ProgramName) -> String {
+        format!("{}/programs/{name}", self.prefix)
+    }
+
+    fn programs(&self) -> String {
+        format!("{}/programs/", self.prefix)
+    }
+
+    pub(crate) fn state(&self, name: &ProgramName) -> String {
+        format!("{}{name}", self.states())
+    }
+
+    pub(crate) fn states(&self) -> String {
+        format!("{}/state/", self.prefix)
+    }
+
+    fn audit(&self, seq: u64) -> String {
+        format!("{}/audit/{seq:020}", self.prefix)
+    }
+
+    fn audit_head(&self) -> String {
+        format!("{}/audit/head", self.prefix)
+    }
+}
+
+/// The state of the store at one revision: every program's state.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    /// The etcd revision the listing was read at.
+    pub revision: i64,
+    /// Every program's state.
+    pub states: Vec<ProgramState>,
+}
+
+/// Access to Killswitch's data in etcd. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    client: etcd_client::Client,
+    keys: Keys,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("prefix", &self.keys.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the audit head pointed at when a mutation read it.
+struct Head {
+    /// mod_revision of the head key, 0 when there is none yet.
+    revision: i64,
+    seq: u64,
+    hash: Vec<u8>,
+}
+
+impl Store {
+    /// Connects to etcd. Requests fail after `timeout`, so callers fail fast when etcd is gone.
+    pub async fn connect(
+        endpoints: &[String],
+        prefix: &str,
+        timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let options = etcd_client::ConnectOptions::new()
+            .with_connect_timeout(timeout)
+            .with_timeout(timeout)
+            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3))
+            .with_require_leader(true);
+        let client = etcd_client::Client::connect(endpoints, Some(options)).await?;
+        Ok(Self::from_client(client, prefix))
+    }
+
+    /// Wraps an existing etcd client.
+    #[must_use]
+    pub fn from_client(client: etcd_client::Client, prefix: &str) -> Self {
+        Self {
+            client,
+            keys: Keys::new(prefix),
+        }
+    }
+
+    /// The underlying etcd client (shares the connection).
+    #[must_use]
+    pub fn client(&self) -> etcd_client::Client {
+        self.client.clone()
+    }
+
+    pub(crate) fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// Creates a program, PAUSED (default deny), with its audit entry, in one transaction.
+    pub async fn create_program(
+        &self,
+        program: &Program,
+        change: &Change,
+    ) -> Result<(Program, ProgramState), StoreError> {
+        let name = &program.name;
+        let now = SystemTime::now();
+        let stored_program = store::Program {
+            owner: program.owner.clone(),
+            description: program.description.clone(),
+            created_at: Some(killswitch_proto::timestamp(now)),
+            created_by: change.actor.clone(),
+        };
+        let stored_state = store::ProgramState {
+            state: v1::RunState::Paused as i32,
+            reason: change.reason.clone(),
+            incident_id: change.incident_id.clone(),
+            actor: change.actor.clone(),
+            changed_at: Some(killswitch_proto::timestamp(now)),
+            purge: false,
+        };
+        for _ in 0..MAX_ATTEMPTS {
+            let head = self.audit_head().await?;
+            let entry = audit_entry(
+                &head,
+                now,
+                change,
+                "create",
+                name,
+                RunState::Paused,
+                RunState::Paused,
+            );
+            let txn = Txn::new()
+                .when([
+                    Compare::create_revision(self.keys.program(name), CompareOp::Equal, 0),
+                    Compare::create_revision(self.keys.state(name), CompareOp::Equal, 0),
+                    Compare::mod_revision(self.keys.audit_head(), CompareOp::Equal, head.revision),
+                ])
+                .and_then(self.audited_puts(
+                    &entry,
+                    vec![
+                        TxnOp::put(
+                            self.keys.program(name),
+                            stored_program.encode_to_vec(),
+                            None,
+                        ),
+                        TxnOp::put(self.keys.state(name), stored_state.encode_to_vec(), None),
+                    ],
+                ));
+            let response = self.client.clone().txn(txn).await?;
+            if response.succeeded() {
+                let generation = txn_revision(&response);
+                let program = Program::from_store(name.clone(), &stored_program);
+                let state = ProgramState::from_store(name.clone(), generation, &stored_state);
+                return Ok((program, state));
+            }
+            if self.get_program(name).await?.is_some() {
+                return Err(StoreError::AlreadyExists(name.clone()));
+            }
+        }
+        Err(StoreError::Contention)
+    }
+
+    /// Reads one program and its state; `None` when it does not exist.
+    pub async fn get_program(
+        &self,
+        name: &ProgramName,
+    ) -> Result<Option<(Program, ProgramState)>, StoreError> {
+        let mut client = self.client.clone();
+        let program_key = self.keys.program(name);
+        let response = client.get(program_key.as_str(), None).await?;
+        let Some(kv) = response.kvs().first() else {
+            return Ok(None);
+        };
+        let program = Program::from_store(name.clone(), &decode(&program_key, kv.value())?);
+        match self.get_state(name).await? {
+            Some(state) => Ok(Some((program, state))),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads one program's state; `None` when it does not exist.
+    pub async fn get_state(&self, name: &ProgramName) -> Result<Option<ProgramState>, StoreError> {
+        let key = self.keys.state(name);
+        let response = self.client.clone().get(key.as_str(), None).await?;
+        let Some(kv) = response.kvs().first() else {
+            return Ok(None);
+        };
+        let stored: store::ProgramState = decode(&key, kv.value())?;
+        Ok(Some(ProgramState::from_store(
+            name.clone(),
+            revision(kv.mod_revision()),
+            &stored,
+        )))
+    }
+
+    /// Every program with its state, sorted by name.
+    pub async fn list_programs(&self) -> Result<Vec<(Program, ProgramState)>, StoreError> {
+        let response = self
+            .client
+            .clone()
+            .get(self.keys.programs(), Some(GetOptions::new().with_prefix()))
+            .await?;
+        let listing = self
+            .list_states_at(response.header().map_or(0, |h| h.revision()))
+            .await?;
+        let mut programs = Vec::new();
+        for kv in response.kvs() {
+            let key = String::from_utf8_lossy(kv.key()).into_owned();
+            let Some(name) = key
+                .strip_prefix(&self.keys.programs())
+                .and_then(|n| ProgramName::parse(n).ok())
+            else {
+                tracing::warn!(key, "ignoring a program key whose name is not valid");
+                continue;
+            };
+            let program = Program::from_store(name.clone(), &decode(&key, kv.value())?);
+            if let Some(state) = listing.states.iter().find(|s| s.program == name) {
+                programs.push((program, state.clone()));
+            }
+        }
+        programs.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        Ok(programs)
+    }
+
+    /// Every program's state, read at one revision (the latest).
+    pub async fn list_states(&self) -> Result<Listing, StoreError> {
+        self.list_states_at(0).await
+    }
+
+    async fn list_states_at(&self, at: i64) -> Result<Listing, StoreError> {
+        let options = GetOptions::new().with_prefix().with_revision(at);
+        let response = self
+            .client
+            .clone()
+            .get(self.keys.states(), Some(options))
+            .await?;
+        let revision = response.header().map_or(at, |h| h.revision());
+        let mut states = Vec::with_capacity(response.kvs().len());
+        for kv in response.kvs() {
+            if let Some(state) = self.decode_state(kv.key(), kv.value(), kv.mod_revision())? {
+                states.push(state);
+            }
+        }
+        Ok(Listing { revision, states })
+    }
+
+    /// Decodes a `state/{name}` key-value; `None` (logged) for a key with an invalid name.
+    pub(crate) fn decode_state(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        mod_revision: i64,
+    ) -> Result<Option<ProgramState>, StoreError> {
+        let key = String::from_utf8_lossy(key);
+        let Some(name) = key
+            .strip_prefix(&self.keys.states())
+            .and_then(|n| ProgramName::parse(n).ok())
+        else {
+            tracing::warn!(%key, "ignoring a state key whose name is not valid");
+            return Ok(None);
+        };
+        let stored: store::ProgramState = decode(&key, value)?;
+        Ok(Some(ProgramState::from_store(
+            name,
+            revision(mod_revision),
+            &stored,
+        )))
+    }
+
+    /// Pauses or resumes a program. Already in that state: nothing is written, and the
+    /// current state comes back with `changed: false` (a pause that adds `purge` to a
+    /// pause without it is a change).
+    pub async fn set_state(
+        &self,
+        name: &ProgramName,
+        target: RunState,
+        purge: bool,
+        change: &Change,
+    ) -> Result<ChangeOutcome, StoreError> {
+        let state_key = self.keys.state(name);
+        for _ in 0..MAX_ATTEMPTS {
+            let current = self
+                .get_state(name)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(name.clone()))?;
+            let same =
+                current.state == target && (target == RunState::Running || current.purge || !purge);
+            if same {
+                return Ok(ChangeOutcome {
+                    state: current,
+                    changed: false,
+                });
+            }
+            let head = self.audit_head().await?;
+            let now = SystemTime::now();
+            let stored = store::ProgramState {
+                state: target.to_wire() as i32,
+                reason: change.reason.clone(),
+                incident_id: change.incident_id.clone(),
+                actor: change.actor.clone(),
+                changed_at: Some(killswitch_proto::timestamp(now)),
+                purge: target == RunState::Paused && purge,
+            };
+            let entry = audit_entry(
+                &head,
+                now,
+                change,
+                target.action(),
+                name,
+                current.state,
+                target,
+            );
+            let txn = Txn::new()
+                .when([
+                    Compare::mod_revision(
+                        state_key.as_str(),
+                        CompareOp::Equal,
+                        current.generation as i64,
+                    ),
+                    Compare::mod_revision(self.keys.audit_head(), CompareOp::Equal, head.revision),
+                ])
+                .and_then(self.audited_puts(
+                    &entry,
+                    vec![TxnOp::put(state_key.as_str(), stored.encode_to_vec(), None)],
+                ));
+            let response = self.client.clone().txn(txn).await?;
+            if response.succeeded() {
+                let state =
+                    ProgramState::from_store(name.clone(), txn_revision(&response), &stored);
+                return Ok(ChangeOutcome {
+                    state,
+                    changed: true,
+                });
+            }
+            tracing::debug!(program = %name, "lost a race with a concurrent change; retrying");
+        }
+        Err(StoreError::Contention)
+    }
+
+    async fn audit_head(&self) -> Result<Head, StoreError> {
+        let key = self.keys.audit_head();
+        let response = self.client.clone().get(key.as_str(), None).await?;
+        Ok(match response.kvs().first() {
+            None => Head {
+                revision: 0,
+                seq: 0,
+                hash: vec![0; 32],
+            },
+            Some(kv) => {
+                let head: store::AuditHead = decode(&key, kv.value())?;
+                Head {
+                    revision: kv.mod_revision(),
+                    seq: head.seq,
+                    hash: head.hash,
+                }
+            }
+        })
+    }
+
+    /// `ops` plus the puts of an audit entry and the new head.
+    fn audited_puts(&self, entry: &store::AuditEntry, mut ops: Vec<TxnOp>) -> Vec<TxnOp> {
+        let head = store::AuditHead {
+            seq: entry.seq,
+            hash: entry.hash.clone(),
+        };
+        ops.push(TxnOp::put(
+            self.keys.audit(entry.seq),
+            entry.encode_to_vec(),
+            None,
+        ));
+        ops.push(TxnOp::put(
+            self.keys.audit_head(),
+            head.encode_to_vec(),
+            None,
+        ));
+        ops
+    }
+
+    /// Every audit entry, oldest first.
+    pub async fn audit_entries(&self) -> Result<Vec<store::AuditEntry>, StoreError> {
+        let prefix = format!("{}/audit/0", self.keys.prefix);
+        let response = self
+            .client
+            .clone()
+            .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
+            .await?;
+        response
+            .kvs()
+            .iter()
+            .map(|kv| decode(&String::from_utf8_lossy(kv.key()), kv.value()))
+            .collect()
+    }
+}
+
+/// Builds the next audit entry after `head`, with its hash.
+fn audit_entry(
+    head: &Head,
+    at: SystemTime,
+    change: &Change,
+    action: &str,
+    program: &ProgramName,
+    from: RunState,
+    to: RunState,
+) -> store::AuditEntry {
+    let mut entry = store::AuditEntry {
+        seq: head.seq + 1,
+        at: Some(killswitch_proto::timestamp(at)),
+        actor: change.actor.clone(),
+        action: action.to_owned(),
+        program: program.to_string(),
+        from: from.to_wire() as i32,
+        to: to.to_wire() as i32,
+        reason: change.reason.clone(),
+        incident_id: change.incident_id.clone(),
+        prev_hash: head.hash.clone(),
+        hash: Vec::new(),
+    };
+    entry.hash = audit_hash(&entry);
+    entry
+}
+
+/// SHA-256 of the entry encoded with an empty `hash`; covers `prev_hash`, so entries chain.
+#[must_use]
+pub fn audit_hash(entry: &store::AuditEntry) -> Vec<u8> {
+    let unhashed = store::AuditEntry {
+        hash: Vec::new(),
+        ..entry.clone()
+    };
+    Sha256::digest(unhashed.encode_to_vec()).to_vec()
+}
+
+fn decode<M: Message + Default>(key: &str, value: &[u8]) -> Result<M, StoreError> {
+    M::decode(value).map_err(|source| StoreError::Decode {
+        key: key.to_owned(),
+        source,
+    })
+}
+
+/// The revision a successful transaction committed at: the mod_revision of what it put.
+fn txn_revision(response: &etcd_client::TxnResponse) -> Generation {
+    revision(response.header().map_or(0, |h| h.revision()))
+}
+
+/// etcd revisions are positive `i64`s; a negative one never occurs and reads as 0.
+#[must_use]
+pub fn revision(value: i64) -> Generation {
+    u64::try_from(value).unwrap_or(0)
+}

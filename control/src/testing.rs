@@ -1,0 +1,308 @@
+//! Test helpers (feature `testing`): a real etcd on free loopback ports in its own temp
+//! dir, and real `killswitch-control` processes. Both stop when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// What to run when `etcd` is missing.
+const SETUP_HINT: &str = "install it with `ops/scripts/test.sh` (or `apt-get install etcd-server`)";
+
+/// A single-member etcd, started for one test.
+#[derive(Debug)]
+pub struct Etcd {
+    child: Child,
+    endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    /// Starts etcd from `PATH` on free loopback ports and waits until it serves requests.
+    pub async fn start() -> anyhow::Result<Self> {
+        let binary =
+            find_on_path("etcd").with_context(|| format!("etcd is not on PATH: {SETUP_HINT}"))?;
+        let mut last_error = None;
+        // A free port can be taken by someone else between probing and etcd binding it.
+        for _ in 0..3 {
+            match Self::start_once(&binary).await {
+                Ok(etcd) => return Ok(etcd),
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("etcd did not start")))
+    }
+
+    async fn start_once(binary: &Path) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir().context("cannot create a temp dir for etcd")?;
+        let (client, peer) = (free_port()?, free_port()?);
+        let endpoint = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let child = Command::new(binary)
+            .arg("--name=test")
+            .arg(format!("--data-dir={}", dir.path().join("data").display()))
+            .arg(format!("--listen-client-urls={endpoint}"))
+            .arg(format!("--advertise-client-urls={endpoint}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster=test={peer_url}"))
+            .arg("--log-level=error")
+            .arg("--logger=zap")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("etcd.log"))
+                    .context("cannot create etcd.log")?,
+            ))
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let mut etcd = Self {
+            child,
+            endpoint,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = etcd.child.try_wait()? {
+                bail!("etcd exited with {status} before serving");
+            }
+            if etcd.client().await.is_ok() {
+                return Ok(etcd);
+            }
+            if Instant::now() > deadline {
+                bail!("etcd did not serve on {} within 15s", etcd.endpoint);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The client URL, e.g. `http://127.0.0.1:40123`.
+    #[must_use]
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// A connected client that has completed one request.
+    pub async fn client(&self) -> anyhow::Result<etcd_client::Client> {
+        let options = etcd_client::ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(1))
+            .with_timeout(Duration::from_secs(5));
+        let mut client = etcd_client::Client::connect([&self.endpoint], Some(options)).await?;
+        client.status().await?;
+        Ok(client)
+    }
+
+    /// Every key and value under `prefix`, for asserting that nothing changed.
+    pub async fn dump(&self, prefix: &str) -> anyhow::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let response = self
+            .client()
+            .await?
+            .get(prefix, Some(etcd_client::GetOptions::new().with_prefix()))
+            .await?;
+        Ok(response
+            .kvs()
+            .iter()
+            .map(|kv| (kv.key().to_vec(), kv.value().to_vec()))
+            .collect())
+    }
+
+    /// The current etcd revision.
+    pub async fn revision(&self) -> anyhow::Result<i64> {
+        let response = self.client().await?.get("/", None).await?;
+        Ok(response.header().map_or(0, |h| h.revision()))
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `killswitch-control` process. Killed (SIGKILL) when dropped; [`Replica::stop`] sends
+/// SIGTERM and waits, for a graceful shutdown.
+#[derive(Debug)]
+pub struct Replica {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Replica {
+    /// Starts the binary on a free port against `etcd_endpoint`, with `extra` flags, and
+    /// waits until it listens.
+    pub fn start(etcd_endpoint: &str, extra: &[&str]) -> anyhow::Result<Self> {
+        let mut child = Command::new(control_binary()?)
+            .args(["--listen", "127.0.0.1:0", "--etcd", etcd_endpoint])
+            .args(extra)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("cannot start killswitch-control")?;
+        let stdout = child
+            .stdout
+            .take()
+            .context("no stdout from killswitch-control")?;
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .context("cannot read killswitch-control's stdout")?;
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok())
+            .with_context(|| {
+                format!("killswitch-control did not report its address (said {line:?})")
+            })?;
+        Ok(Self { child, addr })
+    }
+
+    /// `http://ADDR`, for the CLI and the SDK.
+    #[must_use]
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The process id.
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns whether it exited cleanly.
+    pub fn stop(mut self) -> anyhow::Result<bool> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -TERM failed");
+        Ok(self.child.wait()?.success())
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `killswitch-control` binary next to the running test, built first if missing.
+pub fn control_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    // Tests run from target/<profile>/deps/; binaries live in target/<profile>/.
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("unexpected test binary location")?;
+    let binary = profile_dir.join("killswitch-control");
+    if !binary.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "-p",
+                "killswitch-control",
+                "--bin",
+                "killswitch-control",
+            ])
+            .status()
+            .context("cannot run cargo to build killswitch-control")?;
+        anyhow::ensure!(status.success(), "building killswitch-control failed");
+    }
+    Ok(binary)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+}
+
+/// A TCP forwarder between a client and a server that a test can cut and restore, to
+/// break connections the way a network fault would.
+#[derive(Debug)]
+pub struct Proxy {
+    addr: SocketAddr,
+    open: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Forwards `127.0.0.1:PORT` (a free port) to `target`.
+    pub async fn start(target: SocketAddr) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let open = std::sync::Arc::new(tokio::sync::watch::channel(true).0);
+        let state = open.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut open = state.subscribe();
+                if !*open.borrow_and_update() {
+                    continue;
+                }
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = open.wait_for(|open| !open) => {}
+                    }
+                });
+            }
+        });
+        Ok(Self { addr, open, task })
+    }
+
+    /// `http://ADDR` of the proxy.
+    #[must_use]
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Closes every forwarded connection and refuses new ones until [`Proxy::restore`].
+    pub fn cut(&self) {
+        self.open.send_replace(false);
+    }
+
+    /// Forwards new connections again.
+    pub fn restore(&self) {
+        self.open.send_replace(true);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Polls `condition` every 20 ms until it holds; fails with `what` after `timeout`.
+pub async fn wait_until<F, Fut>(
+    timeout: Duration,
+    what: &str,
+    mut condition: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !condition().await {
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,345 @@
+//! The store and cache against a real etcd: concurrency, compaction, bad input.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use killswitch_control::cache::{StateCache, run_watcher};
+use killswitch_control::domain::{Program, ProgramName, RunState};
+use killswitch_control::store::{Change, Store, StoreError, audit_hash};
+use killswitch_control::testing::{Etcd, Proxy, wait_until};
+use killswitch_proto::v1::{self, admin_service_client::AdminServiceClient};
+use tokio_util::sync::CancellationToken;
+
+const PREFIX: &str = "/killswitch/v1";
+
+fn name(n: &str) -> ProgramName {
+    ProgramName::parse(n).expect("valid program name")
+}
+
+fn change(actor: &str, reason: &str) -> Change {
+    Change {
+        actor: actor.into(),
+        reason: reason.into(),
+        incident_id: String::new(),
+    }
+}
+
+async fn store(endpoint: &str) -> Store {
+    Store::connect(&[endpoint.to_owned()], PREFIX, Duration::from_secs(5))
+        .await
+        .expect("connect to etcd")
+}
+
+async fn create(store: &Store, program: &str) {
+    let program = Program {
+        name: name(program),
+        owner: "team".into(),
+        description: String::new(),
+        created_at: None,
+        created_by: String::new(),
+    };
+    store
+        .create_program(&program, &change("tester", "create"))
+        .await
+        .expect("create program");
+}
+
+#[tokio::test]
+async fn concurrent_pause_and_resume_never_lose_an_update() {
+    let etcd = Etcd::start().await.expect("start etcd");
+    let (a, b) = (store(etcd.endpoint()).await, store(etcd.endpoint()).await);
+    create(&a, "demo").await;
+
+    let run = |store: Store, actor: &'static str| {
+        tokio::spawn(async move {
+            let mut committed = Vec::new();
+            for i in 0..25 {
+                let target = if i % 2 == 0 {
+                    RunState::Running
+                } else {
+                    RunState::Paused
+                };
+                let outcome = store
+                    .set_state(
+                        &name("demo"),
+                        target,
+                        false,
+                        &change(actor, &format!("round {i}")),
+                    )
+                    .await
+                    .expect("set state");
+                if outcome.changed {
+                    committed.push((outcome.state.generation, target));
+                }
+            }
+            committed
+        })
+    };
+    let (ours, theirs) = tokio::join!(run(a.clone(), "alice"), run(b, "bob"));
+    let mut committed: Vec<_> = ours
+        .expect("alice")
+        .into_iter()
+        .chain(theirs.expect("bob"))
+        .collect();
+    committed.sort_by_key(|(generation, _)| *generation);
+    assert!(!committed.is_empty());
+
+    // Generations strictly increase and no two changes share one.
+    assert!(
+        committed.windows(2).all(|w| w[0].0 < w[1].0),
+        "generations: {committed:?}"
+    );
+    // The stored state is the last committed change.
+    let last = committed.last().copied().expect("at least one change");
+    let stored = a
+        .get_state(&name("demo"))
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!((stored.generation, stored.state), last);
+
+    // One audit entry per change (plus the create), chained, in generation order.
+    let audit = a.audit_entries().await.expect("audit");
+    assert_eq!(audit.len(), committed.len() + 1);
+    for (i, entry) in audit.iter().enumerate() {
+        assert_eq!(entry.seq, i as u64 + 1);
+        assert_eq!(entry.hash, audit_hash(entry), "entry {} hash", entry.seq);
+        if i > 0 {
+            assert_eq!(
+                entry.prev_hash,
+                audit[i - 1].hash,
+                "entry {} chains",
+                entry.seq
+            );
+        }
+    }
+    let audited: Vec<RunState> = audit[1..]
+        .iter()
+        .map(|e| RunState::from_wire(e.to))
+        .collect();
+    let expected: Vec<RunState> = committed.iter().map(|(_, s)| *s).collect();
+    assert_eq!(audited, expected, "audit order equals generation order");
+}
+
+#[tokio::test]
+async fn pausing_a_paused_program_changes_nothing() {
+    let etcd = Etcd::start().await.expect("start etcd");
+    let store = store(etcd.endpoint()).await;
+    create(&store, "demo").await;
+    let before = etcd.dump(PREFIX).await.expect("dump");
+    let outcome = store
+        .set_state(
+            &name("demo"),
+            RunState::Paused,
+            false,
+            &change("a", "again"),
+        )
+        .await
+        .expect("pause");
+    assert!(!outcome.changed);
+    assert_eq!(etcd.dump(PREFIX).await.expect("dump"), before);
+    let missing = store
+        .set_state(&name("nope"), RunState::Paused, false, &change("a", "x"))
+        .await;
+    assert!(matches!(missing, Err(StoreError::NotFound(_))));
+}
+
+#[tokio::test]
+async fn watch_that_hits_compaction_relists_and_the_cache_ends_correct() {
+    let etcd = Etcd::start().await.expect("start etcd");
+    let direct = store(etcd.endpoint()).await;
+    create(&direct, "alpha").await;
+    create(&direct, "beta").await;
+
+    let target = etcd
+        .endpoint()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("etcd address");
+    let proxy = Proxy::start(target).await.expect("start proxy");
+    let through_proxy = store(&proxy.endpoint()).await;
+    let cache = Arc::new(StateCache::new());
+    let stop = CancellationToken::new();
+    let watcher = tokio::spawn(run_watcher(through_proxy, cache.clone(), stop.clone()));
+    wait_until(Duration::from_secs(5), "the first listing", || async {
+        cache.get(&name("alpha")).is_some() && cache.is_healthy()
+    })
+    .await
+    .expect("cache filled");
+
+    // While the watch is cut off: change both programs, create a third, then compact
+    // past everything the watch has seen.
+    proxy.cut();
+    wait_until(
+        Duration::from_secs(10),
+        "the watch to notice the cut",
+        || async { !cache.is_healthy() },
+    )
+    .await
+    .expect("watch broke");
+    let resumed = direct
+        .set_state(&name("alpha"), RunState::Running, false, &change("a", "go"))
+        .await
+        .expect("resume");
+    direct
+        .set_state(&name("beta"), RunState::Running, false, &change("a", "go"))
+        .await
+        .expect("resume");
+    let paused = direct
+        .set_state(&name("beta"), RunState::Paused, true, &change("a", "stop"))
+        .await
+        .expect("pause");
+    create(&direct, "gamma").await;
+    let revision = etcd.revision().await.expect("revision");
+    etcd.client()
+        .await
+        .expect("client")
+        .compact(revision, None)
+        .await
+        .expect("compact");
+    proxy.restore();
+
+    wait_until(
+        Duration::from_secs(10),
+        "the cache to match etcd after the re-list",
+        || async {
+            let alpha = cache.get(&name("alpha"));
+            let beta = cache.get(&name("beta"));
+            alpha.is_some_and(|s| {
+                s.generation == resumed.state.generation && s.state == RunState::Running
+            }) && beta.is_some_and(|s| s.generation == paused.state.generation && s.purge)
+                && cache.get(&name("gamma")).is_some()
+        },
+    )
+    .await
+    .expect("cache converged");
+    assert!(cache.revision() >= u64::try_from(revision).expect("positive revision"));
+    stop.cancel();
+    watcher.await.expect("watcher stops on cancel");
+}
+
+#[tokio::test]
+async fn bad_input_is_rejected_and_leaves_etcd_unchanged() {
+    let etcd = Etcd::start().await.expect("start etcd");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let stop = CancellationToken::new();
+    let config = killswitch_control::Config::new(vec![etcd.endpoint().to_owned()], "r1");
+    let server = tokio::spawn(killswitch_control::serve(
+        config,
+        listener,
+        stop.clone().cancelled_owned(),
+    ));
+    let mut admin = AdminServiceClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect");
+    let create = |name: &str, owner: &str| v1::CreateProgramRequest {
+        name: name.into(),
+        owner: owner.into(),
+        ..Default::default()
+    };
+    admin
+        .create_program(create("demo", "team"))
+        .await
+        .expect("create demo");
+    let before = etcd.dump(PREFIX).await.expect("dump");
+
+    let pause = |program: &str, reason: String| v1::PauseRequest {
+        program: program.into(),
+        reason,
+        ..Default::default()
+    };
+    let cases: Vec<(&str, tonic::Status)> = vec![
+        (
+            "bad name",
+            admin
+                .create_program(create("Demo!", "team"))
+                .await
+                .expect_err("rejected"),
+        ),
+        (
+            "no owner",
+            admin
+                .create_program(create("other", ""))
+                .await
+                .expect_err("rejected"),
+        ),
+        (
+            "exists",
+            admin
+                .create_program(create("demo", "team"))
+                .await
+                .expect_err("rejected"),
+        ),
+        (
+            "no reason",
+            admin
+                .pause(pause("demo", String::new()))
+                .await
+                .expect_err("rejected"),
+        ),
+        (
+            "long reason",
+            admin
+                .pause(pause("demo", "x".repeat(1025)))
+                .await
+                .expect_err("rejected"),
+        ),
+        (
+            "unknown",
+            admin
+                .pause(pause("ghost", "why".into()))
+                .await
+                .expect_err("rejected"),
+        ),
+        (
+            "long incident",
+            admin
+                .resume(v1::ResumeRequest {
+                    program: "demo".into(),
+                    reason: "ok".into(),
+                    incident_id: "i".repeat(129),
+                })
+                .await
+                .expect_err("rejected"),
+        ),
+        (
+            "status of unknown",
+            admin
+                .status(v1::StatusRequest {
+                    program: "ghost".into(),
+                })
+                .await
+                .expect_err("rejected"),
+        ),
+    ];
+    let expected = [
+        tonic::Code::InvalidArgument,
+        tonic::Code::InvalidArgument,
+        tonic::Code::AlreadyExists,
+        tonic::Code::InvalidArgument,
+        tonic::Code::InvalidArgument,
+        tonic::Code::NotFound,
+        tonic::Code::InvalidArgument,
+        tonic::Code::NotFound,
+    ];
+    for ((case, status), code) in cases.iter().zip(expected) {
+        assert_eq!(status.code(), code, "{case}: {}", status.message());
+        assert!(!status.message().is_empty(), "{case} explains itself");
+    }
+    assert!(
+        cases[3].1.message().contains("reason is required"),
+        "{}",
+        cases[3].1.message()
+    );
+    assert_eq!(
+        etcd.dump(PREFIX).await.expect("dump"),
+        before,
+        "bad input wrote nothing"
+    );
+
+    stop.cancel();
+    server.await.expect("server task").expect("server ran");
+}

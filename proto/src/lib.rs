@@ -1,0 +1,28 @@
+//! The Killswitch wire and storage schema, generated from `killswitch/v1/*.proto`.
+//!
+//! # Layout
+//! - [`v1`]: the `CollectorService` and `AdminService` APIs and the types they share.
+//! - [`v1::store`]: the protobuf messages stored as etcd values.
+//!
+//! This crate holds no logic beyond small conversions: validation and domain types live
+//! at the edges that receive these messages (`killswitch-control`, `killswitch-sdk`).
+
+/// `killswitch.v1`: services and messages.
+#[allow(missing_docs, unreachable_pub, clippy::all)]
+pub mod v1 {
+    tonic::include_proto!("killswitch.v1");
+
+    /// `killswitch.v1.store`: values stored in etcd.
+    pub mod store {
+        tonic::include_proto!("killswitch.v1.store");
+    }
+}
+
+pub use prost;
+pub use prost_types;
+
+/// Converts a [`std::time::SystemTime`] to a protobuf timestamp.
+#[must_use]
+pub fn timestamp(at: std::time::SystemTime) -> prost_types::Timestamp {
+    prost_types::Timestamp::from(at)
+}
