@@ -1,0 +1,150 @@
+//! A demo collector: "captures" synthetic events while the control plane lets it.
+//!
+//! ```text
+//! cargo run -p killswitch-sdk --example collector -- --id c1 --program demo
+//! ```
+//!
+//! It prints a line on every state change and, every 2 s, how many events it captured.
+//! Pause `demo` with the `killswitch` CLI and the count stops growing; Ctrl-C exits.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use killswitch_sdk::{Client, Gate, StateEvent};
+use tracing_subscriber::EnvFilter;
+
+/// A demo collector that obeys the Killswitch control plane.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Address of a control replica; repeat for several.
+    #[arg(
+        long = "endpoint",
+        value_name = "URL",
+        env = "KILLSWITCH_ENDPOINT",
+        default_value = "http://127.0.0.1:7070"
+    )]
+    endpoints: Vec<String>,
+
+    /// This collector's stable id.
+    #[arg(long, value_name = "ID")]
+    id: String,
+
+    /// A program to collect for; repeat for several.
+    #[arg(long = "program", value_name = "NAME", default_value = "demo")]
+    programs: Vec<String>,
+
+    /// A descriptive label; repeat for several.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+}
+
+/// Parses `KEY=VALUE`.
+fn parse_label(label: &str) -> Result<(String, String), String> {
+    match label.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {label:?}")),
+    }
+}
+
+/// One program being "captured".
+struct Capture {
+    program: String,
+    gate: Gate,
+    events: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let id = args.id.clone();
+    let on_pause = move |event: &StateEvent| {
+        print_change(&id, "PAUSED", event);
+        Ok(())
+    };
+    let id = args.id.clone();
+    let on_resume = move |event: &StateEvent| {
+        print_change(&id, "RUNNING", event);
+        Ok(())
+    };
+    let mut builder = Client::builder()
+        .endpoints(&args.endpoints)
+        .collector_id(&args.id)
+        .on_pause(on_pause)
+        .on_resume(on_resume);
+    for (key, value) in &args.labels {
+        builder = builder.label(key, value);
+    }
+    for program in &args.programs {
+        builder = builder.program(program);
+    }
+    let client = builder
+        .start()
+        .context("cannot start the killswitch client")?;
+
+    let mut captures = Vec::new();
+    for program in &args.programs {
+        let gate = client
+            .gate(program)
+            .with_context(|| format!("program {program} is not registered"))?;
+        captures.push(Capture {
+            program: program.clone(),
+            gate,
+            events: 0,
+        });
+    }
+
+    let mut capture_tick = tokio::time::interval(Duration::from_millis(50));
+    let mut report_tick = tokio::time::interval(Duration::from_secs(2));
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            signal = &mut ctrl_c => {
+                signal.context("cannot listen for Ctrl-C")?;
+                break;
+            }
+            _ = capture_tick.tick() => {
+                for capture in &mut captures {
+                    if capture.gate.is_active() {
+                        capture.events += 1;
+                    }
+                }
+            }
+            _ = report_tick.tick() => {
+                for capture in &captures {
+                    let state = if capture.gate.is_active() { "collecting" } else { "paused" };
+                    println!(
+                        "[{}] {}: {state}, {} events captured",
+                        args.id, capture.program, capture.events,
+                    );
+                }
+            }
+        }
+    }
+
+    client.shutdown().await;
+    Ok(())
+}
+
+/// Prints a state change, e.g. `[c1] demo: PAUSED at generation 12 (reason: leak) by alice`.
+fn print_change(id: &str, state: &str, event: &StateEvent) {
+    let mut line = format!(
+        "[{id}] {}: {state} at generation {} (reason: {}) by {}",
+        event.program, event.generation, event.reason, event.actor,
+    );
+    if !event.incident_id.is_empty() {
+        line.push_str(&format!(", incident {}", event.incident_id));
+    }
+    if event.purge {
+        line.push_str(", purge requested");
+    }
+    println!("{line}");
+}

@@ -1,0 +1,149 @@
+//! [`BuildError`]: why [`ClientBuilder::start`](crate::ClientBuilder::start) refused to start.
+
+use std::error::Error;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// A client configuration that cannot work, found by
+/// [`ClientBuilder::start`](crate::ClientBuilder::start).
+///
+/// None of these is retryable: each is a mistake in the collector's configuration or
+/// code, and the message says what to change.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// No endpoint was given.
+    #[error(
+        "no endpoint configured: add the address of a control replica with `endpoint()`, \
+         e.g. http://127.0.0.1:7070"
+    )]
+    NoEndpoint,
+
+    /// An endpoint is not an `http://HOST[:PORT]` URI.
+    #[error("invalid endpoint {endpoint:?}: {reason}; use the form http://HOST:PORT")]
+    InvalidEndpoint {
+        /// The endpoint as given.
+        endpoint: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// No collector id was given, or it is empty.
+    #[error(
+        "no collector id configured: set a stable, unique id for this collector with \
+         `collector_id()`, e.g. the host name"
+    )]
+    NoCollectorId,
+
+    /// The collector id does not have the syntax the control plane accepts.
+    #[error(
+        "invalid collector id {id:?}: use 1 to 128 characters among A-Z, a-z, 0-9, '.', '_', \
+         ':' and '-', starting with a letter or digit"
+    )]
+    InvalidCollectorId {
+        /// The id as given.
+        id: String,
+    },
+
+    /// No program was registered.
+    #[error(
+        "no program registered: name each program this collector runs with `program()`, \
+         e.g. \"keystrokes\""
+    )]
+    NoProgram,
+
+    /// A program name does not have the syntax the control plane accepts.
+    #[error(
+        "invalid program name {name:?}: use 1 to 63 characters among a-z, 0-9 and '-', \
+         starting with a letter"
+    )]
+    InvalidProgramName {
+        /// The name as given.
+        name: String,
+    },
+
+    /// The backoff's initial delay is zero or larger than its maximum.
+    #[error(
+        "invalid backoff (initial {initial:?}, max {max:?}): the initial delay must be \
+         non-zero and at most the maximum"
+    )]
+    InvalidBackoff {
+        /// The initial delay given.
+        initial: Duration,
+        /// The maximum delay given.
+        max: Duration,
+    },
+
+    /// `start()` was called outside a tokio runtime.
+    #[error(
+        "no tokio runtime: call `start()` from within a tokio runtime, e.g. in `#[tokio::main]`"
+    )]
+    NoRuntime(#[source] tokio::runtime::TryCurrentError),
+}
+
+/// Renders an error and its sources on one line, `outer: inner: root`, for logs and Acks
+/// (a tonic transport error alone only says "transport error"). A source that repeats the
+/// message of the error it came from, as wrappers often do, is written once.
+pub(crate) fn error_chain(error: &(dyn Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut last = text.clone();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        if message != last {
+            // Writing to a String cannot fail.
+            let _ = write!(text, ": {message}");
+            last = message;
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+    use std::error::Error;
+    use std::fmt;
+
+    /// An error with a message and an optional source.
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl fmt::Display for Layer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl Error for Layer {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            self.1
+                .as_deref()
+                .map(|layer| layer as &(dyn Error + 'static))
+        }
+    }
+
+    #[test]
+    fn chains() {
+        let check = |messages: &[&'static str], expected: &str| {
+            let error = messages.iter().rev().fold(None, |source, message| {
+                Some(Layer(message, source.map(Box::new)))
+            });
+            let error = error.expect("at least one message");
+            assert_eq!(error_chain(&error), expected, "{messages:?}");
+        };
+        check(&["alone"], "alone");
+        check(&["outer", "inner", "root"], "outer: inner: root");
+        check(
+            &[
+                "transport error",
+                "tcp connect error",
+                "tcp connect error",
+                "refused",
+            ],
+            "transport error: tcp connect error: refused",
+        );
+        check(&["a", "b", "a"], "a: b: a");
+    }
+}

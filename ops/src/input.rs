@@ -1,0 +1,329 @@
+//! Validated command-line input: program names, reasons, the actor, the endpoint and the
+//! RPC timeout.
+//!
+//! Each type is built by a `parse` function that clap uses as its value parser, so an
+//! invalid value is rejected as a usage error (exit 2) before anything is sent, and the
+//! rest of the crate never sees one.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::time::Duration;
+
+use tonic::metadata::AsciiMetadataValue;
+use tonic::transport::Uri;
+
+/// Longest reason the control plane accepts, in bytes (see `PauseRequest.reason`).
+pub const MAX_REASON_BYTES: usize = 1024;
+
+/// Longest program name, in characters (`^[a-z][a-z0-9-]{0,62}$`).
+pub const MAX_PROGRAM_NAME_CHARS: usize = 63;
+
+/// Actor recorded when neither `--actor`, `KILLSWITCH_ACTOR` nor `USER` is set.
+pub const UNKNOWN_ACTOR: &str = "unknown";
+
+/// A program name matching `^[a-z][a-z0-9-]{0,62}$`, the rule in `types.proto`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramName(String);
+
+impl ProgramName {
+    /// Parses a program name; the error says what the rule is.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut chars = s.chars();
+        let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
+        let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if first_ok && rest_ok && s.len() <= MAX_PROGRAM_NAME_CHARS {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(format!(
+                "invalid program name: it must start with a lowercase letter and have at \
+                 most {MAX_PROGRAM_NAME_CHARS} lowercase letters, digits and '-'"
+            ))
+        }
+    }
+
+    /// The name as sent on the wire.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ProgramName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a change is made: not blank, at most [`MAX_REASON_BYTES`] bytes. It goes to the audit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reason(String);
+
+impl Reason {
+    /// Parses a reason.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.trim().is_empty() {
+            return Err("a reason is required (it is recorded in the audit)".to_owned());
+        }
+        if s.len() > MAX_REASON_BYTES {
+            return Err(format!(
+                "the reason is {} bytes long, at most {MAX_REASON_BYTES} are allowed",
+                s.len()
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The reason as sent on the wire.
+    #[must_use]
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// Who is acting, sent as the `killswitch-actor` gRPC metadata on every request.
+///
+/// Printable ASCII only (metadata values are ASCII), not empty, no surrounding spaces.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    name: String,
+    value: AsciiMetadataValue,
+}
+
+impl Actor {
+    /// Parses an actor name.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err("the actor must not be empty".to_owned());
+        }
+        if s.trim() != s {
+            return Err("the actor must not start or end with whitespace".to_owned());
+        }
+        if !s.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
+            return Err(
+                "the actor must be printable ASCII (it is sent as gRPC metadata)".to_owned(),
+            );
+        }
+        let value = AsciiMetadataValue::try_from(s)
+            .map_err(|_| "the actor is not a valid gRPC metadata value".to_owned())?;
+        Ok(Self {
+            name: s.to_owned(),
+            value,
+        })
+    }
+
+    /// Picks the actor: the flag (or `KILLSWITCH_ACTOR`, which clap folds into it), else
+    /// the `USER` environment variable, else [`UNKNOWN_ACTOR`].
+    ///
+    /// `user` is the value of `USER`, passed in so this stays testable. An unusable `USER`
+    /// is an error rather than silently becoming `unknown`: the audit should say who it was.
+    pub fn resolve(flag: Option<Actor>, user: Option<OsString>) -> Result<Self, String> {
+        if let Some(actor) = flag {
+            return Ok(actor);
+        }
+        match user {
+            Some(user) if !user.is_empty() => {
+                let user = user.to_str().ok_or_else(|| {
+                    "the actor taken from USER is not valid UTF-8; set --actor or KILLSWITCH_ACTOR"
+                        .to_owned()
+                })?;
+                Self::parse(user).map_err(|e| {
+                    format!(
+                        "the actor taken from USER is invalid: {e}; set --actor or KILLSWITCH_ACTOR"
+                    )
+                })
+            }
+            _ => Self::parse(UNKNOWN_ACTOR),
+        }
+    }
+
+    /// The actor's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The actor as a metadata value.
+    #[must_use]
+    pub fn metadata_value(&self) -> &AsciiMetadataValue {
+        &self.value
+    }
+}
+
+/// The control plane's address, `http://HOST:PORT`. Keeps the text as typed for messages.
+#[derive(Debug, Clone)]
+pub struct EndpointUrl {
+    text: String,
+    uri: Uri,
+}
+
+impl EndpointUrl {
+    /// Parses an endpoint URL. Only `http` is accepted: this build has no TLS, and sending
+    /// plaintext to an `https` address would fail with a confusing error.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let uri: Uri = s
+            .parse()
+            .map_err(|e| format!("not a URL ({e}); expected http://HOST:PORT"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err("https is not supported by this build; use http://HOST:PORT".to_owned());
+            }
+            Some(other) => {
+                return Err(format!(
+                    "unsupported scheme '{other}'; expected http://HOST:PORT"
+                ));
+            }
+            None => return Err("missing scheme; expected http://HOST:PORT".to_owned()),
+        }
+        if uri.host().is_none_or(str::is_empty) {
+            return Err("missing host; expected http://HOST:PORT".to_owned());
+        }
+        Ok(Self {
+            text: s.to_owned(),
+            uri,
+        })
+    }
+
+    /// The parsed URI.
+    #[must_use]
+    pub fn uri(&self) -> &Uri {
+        &self.uri
+    }
+}
+
+impl fmt::Display for EndpointUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Parses the per-RPC timeout (humantime, e.g. `10s`, `1m 30s`); zero is rejected because
+/// every call would fail at once.
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let timeout = humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 10s, 500ms, 1m)"))?;
+    if timeout.is_zero() {
+        return Err("the timeout must be greater than zero".to_owned());
+    }
+    Ok(timeout)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn program_names() {
+        let long_ok = format!("a{}", "b".repeat(62));
+        let too_long = format!("a{}", "b".repeat(63));
+        let cases: &[(&str, bool)] = &[
+            ("demo", true),
+            ("a", true),
+            ("web-logs-2", true),
+            ("a-", true),
+            (&long_ok, true),
+            (&too_long, false),
+            ("", false),
+            ("Demo", false),
+            ("1demo", false),
+            ("-demo", false),
+            ("de_mo", false),
+            ("de mo", false),
+            ("démo", false),
+        ];
+        for (input, ok) in cases {
+            assert_eq!(ProgramName::parse(input).is_ok(), *ok, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn reasons() {
+        let max = "x".repeat(MAX_REASON_BYTES);
+        let over = "x".repeat(MAX_REASON_BYTES + 1);
+        let cases: &[(&str, bool)] = &[
+            ("incident 42: leaking PII", true),
+            (&max, true),
+            (&over, false),
+            ("", false),
+            ("   ", false),
+        ];
+        for (input, ok) in cases {
+            assert_eq!(Reason::parse(input).is_ok(), *ok, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn actors() {
+        let cases: &[(&str, bool)] = &[
+            ("alice", true),
+            ("alice@example.com", true),
+            ("Alice Smith", true),
+            ("", false),
+            (" alice", false),
+            ("alice\t", false),
+            ("al\nice", false),
+            ("alicé", false),
+            ("al\u{7f}ice", false),
+        ];
+        for (input, ok) in cases {
+            assert_eq!(Actor::parse(input).is_ok(), *ok, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn actor_resolution() {
+        fn check(flag: Option<&str>, user: Option<&str>, expected: Result<&str, ()>) {
+            let actor = flag.map(|f| Actor::parse(f).unwrap());
+            let got = Actor::resolve(actor, user.map(OsString::from));
+            let got = got.as_ref().map(Actor::name).map_err(|_| ());
+            assert_eq!(got, expected, "flag {flag:?}, user {user:?}");
+        }
+        check(Some("bob"), Some("alice"), Ok("bob"));
+        check(None, Some("alice"), Ok("alice"));
+        check(None, Some(""), Ok(UNKNOWN_ACTOR));
+        check(None, None, Ok(UNKNOWN_ACTOR));
+        check(None, Some("élodie"), Err(()));
+    }
+
+    #[test]
+    fn endpoints() {
+        let cases: &[(&str, bool)] = &[
+            ("http://127.0.0.1:7070", true),
+            ("http://localhost:7070", true),
+            ("http://[::1]:7070", true),
+            ("http://control.internal", true),
+            ("https://control.internal:7070", false),
+            ("127.0.0.1:7070", false),
+            ("localhost", false),
+            ("ftp://host:21", false),
+            ("http://", false),
+            ("", false),
+            ("http://bad host:7070", false),
+        ];
+        for (input, ok) in cases {
+            assert_eq!(EndpointUrl::parse(input).is_ok(), *ok, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn endpoint_keeps_the_text_as_typed() {
+        let url = EndpointUrl::parse("http://127.0.0.1:7070").unwrap();
+        assert_eq!(url.to_string(), "http://127.0.0.1:7070");
+    }
+
+    #[test]
+    fn timeouts() {
+        let cases: &[(&str, Option<Duration>)] = &[
+            ("10s", Some(Duration::from_secs(10))),
+            ("500ms", Some(Duration::from_millis(500))),
+            ("1m 30s", Some(Duration::from_secs(90))),
+            ("0s", None),
+            ("10", None),
+            ("soon", None),
+            ("", None),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(parse_timeout(input).ok(), *expected, "{input:?}");
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! `killswitch`, the runbook CLI an incident responder uses to pause and resume
+//! data-collection programs across the fleet through the control plane's `AdminService`.
+//!
+//! The binary (`src/main.rs`) only parses the command line, calls [`run`], prints the
+//! result or `killswitch: error: MESSAGE`, and exits with the code [`Exit`] decides.
+//!
+//! # Layout
+//! - [`cli`]: clap definitions of the commands and global flags.
+//! - [`input`]: validated argument types (program name, reason, actor, endpoint, timeout).
+//! - [`commands`]: one function per command, and [`run`] to dispatch.
+//! - [`client`]: the connection; sends the actor, converts responses and statuses.
+//! - [`view`]: what commands show; its serde structs are the `--output json` contract.
+//! - [`output`]: pure table and JSON rendering of the views.
+//! - [`exit`]: exit codes and the [`Error`] type that carries one.
+//!
+//! *Invariant*: exit codes come from typed information (a `tonic::Code`, a failed
+//! connection, a clap error), never from matching message text.
+
+pub mod cli;
+pub mod client;
+pub mod commands;
+pub mod exit;
+pub mod input;
+pub mod output;
+pub mod view;
+
+pub use commands::run;
+pub use exit::{Error, Exit};
