@@ -47,7 +47,7 @@ ks resume demo --reason "quick start: let the demo collectors run" >/dev/null
 
 for i in 1 2 3; do
   "$bin/examples/collector" --endpoint http://127.0.0.1:7070 --id "collector-$i" --program demo \
-    --label region=local >"$dev/collector-$i.log" 2>&1 &
+    --label region=local 2>"$dev/collector-$i.log" &
   pids+=($!)
 done
 
@@ -65,9 +65,7 @@ then let it run again:
 
   $bin/killswitch resume demo --reason "drill over"
 
-Collector output follows (Ctrl-C stops everything):
+The collectors' output follows (Ctrl-C stops everything):
 
 MSG
-tail -n +1 -F "$dev"/collector-*.log &
-pids+=($!)
 wait "${pids[0]}"
