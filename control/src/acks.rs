@@ -1,17 +1,33 @@
 //! The acknowledgement book: which collectors are connected to this replica, for which
-//! programs, and what each last acknowledged.
+//! programs, what each last acknowledged, and who left recently.
 //!
 //! Keyed by collector id, so a collector that reconnects before its old session is noticed
-//! dead is counted once; a session only removes the entry it owns.
+//! dead is counted once; a session only removes the entry it owns. The book renders a
+//! bounded [`AckSummary`] per program, which the publisher writes to etcd, so status can
+//! aggregate every replica without any per-collector etcd traffic.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use killswitch_proto::v1::{self, store};
+use tokio::sync::Notify;
 
 use crate::domain::{CollectorId, Generation, ProgramName, RunState};
+use crate::latency::Histogram;
 
 /// Identifies one session, so an old session cannot remove its successor's entry.
 pub type SessionId = u64;
+
+/// Longest list of ids a summary carries (laggards, errored, disconnected).
+pub const SUMMARY_LIST_LIMIT: usize = 100;
+/// How long a disconnected collector is remembered.
+pub const DISCONNECTED_WINDOW: Duration = Duration::from_secs(300);
+/// Most disconnected collectors remembered per program.
+const DISCONNECTED_LIMIT: usize = 1000;
+
+/// Labels a collector sent in Hello, shared by its entries.
+pub type Labels = Arc<BTreeMap<String, String>>;
 
 /// What a collector reported for a program.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,27 +45,60 @@ pub struct AckRecord {
 #[derive(Debug)]
 struct Entry {
     session: SessionId,
-    acks: HashMap<ProgramName, AckRecord>,
+    labels: Labels,
+    connected_at: SystemTime,
+    ack: Option<AckRecord>,
 }
 
-/// Counts for one program at one generation.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Counts {
-    /// Collectors connected for the program.
-    pub connected: u64,
-    /// Of those, how many acknowledged the generation (or a newer one) without error.
-    pub acked: u64,
-    /// Connected collectors that have not acknowledged the generation, sorted.
-    pub pending: Vec<CollectorId>,
-    /// Connected collectors whose hooks failed at the generation, with the error, sorted.
-    pub errored: Vec<(CollectorId, String)>,
+impl Entry {
+    fn acked_generation(&self) -> Generation {
+        self.ack.as_ref().map_or(0, |a| a.generation)
+    }
+}
+
+#[derive(Debug, Default)]
+struct ProgramBook {
+    collectors: BTreeMap<CollectorId, Entry>,
+    /// Newest at the back.
+    disconnected: VecDeque<(CollectorId, SystemTime)>,
+}
+
+impl ProgramBook {
+    fn prune(&mut self, now: SystemTime) {
+        while self.disconnected.len() > DISCONNECTED_LIMIT
+            || self.disconnected.front().is_some_and(|(_, at)| {
+                now.duration_since(*at)
+                    .is_ok_and(|age| age > DISCONNECTED_WINDOW)
+            })
+        {
+            self.disconnected.pop_front();
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    programs: HashMap<ProgramName, ProgramBook>,
+    dirty: HashSet<ProgramName>,
+}
+
+/// Which collectors a listing returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    /// Every connected collector.
+    All,
+    /// Not acknowledged the generation.
+    Pending,
+    /// Acknowledged the generation with an error.
+    Errored,
 }
 
 /// The collectors connected to this replica and their acknowledgements.
 #[derive(Debug, Default)]
 pub struct AckBook {
-    // Per program, the collectors following it. Short, await-free critical sections.
-    programs: Mutex<HashMap<ProgramName, BTreeMap<CollectorId, Entry>>>,
+    // Short, await-free critical sections only.
+    inner: Mutex<Inner>,
+    changed: Notify,
 }
 
 impl AckBook {
@@ -59,51 +108,98 @@ impl AckBook {
         Self::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<ProgramName, BTreeMap<CollectorId, Entry>>> {
-        self.programs
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn touch(&self, inner: &mut Inner, program: &ProgramName) {
+        inner.dirty.insert(program.clone());
+        self.changed.notify_one();
+    }
+
+    /// Waits until something changed since the last [`AckBook::take_dirty`].
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    /// The programs changed since the last call.
+    pub fn take_dirty(&self) -> Vec<ProgramName> {
+        self.lock().dirty.drain().collect()
+    }
+
+    /// Marks one program changed, e.g. because its generation moved.
+    pub fn mark_dirty(&self, program: &ProgramName) {
+        let mut inner = self.lock();
+        self.touch(&mut inner, program);
+    }
+
+    /// Marks every program changed, e.g. after the publisher lost its lease.
+    pub fn mark_all_dirty(&self) {
+        let mut inner = self.lock();
+        let all: Vec<ProgramName> = inner.programs.keys().cloned().collect();
+        inner.dirty.extend(all);
+        self.changed.notify_one();
+    }
+
     /// Records that `collector` follows `programs` through `session`, replacing any older
     /// session of the same collector.
-    pub fn connect(&self, session: SessionId, collector: &CollectorId, programs: &[ProgramName]) {
-        let mut book = self.lock();
+    pub fn connect(
+        &self,
+        session: SessionId,
+        collector: &CollectorId,
+        labels: &Labels,
+        programs: &[ProgramName],
+    ) {
+        let mut inner = self.lock();
+        let now = SystemTime::now();
         for program in programs {
-            book.entry(program.clone()).or_default().insert(
+            let book = inner.programs.entry(program.clone()).or_default();
+            book.disconnected.retain(|(id, _)| id != collector);
+            book.collectors.insert(
                 collector.clone(),
                 Entry {
                     session,
-                    acks: HashMap::new(),
+                    labels: labels.clone(),
+                    connected_at: now,
+                    ack: None,
                 },
             );
+            self.touch(&mut inner, program);
         }
     }
 
-    /// Forgets `session`, unless a newer session of the collector took its place.
+    /// Forgets `session`, unless a newer session of the collector took its place, and
+    /// remembers the collector as recently disconnected.
     pub fn disconnect(
         &self,
         session: SessionId,
         collector: &CollectorId,
         programs: &[ProgramName],
     ) {
-        let mut book = self.lock();
+        let mut inner = self.lock();
+        let now = SystemTime::now();
         for program in programs {
-            if let Some(collectors) = book.get_mut(program) {
-                if collectors
-                    .get(collector)
-                    .is_some_and(|e| e.session == session)
-                {
-                    collectors.remove(collector);
-                }
-                if collectors.is_empty() {
-                    book.remove(program);
-                }
+            let Some(book) = inner.programs.get_mut(program) else {
+                continue;
+            };
+            if book
+                .collectors
+                .get(collector)
+                .is_none_or(|e| e.session != session)
+            {
+                continue;
             }
+            book.collectors.remove(collector);
+            book.disconnected.push_back((collector.clone(), now));
+            book.prune(now);
+            self.touch(&mut inner, program);
         }
     }
 
-    /// Records an acknowledgement; ignored when the session was replaced.
+    /// Records an acknowledgement; ignored when the session was replaced or when it is
+    /// older than the one already recorded.
     pub fn ack(
         &self,
         session: SessionId,
@@ -111,40 +207,174 @@ impl AckBook {
         program: &ProgramName,
         record: AckRecord,
     ) {
-        let mut book = self.lock();
-        let Some(entry) = book.get_mut(program).and_then(|c| c.get_mut(collector)) else {
+        let mut inner = self.lock();
+        let Some(entry) = inner
+            .programs
+            .get_mut(program)
+            .and_then(|b| b.collectors.get_mut(collector))
+        else {
             return;
         };
-        if entry.session != session {
+        if entry.session != session
+            || entry
+                .ack
+                .as_ref()
+                .is_some_and(|old| old.generation > record.generation)
+        {
             return;
         }
-        let newer = entry
-            .acks
-            .get(program)
-            .is_none_or(|old| old.generation <= record.generation);
-        if newer {
-            entry.acks.insert(program.clone(), record);
-        }
+        entry.ack = Some(record);
+        self.touch(&mut inner, program);
     }
 
-    /// The counts for `program` at `generation`.
+    /// The bounded summary of `program`, judged against `current` (this replica's cached
+    /// state: its generation and commit time). A replica reports every program it knows,
+    /// followed or not, so status can tell "no collectors here" from "not reported yet".
+    /// `None` for a program that neither exists nor is followed: the publisher deletes
+    /// its key.
     #[must_use]
-    pub fn counts(&self, program: &ProgramName, generation: Generation) -> Counts {
-        let book = self.lock();
-        let mut counts = Counts::default();
-        for (id, entry) in book.get(program).into_iter().flatten() {
-            counts.connected += 1;
-            match entry.acks.get(program) {
-                Some(ack) if ack.generation >= generation && ack.error.is_empty() => {
-                    counts.acked += 1
-                }
-                Some(ack) if ack.generation >= generation => {
-                    counts.errored.push((id.clone(), ack.error.clone()))
-                }
-                _ => counts.pending.push(id.clone()),
+    pub fn summary(
+        &self,
+        program: &ProgramName,
+        current: Option<(Generation, SystemTime)>,
+    ) -> Option<store::AckSummary> {
+        let mut inner = self.lock();
+        let now = SystemTime::now();
+        let generation = current.map_or(0, |(g, _)| g);
+        let empty = || {
+            current.map(|_| store::AckSummary {
+                generation,
+                ..Default::default()
+            })
+        };
+        let Some(book) = inner.programs.get_mut(program) else {
+            return empty();
+        };
+        book.prune(now);
+        if book.collectors.is_empty() && book.disconnected.is_empty() {
+            inner.programs.remove(program);
+            return empty();
+        }
+        let mut summary = store::AckSummary {
+            generation,
+            connected: book.collectors.len() as u64,
+            disconnected_count: book.disconnected.len() as u64,
+            ..Default::default()
+        };
+
+        let mut generations: BTreeMap<Generation, (u64, u64)> = BTreeMap::new();
+        let mut latency = Histogram::default();
+        let mut last_ack: Option<SystemTime> = None;
+        for ack in book.collectors.values().filter_map(|e| e.ack.as_ref()) {
+            let counts = generations.entry(ack.generation).or_default();
+            if ack.error.is_empty() {
+                counts.0 += 1
+            } else {
+                counts.1 += 1
+            }
+            if let (Some((g, committed)), Some(applied)) = (current, ack.applied_at)
+                && ack.generation == g
+            {
+                latency.record(applied.duration_since(committed).unwrap_or_default());
+                last_ack = last_ack.max(Some(applied));
             }
         }
-        counts
+        summary.generations = generations
+            .into_iter()
+            .map(|(generation, (ok, errored))| store::GenerationCount {
+                generation,
+                ok,
+                errored,
+            })
+            .collect();
+        summary.latency = Some(latency.to_store());
+        summary.last_ack_at = last_ack.map(killswitch_proto::timestamp);
+
+        let mut laggards: Vec<(&CollectorId, &Entry)> = book.collectors.iter().collect();
+        laggards.sort_by_key(|(id, e)| (e.acked_generation(), *id));
+        summary.laggards = laggards
+            .into_iter()
+            .take(SUMMARY_LIST_LIMIT)
+            .map(|(id, e)| collector_ack(id, e))
+            .collect();
+        summary.errored = book
+            .collectors
+            .iter()
+            .filter(|(_, e)| e.ack.as_ref().is_some_and(|a| !a.error.is_empty()))
+            .take(SUMMARY_LIST_LIMIT)
+            .map(|(id, e)| collector_ack(id, e))
+            .collect();
+        summary.disconnected = book
+            .disconnected
+            .iter()
+            .rev()
+            .take(SUMMARY_LIST_LIMIT)
+            .map(|(id, at)| store::RecentDisconnect {
+                collector_id: id.to_string(),
+                at: Some(killswitch_proto::timestamp(*at)),
+            })
+            .collect();
+        Some(summary)
+    }
+
+    /// The collectors of `program` connected here, judged against `generation`.
+    #[must_use]
+    pub fn collectors(
+        &self,
+        program: &ProgramName,
+        generation: Generation,
+        filter: Filter,
+        replica: &str,
+    ) -> Vec<v1::CollectorInfo> {
+        let inner = self.lock();
+        let Some(book) = inner.programs.get(program) else {
+            return Vec::new();
+        };
+        book.collectors
+            .iter()
+            .filter(|(_, e)| {
+                let acked = e.ack.as_ref().filter(|a| a.generation >= generation);
+                match filter {
+                    Filter::All => true,
+                    Filter::Pending => acked.is_none(),
+                    Filter::Errored => acked.is_some_and(|a| !a.error.is_empty()),
+                }
+            })
+            .map(|(id, e)| v1::CollectorInfo {
+                collector_id: id.to_string(),
+                labels: e
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                replica: replica.to_owned(),
+                generation: e.acked_generation(),
+                effective: e
+                    .ack
+                    .as_ref()
+                    .map_or(v1::RunState::Unspecified, |a| a.effective.to_wire())
+                    as i32,
+                acked_at: e
+                    .ack
+                    .as_ref()
+                    .and_then(|a| a.applied_at)
+                    .map(killswitch_proto::timestamp),
+                error: e.ack.as_ref().map(|a| a.error.clone()).unwrap_or_default(),
+                connected_at: Some(killswitch_proto::timestamp(e.connected_at)),
+            })
+            .collect()
+    }
+}
+
+fn collector_ack(id: &CollectorId, entry: &Entry) -> store::CollectorAck {
+    store::CollectorAck {
+        collector_id: id.to_string(),
+        generation: entry.acked_generation(),
+        error: entry
+            .ack
+            .as_ref()
+            .map(|a| a.error.clone())
+            .unwrap_or_default(),
     }
 }
 
@@ -152,70 +382,144 @@ impl AckBook {
 mod tests {
     use super::*;
 
-    fn ids() -> (CollectorId, CollectorId, ProgramName) {
-        (
-            CollectorId::parse("c1").expect("valid"),
-            CollectorId::parse("c2").expect("valid"),
-            ProgramName::parse("demo").expect("valid"),
-        )
+    fn id(s: &str) -> CollectorId {
+        CollectorId::parse(s).expect("valid id")
     }
 
-    fn ack(generation: Generation, error: &str) -> AckRecord {
+    fn demo() -> ProgramName {
+        ProgramName::parse("demo").expect("valid name")
+    }
+
+    fn ack(generation: Generation, error: &str, applied_at: SystemTime) -> AckRecord {
         AckRecord {
             generation,
             effective: RunState::Paused,
             error: error.into(),
-            applied_at: None,
+            applied_at: Some(applied_at),
         }
     }
 
+    fn connect(book: &AckBook, session: SessionId, collector: &str) {
+        book.connect(session, &id(collector), &Labels::default(), &[demo()]);
+    }
+
     #[test]
-    fn counts_pending_acked_and_errored() {
-        let (c1, c2, demo) = ids();
+    fn summary_counts_generations_laggards_errors_and_latency() {
         let book = AckBook::new();
-        book.connect(1, &c1, std::slice::from_ref(&demo));
-        book.connect(2, &c2, std::slice::from_ref(&demo));
-        book.ack(1, &c1, &demo, ack(7, ""));
-        book.ack(2, &c2, &demo, ack(5, ""));
-        let counts = book.counts(&demo, 7);
-        assert_eq!((counts.connected, counts.acked), (2, 1));
-        assert_eq!(counts.pending, vec![c2.clone()]);
-        book.ack(2, &c2, &demo, ack(7, "disk full"));
+        let committed = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        for (session, c) in [(1, "c1"), (2, "c2"), (3, "c3"), (4, "c4")] {
+            connect(&book, session, c);
+        }
+        book.ack(
+            1,
+            &id("c1"),
+            &demo(),
+            ack(7, "", committed + Duration::from_millis(10)),
+        );
+        book.ack(
+            2,
+            &id("c2"),
+            &demo(),
+            ack(7, "disk full", committed + Duration::from_millis(30)),
+        );
+        book.ack(3, &id("c3"), &demo(), ack(5, "", committed));
+        let summary = book
+            .summary(&demo(), Some((7, committed)))
+            .expect("followed");
+        assert_eq!((summary.generation, summary.connected), (7, 4));
+        let generations: Vec<_> = summary
+            .generations
+            .iter()
+            .map(|g| (g.generation, g.ok, g.errored))
+            .collect();
+        assert_eq!(generations, [(5, 1, 0), (7, 1, 1)]);
+        let laggards: Vec<_> = summary
+            .laggards
+            .iter()
+            .map(|l| (l.collector_id.as_str(), l.generation))
+            .collect();
+        assert_eq!(laggards, [("c4", 0), ("c3", 5), ("c1", 7), ("c2", 7)]);
+        assert_eq!(summary.errored.len(), 1);
+        assert_eq!(summary.errored[0].error, "disk full");
+        let latency = Histogram::from_store(summary.latency.as_ref().expect("latency"));
         assert_eq!(
-            book.counts(&demo, 7).errored,
-            vec![(c2, "disk full".to_owned())]
+            (latency.count(), latency.max()),
+            (2, Duration::from_millis(30))
+        );
+        assert_eq!(
+            summary.last_ack_at,
+            Some(killswitch_proto::timestamp(
+                committed + Duration::from_millis(30)
+            ))
         );
     }
 
     #[test]
     fn a_replaced_session_cannot_touch_its_successor() {
-        let (c1, _, demo) = ids();
         let book = AckBook::new();
-        book.connect(1, &c1, std::slice::from_ref(&demo));
-        book.connect(2, &c1, std::slice::from_ref(&demo));
-        book.ack(1, &c1, &demo, ack(7, ""));
-        assert_eq!(
-            book.counts(&demo, 7).acked,
-            0,
+        connect(&book, 1, "c1");
+        connect(&book, 2, "c1");
+        book.ack(1, &id("c1"), &demo(), ack(7, "", SystemTime::now()));
+        assert!(
+            book.collectors(&demo(), 7, Filter::Pending, "r").len() == 1,
             "ack from the old session ignored"
         );
-        book.disconnect(1, &c1, std::slice::from_ref(&demo));
+        book.disconnect(1, &id("c1"), &[demo()]);
         assert_eq!(
-            book.counts(&demo, 7).connected,
+            book.collectors(&demo(), 7, Filter::All, "r").len(),
             1,
             "old session's disconnect ignored"
         );
-        book.disconnect(2, &c1, std::slice::from_ref(&demo));
-        assert_eq!(book.counts(&demo, 7), Counts::default());
+        book.disconnect(2, &id("c1"), &[demo()]);
+        let summary = book.summary(&demo(), None).expect("recently disconnected");
+        assert_eq!((summary.connected, summary.disconnected_count), (0, 1));
+        connect(&book, 3, "c1");
+        let summary = book.summary(&demo(), None).expect("followed");
+        assert_eq!(
+            (summary.connected, summary.disconnected_count),
+            (1, 0),
+            "reconnecting clears it"
+        );
     }
 
     #[test]
     fn an_older_ack_does_not_replace_a_newer_one() {
-        let (c1, _, demo) = ids();
         let book = AckBook::new();
-        book.connect(1, &c1, std::slice::from_ref(&demo));
-        book.ack(1, &c1, &demo, ack(9, ""));
-        book.ack(1, &c1, &demo, ack(4, "late"));
-        assert_eq!(book.counts(&demo, 9).acked, 1);
+        connect(&book, 1, "c1");
+        book.ack(1, &id("c1"), &demo(), ack(9, "", SystemTime::now()));
+        book.ack(1, &id("c1"), &demo(), ack(4, "late", SystemTime::now()));
+        let listed = book.collectors(&demo(), 9, Filter::All, "r");
+        assert_eq!((listed[0].generation, listed[0].error.as_str()), (9, ""));
+    }
+
+    #[test]
+    fn filters_and_dirty_tracking() {
+        let book = AckBook::new();
+        connect(&book, 1, "c1");
+        connect(&book, 2, "c2");
+        connect(&book, 3, "c3");
+        book.ack(2, &id("c2"), &demo(), ack(3, "", SystemTime::now()));
+        book.ack(3, &id("c3"), &demo(), ack(3, "boom", SystemTime::now()));
+        let ids = |filter| -> Vec<String> {
+            book.collectors(&demo(), 3, filter, "r")
+                .into_iter()
+                .map(|c| c.collector_id)
+                .collect()
+        };
+        assert_eq!(ids(Filter::All), ["c1", "c2", "c3"]);
+        assert_eq!(ids(Filter::Pending), ["c1"]);
+        assert_eq!(ids(Filter::Errored), ["c3"]);
+        assert_eq!(book.take_dirty(), [demo()]);
+        assert!(book.take_dirty().is_empty());
+    }
+
+    #[test]
+    fn a_program_nobody_follows_is_reported_empty_while_it_exists() {
+        let book = AckBook::new();
+        assert!(book.summary(&demo(), None).is_none());
+        let summary = book
+            .summary(&demo(), Some((4, SystemTime::now())))
+            .expect("exists");
+        assert_eq!((summary.generation, summary.connected), (4, 0));
     }
 }

@@ -4,15 +4,35 @@
 //! input changes nothing. Mutations go through [`Store`] transactions with their audit
 //! entry; status combines the stored state with this replica's [`AckBook`].
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
-use killswitch_proto::v1::{self, admin_service_server::AdminService};
+use killswitch_proto::v1::admin_service_client::AdminServiceClient;
+use killswitch_proto::v1::{self, admin_service_server::AdminService, store};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
-use crate::acks::AckBook;
+use crate::acks::{AckBook, Filter};
+use crate::cache::StateCache;
 use crate::domain::{self, Program, ProgramName, ProgramState, RunState};
 use crate::error::ApiError;
-use crate::store::{Change, Store};
+use crate::status;
+use crate::store::{Change, Store, StoreError};
+
+/// How long WatchStatus waits after a change before reading status, to coalesce bursts.
+const STATUS_DEBOUNCE: Duration = Duration::from_millis(50);
+/// How often WatchStatus re-reads status when nothing changed.
+const STATUS_REFRESH: Duration = Duration::from_secs(2);
+/// How long a peer replica may take to list its collectors.
+const PEER_TIMEOUT: Duration = Duration::from_secs(3);
+
+type StatusSender = mpsc::Sender<Result<v1::StatusResponse, Status>>;
 
 /// Metadata key carrying the operator's name until authentication identifies them.
 pub const ACTOR_METADATA: &str = "killswitch-actor";
@@ -22,17 +42,28 @@ pub const ACTOR_METADATA: &str = "killswitch-actor";
 pub struct Admin {
     store: Store,
     book: Arc<AckBook>,
+    cache: Arc<StateCache>,
     replica_id: String,
+    drain: CancellationToken,
 }
 
 impl Admin {
-    /// Admin calls served from `store`, with acknowledgement counts from `book`.
+    /// Admin calls served from `store`, listing this replica's collectors from `book`,
+    /// following state changes through `cache`; streams end when `drain` fires.
     #[must_use]
-    pub fn new(store: Store, book: Arc<AckBook>, replica_id: String) -> Self {
+    pub fn new(
+        store: Store,
+        book: Arc<AckBook>,
+        cache: Arc<StateCache>,
+        replica_id: String,
+        drain: CancellationToken,
+    ) -> Self {
         Self {
             store,
             book,
+            cache,
             replica_id,
+            drain,
         }
     }
 
@@ -121,7 +152,7 @@ impl AdminService for Admin {
                 .store
                 .get_program(&name)
                 .await?
-                .ok_or(crate::store::StoreError::NotFound(name))?;
+                .ok_or(StoreError::NotFound(name))?;
             Ok(program_response(&program, &state))
         }
         .await;
@@ -182,33 +213,199 @@ impl AdminService for Admin {
         &self,
         request: Request<v1::StatusRequest>,
     ) -> Result<Response<v1::StatusResponse>, Status> {
+        let name = ProgramName::parse(&request.get_ref().program).map_err(ApiError::from)?;
+        Ok(Response::new(self.status_of(&name).await?))
+    }
+
+    type WatchStatusStream =
+        Pin<Box<dyn Stream<Item = Result<v1::StatusResponse, Status>> + Send + 'static>>;
+
+    async fn watch_status(
+        &self,
+        request: Request<v1::StatusRequest>,
+    ) -> Result<Response<Self::WatchStatusStream>, Status> {
+        let name = ProgramName::parse(&request.get_ref().program).map_err(ApiError::from)?;
+        let first = self.status_of(&name).await?;
+        let (tx, rx) = mpsc::channel(4);
+        let this = self.clone();
+        // Ends when the operator goes away, the replica drains, or etcd fails.
+        tokio::spawn(
+            async move { this.follow_status(name, first, tx).await }
+                .instrument(tracing::info_span!("watch_status")),
+        );
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn list_collectors(
+        &self,
+        request: Request<v1::ListCollectorsRequest>,
+    ) -> Result<Response<v1::ListCollectorsResponse>, Status> {
+        let request = request.into_inner();
         let result: Result<_, ApiError> = async {
-            let name = ProgramName::parse(&request.get_ref().program)?;
+            let name = ProgramName::parse(&request.program)?;
+            let filter = match v1::CollectorFilter::try_from(request.filter) {
+                Ok(v1::CollectorFilter::All) => Filter::All,
+                Ok(v1::CollectorFilter::Pending) => Filter::Pending,
+                Ok(v1::CollectorFilter::Errored) => Filter::Errored,
+                Err(_) => {
+                    return Err(domain::InvalidInput::UnknownValue {
+                        field: "collector filter",
+                        value: request.filter,
+                        hint: "use ALL, PENDING or ERRORED",
+                    }
+                    .into());
+                }
+            };
+            if request.local_only {
+                let collectors =
+                    self.book
+                        .collectors(&name, request.generation, filter, &self.replica_id);
+                return Ok(v1::ListCollectorsResponse {
+                    generation: request.generation,
+                    collectors,
+                    unreachable_replicas: Vec::new(),
+                });
+            }
             let state = self
                 .store
                 .get_state(&name)
                 .await?
-                .ok_or_else(|| crate::store::StoreError::NotFound(name.clone()))?;
-            let counts = self.book.counts(&name, state.generation);
-            Ok(v1::StatusResponse {
-                state: Some(state.to_wire()),
-                collectors: Some(v1::CollectorCounts {
-                    connected: counts.connected,
-                    acked: counts.acked,
-                    pending: counts.pending.iter().map(ToString::to_string).collect(),
-                    errored: counts
-                        .errored
-                        .into_iter()
-                        .map(|(id, error)| v1::CollectorError {
-                            collector_id: id.to_string(),
-                            error,
-                        })
-                        .collect(),
-                }),
-                replicas: vec![self.replica_id.clone()],
-            })
+                .ok_or_else(|| StoreError::NotFound(name.clone()))?;
+            let replicas = self.store.list_replicas().await?;
+            Ok(self
+                .gather_collectors(&name, state.generation, request.filter, filter, replicas)
+                .await)
         }
         .await;
         Ok(Response::new(result?))
     }
+}
+
+impl Admin {
+    /// Fleet-wide status of a program, from etcd.
+    async fn status_of(&self, name: &ProgramName) -> Result<v1::StatusResponse, ApiError> {
+        let (state, summaries, registered) = self
+            .store
+            .read_status(name)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(name.clone()))?;
+        Ok(status::aggregate(&state, &summaries, &registered))
+    }
+
+    /// Sends a new status whenever the program's state or a summary changes.
+    async fn follow_status(&self, name: ProgramName, first: v1::StatusResponse, tx: StatusSender) {
+        let mut last = first.clone();
+        if tx.send(Ok(first)).await.is_err() {
+            return;
+        }
+        let mut state = self.cache.subscribe(&name);
+        let mut summaries = match self.store.watch_summaries(&name).await {
+            Ok(stream) => stream,
+            Err(error) => {
+                let _ = tx.send(Err(ApiError::from(error).into())).await;
+                return;
+            }
+        };
+        // Summaries that vanish with an expired lease are watch events too; the periodic
+        // refresh is a safety net that also keeps quiet streams alive.
+        let mut refresh = tokio::time::interval(STATUS_REFRESH);
+        loop {
+            tokio::select! {
+                () = self.drain.cancelled() => return,
+                () = tx.closed() => return,
+                changed = state.changed() => if changed.is_err() { return },
+                message = summaries.message() => if !matches!(message, Ok(Some(_))) {
+                    let lost = Status::unavailable("lost the etcd watch of acknowledgements; run the command again");
+                    let _ = tx.send(Err(lost)).await;
+                    return;
+                },
+                _ = refresh.tick() => {}
+            }
+            tokio::select! {
+                () = self.drain.cancelled() => return,
+                () = tokio::time::sleep(STATUS_DEBOUNCE) => {}
+            }
+            match self.status_of(&name).await {
+                Ok(status) if status == last => {}
+                Ok(status) => {
+                    last = status.clone();
+                    if tx.send(Ok(status)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    let _ = tx.send(Err(error.into())).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// This replica's collectors plus every peer's, asked concurrently.
+    async fn gather_collectors(
+        &self,
+        name: &ProgramName,
+        generation: u64,
+        wire_filter: i32,
+        filter: Filter,
+        replicas: Vec<(String, store::Replica)>,
+    ) -> v1::ListCollectorsResponse {
+        let mut collectors = self
+            .book
+            .collectors(name, generation, filter, &self.replica_id);
+        let mut peers = JoinSet::new();
+        for (id, replica) in replicas
+            .into_iter()
+            .filter(|(id, _)| *id != self.replica_id)
+        {
+            let request = v1::ListCollectorsRequest {
+                program: name.to_string(),
+                filter: wire_filter,
+                local_only: true,
+                generation,
+            };
+            peers.spawn(async move {
+                let answer = ask_peer(&replica.address, request).await;
+                (id, replica.address, answer)
+            });
+        }
+        let mut unreachable = Vec::new();
+        while let Some(joined) = peers.join_next().await {
+            match joined {
+                Ok((_, _, Ok(mut listed))) => collectors.append(&mut listed),
+                Ok((id, address, Err(error))) => {
+                    tracing::warn!(replica = id, address, %error, "peer did not list its collectors");
+                    unreachable.push(id);
+                }
+                Err(error) => tracing::error!(%error, "peer listing task failed"),
+            }
+        }
+        collectors
+            .sort_by(|a, b| (&a.collector_id, &a.replica).cmp(&(&b.collector_id, &b.replica)));
+        unreachable.sort();
+        v1::ListCollectorsResponse {
+            generation,
+            collectors,
+            unreachable_replicas: unreachable,
+        }
+    }
+}
+
+/// Asks a peer replica for its own collectors.
+async fn ask_peer(
+    address: &str,
+    request: v1::ListCollectorsRequest,
+) -> Result<Vec<v1::CollectorInfo>, Status> {
+    let endpoint = tonic::transport::Endpoint::from_shared(address.to_owned())
+        .map_err(|e| Status::internal(format!("bad peer address {address}: {e}")))?
+        .connect_timeout(PEER_TIMEOUT)
+        .timeout(PEER_TIMEOUT);
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+    let response = AdminServiceClient::new(channel)
+        .list_collectors(request)
+        .await?;
+    Ok(response.into_inner().collectors)
 }

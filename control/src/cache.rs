@@ -6,7 +6,7 @@
 //! revision, watch from the next one, re-list when etcd reports the revision compacted.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -14,18 +14,28 @@ use etcd_client::{EventType, WatchOptions};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{ProgramName, ProgramState};
+use crate::domain::{Generation, ProgramName, ProgramState};
 use crate::store::{Store, StoreError, revision};
 
 /// What a subscriber sees: the program's state, `None` while it does not exist.
 pub type Slot = Option<Arc<ProgramState>>;
 
 /// Every program's latest state, as this replica knows it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct StateCache {
     programs: Mutex<HashMap<ProgramName, watch::Sender<Slot>>>,
-    revision: AtomicU64,
+    revision: watch::Sender<u64>,
     healthy: AtomicBool,
+}
+
+impl Default for StateCache {
+    fn default() -> Self {
+        Self {
+            programs: Mutex::default(),
+            revision: watch::Sender::new(0),
+            healthy: AtomicBool::new(false),
+        }
+    }
 }
 
 impl StateCache {
@@ -127,11 +137,32 @@ impl StateCache {
     /// The etcd revision the cache is current up to.
     #[must_use]
     pub fn revision(&self) -> u64 {
-        self.revision.load(Ordering::Acquire)
+        *self.revision.borrow()
+    }
+
+    /// Follows the revision the cache is current up to: it changes after every batch of
+    /// updates the watch delivers.
+    pub fn revisions(&self) -> watch::Receiver<u64> {
+        self.revision.subscribe()
     }
 
     fn set_revision(&self, revision: u64) {
-        self.revision.fetch_max(revision, Ordering::AcqRel);
+        self.revision.send_if_modified(|current| {
+            let newer = revision > *current;
+            if newer {
+                *current = revision;
+            }
+            newer
+        });
+    }
+
+    /// Every known program with its current generation.
+    #[must_use]
+    pub fn generations(&self) -> Vec<(ProgramName, Generation)> {
+        self.lock()
+            .iter()
+            .filter_map(|(name, tx)| tx.borrow().as_ref().map(|s| (name.clone(), s.generation)))
+            .collect()
     }
 
     /// Whether the etcd watch is healthy, so this replica may vouch for its view.

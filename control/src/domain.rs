@@ -52,6 +52,16 @@ pub enum InvalidInput {
         "invalid collector id {0:?}: use 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-', starting with a letter or digit"
     )]
     CollectorId(String),
+    /// An enum field holds a value this version does not know.
+    #[error("unknown {field} value {value}: {hint}")]
+    UnknownValue {
+        /// The field's name as the user knows it.
+        field: &'static str,
+        /// The value received.
+        value: i32,
+        /// The values accepted.
+        hint: &'static str,
+    },
 }
 
 /// A program's name, `^[a-z][a-z0-9-]{0,62}$`.

@@ -8,6 +8,9 @@
 //! - [`cache`]: the replica's in-memory state, kept current by one etcd watch.
 //! - [`session`]: `CollectorService.Session`, one task per collector, fed from the cache.
 //! - [`acks`]: which collectors are connected and what they acknowledged.
+//! - [`publish`]: the replica's lease-bound registration and acknowledgement summaries.
+//! - [`status`]: fleet-wide status from every replica's summary.
+//! - [`latency`]: a small mergeable histogram of commit-to-ack times.
 //! - [`admin`]: `AdminService`, the operator API.
 //! - [`error`]: the one mapping from failures to gRPC statuses.
 //! - [`server`]: wiring and graceful shutdown.
@@ -18,8 +21,11 @@ pub mod admin;
 pub mod cache;
 pub mod domain;
 pub mod error;
+pub mod latency;
+pub mod publish;
 pub mod server;
 pub mod session;
+pub mod status;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -31,6 +31,14 @@ struct Args {
     /// Name of this replica in status output [default: HOSTNAME-PORT].
     #[arg(long, env = "KILLSWITCH_REPLICA_ID")]
     replica_id: Option<String>,
+    /// URL where peer replicas reach this one [default: http://LISTEN-ADDRESS, with the
+    /// host name when listening on all interfaces].
+    #[arg(long, env = "KILLSWITCH_ADVERTISE_URL")]
+    advertise_url: Option<String>,
+    /// Lease time-to-live of this replica's keys in etcd: how long its collectors still
+    /// count after it dies.
+    #[arg(long, env = "KILLSWITCH_LEASE_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
+    lease_ttl: Duration,
     /// How often to heartbeat collectors while the etcd watch is healthy.
     #[arg(long, env = "KILLSWITCH_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     heartbeat_interval: Duration,
@@ -55,6 +63,10 @@ async fn main() -> anyhow::Result<()> {
         args.heartbeat_interval >= Duration::from_millis(100),
         "--heartbeat-interval must be at least 100ms"
     );
+    anyhow::ensure!(
+        args.lease_ttl >= Duration::from_secs(2),
+        "--lease-ttl must be at least 2s"
+    );
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -65,9 +77,18 @@ async fn main() -> anyhow::Result<()> {
     let replica_id = args
         .replica_id
         .unwrap_or_else(|| format!("{}-{}", hostname(), local.port()));
-    let mut config = Config::new(args.etcd, replica_id)
+    let advertise = args.advertise_url.unwrap_or_else(|| {
+        let host = if local.ip().is_unspecified() {
+            hostname()
+        } else {
+            local.ip().to_string()
+        };
+        format!("http://{host}:{}", local.port())
+    });
+    let mut config = Config::new(args.etcd, replica_id, advertise)
         .prefix(args.prefix)
         .heartbeat_interval(args.heartbeat_interval);
+    config.lease_ttl = args.lease_ttl;
     config.etcd_timeout = args.etcd_timeout;
     config.shutdown_grace = args.shutdown_grace;
 

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::acks::AckBook;
 use crate::admin::Admin;
 use crate::cache::{StateCache, run_watcher};
+use crate::publish::{PublishConfig, run_publisher};
 use crate::session::{SessionConfig, Sessions};
 use crate::store::{Store, StoreError};
 
@@ -23,8 +24,15 @@ pub struct Config {
     pub etcd_endpoints: Vec<String>,
     /// Key prefix in etcd. Default `/killswitch/v1`.
     pub prefix: String,
-    /// This replica's name, reported in status.
+    /// This replica's name, reported in status. Must be unique among replicas.
     pub replica_id: String,
+    /// Where peer replicas reach this one's admin API, e.g. `http://10.0.0.5:7070`.
+    pub advertise: String,
+    /// The lease bounding this replica's keys in etcd: how long its collectors are still
+    /// counted after it dies. Default 10 s.
+    pub lease_ttl: Duration,
+    /// Wait after an acknowledgement before publishing the summary. Default 100 ms.
+    pub ack_debounce: Duration,
     /// How long an etcd request may take before it fails. Default 3 s.
     pub etcd_timeout: Duration,
     /// Session timing.
@@ -34,13 +42,21 @@ pub struct Config {
 }
 
 impl Config {
-    /// A configuration with defaults for everything but the etcd endpoints and replica id.
+    /// A configuration with defaults for everything but the etcd endpoints, the replica
+    /// id and the address peers reach it at.
     #[must_use]
-    pub fn new(etcd_endpoints: Vec<String>, replica_id: impl Into<String>) -> Self {
+    pub fn new(
+        etcd_endpoints: Vec<String>,
+        replica_id: impl Into<String>,
+        advertise: impl Into<String>,
+    ) -> Self {
         Self {
             etcd_endpoints,
             prefix: "/killswitch/v1".to_owned(),
             replica_id: replica_id.into(),
+            advertise: advertise.into(),
+            lease_ttl: Duration::from_secs(10),
+            ack_debounce: Duration::from_millis(100),
             etcd_timeout: Duration::from_secs(3),
             session: SessionConfig::default(),
             shutdown_grace: Duration::from_secs(5),
@@ -91,8 +107,26 @@ pub async fn serve(
         cache.clone(),
         stop.child_token(),
     ));
-    let sessions = Sessions::new(cache, book.clone(), config.session.clone(), stop.clone());
-    let admin = Admin::new(store, book, config.replica_id.clone());
+    let publish = PublishConfig {
+        replica_id: config.replica_id.clone(),
+        advertise: config.advertise.clone(),
+        lease_ttl: config.lease_ttl,
+        debounce: config.ack_debounce,
+    };
+    let publisher = tokio::spawn(run_publisher(
+        store.clone(),
+        book.clone(),
+        cache.clone(),
+        publish,
+        stop.child_token(),
+    ));
+    let sessions = Sessions::new(
+        cache.clone(),
+        book.clone(),
+        config.session.clone(),
+        stop.clone(),
+    );
+    let admin = Admin::new(store, book, cache, config.replica_id.clone(), stop.clone());
 
     let drain = stop.clone();
     let signal = async move {
@@ -121,8 +155,10 @@ pub async fn serve(
         }
     };
     stop.cancel();
-    if let Err(error) = watcher.await {
-        tracing::error!(%error, "etcd watcher task failed");
+    for (task, name) in [(watcher, "etcd watcher"), (publisher, "publisher")] {
+        if let Err(error) = task.await {
+            tracing::error!(%error, "{name} task failed");
+        }
     }
     Ok(result?)
 }

@@ -5,7 +5,7 @@
 //! healthy, records Acks in the [`AckBook`], and sends Drain when the replica shuts down.
 //! It never reads etcd: fan-out is served from the [`StateCache`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
-use crate::acks::{AckBook, AckRecord, SessionId};
+use crate::acks::{AckBook, AckRecord, Labels, SessionId};
 use crate::cache::{Slot, StateCache};
 use crate::domain::{CollectorId, Generation, InvalidInput, ProgramName, RunState};
 
@@ -112,7 +112,7 @@ impl CollectorService for Sessions {
 struct Hello {
     collector: CollectorId,
     programs: Vec<ProgramName>,
-    labels: BTreeMap<String, String>,
+    labels: Labels,
 }
 
 fn parse_hello(hello: v1::Hello) -> Result<Hello, InvalidInput> {
@@ -161,7 +161,7 @@ fn parse_hello(hello: v1::Hello) -> Result<Hello, InvalidInput> {
     Ok(Hello {
         collector,
         programs,
-        labels: hello.labels.into_iter().collect(),
+        labels: Arc::new(hello.labels.into_iter().collect()),
     })
 }
 
@@ -195,7 +195,8 @@ impl Sessions {
             }
         };
         tracing::info!(collector = %hello.collector, programs = ?hello.programs, labels = ?hello.labels, "collector connected");
-        self.book.connect(id, &hello.collector, &hello.programs);
+        self.book
+            .connect(id, &hello.collector, &hello.labels, &hello.programs);
         let _registration = Registration {
             sessions: self,
             id,

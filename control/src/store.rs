@@ -15,6 +15,7 @@ use killswitch_proto::v1::{self, store};
 use sha2::{Digest, Sha256};
 
 use crate::domain::{Generation, Program, ProgramName, ProgramState, RunState};
+use crate::status::ReplicaSummary;
 
 /// Attempts of one mutation before giving up under contention.
 pub const MAX_ATTEMPTS: usize = 16;
@@ -119,6 +120,14 @@ impl Keys {
 
     fn audit_head(&self) -> String {
         format!("{}/audit/head", self.prefix)
+    }
+
+    fn replicas(&self) -> String {
+        format!("{}/replicas/", self.prefix)
+    }
+
+    pub(crate) fn acks(&self, program: &ProgramName) -> String {
+        format!("{}/acks/{program}/", self.prefix)
     }
 }
 
@@ -482,6 +491,141 @@ impl Store {
             .iter()
             .map(|kv| decode(&String::from_utf8_lossy(kv.key()), kv.value()))
             .collect()
+    }
+}
+
+/// Replica registration and acknowledgement summaries: lease-bound, so they vanish with
+/// a replica that dies.
+impl Store {
+    /// Grants a lease of `ttl` and returns its id.
+    pub async fn grant_lease(&self, ttl: Duration) -> Result<i64, StoreError> {
+        let seconds = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
+        Ok(self.client.clone().lease_grant(seconds, None).await?.id())
+    }
+
+    /// Revokes a lease, deleting every key bound to it.
+    pub async fn revoke_lease(&self, lease: i64) -> Result<(), StoreError> {
+        self.client.clone().lease_revoke(lease).await?;
+        Ok(())
+    }
+
+    /// Writes `{prefix}/replicas/{id}` bound to `lease`.
+    pub async fn register_replica(
+        &self,
+        lease: i64,
+        id: &str,
+        replica: &store::Replica,
+    ) -> Result<(), StoreError> {
+        let key = format!("{}{id}", self.keys.replicas());
+        let options = etcd_client::PutOptions::new().with_lease(lease);
+        self.client
+            .clone()
+            .put(key, replica.encode_to_vec(), Some(options))
+            .await?;
+        Ok(())
+    }
+
+    /// Every registered replica: id and registration.
+    pub async fn list_replicas(&self) -> Result<Vec<(String, store::Replica)>, StoreError> {
+        let prefix = self.keys.replicas();
+        let response = self
+            .client
+            .clone()
+            .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
+            .await?;
+        response
+            .kvs()
+            .iter()
+            .map(|kv| {
+                let key = String::from_utf8_lossy(kv.key()).into_owned();
+                let id = key.strip_prefix(&prefix).unwrap_or(&key).to_owned();
+                Ok((id, decode(&key, kv.value())?))
+            })
+            .collect()
+    }
+
+    /// Writes (or, for `None`, deletes) this replica's summaries in one transaction: one
+    /// etcd revision per call, however many programs and collectors it covers.
+    pub async fn publish_summaries(
+        &self,
+        lease: i64,
+        replica: &str,
+        summaries: &[(ProgramName, Option<store::AckSummary>)],
+    ) -> Result<(), StoreError> {
+        let ops: Vec<TxnOp> = summaries
+            .iter()
+            .map(|(program, summary)| {
+                let key = format!("{}{replica}", self.keys.acks(program));
+                match summary {
+                    Some(summary) => TxnOp::put(
+                        key,
+                        summary.encode_to_vec(),
+                        Some(etcd_client::PutOptions::new().with_lease(lease)),
+                    ),
+                    None => TxnOp::delete(key, None),
+                }
+            })
+            .collect();
+        if !ops.is_empty() {
+            self.client.clone().txn(Txn::new().and_then(ops)).await?;
+        }
+        Ok(())
+    }
+
+    /// Watches every replica's acknowledgement summary of `name`.
+    pub async fn watch_summaries(
+        &self,
+        name: &ProgramName,
+    ) -> Result<etcd_client::WatchStream, StoreError> {
+        let options = etcd_client::WatchOptions::new().with_prefix();
+        Ok(self
+            .client
+            .clone()
+            .watch(self.keys.acks(name), Some(options))
+            .await?)
+    }
+
+    /// A program's state, every replica's acknowledgement summary and the ids of the
+    /// registered replicas; `None` when the program does not exist.
+    pub async fn read_status(
+        &self,
+        name: &ProgramName,
+    ) -> Result<Option<(ProgramState, Vec<ReplicaSummary>, Vec<String>)>, StoreError> {
+        let Some(state) = self.get_state(name).await? else {
+            return Ok(None);
+        };
+        let prefix = self.keys.acks(name);
+        let response = self
+            .client
+            .clone()
+            .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
+            .await?;
+        let mut summaries = Vec::with_capacity(response.kvs().len());
+        for kv in response.kvs() {
+            let key = String::from_utf8_lossy(kv.key()).into_owned();
+            let replica = key.strip_prefix(&prefix).unwrap_or(&key).to_owned();
+            summaries.push(ReplicaSummary {
+                replica,
+                summary: decode(&key, kv.value())?,
+            });
+        }
+        let prefix = self.keys.replicas();
+        let options = GetOptions::new().with_prefix().with_keys_only();
+        let response = self
+            .client
+            .clone()
+            .get(prefix.as_str(), Some(options))
+            .await?;
+        let registered = response
+            .kvs()
+            .iter()
+            .map(|kv| {
+                String::from_utf8_lossy(kv.key())
+                    .trim_start_matches(prefix.as_str())
+                    .to_owned()
+            })
+            .collect();
+        Ok(Some((state, summaries, registered)))
     }
 }
 

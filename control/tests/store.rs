@@ -226,7 +226,11 @@ async fn bad_input_is_rejected_and_leaves_etcd_unchanged() {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let stop = CancellationToken::new();
-    let config = killswitch_control::Config::new(vec![etcd.endpoint().to_owned()], "r1");
+    let config = killswitch_control::Config::new(
+        vec![etcd.endpoint().to_owned()],
+        "r1",
+        format!("http://{addr}"),
+    );
     let server = tokio::spawn(killswitch_control::serve(
         config,
         listener,

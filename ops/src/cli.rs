@@ -3,10 +3,12 @@
 
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 
 use crate::exit::EXIT_CODES_HELP;
-use crate::input::{Actor, EndpointUrl, ProgramName, Reason, parse_timeout};
+use crate::input::{
+    Actor, CollectorFilter, EndpointUrl, ProgramName, Reason, parse_timeout, parse_wait,
+};
 use crate::output::OutputFormat;
 
 /// Default control plane address.
@@ -46,7 +48,8 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
 
-    /// Time allowed to connect, and for each request (e.g. 10s, 500ms, 1m)
+    /// Time allowed to connect, and for each request (e.g. 10s, 500ms, 1m); a stream
+    /// (--wait, --watch) only needs to start within it
     #[arg(
         long,
         global = true,
@@ -75,14 +78,33 @@ pub enum Command {
     Program(ProgramCommand),
 
     /// Stop a program from collecting, fleet-wide
+    #[command(after_help = WAIT_HELP)]
     Pause(PauseArgs),
 
     /// Let a paused program collect again
+    #[command(after_help = WAIT_HELP)]
     Resume(ResumeArgs),
 
     /// Show a program's state and which collectors have acknowledged it
     Status(StatusArgs),
+
+    /// List a program's connected collectors, from every control replica
+    #[command(after_help = COLLECTORS_HELP)]
+    Collectors(CollectorsArgs),
 }
+
+/// After the `--wait` flag's help: what the wait does and how it ends.
+const WAIT_HELP: &str = "\
+With --wait, the change is followed until every connected collector has acknowledged its
+generation (exit 0). It fails with exit 1 when nothing is pending but some collectors'
+hooks failed, or when a newer change supersedes it, and with exit 3 when DURATION passes
+first; the stragglers are then listed. Progress goes to stderr, the result to stdout.";
+
+/// After `collectors --help`.
+const COLLECTORS_HELP: &str = "\
+Pending and errored are judged against the program's current generation. If a control
+replica does not answer, its collectors are missing: the list is printed with a warning
+and the exit code is 1.";
 
 /// `killswitch program ...`
 #[derive(Debug, Subcommand)]
@@ -143,6 +165,10 @@ pub struct PauseArgs {
     /// Also ask collectors to delete buffered data not yet uploaded
     #[arg(long)]
     pub purge: bool,
+
+    /// Wait up to DURATION (e.g. 30s) for every connected collector to acknowledge
+    #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
+    pub wait: Option<Duration>,
 }
 
 /// `killswitch resume`
@@ -159,6 +185,10 @@ pub struct ResumeArgs {
     /// Incident identifier, recorded with the change
     #[arg(long = "incident", value_name = "ID")]
     pub incident_id: Option<String>,
+
+    /// Wait up to DURATION (e.g. 30s) for every connected collector to acknowledge
+    #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
+    pub wait: Option<Duration>,
 }
 
 /// `killswitch status`
@@ -167,6 +197,42 @@ pub struct StatusArgs {
     /// Program name
     #[arg(value_name = "NAME", value_parser = ProgramName::parse)]
     pub name: ProgramName,
+
+    /// Keep printing the status whenever it changes, until the control plane ends the
+    /// stream (JSON: one document per line)
+    #[arg(long)]
+    pub watch: bool,
+}
+
+/// `killswitch collectors`
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("filter").args(["pending", "errored"])))]
+pub struct CollectorsArgs {
+    /// Program name
+    #[arg(value_name = "NAME", value_parser = ProgramName::parse)]
+    pub name: ProgramName,
+
+    /// Only collectors that have not acknowledged the current generation
+    #[arg(long)]
+    pub pending: bool,
+
+    /// Only collectors whose hooks failed at the current generation
+    #[arg(long)]
+    pub errored: bool,
+}
+
+impl CollectorsArgs {
+    /// The filter the flags select (clap makes them mutually exclusive).
+    #[must_use]
+    pub fn filter(&self) -> CollectorFilter {
+        if self.pending {
+            CollectorFilter::Pending
+        } else if self.errored {
+            CollectorFilter::Errored
+        } else {
+            CollectorFilter::All
+        }
+    }
 }
 
 #[cfg(test)]
@@ -217,6 +283,41 @@ mod tests {
         assert_eq!(args.reason.into_string(), "leak");
         assert_eq!(args.incident_id.as_deref(), Some("INC-1"));
         assert!(args.purge);
+        assert_eq!(args.wait, None);
+    }
+
+    #[test]
+    fn wait_watch_and_filters() {
+        let cli = parse(&["pause", "demo", "--reason", "leak", "--wait", "30s"]).unwrap();
+        let Command::Pause(args) = cli.command else {
+            panic!("expected pause, got {:?}", cli.command);
+        };
+        assert_eq!(args.wait, Some(Duration::from_secs(30)));
+
+        let cli = parse(&["resume", "demo", "--reason", "ok", "--wait", "2s"]).unwrap();
+        let Command::Resume(args) = cli.command else {
+            panic!("expected resume, got {:?}", cli.command);
+        };
+        assert_eq!(args.wait, Some(Duration::from_secs(2)));
+
+        let cli = parse(&["status", "demo", "--watch"]).unwrap();
+        let Command::Status(args) = cli.command else {
+            panic!("expected status, got {:?}", cli.command);
+        };
+        assert!(args.watch);
+
+        for (flags, filter) in [
+            (&[][..], CollectorFilter::All),
+            (&["--pending"][..], CollectorFilter::Pending),
+            (&["--errored"][..], CollectorFilter::Errored),
+        ] {
+            let mut all = vec!["collectors", "demo"];
+            all.extend_from_slice(flags);
+            let Command::Collectors(args) = parse(&all).unwrap().command else {
+                panic!("expected collectors");
+            };
+            assert_eq!(args.filter(), filter, "{flags:?}");
+        }
     }
 
     #[test]
@@ -235,6 +336,11 @@ mod tests {
             &["status", "demo", "--endpoint", "localhost:7070"],
             &["status", "demo", "--actor", "al\nice"],
             &["status", "demo", "--actor", ""],
+            &["pause", "demo", "--reason", "x", "--wait", "0s"],
+            &["pause", "demo", "--reason", "x", "--wait"],
+            &["resume", "demo", "--reason", "x", "--wait", "soon"],
+            &["collectors"],
+            &["collectors", "demo", "--pending", "--errored"],
         ];
         for args in cases {
             let err = parse(args).err();
@@ -245,10 +351,31 @@ mod tests {
     }
 
     #[test]
+    fn subcommand_help_explains_wait_and_partial_lists() {
+        let mut cli = Cli::command();
+        for (command, needle) in [
+            ("pause", "exit 3 when DURATION passes"),
+            ("resume", "exit 3 when DURATION passes"),
+            ("collectors", "the exit code is 1"),
+        ] {
+            let help = cli
+                .find_subcommand_mut(command)
+                .unwrap()
+                .render_long_help()
+                .to_string();
+            assert!(
+                help.contains(needle),
+                "{command} help lacks {needle:?}:\n{help}"
+            );
+        }
+    }
+
+    #[test]
     fn help_documents_exit_codes_and_defaults() {
         let help = Cli::command().render_long_help().to_string();
         for needle in [
             "Exit codes:",
+            "3  timed out waiting for acknowledgements (--wait)",
             "4  denied",
             "KILLSWITCH_ENDPOINT",
             "KILLSWITCH_ACTOR",

@@ -6,15 +6,16 @@ use std::time::Duration;
 
 use killswitch_proto::v1;
 use killswitch_proto::v1::admin_service_client::AdminServiceClient;
+use tonic::codec::Streaming;
 use tonic::codegen::InterceptedService;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::Interceptor;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
-use crate::exit::Error;
-use crate::input::{Actor, EndpointUrl};
-use crate::view::{ChangeView, ProgramView, StatusView};
+use crate::exit::{Error, Exit};
+use crate::input::{Actor, CollectorFilter, EndpointUrl};
+use crate::view::{ChangeView, CollectorListView, ProgramView, StatusView};
 
 /// The gRPC metadata key carrying who is acting. The control plane records it in the
 /// audit until authentication replaces it.
@@ -43,6 +44,10 @@ pub struct Session {
 
 impl Session {
     /// Connects to `endpoint`. `timeout` bounds the connection attempt and then each RPC.
+    ///
+    /// For a stream (`WatchStatus`) it bounds only the wait for the response headers: tonic
+    /// applies `Endpoint::timeout` to the response future, not to the body, so messages
+    /// keep coming for as long as the caller reads them.
     pub async fn connect(
         endpoint: &EndpointUrl,
         timeout: Duration,
@@ -114,10 +119,73 @@ impl Session {
         self.check(response)?.try_into()
     }
 
+    /// `WatchStatus`: the current status, then every change, until the stream ends.
+    pub async fn watch_status(&mut self, program: &str) -> Result<StatusStream, Error> {
+        let request = v1::StatusRequest {
+            program: program.to_owned(),
+        };
+        let response = self.client.watch_status(request).await;
+        Ok(StatusStream {
+            inner: self.check(response)?,
+            endpoint: self.endpoint.clone(),
+            timeout: self.timeout,
+        })
+    }
+
+    /// `ListCollectors`, sorted by collector id.
+    pub async fn list_collectors(
+        &mut self,
+        program: &str,
+        filter: CollectorFilter,
+    ) -> Result<CollectorListView, Error> {
+        let filter = match filter {
+            CollectorFilter::All => v1::CollectorFilter::All,
+            CollectorFilter::Pending => v1::CollectorFilter::Pending,
+            CollectorFilter::Errored => v1::CollectorFilter::Errored,
+        };
+        let request = v1::ListCollectorsRequest {
+            program: program.to_owned(),
+            filter: filter.into(),
+            // Operators get every replica's collectors; these are for replicas' peers.
+            local_only: false,
+            generation: 0,
+        };
+        let response = self.client.list_collectors(request).await;
+        Ok(CollectorListView::from_wire(program, self.check(response)?))
+    }
+
     /// Unwraps a response, or maps its status to an [`Error`].
     fn check<T>(&self, response: Result<tonic::Response<T>, Status>) -> Result<T, Error> {
         response
             .map(tonic::Response::into_inner)
             .map_err(|status| Error::from_status(&status, &self.endpoint, self.timeout))
+    }
+}
+
+/// The statuses of an open `WatchStatus` call.
+#[derive(Debug)]
+pub struct StatusStream {
+    inner: Streaming<v1::StatusResponse>,
+    endpoint: EndpointUrl,
+    timeout: Duration,
+}
+
+impl StatusStream {
+    /// The next status; `None` when the control plane ended the stream.
+    ///
+    /// A failure once the stream is open is exit 1 whatever its code: the request was
+    /// accepted, so a code such as `INVALID_ARGUMENT` would not mean bad input.
+    pub async fn next(&mut self) -> Result<Option<StatusView>, Error> {
+        match self.inner.message().await {
+            Ok(Some(response)) => response.try_into().map(Some),
+            Ok(None) => Ok(None),
+            Err(status) => {
+                let cause = Error::from_status(&status, &self.endpoint, self.timeout);
+                Err(Error::new(
+                    Exit::Error,
+                    format!("the status stream broke: {}", cause.message()),
+                ))
+            }
+        }
     }
 }

@@ -1,36 +1,50 @@
 //! One function per command: build the request from validated arguments, call the control
-//! plane through a [`Session`], render the answer. [`run`] dispatches a parsed [`Cli`].
+//! plane through a [`Session`], write the answer to a [`Sink`]. [`run`] dispatches a
+//! parsed [`Cli`].
+//!
+//! A command may write its result and still return an error (`--wait` that did not
+//! complete, `collectors` missing a replica): the result is what happened, the error why
+//! it is not what was asked for.
+
+use std::time::Duration;
 
 use killswitch_proto::v1;
+use tokio::time::Instant;
 
 use crate::cli::{
-    Cli, Command, CreateArgs, PauseArgs, ProgramCommand, ResumeArgs, ShowArgs, StatusArgs,
+    Cli, CollectorsArgs, Command, CreateArgs, PauseArgs, ProgramCommand, ResumeArgs, ShowArgs,
+    StatusArgs,
 };
 use crate::client::Session;
 use crate::exit::Error;
 use crate::input::Actor;
-use crate::output::{self, OutputFormat};
+use crate::output::{self, OutputFormat, WatchRenderer};
+use crate::progress::Progress;
+use crate::sink::Sink;
+use crate::view::{ChangeView, WaitedChangeView};
+use crate::wait;
 
-/// Runs a parsed command line and returns what to print on stdout.
+/// Runs a parsed command line, writing what it shows to `out`.
 ///
 /// The actor is resolved before connecting, so a bad one is a usage error even when the
 /// control plane is down.
-pub async fn run(cli: Cli) -> Result<String, Error> {
+pub async fn run(cli: Cli, out: &mut Sink<'_>) -> Result<(), Error> {
     let global = cli.global;
     let actor = Actor::resolve(global.actor, std::env::var_os("USER")).map_err(Error::usage)?;
     let mut session = Session::connect(&global.endpoint, global.timeout, &actor).await?;
     let format = global.output;
     match cli.command {
         Command::Program(ProgramCommand::Create(args)) => {
-            program_create(&mut session, args, format).await
+            program_create(&mut session, args, format, out).await
         }
-        Command::Program(ProgramCommand::List) => program_list(&mut session, format).await,
+        Command::Program(ProgramCommand::List) => program_list(&mut session, format, out).await,
         Command::Program(ProgramCommand::Show(args)) => {
-            program_show(&mut session, args, format).await
+            program_show(&mut session, args, format, out).await
         }
-        Command::Pause(args) => pause(&mut session, args, format).await,
-        Command::Resume(args) => resume(&mut session, args, format).await,
-        Command::Status(args) => status(&mut session, args, format).await,
+        Command::Pause(args) => pause(&mut session, args, format, out).await,
+        Command::Resume(args) => resume(&mut session, args, format, out).await,
+        Command::Status(args) => status(&mut session, args, format, out).await,
+        Command::Collectors(args) => collectors(&mut session, args, format, out).await,
     }
 }
 
@@ -39,7 +53,8 @@ pub async fn program_create(
     session: &mut Session,
     args: CreateArgs,
     format: OutputFormat,
-) -> Result<String, Error> {
+    out: &mut Sink<'_>,
+) -> Result<(), Error> {
     let request = v1::CreateProgramRequest {
         name: args.name.as_str().to_owned(),
         owner: args.owner,
@@ -47,13 +62,17 @@ pub async fn program_create(
         reason: args.reason.map(|r| r.into_string()).unwrap_or_default(),
     };
     let program = session.create_program(request).await?;
-    output::program(&program, format)
+    out.write(&output::program(&program, format)?)
 }
 
 /// `killswitch program list`
-pub async fn program_list(session: &mut Session, format: OutputFormat) -> Result<String, Error> {
+pub async fn program_list(
+    session: &mut Session,
+    format: OutputFormat,
+    out: &mut Sink<'_>,
+) -> Result<(), Error> {
     let programs = session.list_programs().await?;
-    output::programs(&programs, format)
+    out.write(&output::programs(&programs, format)?)
 }
 
 /// `killswitch program show NAME`
@@ -61,17 +80,19 @@ pub async fn program_show(
     session: &mut Session,
     args: ShowArgs,
     format: OutputFormat,
-) -> Result<String, Error> {
+    out: &mut Sink<'_>,
+) -> Result<(), Error> {
     let program = session.get_program(args.name.as_str()).await?;
-    output::program(&program, format)
+    out.write(&output::program(&program, format)?)
 }
 
-/// `killswitch pause NAME --reason TEXT [--incident ID] [--purge]`
+/// `killswitch pause NAME --reason TEXT [--incident ID] [--purge] [--wait DURATION]`
 pub async fn pause(
     session: &mut Session,
     args: PauseArgs,
     format: OutputFormat,
-) -> Result<String, Error> {
+    out: &mut Sink<'_>,
+) -> Result<(), Error> {
     let request = v1::PauseRequest {
         program: args.name.as_str().to_owned(),
         reason: args.reason.into_string(),
@@ -79,30 +100,91 @@ pub async fn pause(
         purge: args.purge,
     };
     let change = session.pause(request).await?;
-    output::change(&change, format)
+    finish_change(session, change, args.wait, format, out).await
 }
 
-/// `killswitch resume NAME --reason TEXT [--incident ID]`
+/// `killswitch resume NAME --reason TEXT [--incident ID] [--wait DURATION]`
 pub async fn resume(
     session: &mut Session,
     args: ResumeArgs,
     format: OutputFormat,
-) -> Result<String, Error> {
+    out: &mut Sink<'_>,
+) -> Result<(), Error> {
     let request = v1::ResumeRequest {
         program: args.name.as_str().to_owned(),
         reason: args.reason.into_string(),
         incident_id: args.incident_id.unwrap_or_default(),
     };
     let change = session.resume(request).await?;
-    output::change(&change, format)
+    finish_change(session, change, args.wait, format, out).await
 }
 
-/// `killswitch status NAME`
+/// Prints a committed change; with `--wait`, first follows it until every connected
+/// collector has acknowledged its generation (also when nothing changed: the collectors
+/// may still be catching up with it).
+async fn finish_change(
+    session: &mut Session,
+    change: ChangeView,
+    wait: Option<Duration>,
+    format: OutputFormat,
+    out: &mut Sink<'_>,
+) -> Result<(), Error> {
+    let Some(limit) = wait else {
+        return out.write(&output::change(&change, format)?);
+    };
+    let (program, generation) = (change.state.program.clone(), change.state.generation);
+    let start = Instant::now();
+    let mut progress = Progress::start(&program, generation);
+    let waited = wait::wait(session, &program, generation, start, limit, |status| {
+        progress.update(status);
+    })
+    .await;
+    progress.finish();
+    let result = waited.result();
+    let view = WaitedChangeView {
+        change,
+        complete: waited.complete(),
+        status: waited.last,
+    };
+    out.write(&output::waited_change(&view, format)?)?;
+    result
+}
+
+/// `killswitch status NAME [--watch]`
 pub async fn status(
     session: &mut Session,
     args: StatusArgs,
     format: OutputFormat,
-) -> Result<String, Error> {
-    let status = session.status(args.name.as_str()).await?;
-    output::status(&status, format)
+    out: &mut Sink<'_>,
+) -> Result<(), Error> {
+    if !args.watch {
+        let status = session.status(args.name.as_str()).await?;
+        return out.write(&output::status(&status, format)?);
+    }
+    let mut stream = session.watch_status(args.name.as_str()).await?;
+    let mut renderer = WatchRenderer::new(format);
+    while let Some(status) = stream.next().await? {
+        out.write(&renderer.render(&status)?)?;
+        if out.is_closed() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// `killswitch collectors NAME [--pending | --errored]`
+pub async fn collectors(
+    session: &mut Session,
+    args: CollectorsArgs,
+    format: OutputFormat,
+    out: &mut Sink<'_>,
+) -> Result<(), Error> {
+    let list = session
+        .list_collectors(args.name.as_str(), args.filter())
+        .await?;
+    out.write(&output::collectors(&list, format)?)?;
+    match output::missing_replicas(&list) {
+        None => Ok(()),
+        Some(warning) => Err(Error::warning(warning)),
+    }
 }

@@ -17,11 +17,13 @@ pub enum Exit {
     /// 0: the command did what was asked (including "already in that state").
     Success,
     /// 1: the control plane is unreachable or answered with an error not listed below
-    /// (not found, already exists, internal, ...).
+    /// (not found, already exists, internal, ...); with `--wait`, a collector's hook failed
+    /// or a newer change superseded ours, or the status stream broke; `collectors` could
+    /// not reach every replica.
     Error,
     /// 2: bad flags or values, or the control plane answered `INVALID_ARGUMENT`.
     Usage,
-    /// 3: timed out waiting for collectors to acknowledge (`--wait`, not implemented yet).
+    /// 3: `--wait` timed out before every connected collector acknowledged.
     AckTimeout,
     /// 4: `PERMISSION_DENIED` or `UNAUTHENTICATED`.
     Denied,
@@ -62,16 +64,22 @@ impl From<Exit> for std::process::ExitCode {
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  success (also when the program already was in the requested state)
-  1  error: control plane unreachable, not found, already exists, internal
+  1  error: control plane unreachable, not found, already exists, internal; a collector's
+     hook failed (--wait); superseded by a newer change during --wait; a replica did not
+     answer (collectors)
   2  usage or invalid input (bad flags or values, or INVALID_ARGUMENT from the control plane)
-  3  timed out waiting for acknowledgements (reserved for --wait)
+  3  timed out waiting for acknowledgements (--wait)
   4  denied (PERMISSION_DENIED or UNAUTHENTICATED)";
 
 /// A failed command: the message for stderr and the exit code.
+///
+/// A command may print its result on stdout and still fail (`--wait` timing out, a
+/// partial `collectors` list): the message then says what is wrong with that result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
     exit: Exit,
     message: String,
+    warning: bool,
 }
 
 impl Error {
@@ -80,6 +88,15 @@ impl Error {
         Self {
             exit,
             message: message.into(),
+            warning: false,
+        }
+    }
+
+    /// The result was printed but is incomplete (exit 1); reported as a warning.
+    pub fn warning(message: impl Into<String>) -> Self {
+        Self {
+            warning: true,
+            ..Self::new(Exit::Error, message)
         }
     }
 
@@ -157,6 +174,13 @@ impl Error {
     #[must_use]
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// What to call the message on stderr: `error`, or `warning` when the result was
+    /// printed but is incomplete.
+    #[must_use]
+    pub fn label(&self) -> &'static str {
+        if self.warning { "warning" } else { "error" }
     }
 }
 
@@ -343,6 +367,13 @@ mod tests {
              connection refused; is killswitch-control running? (set --endpoint or \
              KILLSWITCH_ENDPOINT)"
         );
+    }
+
+    #[test]
+    fn warnings_are_labelled() {
+        let warning = Error::warning("replicas r2 did not answer");
+        assert_eq!((warning.exit(), warning.label()), (Exit::Error, "warning"));
+        assert_eq!(Error::usage("bad flag").label(), "error");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Validated command-line input: program names, reasons, the actor, the endpoint and the
-//! RPC timeout.
+//! Validated command-line input: program names, reasons, the actor, the endpoint, the
+//! RPC timeout and `--wait` duration, and the collector filter.
 //!
 //! Each type is built by a `parse` function that clap uses as its value parser, so an
 //! invalid value is rejected as a usage error (exit 2) before anything is sent, and the
@@ -200,11 +200,33 @@ impl fmt::Display for EndpointUrl {
 /// Parses the per-RPC timeout (humantime, e.g. `10s`, `1m 30s`); zero is rejected because
 /// every call would fail at once.
 pub fn parse_timeout(s: &str) -> Result<Duration, String> {
-    let timeout = humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 10s, 500ms, 1m)"))?;
-    if timeout.is_zero() {
-        return Err("the timeout must be greater than zero".to_owned());
+    parse_positive_duration(s, "the timeout")
+}
+
+/// Parses how long `--wait` waits for acknowledgements (humantime, e.g. `30s`); zero is
+/// rejected because it could only ever time out.
+pub fn parse_wait(s: &str) -> Result<Duration, String> {
+    parse_positive_duration(s, "the wait")
+}
+
+fn parse_positive_duration(s: &str, what: &str) -> Result<Duration, String> {
+    let duration =
+        humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 10s, 500ms, 1m)"))?;
+    if duration.is_zero() {
+        return Err(format!("{what} must be greater than zero"));
     }
-    Ok(timeout)
+    Ok(duration)
+}
+
+/// Which collectors `collectors` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CollectorFilter {
+    /// Every connected collector.
+    All,
+    /// Connected collectors that have not acknowledged the current generation.
+    Pending,
+    /// Collectors whose hooks failed at the current generation.
+    Errored,
 }
 
 #[cfg(test)]
@@ -324,6 +346,11 @@ mod tests {
         ];
         for (input, expected) in cases {
             assert_eq!(parse_timeout(input).ok(), *expected, "{input:?}");
+            assert_eq!(parse_wait(input).ok(), *expected, "{input:?}");
         }
+        assert_eq!(
+            parse_wait("0s").unwrap_err(),
+            "the wait must be greater than zero"
+        );
     }
 }

@@ -1,16 +1,20 @@
 //! `killswitch`, the runbook CLI an incident responder uses to pause and resume
 //! data-collection programs across the fleet through the control plane's `AdminService`.
 //!
-//! The binary (`src/main.rs`) only parses the command line, calls [`run`], prints the
-//! result or `killswitch: error: MESSAGE`, and exits with the code [`Exit`] decides.
+//! The binary (`src/main.rs`) only parses the command line, calls [`run`] with stdout as
+//! its [`Sink`], prints `killswitch: error: MESSAGE` (or `warning:`) if it fails, and exits
+//! with the code [`Exit`] decides.
 //!
 //! # Layout
 //! - [`cli`]: clap definitions of the commands and global flags.
 //! - [`input`]: validated argument types (program name, reason, actor, endpoint, timeout).
 //! - [`commands`]: one function per command, and [`run`] to dispatch.
 //! - [`client`]: the connection; sends the actor, converts responses and statuses.
+//! - [`wait`]: `--wait`, following `WatchStatus` until a change is acknowledged fleet-wide.
+//! - [`progress`]: the `--wait` progress bar or lines on stderr.
 //! - [`view`]: what commands show; its serde structs are the `--output json` contract.
 //! - [`output`]: pure table and JSON rendering of the views.
+//! - [`sink`]: stdout, tolerating a reader that goes away.
 //! - [`exit`]: exit codes and the [`Error`] type that carries one.
 //!
 //! *Invariant*: exit codes come from typed information (a `tonic::Code`, a failed
@@ -22,7 +26,11 @@ pub mod commands;
 pub mod exit;
 pub mod input;
 pub mod output;
+pub mod progress;
+pub mod sink;
 pub mod view;
+pub mod wait;
 
 pub use commands::run;
 pub use exit::{Error, Exit};
+pub use sink::Sink;

@@ -1,17 +1,22 @@
 //! Rendering for people (aligned tables) and scripts (`--output json`): pure functions
 //! from the [`crate::view`] types to the exact text printed on stdout.
 //!
-//! Every function returns the whole output, ending in a newline. JSON mode always prints
-//! exactly one pretty-printed document. Table mode escapes control characters in values:
-//! reasons and descriptions are typed by other people, and must not be able to move the
-//! cursor or forge lines on a responder's terminal.
+//! Every function returns the whole output, ending in a newline. JSON mode prints exactly
+//! one pretty-printed document per command, except `status --watch`, which prints one
+//! compact document per line (NDJSON). Table mode escapes control characters in values:
+//! reasons, descriptions and collector errors are typed by other people, and must not be
+//! able to move the cursor or forge lines on a responder's terminal.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::exit::{Error, Exit};
-use crate::view::{ChangeView, ProgramView, StateView, StatusView};
+use crate::view::{
+    AckTimesView, ChangeView, CollectorListView, CollectorView, Micros, ProgramView, StateView,
+    StatusView, Time, WaitedChangeView,
+};
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -73,20 +78,38 @@ pub fn programs(views: &[ProgramView], format: OutputFormat) -> Result<String, E
 pub fn change(view: &ChangeView, format: OutputFormat) -> Result<String, Error> {
     match format {
         OutputFormat::Json => json(view),
+        OutputFormat::Table => Ok(change_line(view)),
+    }
+}
+
+/// `pause --wait` and `resume --wait`: the change line and the last status seen, or one
+/// JSON document with the change's fields, `complete` and `status`.
+pub fn waited_change(view: &WaitedChangeView, format: OutputFormat) -> Result<String, Error> {
+    match format {
+        OutputFormat::Json => json(view),
         OutputFormat::Table => {
-            let StateView {
-                program,
-                state,
-                generation,
-                ..
-            } = &view.state;
-            let program = clean(program);
-            Ok(if view.changed {
-                format!("{program}: {state} at generation {generation}\n")
-            } else {
-                format!("{program}: already {state} at generation {generation} (nothing changed)\n")
-            })
+            let mut out = change_line(&view.change);
+            if let Some(status) = &view.status {
+                out.push('\n');
+                out.push_str(&status_block(status));
+            }
+            Ok(out)
         }
+    }
+}
+
+fn change_line(view: &ChangeView) -> String {
+    let StateView {
+        program,
+        state,
+        generation,
+        ..
+    } = &view.state;
+    let program = clean(program);
+    if view.changed {
+        format!("{program}: {state} at generation {generation}\n")
+    } else {
+        format!("{program}: already {state} at generation {generation} (nothing changed)\n")
     }
 }
 
@@ -94,35 +117,234 @@ pub fn change(view: &ChangeView, format: OutputFormat) -> Result<String, Error> 
 pub fn status(view: &StatusView, format: OutputFormat) -> Result<String, Error> {
     match format {
         OutputFormat::Json => json(view),
-        OutputFormat::Table => {
-            let c = &view.collectors;
-            let mut rows = vec![Row::new("program", &view.state.program)];
-            rows.extend(state_rows(&view.state));
-            rows.push(Row::new(
-                "collectors",
-                &format!(
-                    "{} connected, {} acknowledged, {} pending, {} errored",
-                    c.connected,
-                    c.acked,
-                    c.pending.len(),
-                    view.errors.len()
-                ),
-            ));
-            if !c.pending.is_empty() {
-                rows.push(Row::lines("pending", c.pending.iter().map(|id| clean(id))));
-            }
-            if !view.errors.is_empty() {
-                rows.push(Row::lines(
-                    "errored",
-                    view.errors
-                        .iter()
-                        .map(|e| format!("{}: {}", clean(&e.collector_id), clean(&e.error))),
-                ));
-            }
-            rows.push(Row::new("replicas", &view.replicas.join(", ")));
-            Ok(block(&rows))
+        OutputFormat::Table => Ok(status_block(view)),
+    }
+}
+
+/// `status --watch`: every update as a status block, blocks separated by a blank line,
+/// or as one compact JSON document per line (NDJSON).
+#[derive(Debug)]
+pub struct WatchRenderer {
+    format: OutputFormat,
+    first: bool,
+}
+
+impl WatchRenderer {
+    /// Renders the updates of one watch.
+    #[must_use]
+    pub fn new(format: OutputFormat) -> Self {
+        Self {
+            format,
+            first: true,
         }
     }
+
+    /// The text for the next update.
+    pub fn render(&mut self, view: &StatusView) -> Result<String, Error> {
+        let first = std::mem::replace(&mut self.first, false);
+        match self.format {
+            OutputFormat::Json => json_line(view),
+            OutputFormat::Table if first => Ok(status_block(view)),
+            OutputFormat::Table => Ok(format!("\n{}", status_block(view))),
+        }
+    }
+}
+
+fn status_block(view: &StatusView) -> String {
+    let c = &view.collectors;
+    let mut rows = vec![Row::new("program", &view.state.program)];
+    rows.extend(state_rows(&view.state));
+    rows.push(Row::new(
+        "collectors",
+        &format!(
+            "{} connected, {} acknowledged, {} pending, {} errored",
+            c.connected, c.acked, c.pending_count, c.errored_count
+        ),
+    ));
+    if let Some(times) = &view.ack_times {
+        rows.push(Row::new("ack times", &ack_times(times)));
+    }
+    if c.pending_count > 0 {
+        let mut line = c
+            .pending
+            .iter()
+            .map(|id| clean(id))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if let Some(more) = more(c.pending_count, c.pending.len()) {
+            if line.is_empty() {
+                let _ = write!(line, "{more} not listed");
+            } else {
+                let _ = write!(line, " and {more} more");
+            }
+        }
+        rows.push(Row::lines("pending", [line]));
+    }
+    if c.errored_count > 0 {
+        let lines = view.errors.iter().map(|e| {
+            format!(
+                "{}: {}",
+                collector(&e.collector_id, &e.replica),
+                clean(&e.error)
+            )
+        });
+        rows.push(Row::lines(
+            "errored",
+            with_more(lines, c.errored_count, view.errors.len()),
+        ));
+    }
+    if c.disconnected_count > 0 {
+        let lines = c.disconnected.iter().map(|d| {
+            let who = collector(&d.collector_id, &d.replica);
+            match &d.at {
+                Some(at) => format!("{who} at {at}"),
+                None => who,
+            }
+        });
+        rows.push(Row::lines(
+            "disconnected",
+            with_more(lines, c.disconnected_count, c.disconnected.len()),
+        ));
+    }
+    rows.push(Row::new("replicas", &view.replicas.join(", ")));
+    if !view.replicas_behind.is_empty() {
+        let behind = format!(
+            "{} (not yet reported on this generation)",
+            view.replicas_behind.join(", ")
+        );
+        rows.push(Row::new("behind", &behind));
+    }
+    block(&rows)
+}
+
+/// `p50 1.2ms, max 3.4ms, last ack 5.6ms after commit (3 acks)`
+fn ack_times(times: &AckTimesView) -> String {
+    format!(
+        "p50 {}, max {}, last ack {} after commit ({} ack{})",
+        millis(times.p50_ms),
+        millis(times.max_ms),
+        millis(times.propagation_ms),
+        times.count,
+        if times.count == 1 { "" } else { "s" }
+    )
+}
+
+/// A latency for people: `0.85ms`, `12.3ms`, `2.50s`.
+fn millis(duration: Micros) -> String {
+    let ms = duration.as_millis_f64();
+    if duration.0 < 1_000 {
+        format!("{ms:.2}ms")
+    } else if duration.0 < 1_000_000 {
+        format!("{ms:.1}ms")
+    } else {
+        format!("{:.2}s", ms / 1000.0)
+    }
+}
+
+/// `id (replica)`, escaped; just `id` when the replica is unknown.
+fn collector(id: &str, replica: &str) -> String {
+    if replica.is_empty() {
+        clean(id)
+    } else {
+        format!("{} ({})", clean(id), clean(replica))
+    }
+}
+
+/// How many of `total` are not among the `listed`, if any.
+fn more(total: u64, listed: usize) -> Option<u64> {
+    let listed = u64::try_from(listed).unwrap_or(u64::MAX);
+    (total > listed).then(|| total - listed)
+}
+
+/// `lines`, then `and N more` when the control plane listed only some of `total`.
+fn with_more(lines: impl Iterator<Item = String>, total: u64, listed: usize) -> Vec<String> {
+    let mut lines: Vec<String> = lines.collect();
+    if let Some(more) = more(total, listed) {
+        lines.push(format!("and {more} more"));
+    }
+    lines
+}
+
+/// A plain progress line for `--wait` when stderr is not a terminal, e.g.
+/// `demo: 2/3 acknowledged, 1 pending, 0 errored (0.4s)`.
+#[must_use]
+pub fn progress_line(view: &StatusView, elapsed: Duration) -> String {
+    let c = &view.collectors;
+    format!(
+        "{}: {}/{} acknowledged, {} pending, {} errored ({:.1}s)\n",
+        clean(&view.state.program),
+        c.acked,
+        c.connected,
+        c.pending_count,
+        c.errored_count,
+        elapsed.as_secs_f64()
+    )
+}
+
+/// `collectors`: one row per collector, or one JSON document.
+pub fn collectors(view: &CollectorListView, format: OutputFormat) -> Result<String, Error> {
+    match format {
+        OutputFormat::Json => json(view),
+        OutputFormat::Table if view.collectors.is_empty() => Ok("no collectors\n".to_owned()),
+        OutputFormat::Table => {
+            let header = [
+                "ID",
+                "REPLICA",
+                "GENERATION",
+                "STATE",
+                "ACKED",
+                "ERROR",
+                "LABELS",
+            ];
+            let rows: Vec<[String; 7]> = view.collectors.iter().map(collector_row).collect();
+            Ok(columns(header.map(str::to_owned), &rows))
+        }
+    }
+}
+
+/// The warning when some replicas did not answer `collectors`, e.g. `replicas r2 did not
+/// answer; their collectors are missing`.
+#[must_use]
+pub fn missing_replicas(view: &CollectorListView) -> Option<String> {
+    if view.unreachable_replicas.is_empty() {
+        return None;
+    }
+    let replicas: Vec<String> = view.unreachable_replicas.iter().map(|r| clean(r)).collect();
+    Some(format!(
+        "replicas {} did not answer; their collectors are missing",
+        replicas.join(", ")
+    ))
+}
+
+fn collector_row(c: &CollectorView) -> [String; 7] {
+    let or_dash = |value: String| {
+        if value.is_empty() {
+            "-".to_owned()
+        } else {
+            value
+        }
+    };
+    // Generation 0: it has not acknowledged anything, so it has no effective state yet.
+    let (generation, state) = if c.generation == 0 {
+        ("-".to_owned(), "-".to_owned())
+    } else {
+        (c.generation.to_string(), c.effective.to_string())
+    };
+    let labels = c
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{}={}", clean(k), clean(v)))
+        .collect::<Vec<_>>()
+        .join(",");
+    [
+        clean(&c.collector_id),
+        or_dash(clean(&c.replica)),
+        generation,
+        state,
+        time(c.acked_at.as_ref()),
+        or_dash(clean(&c.error)),
+        or_dash(labels),
+    ]
 }
 
 /// The rows every state shows, after the program's name. `purge` only when set, so the
@@ -215,13 +437,13 @@ fn columns<const N: usize>(header: [String; N], rows: &[[String; N]]) -> String 
 }
 
 /// An optional time as RFC 3339, `-` when unknown.
-fn time(at: Option<&crate::view::Time>) -> String {
+fn time(at: Option<&Time>) -> String {
     at.map_or_else(|| "-".to_owned(), ToString::to_string)
 }
 
 /// Escapes control characters (newlines, tabs, ANSI escapes) so a value stays on its line
 /// and cannot drive the terminal.
-fn clean(value: &str) -> String {
+pub(crate) fn clean(value: &str) -> String {
     if !value.chars().any(char::is_control) {
         return value.to_owned();
     }
@@ -248,14 +470,23 @@ fn truncate(value: &str, max: usize) -> String {
 
 /// One pretty-printed JSON document and a newline.
 fn json<T: Serialize + ?Sized>(value: &T) -> Result<String, Error> {
-    let mut text = serde_json::to_string_pretty(value).map_err(|e| {
-        Error::new(
-            Exit::Error,
-            format!("cannot encode the result as JSON: {e}"),
-        )
-    })?;
+    let mut text = serde_json::to_string_pretty(value).map_err(json_error)?;
     text.push('\n');
     Ok(text)
+}
+
+/// One compact JSON document on one line.
+fn json_line<T: Serialize + ?Sized>(value: &T) -> Result<String, Error> {
+    let mut text = serde_json::to_string(value).map_err(json_error)?;
+    text.push('\n');
+    Ok(text)
+}
+
+fn json_error(err: serde_json::Error) -> Error {
+    Error::new(
+        Exit::Error,
+        format!("cannot encode the result as JSON: {err}"),
+    )
 }
 
 #[cfg(test)]
@@ -265,7 +496,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::view::{CollectorErrorView, CollectorsView, RunState, Time};
+    use crate::view::{CollectorErrorView, CollectorsView, DisconnectedView, RunState};
 
     /// 2026-11-29T09:00:00Z
     fn at(offset_seconds: i64) -> Option<Time> {
@@ -320,12 +551,104 @@ mod tests {
                 acked: 1,
                 pending: vec!["c1".to_owned()],
                 errored: vec!["c2".to_owned()],
+                pending_count: 1,
+                errored_count: 1,
+                disconnected_count: 1,
+                disconnected: vec![DisconnectedView {
+                    collector_id: "c4".to_owned(),
+                    at: at(-60),
+                    replica: "r2".to_owned(),
+                }],
             },
             errors: vec![CollectorErrorView {
                 collector_id: "c2".to_owned(),
                 error: "disk full".to_owned(),
+                replica: "r1".to_owned(),
             }],
             replicas: vec!["r1".to_owned(), "r2".to_owned()],
+            replicas_behind: vec![],
+            ack_times: Some(AckTimesView {
+                count: 1,
+                p50_ms: Micros(1200),
+                max_ms: Micros(3400),
+                propagation_ms: Micros(5600),
+            }),
+        }
+    }
+
+    /// Every connected collector acknowledged; nothing timed.
+    fn all_acked() -> StatusView {
+        StatusView {
+            state: running("demo"),
+            collectors: CollectorsView {
+                connected: 3,
+                acked: 3,
+                ..CollectorsView::default()
+            },
+            errors: vec![],
+            replicas: vec![],
+            replicas_behind: vec![],
+            ack_times: None,
+        }
+    }
+
+    fn status_json() -> Value {
+        state_json_with(json!({
+            "collectors": {
+                "connected": 3,
+                "acked": 1,
+                "pending": ["c1"],
+                "errored": ["c2"],
+                "pending_count": 1,
+                "errored_count": 1,
+                "disconnected_count": 1,
+                "disconnected": [
+                    {"collector_id": "c4", "at": "2026-11-29T08:59:00Z", "replica": "r2"},
+                ],
+            },
+            "errors": [{"collector_id": "c2", "error": "disk full", "replica": "r1"}],
+            "replicas": ["r1", "r2"],
+            "replicas_behind": [],
+            "ack_times": {"count": 1, "p50_ms": 1.2, "max_ms": 3.4, "propagation_ms": 5.6},
+        }))
+    }
+
+    fn collector_view(id: &str) -> CollectorView {
+        CollectorView {
+            collector_id: id.to_owned(),
+            labels: [("region", "eu"), ("zone", "b")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            replica: "r1".to_owned(),
+            generation: 7,
+            effective: RunState::Paused,
+            acked_at: at(1),
+            error: String::new(),
+            connected_at: at(-10),
+        }
+    }
+
+    fn collector_list() -> CollectorListView {
+        CollectorListView {
+            program: "demo".to_owned(),
+            generation: 7,
+            collectors: vec![
+                collector_view("c1"),
+                CollectorView {
+                    replica: "r2".to_owned(),
+                    error: "disk full".to_owned(),
+                    labels: Default::default(),
+                    ..collector_view("c2")
+                },
+                CollectorView {
+                    generation: 0,
+                    effective: RunState::Unspecified,
+                    acked_at: None,
+                    ..collector_view("c3")
+                },
+            ],
+            unreachable_replicas: vec![],
         }
     }
 
@@ -391,19 +714,90 @@ mod tests {
                 )),
                 state_json_with(json!({"changed": true})),
             ),
+            ("status", json_of(status(&status_view(), f)), status_json()),
             (
-                "status",
-                json_of(status(&status_view(), f)),
-                state_json_with(json!({
-                    "collectors": {
-                        "connected": 3,
-                        "acked": 1,
-                        "pending": ["c1"],
-                        "errored": ["c2"],
+                "status without ack times",
+                json_of(status(&all_acked(), f))["ack_times"].clone(),
+                Value::Null,
+            ),
+            (
+                "waited change",
+                json_of(waited_change(
+                    &WaitedChangeView {
+                        change: ChangeView {
+                            state: paused(),
+                            changed: true,
+                        },
+                        complete: false,
+                        status: Some(status_view()),
                     },
-                    "errors": [{"collector_id": "c2", "error": "disk full"}],
-                    "replicas": ["r1", "r2"],
+                    f,
+                )),
+                state_json_with(json!({
+                    "changed": true,
+                    "complete": false,
+                    "status": status_json(),
                 })),
+            ),
+            (
+                "waited change without a status",
+                json_of(waited_change(
+                    &WaitedChangeView {
+                        change: ChangeView {
+                            state: paused(),
+                            changed: false,
+                        },
+                        complete: false,
+                        status: None,
+                    },
+                    f,
+                )),
+                state_json_with(json!({
+                    "changed": false,
+                    "complete": false,
+                    "status": null,
+                })),
+            ),
+            (
+                "collectors",
+                json_of(collectors(&collector_list(), f)),
+                json!({
+                    "program": "demo",
+                    "generation": 7,
+                    "collectors": [
+                        {
+                            "collector_id": "c1",
+                            "labels": {"region": "eu", "zone": "b"},
+                            "replica": "r1",
+                            "generation": 7,
+                            "effective": "PAUSED",
+                            "acked_at": "2026-11-29T09:00:01Z",
+                            "error": "",
+                            "connected_at": "2026-11-29T08:59:50Z",
+                        },
+                        {
+                            "collector_id": "c2",
+                            "labels": {},
+                            "replica": "r2",
+                            "generation": 7,
+                            "effective": "PAUSED",
+                            "acked_at": "2026-11-29T09:00:01Z",
+                            "error": "disk full",
+                            "connected_at": "2026-11-29T08:59:50Z",
+                        },
+                        {
+                            "collector_id": "c3",
+                            "labels": {"region": "eu", "zone": "b"},
+                            "replica": "r1",
+                            "generation": 0,
+                            "effective": "UNSPECIFIED",
+                            "acked_at": null,
+                            "error": "",
+                            "connected_at": "2026-11-29T08:59:50Z",
+                        },
+                    ],
+                    "unreachable_replicas": [],
+                }),
             ),
         ];
         for (name, got, expected) in cases {
@@ -507,39 +901,33 @@ web-logs  RUNNING  12          t          -                     {}...
         errored.errors.push(CollectorErrorView {
             collector_id: "c3".to_owned(),
             error: "hook timed out".to_owned(),
+            replica: String::new(),
         });
+        errored.collectors.errored_count = 2;
         errored.state.purge = true;
         assert_eq!(
             status(&errored, OutputFormat::Table).unwrap(),
             "\
-program:     demo
-state:       PAUSED
-generation:  7
-reason:      incident 42: leaking PII
-incident:    INC-42
-actor:       alice
-changed:     2026-11-29T09:00:00Z
-purge:       yes
-collectors:  3 connected, 1 acknowledged, 1 pending, 2 errored
-pending:     c1
-errored:     c2: disk full
-             c3: hook timed out
-replicas:    r1, r2
+program:       demo
+state:         PAUSED
+generation:    7
+reason:        incident 42: leaking PII
+incident:      INC-42
+actor:         alice
+changed:       2026-11-29T09:00:00Z
+purge:         yes
+collectors:    3 connected, 1 acknowledged, 1 pending, 2 errored
+ack times:     p50 1.2ms, max 3.4ms, last ack 5.6ms after commit (1 ack)
+pending:       c1
+errored:       c2 (r1): disk full
+               c3: hook timed out
+disconnected:  c4 (r2) at 2026-11-29T08:59:00Z
+replicas:      r1, r2
 "
         );
 
-        let all_acked = StatusView {
-            state: running("demo"),
-            collectors: CollectorsView {
-                connected: 3,
-                acked: 3,
-                ..CollectorsView::default()
-            },
-            errors: vec![],
-            replicas: vec![],
-        };
         assert_eq!(
-            status(&all_acked, OutputFormat::Table).unwrap(),
+            status(&all_acked(), OutputFormat::Table).unwrap(),
             "\
 program:     demo
 state:       RUNNING
@@ -551,6 +939,165 @@ changed:     -
 collectors:  3 connected, 3 acknowledged, 0 pending, 0 errored
 replicas:    -
 "
+        );
+    }
+
+    #[test]
+    fn status_table_says_how_many_are_not_listed() {
+        let mut view = status_view();
+        let c = &mut view.collectors;
+        c.pending = vec!["c1".to_owned(), "c5".to_owned()];
+        (c.pending_count, c.errored_count, c.disconnected_count) = (102, 3, 1);
+        c.disconnected[0].at = None;
+        view.ack_times = None;
+        let shown = status(&view, OutputFormat::Table).unwrap();
+        assert!(
+            shown.contains(
+                "\
+collectors:    3 connected, 1 acknowledged, 102 pending, 3 errored
+pending:       c1, c5 and 100 more
+errored:       c2 (r1): disk full
+               and 2 more
+disconnected:  c4 (r2)
+replicas:"
+            ),
+            "{shown}"
+        );
+
+        view.collectors.pending.clear();
+        let shown = status(&view, OutputFormat::Table).unwrap();
+        assert!(shown.contains("pending:       102 not listed\n"), "{shown}");
+    }
+
+    #[test]
+    fn latencies() {
+        let cases = [
+            (0, "0.00ms"),
+            (20, "0.02ms"),
+            (850, "0.85ms"),
+            (1_000, "1.0ms"),
+            (1_234, "1.2ms"),
+            (56_789, "56.8ms"),
+            (999_000, "999.0ms"),
+            (1_000_000, "1.00s"),
+            (2_504_000, "2.50s"),
+        ];
+        for (us, expected) in cases {
+            assert_eq!(millis(Micros(us)), expected, "{us}us");
+        }
+        let times = AckTimesView {
+            count: 3,
+            p50_ms: Micros(1_200),
+            max_ms: Micros(3_400),
+            propagation_ms: Micros(5_600),
+        };
+        assert_eq!(
+            ack_times(&times),
+            "p50 1.2ms, max 3.4ms, last ack 5.6ms after commit (3 acks)"
+        );
+    }
+
+    #[test]
+    fn waited_change_table() {
+        let view = WaitedChangeView {
+            change: ChangeView {
+                state: running("demo"),
+                changed: true,
+            },
+            complete: true,
+            status: Some(all_acked()),
+        };
+        assert_eq!(
+            waited_change(&view, OutputFormat::Table).unwrap(),
+            "\
+demo: RUNNING at generation 12
+
+program:     demo
+state:       RUNNING
+generation:  12
+reason:      all clear
+incident:    -
+actor:       bob
+changed:     -
+collectors:  3 connected, 3 acknowledged, 0 pending, 0 errored
+replicas:    -
+"
+        );
+        let view = WaitedChangeView {
+            status: None,
+            complete: false,
+            ..view
+        };
+        assert_eq!(
+            waited_change(&view, OutputFormat::Table).unwrap(),
+            "demo: RUNNING at generation 12\n"
+        );
+    }
+
+    #[test]
+    fn watch_updates() {
+        let mut table = WatchRenderer::new(OutputFormat::Table);
+        let block = status(&all_acked(), OutputFormat::Table).unwrap();
+        assert_eq!(table.render(&all_acked()).unwrap(), block);
+        assert_eq!(table.render(&all_acked()).unwrap(), format!("\n{block}"));
+
+        let mut ndjson = WatchRenderer::new(OutputFormat::Json);
+        for _ in 0..2 {
+            let line = ndjson.render(&status_view()).unwrap();
+            assert_eq!(line.matches('\n').count(), 1, "{line}");
+            assert_eq!(parse(&line), status_json());
+        }
+    }
+
+    #[test]
+    fn progress_lines() {
+        let mut view = status_view();
+        view.state.program = "demo\u{1b}[2J".to_owned();
+        assert_eq!(
+            progress_line(&view, Duration::from_millis(440)),
+            "demo\\u{1b}[2J: 1/3 acknowledged, 1 pending, 1 errored (0.4s)\n"
+        );
+    }
+
+    #[test]
+    fn collectors_table() {
+        assert_eq!(
+            collectors(&collector_list(), OutputFormat::Table).unwrap(),
+            "\
+ID  REPLICA  GENERATION  STATE   ACKED                 ERROR      LABELS
+c1  r1       7           PAUSED  2026-11-29T09:00:01Z  -          region=eu,zone=b
+c2  r2       7           PAUSED  2026-11-29T09:00:01Z  disk full  -
+c3  r1       -           -       -                     -          region=eu,zone=b
+"
+        );
+        let empty = CollectorListView {
+            collectors: vec![],
+            ..collector_list()
+        };
+        assert_eq!(
+            collectors(&empty, OutputFormat::Table).unwrap(),
+            "no collectors\n"
+        );
+    }
+
+    #[test]
+    fn missing_replicas_warning() {
+        #[track_caller]
+        fn check(unreachable: &[&str], expected: Option<&str>) {
+            let view = CollectorListView {
+                unreachable_replicas: unreachable.iter().map(|r| (*r).to_owned()).collect(),
+                ..collector_list()
+            };
+            assert_eq!(missing_replicas(&view).as_deref(), expected);
+        }
+        check(&[], None);
+        check(
+            &["r2"],
+            Some("replicas r2 did not answer; their collectors are missing"),
+        );
+        check(
+            &["r2", "r\n3"],
+            Some("replicas r2, r\\n3 did not answer; their collectors are missing"),
         );
     }
 

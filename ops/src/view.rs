@@ -4,6 +4,7 @@
 //! names and nesting here are stable API. Changing one breaks scripts in the field, so add
 //! fields rather than rename them. The proto types never reach the renderers.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -91,6 +92,26 @@ impl fmt::Display for Time {
 impl Serialize for Time {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
+    }
+}
+
+/// A duration the control plane measured in microseconds; JSON shows it as fractional
+/// milliseconds (`1.2`), the unit people read latencies in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Micros(pub u64);
+
+impl Micros {
+    /// The duration in milliseconds.
+    #[must_use]
+    pub fn as_millis_f64(self) -> f64 {
+        // Exact up to 2^53 us (285 years).
+        self.0 as f64 / 1000.0
+    }
+}
+
+impl Serialize for Micros {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(self.as_millis_f64())
     }
 }
 
@@ -205,17 +226,27 @@ impl TryFrom<v1::ChangeResponse> for ChangeView {
     }
 }
 
-/// Acknowledgement counts for the current generation.
+/// Acknowledgement counts for the current generation, over every replica.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CollectorsView {
-    /// Sessions open for the program.
+    /// Collectors connected for the program.
     pub connected: u64,
-    /// Collectors that acknowledged the current generation successfully.
+    /// Collectors that acknowledged the current generation (or a newer one) successfully.
     pub acked: u64,
-    /// Ids of connected collectors that have not acknowledged yet.
+    /// Ids of connected collectors that have not acknowledged yet: at most 100, see
+    /// `pending_count`.
     pub pending: Vec<String>,
-    /// Ids of collectors whose hooks failed (details in [`StatusView::errors`]).
+    /// Ids of collectors whose hooks failed (details in [`StatusView::errors`]): at most
+    /// 100, see `errored_count`.
     pub errored: Vec<String>,
+    /// How many connected collectors have not acknowledged.
+    pub pending_count: u64,
+    /// How many connected collectors' hooks failed.
+    pub errored_count: u64,
+    /// How many collectors disconnected recently.
+    pub disconnected_count: u64,
+    /// Recently disconnected collectors, at most 100.
+    pub disconnected: Vec<DisconnectedView>,
 }
 
 /// One collector whose hooks failed for the current generation.
@@ -225,6 +256,44 @@ pub struct CollectorErrorView {
     pub collector_id: String,
     /// What it reported.
     pub error: String,
+    /// The replica it is connected to.
+    pub replica: String,
+}
+
+/// A collector that disconnected recently and has not reconnected to the same replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DisconnectedView {
+    /// Collector id.
+    pub collector_id: String,
+    /// When it disconnected; `null` when unknown.
+    pub at: Option<Time>,
+    /// The replica it was connected to.
+    pub replica: String,
+}
+
+/// Commit-to-acknowledgement times of the current generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AckTimesView {
+    /// How many acknowledgements the figures cover (never 0).
+    pub count: u64,
+    /// Median (within about 5%).
+    pub p50_ms: Micros,
+    /// Slowest.
+    pub max_ms: Micros,
+    /// From the commit to the last acknowledgement so far.
+    pub propagation_ms: Micros,
+}
+
+impl AckTimesView {
+    /// `None` when no acknowledgement was timed: zeros would read as "instant".
+    fn from_wire(times: v1::AckTimes) -> Option<Self> {
+        (times.count > 0).then_some(Self {
+            count: times.count,
+            p50_ms: Micros(times.p50_us),
+            max_ms: Micros(times.max_us),
+            propagation_ms: Micros(times.propagation_us),
+        })
+    }
 }
 
 /// `status`: the state fields, flattened, plus who has confirmed.
@@ -239,6 +308,11 @@ pub struct StatusView {
     pub errors: Vec<CollectorErrorView>,
     /// Replicas whose collectors are counted.
     pub replicas: Vec<String>,
+    /// Registered replicas that have not reported on this generation yet: their
+    /// collectors may be missing from the counts.
+    pub replicas_behind: Vec<String>,
+    /// Acknowledgement times; `null` when none was timed.
+    pub ack_times: Option<AckTimesView>,
 }
 
 impl TryFrom<v1::StatusResponse> for StatusView {
@@ -256,6 +330,16 @@ impl TryFrom<v1::StatusResponse> for StatusView {
             .map(|e| CollectorErrorView {
                 collector_id: e.collector_id,
                 error: e.error,
+                replica: e.replica,
+            })
+            .collect();
+        let disconnected: Vec<DisconnectedView> = counts
+            .disconnected
+            .into_iter()
+            .map(|d| DisconnectedView {
+                at: d.at.as_ref().and_then(Time::from_wire),
+                collector_id: d.collector_id,
+                replica: d.replica,
             })
             .collect();
         Ok(Self {
@@ -263,12 +347,107 @@ impl TryFrom<v1::StatusResponse> for StatusView {
             collectors: CollectorsView {
                 connected: counts.connected,
                 acked: counts.acked,
+                // A count is never below the ids listed: a control plane that predates
+                // the counts sends 0, and must not make `--wait` succeed early.
+                pending_count: counts.pending_count.max(len(&counts.pending)),
+                errored_count: counts.errored_count.max(len(&errors)),
+                disconnected_count: counts.disconnected_count.max(len(&disconnected)),
                 pending: counts.pending,
                 errored: errors.iter().map(|e| e.collector_id.clone()).collect(),
+                disconnected,
             },
             errors,
             replicas: response.replicas,
+            replicas_behind: response.replicas_behind,
+            ack_times: response.ack_times.and_then(AckTimesView::from_wire),
         })
+    }
+}
+
+/// A list's length as a count.
+fn len<T>(items: &[T]) -> u64 {
+    u64::try_from(items.len()).unwrap_or(u64::MAX)
+}
+
+/// The result of `pause --wait` or `resume --wait`: the change's fields, then whether
+/// every connected collector acknowledged it, and the last status seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WaitedChangeView {
+    /// The change, as without `--wait`.
+    #[serde(flatten)]
+    pub change: ChangeView,
+    /// Every connected collector acknowledged the change's generation without error.
+    pub complete: bool,
+    /// The last status received; `null` when none arrived.
+    pub status: Option<StatusView>,
+}
+
+/// One connected collector (`collectors`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CollectorView {
+    /// Collector id.
+    pub collector_id: String,
+    /// Its labels, sorted by key.
+    pub labels: BTreeMap<String, String>,
+    /// The replica it is connected to.
+    pub replica: String,
+    /// Generation last acknowledged, 0 when none yet.
+    pub generation: u64,
+    /// Its gate after that acknowledgement.
+    pub effective: RunState,
+    /// When its hooks finished, by its clock; `null` when unknown.
+    pub acked_at: Option<Time>,
+    /// Empty when its hooks succeeded.
+    pub error: String,
+    /// When it connected; `null` when unknown.
+    pub connected_at: Option<Time>,
+}
+
+impl From<v1::CollectorInfo> for CollectorView {
+    fn from(info: v1::CollectorInfo) -> Self {
+        Self {
+            effective: RunState::from_wire(info.effective),
+            acked_at: info.acked_at.as_ref().and_then(Time::from_wire),
+            connected_at: info.connected_at.as_ref().and_then(Time::from_wire),
+            labels: info.labels.into_iter().collect(),
+            collector_id: info.collector_id,
+            replica: info.replica,
+            generation: info.generation,
+            error: info.error,
+        }
+    }
+}
+
+/// `collectors`: a program's connected collectors, gathered from every replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CollectorListView {
+    /// Program name.
+    pub program: String,
+    /// The generation pending and errored are judged against.
+    pub generation: u64,
+    /// Sorted by id, then replica.
+    pub collectors: Vec<CollectorView>,
+    /// Replicas that did not answer: their collectors are missing from `collectors`.
+    pub unreachable_replicas: Vec<String>,
+}
+
+impl CollectorListView {
+    /// Converts the answer to `ListCollectors` for `program`.
+    #[must_use]
+    pub fn from_wire(program: &str, response: v1::ListCollectorsResponse) -> Self {
+        let mut collectors: Vec<CollectorView> = response
+            .collectors
+            .into_iter()
+            .map(CollectorView::from)
+            .collect();
+        collectors
+            .sort_by(|a, b| (&a.collector_id, &a.replica).cmp(&(&b.collector_id, &b.replica)));
+        Self {
+            program: program.to_owned(),
+            generation: response.generation,
+            collectors,
+            unreachable_replicas: response.unreachable_replicas,
+        }
     }
 }
 
@@ -340,9 +519,151 @@ mod tests {
             state: Some(v1::ProgramState::default()),
             collectors: None,
             replicas: vec![],
+            replicas_behind: vec![],
+            ack_times: None,
         })
         .unwrap();
         assert_eq!(view.collectors, CollectorsView::default());
         assert!(view.errors.is_empty());
+        assert_eq!(view.ack_times, None);
+    }
+
+    #[test]
+    fn status_conversion() {
+        let view = StatusView::try_from(v1::StatusResponse {
+            state: Some(v1::ProgramState::default()),
+            collectors: Some(v1::CollectorCounts {
+                connected: 300,
+                acked: 100,
+                pending: vec!["c1".to_owned()],
+                errored: vec![v1::CollectorError {
+                    collector_id: "c2".to_owned(),
+                    error: "disk full".to_owned(),
+                    replica: "r1".to_owned(),
+                }],
+                pending_count: 150,
+                errored_count: 50,
+                disconnected: vec![v1::Disconnected {
+                    collector_id: "c3".to_owned(),
+                    at: Some(Timestamp {
+                        seconds: 1_795_942_800,
+                        nanos: 0,
+                    }),
+                    replica: "r2".to_owned(),
+                }],
+                disconnected_count: 4,
+            }),
+            replicas: vec!["r1".to_owned(), "r2".to_owned()],
+            replicas_behind: vec![],
+            ack_times: Some(v1::AckTimes {
+                count: 3,
+                p50_us: 1200,
+                max_us: 3400,
+                propagation_us: 5600,
+            }),
+        })
+        .unwrap();
+        let c = &view.collectors;
+        assert_eq!(
+            (c.pending_count, c.errored_count, c.disconnected_count),
+            (150, 50, 4)
+        );
+        assert_eq!(c.errored, ["c2"]);
+        assert_eq!(view.errors[0].replica, "r1");
+        assert_eq!(
+            c.disconnected,
+            [DisconnectedView {
+                collector_id: "c3".to_owned(),
+                at: Time::from_wire(&Timestamp {
+                    seconds: 1_795_942_800,
+                    nanos: 0
+                }),
+                replica: "r2".to_owned(),
+            }]
+        );
+        assert_eq!(
+            view.ack_times,
+            Some(AckTimesView {
+                count: 3,
+                p50_ms: Micros(1200),
+                max_ms: Micros(3400),
+                propagation_ms: Micros(5600),
+            })
+        );
+    }
+
+    #[test]
+    fn counts_never_below_the_listed_ids() {
+        // A control plane that predates the counts: pending must still hold back --wait.
+        let view = StatusView::try_from(v1::StatusResponse {
+            state: Some(v1::ProgramState::default()),
+            collectors: Some(v1::CollectorCounts {
+                connected: 3,
+                pending: vec!["c1".to_owned(), "c2".to_owned()],
+                errored: vec![v1::CollectorError::default()],
+                disconnected: vec![v1::Disconnected::default()],
+                ..v1::CollectorCounts::default()
+            }),
+            replicas: vec![],
+            replicas_behind: vec![],
+            ack_times: None,
+        })
+        .unwrap();
+        let c = &view.collectors;
+        assert_eq!(
+            (c.pending_count, c.errored_count, c.disconnected_count),
+            (2, 1, 1)
+        );
+    }
+
+    #[test]
+    fn ack_times_without_acks_are_absent() {
+        let times = v1::AckTimes {
+            count: 0,
+            p50_us: 0,
+            max_us: 7,
+            propagation_us: 0,
+        };
+        assert_eq!(AckTimesView::from_wire(times), None);
+    }
+
+    #[test]
+    fn collector_list_is_sorted_and_converted() {
+        let info = |id: &str, replica: &str| v1::CollectorInfo {
+            collector_id: id.to_owned(),
+            labels: [("zone", "b"), ("region", "eu")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            replica: replica.to_owned(),
+            generation: 7,
+            effective: v1::RunState::Paused as i32,
+            acked_at: None,
+            error: String::new(),
+            connected_at: Some(Timestamp {
+                seconds: -5,
+                nanos: 0,
+            }),
+        };
+        let view = CollectorListView::from_wire(
+            "demo",
+            v1::ListCollectorsResponse {
+                generation: 7,
+                collectors: vec![info("c2", "r1"), info("c1", "r2"), info("c1", "r1")],
+                unreachable_replicas: vec!["r3".to_owned()],
+            },
+        );
+        let order: Vec<(&str, &str)> = view
+            .collectors
+            .iter()
+            .map(|c| (c.collector_id.as_str(), c.replica.as_str()))
+            .collect();
+        assert_eq!(order, [("c1", "r1"), ("c1", "r2"), ("c2", "r1")]);
+        let first = &view.collectors[0];
+        assert_eq!(first.effective, RunState::Paused);
+        assert_eq!(first.connected_at, None, "a time before 1970 is unknown");
+        assert_eq!(first.labels.keys().collect::<Vec<_>>(), ["region", "zone"]);
+        assert_eq!(view.program, "demo");
+        assert_eq!(view.unreachable_replicas, ["r3"]);
     }
 }

@@ -1,152 +1,9 @@
 //! End to end through the real binaries: a real etcd, `killswitch-control`, SDK collectors
 //! and the `killswitch` CLI, asserting on what the collectors did.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+mod common;
 
-use killswitch_control::testing::{Etcd, Replica, wait_until};
-use killswitch_sdk::{Client, Gate};
-use serde_json::Value;
-
-const DEADLINE: Duration = Duration::from_secs(10);
-
-/// A running system: etcd and one control replica (dropped first, so it never sees etcd
-/// vanish).
-struct System {
-    replica: Replica,
-    etcd: Etcd,
-}
-
-impl System {
-    async fn start() -> Self {
-        let etcd = Etcd::start().await.expect("start etcd");
-        let replica = Replica::start(etcd.endpoint(), &["--heartbeat-interval", "1s"])
-            .expect("start replica");
-        Self { replica, etcd }
-    }
-
-    /// Runs the CLI; returns its exit code and stdout, with stderr for messages.
-    async fn cli(&self, args: &[&str]) -> (i32, String, String) {
-        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_killswitch"))
-            .args([
-                "--endpoint",
-                &self.replica.endpoint(),
-                "--actor",
-                "responder",
-            ])
-            .args(args)
-            .output()
-            .await
-            .expect("run killswitch");
-        let text = |bytes: Vec<u8>| String::from_utf8(bytes).expect("utf-8 output");
-        (
-            output.status.code().unwrap_or(-1),
-            text(output.stdout),
-            text(output.stderr),
-        )
-    }
-
-    /// Runs the CLI with `--output json`, expecting success.
-    async fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--output", "json"];
-        all.extend_from_slice(args);
-        let (code, stdout, stderr) = self.cli(&all).await;
-        assert_eq!(code, 0, "killswitch {args:?} failed: {stderr}");
-        serde_json::from_str(&stdout)
-            .unwrap_or_else(|e| panic!("killswitch {args:?} printed bad JSON ({e}): {stdout}"))
-    }
-
-    async fn create(&self, program: &str) {
-        self.json(&["program", "create", program, "--owner", "data-team"])
-            .await;
-    }
-
-    /// Pauses or resumes and returns the new generation.
-    async fn change(&self, verb: &str, program: &str) -> u64 {
-        let change = self
-            .json(&[verb, program, "--reason", "end-to-end test"])
-            .await;
-        assert_eq!(
-            change["changed"], true,
-            "{verb} changed the state: {change}"
-        );
-        change["generation"].as_u64().expect("generation")
-    }
-
-    /// Polls `status --output json` until `done` holds for it; returns that status.
-    async fn status_until(
-        &self,
-        program: &str,
-        what: &str,
-        done: impl Fn(&Value) -> bool,
-    ) -> Value {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        loop {
-            let status = self.json(&["status", program]).await;
-            if done(&status) {
-                return status;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}; last status: {status}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn collector(&self, id: &str, programs: &[&str]) -> Collector {
-        Collector::start(&self.replica.endpoint(), id, programs)
-    }
-}
-
-/// A real SDK client that counts its hook calls.
-struct Collector {
-    client: Client,
-    pauses: Arc<AtomicUsize>,
-    resumes: Arc<AtomicUsize>,
-}
-
-impl Collector {
-    fn start(endpoint: &str, id: &str, programs: &[&str]) -> Self {
-        let (pauses, resumes) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let (p, r) = (pauses.clone(), resumes.clone());
-        let mut builder = Client::builder()
-            .endpoint(endpoint)
-            .collector_id(id)
-            .label("region", "test")
-            .on_pause(move |_| {
-                p.fetch_add(1, Ordering::SeqCst);
-                Ok(())
-            })
-            .on_resume(move |_| {
-                r.fetch_add(1, Ordering::SeqCst);
-                Ok(())
-            });
-        for program in programs {
-            builder = builder.program(*program);
-        }
-        Self {
-            client: builder.start().expect("start collector"),
-            pauses,
-            resumes,
-        }
-    }
-
-    fn gate(&self, program: &str) -> Gate {
-        self.client.gate(program).expect("program registered")
-    }
-
-    fn applied(&self, program: &str) -> Option<u64> {
-        self.client.applied_generation(program)
-    }
-}
-
-async fn until(what: &str, condition: impl Fn() -> bool) {
-    wait_until(DEADLINE, what, || std::future::ready(condition()))
-        .await
-        .expect("condition within deadline");
-}
+use common::{Collector, System, until};
 
 #[tokio::test]
 async fn pause_reaches_every_collector_and_status_confirms() {
@@ -160,32 +17,35 @@ async fn pause_reaches_every_collector_and_status_confirms() {
         collectors.iter().all(|c| c.gate("demo").is_active())
     })
     .await;
-    assert!(
-        collectors
-            .iter()
-            .all(|c| c.resumes.load(Ordering::SeqCst) == 1)
-    );
+    assert!(collectors.iter().all(|c| c.resumes() == 1));
     assert!(
         collectors
             .iter()
             .all(|c| c.applied("demo") == Some(resumed))
     );
 
+    let baseline: Vec<usize> = collectors.iter().map(Collector::pauses).collect();
     let generation = system.change("pause", "demo").await;
     assert!(generation > resumed, "generations grow");
     until("every pause hook to run", || {
         collectors
             .iter()
-            .all(|c| c.pauses.load(Ordering::SeqCst) == 1 && c.applied("demo") == Some(generation))
+            .all(|c| c.last_pause() == generation && c.applied("demo") == Some(generation))
     })
     .await;
+    let once: Vec<usize> = baseline.iter().map(|n| n + 1).collect();
+    assert_eq!(
+        collectors.iter().map(Collector::pauses).collect::<Vec<_>>(),
+        once,
+        "one pause hook each"
+    );
     assert!(
         collectors.iter().all(|c| !c.gate("demo").is_active()),
         "every gate closed"
     );
 
     let status = system
-        .status_until("demo", "3 of 3 acknowledged", |s| {
+        .status_until(0, "demo", "3 of 3 acknowledged", |s| {
             s["collectors"]["acked"] == 3
         })
         .await;
@@ -210,10 +70,11 @@ async fn pause_reaches_every_collector_and_status_confirms() {
             .all(|c| c.gate("demo").is_active() && c.applied("demo") == Some(reopened))
     })
     .await;
-    assert!(
-        collectors
-            .iter()
-            .all(|c| c.resumes.load(Ordering::SeqCst) == 2 && c.pauses.load(Ordering::SeqCst) == 1)
+    assert!(collectors.iter().all(|c| c.resumes() == 2));
+    assert_eq!(
+        collectors.iter().map(Collector::pauses).collect::<Vec<_>>(),
+        once,
+        "no pause hook on resume"
     );
     for collector in collectors {
         collector.client.shutdown().await;
@@ -234,9 +95,9 @@ async fn a_collector_that_starts_while_paused_never_opens() {
     })
     .await;
     assert!(!late.gate("demo").is_active());
-    assert_eq!(late.resumes.load(Ordering::SeqCst), 0, "never resumed");
+    assert_eq!(late.resumes(), 0, "never resumed");
     system
-        .status_until("demo", "its acknowledgement", |s| {
+        .status_until(0, "demo", "its acknowledgement", |s| {
             s["collectors"]["acked"] == 1
         })
         .await;

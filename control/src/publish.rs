@@ -1,0 +1,174 @@
+//! Publishes this replica to etcd: its registration under `{prefix}/replicas/{id}` and
+//! one acknowledgement summary per program under `{prefix}/acks/{program}/{id}`, all bound
+//! to the replica's lease, so a dead replica's keys vanish when the lease expires.
+//!
+//! Summaries are debounced: after a change the publisher waits [`PublishConfig::debounce`]
+//! and then writes every changed program in one transaction. A pause therefore costs
+//! O(replicas) etcd writes, never O(collectors).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use killswitch_proto::v1::store;
+use tokio_util::sync::CancellationToken;
+
+use crate::acks::AckBook;
+use crate::cache::StateCache;
+use crate::domain::{Generation, ProgramName};
+use crate::store::{Store, StoreError};
+
+/// Pause after a failed summary write before the next attempt.
+const PUBLISH_RETRY: Duration = Duration::from_secs(1);
+
+/// Publishing settings.
+#[derive(Debug, Clone)]
+pub struct PublishConfig {
+    /// This replica's id.
+    pub replica_id: String,
+    /// Where peers reach this replica's admin API.
+    pub advertise: String,
+    /// Lease time-to-live: how long a dead replica's keys outlive it. Default 10 s.
+    pub lease_ttl: Duration,
+    /// Wait after a change before writing summaries. Default 100 ms.
+    pub debounce: Duration,
+}
+
+/// Keeps the registration and summaries current until `cancel` fires, then revokes the
+/// lease so they disappear at once.
+pub async fn run_publisher(
+    store: Store,
+    book: Arc<AckBook>,
+    cache: Arc<StateCache>,
+    config: PublishConfig,
+    cancel: CancellationToken,
+) {
+    let registration = store::Replica {
+        address: config.advertise.clone(),
+        started_at: Some(killswitch_proto::timestamp(SystemTime::now())),
+    };
+    let mut failures: u32 = 0;
+    loop {
+        let lease = tokio::select! {
+            () = cancel.cancelled() => return,
+            lease = register(&store, &config, &registration) => lease,
+        };
+        let error = match lease {
+            Ok(lease) => {
+                failures = 0;
+                match publish_with(&store, &book, &cache, &config, lease, &cancel).await {
+                    Ok(()) => {
+                        if let Err(error) = store.revoke_lease(lease).await {
+                            tracing::warn!(%error, "cannot revoke the replica lease; its keys expire with it");
+                        }
+                        return;
+                    }
+                    Err(error) => error,
+                }
+            }
+            Err(error) => error,
+        };
+        failures = failures.saturating_add(1);
+        let delay = Duration::from_millis(200u64.saturating_mul(1 << failures.min(5)))
+            .min(config.lease_ttl / 2);
+        tracing::warn!(%error, ?delay, "cannot publish this replica to etcd; retrying");
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+async fn register(
+    store: &Store,
+    config: &PublishConfig,
+    registration: &store::Replica,
+) -> Result<i64, StoreError> {
+    let lease = store.grant_lease(config.lease_ttl).await?;
+    store
+        .register_replica(lease, &config.replica_id, registration)
+        .await?;
+    tracing::info!(replica = config.replica_id, lease, "registered in etcd");
+    Ok(lease)
+}
+
+/// Keeps `lease` alive and writes summaries until cancelled (`Ok`) or the lease is lost.
+async fn publish_with(
+    store: &Store,
+    book: &AckBook,
+    cache: &StateCache,
+    config: &PublishConfig,
+    lease: i64,
+    cancel: &CancellationToken,
+) -> Result<(), StoreError> {
+    let (mut keeper, mut responses) = store.client().lease_keep_alive(lease).await?;
+    let mut keep_alive = tokio::time::interval(config.lease_ttl / 3);
+    let mut revisions = cache.revisions();
+    // The generation each program's summary was last published at: a program whose
+    // generation moved is republished, so status sees that this replica caught up.
+    let mut published: HashMap<ProgramName, Generation> = HashMap::new();
+    // A new lease starts from nothing in etcd: publish everything.
+    book.mark_all_dirty();
+    for (program, _) in cache.generations() {
+        book.mark_dirty(&program);
+    }
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return Ok(()),
+            changed = revisions.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+                for (program, generation) in cache.generations() {
+                    if published.get(&program) != Some(&generation) {
+                        book.mark_dirty(&program);
+                    }
+                }
+            }
+            _ = keep_alive.tick() => keeper.keep_alive().await?,
+            response = responses.message() => match response? {
+                Some(response) if response.ttl() > 0 => {}
+                _ => {
+                    let lost = format!("lease {lease} expired before it was renewed");
+                    return Err(etcd_client::Error::LeaseKeepAliveError(lost).into());
+                }
+            },
+            () = book.changed() => {
+                tokio::select! {
+                    () = cancel.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(config.debounce) => {}
+                }
+                let dirty = book.take_dirty();
+                let summaries: Vec<_> = dirty
+                    .into_iter()
+                    .map(|program| {
+                        let current = cache.get(&program).map(|s| (s.generation, s.changed_at.unwrap_or(SystemTime::UNIX_EPOCH)));
+                        let summary = book.summary(&program, current);
+                        (program, summary)
+                    })
+                    .collect();
+                match store.publish_summaries(lease, &config.replica_id, &summaries).await {
+                    Ok(()) => {
+                        for (program, summary) in summaries {
+                            match summary {
+                                Some(summary) => published.insert(program, summary.generation),
+                                None => published.remove(&program),
+                            };
+                        }
+                    }
+                    Err(error) => {
+                        // Keep the lease; try again after the next debounce.
+                        tracing::warn!(%error, "cannot write acknowledgement summaries; retrying");
+                        for (program, _) in &summaries {
+                            book.mark_dirty(program);
+                        }
+                        tokio::select! {
+                            () = cancel.cancelled() => return Ok(()),
+                            () = tokio::time::sleep(PUBLISH_RETRY) => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

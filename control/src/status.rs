@@ -1,0 +1,242 @@
+//! Fleet-wide status: a program's state plus the acknowledgement summaries of every
+//! replica, combined. Pure, so every rule is unit-tested.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use killswitch_proto::v1::{self, store};
+
+use crate::acks::SUMMARY_LIST_LIMIT;
+use crate::domain::ProgramState;
+use crate::latency::Histogram;
+
+/// One replica's summary, as read from `{prefix}/acks/{program}/{replica}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaSummary {
+    /// The replica's id.
+    pub replica: String,
+    /// What it reported.
+    pub summary: store::AckSummary,
+}
+
+/// Judges every replica's collectors against the program's current generation;
+/// `registered` are the replicas alive in etcd, each of which must report on it.
+#[must_use]
+pub fn aggregate(
+    state: &ProgramState,
+    summaries: &[ReplicaSummary],
+    registered: &[String],
+) -> v1::StatusResponse {
+    let current = state.generation;
+    let mut counts = v1::CollectorCounts::default();
+    let mut pending: Vec<String> = Vec::new();
+    let mut errored: Vec<v1::CollectorError> = Vec::new();
+    let mut disconnected: Vec<v1::Disconnected> = Vec::new();
+    let mut latency = Histogram::default();
+    let mut last_ack: Option<SystemTime> = None;
+
+    for ReplicaSummary { replica, summary } in summaries {
+        counts.connected += summary.connected;
+        for generation in summary
+            .generations
+            .iter()
+            .filter(|g| g.generation >= current)
+        {
+            counts.acked += generation.ok;
+            counts.errored_count += generation.errored;
+        }
+        pending.extend(
+            summary
+                .laggards
+                .iter()
+                .filter(|l| l.generation < current)
+                .map(|l| l.collector_id.clone()),
+        );
+        errored.extend(
+            summary
+                .errored
+                .iter()
+                .filter(|e| e.generation >= current)
+                .map(|e| v1::CollectorError {
+                    collector_id: e.collector_id.clone(),
+                    error: e.error.clone(),
+                    replica: replica.clone(),
+                }),
+        );
+        counts.disconnected_count += summary.disconnected_count;
+        disconnected.extend(summary.disconnected.iter().map(|d| v1::Disconnected {
+            collector_id: d.collector_id.clone(),
+            at: d.at,
+            replica: replica.clone(),
+        }));
+        if summary.generation == current {
+            if let Some(stored) = &summary.latency {
+                latency.merge(&Histogram::from_store(stored));
+            }
+            let at = summary
+                .last_ack_at
+                .and_then(|t| SystemTime::try_from(t).ok());
+            last_ack = last_ack.max(at);
+        }
+    }
+    counts.pending_count = counts
+        .connected
+        .saturating_sub(counts.acked + counts.errored_count);
+
+    pending.sort();
+    pending.truncate(SUMMARY_LIST_LIMIT);
+    counts.pending = pending;
+    errored.sort_by(|a, b| a.collector_id.cmp(&b.collector_id));
+    errored.truncate(SUMMARY_LIST_LIMIT);
+    counts.errored = errored;
+    // Newest first, across replicas.
+    disconnected.sort_by_key(|d| std::cmp::Reverse(d.at.map(|t| (t.seconds, t.nanos))));
+    disconnected.truncate(SUMMARY_LIST_LIMIT);
+    counts.disconnected = disconnected;
+
+    let propagation = match (state.changed_at, last_ack) {
+        (Some(committed), Some(last)) => last.duration_since(committed).unwrap_or_default(),
+        _ => std::time::Duration::ZERO,
+    };
+    let micros = |d: std::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    let replicas: BTreeMap<&str, ()> = summaries.iter().map(|s| (s.replica.as_str(), ())).collect();
+    let mut replicas_behind: Vec<String> = registered
+        .iter()
+        .filter(|id| {
+            !summaries
+                .iter()
+                .any(|s| &s.replica == *id && s.summary.generation >= current)
+        })
+        .cloned()
+        .collect();
+    replicas_behind.sort();
+    v1::StatusResponse {
+        state: Some(state.to_wire()),
+        collectors: Some(counts),
+        replicas: replicas.into_keys().map(str::to_owned).collect(),
+        ack_times: Some(v1::AckTimes {
+            count: latency.count(),
+            p50_us: micros(latency.quantile(0.5)),
+            max_us: micros(latency.max()),
+            propagation_us: micros(propagation),
+        }),
+        replicas_behind,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::domain::{ProgramName, RunState};
+
+    fn state(generation: u64) -> ProgramState {
+        ProgramState {
+            program: ProgramName::parse("demo").expect("valid"),
+            state: RunState::Paused,
+            generation,
+            reason: "r".into(),
+            incident_id: String::new(),
+            actor: "a".into(),
+            changed_at: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(100)),
+            purge: false,
+        }
+    }
+
+    fn ack(id: &str, generation: u64, error: &str) -> store::CollectorAck {
+        store::CollectorAck {
+            collector_id: id.into(),
+            generation,
+            error: error.into(),
+        }
+    }
+
+    fn summary(
+        replica: &str,
+        generation: u64,
+        connected: u64,
+        generations: &[(u64, u64, u64)],
+    ) -> ReplicaSummary {
+        ReplicaSummary {
+            replica: replica.into(),
+            summary: store::AckSummary {
+                generation,
+                connected,
+                generations: generations
+                    .iter()
+                    .map(|&(generation, ok, errored)| store::GenerationCount {
+                        generation,
+                        ok,
+                        errored,
+                    })
+                    .collect(),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn counts_every_replica_against_the_current_generation() {
+        let mut r1 = summary("r1", 9, 3, &[(7, 1, 0), (9, 1, 1)]);
+        r1.summary.laggards = vec![ack("a", 0, ""), ack("b", 7, ""), ack("c", 9, "")];
+        r1.summary.errored = vec![ack("d", 9, "disk full"), ack("e", 7, "old error")];
+        let mut latency = Histogram::default();
+        latency.record(Duration::from_millis(20));
+        r1.summary.latency = Some(latency.to_store());
+        r1.summary.last_ack_at = Some(killswitch_proto::timestamp(
+            SystemTime::UNIX_EPOCH + Duration::from_millis(100_250),
+        ));
+        // A replica whose cache still holds generation 7: all its collectors are pending.
+        let mut r2 = summary("r2", 7, 2, &[(7, 2, 0)]);
+        r2.summary.laggards = vec![ack("x", 7, ""), ack("y", 7, "")];
+
+        let registered = ["r1".to_owned(), "r2".to_owned(), "r3".to_owned()];
+        let status = aggregate(&state(9), &[r2, r1], &registered);
+        let counts = status.collectors.expect("counts");
+        assert_eq!(
+            (
+                counts.connected,
+                counts.acked,
+                counts.errored_count,
+                counts.pending_count
+            ),
+            (5, 1, 1, 3)
+        );
+        assert_eq!(
+            counts.pending,
+            ["a", "b", "x", "y"],
+            "listed laggards below 9; 'a' has no ack at all"
+        );
+        assert_eq!(counts.errored.len(), 1);
+        assert_eq!(
+            (
+                counts.errored[0].collector_id.as_str(),
+                counts.errored[0].replica.as_str()
+            ),
+            ("d", "r1")
+        );
+        assert_eq!(status.replicas, ["r1", "r2"]);
+        assert_eq!(
+            status.replicas_behind,
+            ["r2", "r3"],
+            "r2 still at 7, r3 never reported"
+        );
+        let times = status.ack_times.expect("ack times");
+        assert_eq!(
+            (times.count, times.max_us, times.propagation_us),
+            (1, 20_000, 250_000)
+        );
+    }
+
+    #[test]
+    fn no_replicas_means_nobody_connected() {
+        let status = aggregate(&state(3), &[], &[]);
+        let counts = status.collectors.expect("counts");
+        assert_eq!(
+            (counts.connected, counts.acked, counts.pending_count),
+            (0, 0, 0)
+        );
+        assert_eq!(status.ack_times.map(|t| t.count), Some(0));
+    }
+}

@@ -1,0 +1,251 @@
+//! The harness shared by the end-to-end tests: a real etcd, real `killswitch-control`
+//! processes, the real `killswitch` binary and real SDK clients.
+
+#![allow(dead_code, unreachable_pub)] // Each test binary uses a different part.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use killswitch_control::testing::{Etcd, Replica, wait_until};
+use killswitch_sdk::{Client, Gate, HookResult, StateEvent};
+use serde_json::Value;
+
+/// Generous: a loaded two-core machine must not fail a correct system.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// etcd and control replicas `r1`, `r2`, ... (dropped before etcd, so they never see it
+/// vanish).
+pub struct System {
+    pub replicas: Vec<Option<Replica>>,
+    pub etcd: Etcd,
+}
+
+impl System {
+    /// etcd and one replica.
+    pub async fn start() -> Self {
+        Self::with_replicas(1, &[]).await
+    }
+
+    /// etcd and `n` replicas, each started with `extra` flags.
+    pub async fn with_replicas(n: usize, extra: &[&str]) -> Self {
+        let etcd = Etcd::start().await.expect("start etcd");
+        let replicas = (1..=n)
+            .map(|i| {
+                let id = format!("r{i}");
+                let mut args = vec!["--heartbeat-interval", "1s", "--replica-id", &id];
+                args.extend_from_slice(extra);
+                Some(Replica::start(etcd.endpoint(), &args).expect("start replica"))
+            })
+            .collect();
+        Self { replicas, etcd }
+    }
+
+    /// The endpoint of replica `i` (0-based).
+    pub fn endpoint(&self, i: usize) -> String {
+        self.replicas[i]
+            .as_ref()
+            .expect("replica running")
+            .endpoint()
+    }
+
+    /// Kills replica `i` with SIGKILL.
+    pub fn kill(&mut self, i: usize) {
+        self.replicas[i] = None;
+    }
+
+    /// Runs the CLI against the first running replica.
+    pub async fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let i = self
+            .replicas
+            .iter()
+            .position(Option::is_some)
+            .expect("a running replica");
+        self.cli_at(i, args).await
+    }
+
+    /// Runs the CLI against replica `i`; returns the exit code, stdout and stderr.
+    pub async fn cli_at(&self, i: usize, args: &[&str]) -> (i32, String, String) {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_killswitch"))
+            .args(["--endpoint", &self.endpoint(i), "--actor", "responder"])
+            .args(args)
+            .output()
+            .await
+            .expect("run killswitch");
+        let text = |bytes: Vec<u8>| String::from_utf8(bytes).expect("utf-8 output");
+        (
+            output.status.code().unwrap_or(-1),
+            text(output.stdout),
+            text(output.stderr),
+        )
+    }
+
+    /// Runs the CLI with `--output json` against the first running replica, expecting
+    /// success.
+    pub async fn json(&self, args: &[&str]) -> Value {
+        let i = self
+            .replicas
+            .iter()
+            .position(Option::is_some)
+            .expect("a running replica");
+        self.json_at(i, args).await
+    }
+
+    /// Runs the CLI with `--output json` against replica `i`, expecting success.
+    pub async fn json_at(&self, i: usize, args: &[&str]) -> Value {
+        let mut all = vec!["--output", "json"];
+        all.extend_from_slice(args);
+        let (code, stdout, stderr) = self.cli_at(i, &all).await;
+        assert_eq!(code, 0, "killswitch {args:?} failed: {stderr}");
+        parse(&stdout)
+    }
+
+    pub async fn create(&self, program: &str) {
+        self.json(&["program", "create", program, "--owner", "data-team"])
+            .await;
+    }
+
+    /// Pauses or resumes and returns the new generation.
+    pub async fn change(&self, verb: &str, program: &str) -> u64 {
+        let change = self
+            .json(&[verb, program, "--reason", "end-to-end test"])
+            .await;
+        assert_eq!(
+            change["changed"], true,
+            "{verb} changed the state: {change}"
+        );
+        change["generation"].as_u64().expect("generation")
+    }
+
+    /// Polls `status --output json` at replica `i` until `done` holds; returns that status.
+    pub async fn status_until(
+        &self,
+        i: usize,
+        program: &str,
+        what: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let status = self.json_at(i, &["status", program]).await;
+            if done(&status) {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; last status: {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A collector of `programs` connected to replica 0.
+    pub fn collector(&self, id: &str, programs: &[&str]) -> Collector {
+        Collector::builder(id, programs).start(&[self.endpoint(0)])
+    }
+}
+
+/// Parses the CLI's JSON output.
+pub fn parse(stdout: &str) -> Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("bad JSON ({e}): {stdout}"))
+}
+
+type Hook = Arc<dyn Fn(&StateEvent) -> HookResult + Send + Sync>;
+
+/// Builds a [`Collector`] with optional hook behaviour.
+pub struct CollectorBuilder {
+    id: String,
+    programs: Vec<String>,
+    on_pause: Option<Hook>,
+}
+
+impl CollectorBuilder {
+    /// Runs `hook` inside the pause hook (after it is counted).
+    pub fn on_pause(
+        mut self,
+        hook: impl Fn(&StateEvent) -> HookResult + Send + Sync + 'static,
+    ) -> Self {
+        self.on_pause = Some(Arc::new(hook));
+        self
+    }
+
+    /// Starts the client against `endpoints`.
+    pub fn start(self, endpoints: &[String]) -> Collector {
+        let (pauses, resumes) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let last_pause = Arc::new(AtomicU64::new(0));
+        let (p, r, l) = (pauses.clone(), resumes.clone(), last_pause.clone());
+        let extra = self.on_pause;
+        let mut builder = Client::builder()
+            .endpoints(endpoints.iter().cloned())
+            .collector_id(self.id.as_str())
+            .label("region", "test")
+            .on_pause(move |event| {
+                p.fetch_add(1, Ordering::SeqCst);
+                l.store(event.generation, Ordering::SeqCst);
+                extra.as_ref().map_or(Ok(()), |hook| hook(event))
+            })
+            .on_resume(move |_| {
+                r.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            });
+        for program in self.programs {
+            builder = builder.program(program);
+        }
+        Collector {
+            client: builder.start().expect("start collector"),
+            pauses,
+            resumes,
+            last_pause,
+        }
+    }
+}
+
+/// A real SDK client that counts its hook calls.
+///
+/// A collector that connects while a replica's cache still holds the program's initial
+/// PAUSED state runs its pause hook for it, so tests count hooks relative to a baseline or
+/// check the generation the last pause hook saw.
+pub struct Collector {
+    pub client: Client,
+    pub pauses: Arc<AtomicUsize>,
+    pub resumes: Arc<AtomicUsize>,
+    last_pause: Arc<AtomicU64>,
+}
+
+impl Collector {
+    pub fn builder(id: &str, programs: &[&str]) -> CollectorBuilder {
+        CollectorBuilder {
+            id: id.to_owned(),
+            programs: programs.iter().map(|p| (*p).to_owned()).collect(),
+            on_pause: None,
+        }
+    }
+
+    pub fn gate(&self, program: &str) -> Gate {
+        self.client.gate(program).expect("program registered")
+    }
+
+    pub fn applied(&self, program: &str) -> Option<u64> {
+        self.client.applied_generation(program)
+    }
+
+    pub fn pauses(&self) -> usize {
+        self.pauses.load(Ordering::SeqCst)
+    }
+
+    /// The generation the last pause hook ran for, 0 before any.
+    pub fn last_pause(&self) -> u64 {
+        self.last_pause.load(Ordering::SeqCst)
+    }
+
+    pub fn resumes(&self) -> usize {
+        self.resumes.load(Ordering::SeqCst)
+    }
+}
+
+/// Waits until `condition` holds, failing the test after [`DEADLINE`].
+pub async fn until(what: &str, condition: impl Fn() -> bool) {
+    wait_until(DEADLINE, what, || std::future::ready(condition()))
+        .await
+        .expect("condition within deadline");
+}
