@@ -2,11 +2,16 @@
 //!
 //! ```text
 //! cargo run -p killswitch-sdk --example collector -- --id c1 --program demo
+//! cargo run -p killswitch-sdk --example collector -- --id c1 --state-file /tmp/c1.state
 //! ```
 //!
-//! It prints a line on every state change and, every 2 s, how many events it captured.
-//! Pause `demo` with the `killswitch` CLI and the count stops growing; Ctrl-C exits.
+//! It prints a line on every state change, with its cause, e.g.
+//! `[c1] demo: PAUSED (lost contact) at generation 12`, and, every 2 s, how many events it
+//! captured. Pause `demo` with the `killswitch` CLI and the count stops growing; stop the
+//! control plane and a fail-closed program pauses by itself after its grace period;
+//! Ctrl-C exits.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -37,6 +42,11 @@ struct Args {
     /// A descriptive label; repeat for several.
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     labels: Vec<(String, String)>,
+
+    /// Keep the last applied states in this file, so a restart never goes back in time
+    /// and fail-open programs resume at once.
+    #[arg(long, value_name = "PATH")]
+    state_file: Option<PathBuf>,
 }
 
 /// Parses `KEY=VALUE`.
@@ -67,6 +77,11 @@ async fn main() -> anyhow::Result<()> {
     let id = args.id.clone();
     let on_pause = move |event: &StateEvent| {
         print_change(&id, "PAUSED", event);
+        if event.purge {
+            // This demo only counts events and buffers none, so nothing is left to
+            // delete. A real collector deletes its unsent buffer first.
+            event.confirm_purge();
+        }
         Ok(())
     };
     let id = args.id.clone();
@@ -84,6 +99,9 @@ async fn main() -> anyhow::Result<()> {
     }
     for program in &args.programs {
         builder = builder.program(program);
+    }
+    if let Some(path) = &args.state_file {
+        builder = builder.state_file(path);
     }
     let client = builder
         .start()
@@ -134,12 +152,20 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints a state change, e.g. `[c1] demo: PAUSED at generation 12 (reason: leak) by alice`.
+/// Prints a state change, e.g.
+/// `[c1] demo: PAUSED (update) at generation 12 (reason: leak) by alice` or
+/// `[c1] demo: PAUSED (lost contact) at generation 12`.
 fn print_change(id: &str, state: &str, event: &StateEvent) {
     let mut line = format!(
-        "[{id}] {}: {state} at generation {} (reason: {}) by {}",
-        event.program, event.generation, event.reason, event.actor,
+        "[{id}] {}: {state} ({}) at generation {}",
+        event.program, event.cause, event.generation,
     );
+    if !event.reason.is_empty() {
+        line.push_str(&format!(" (reason: {})", event.reason));
+    }
+    if !event.actor.is_empty() {
+        line.push_str(&format!(" by {}", event.actor));
+    }
     if !event.incident_id.is_empty() {
         line.push_str(&format!(", incident {}", event.incident_id));
     }

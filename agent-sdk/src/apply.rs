@@ -1,13 +1,14 @@
 //! What applying a program state means, as pure decisions: no IO, no clock, no hooks.
 //!
 //! The session task converts each received `ProgramState` into an [`Incoming`], asks
-//! [`step`] what to do given the generation it applied last, runs the hook the answer
-//! names, then asks [`Change::settle`] where the gate ends up and what to acknowledge.
-//! Keeping these rules here lets the tests below cover every case without a server.
+//! [`step`] what to do given what it applied last, runs the hook the answer names, then
+//! asks [`Change::settle`] where the gate ends up and what to acknowledge. Keeping these
+//! rules here lets the tests below cover every case without a server.
 
 use killswitch_proto::v1::{ProgramState, RunState};
 
-use crate::event::StateEvent;
+use crate::event::{Cause, StateEvent};
+use crate::policy::Policy;
 
 /// The state the control plane wants for a program, folded to the two that matter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,11 +31,14 @@ impl Desired {
 }
 
 /// A program state received from the control plane, converted at the gRPC edge.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub(crate) struct Incoming {
     /// What the control plane wants.
     pub(crate) desired: Desired,
-    /// The change, as the hooks will see it.
+    /// What to do without contact.
+    pub(crate) policy: Policy,
+    /// The change, as the hooks will see it (with [`Cause::Update`] until [`step`] says
+    /// otherwise).
     pub(crate) event: StateEvent,
 }
 
@@ -49,19 +53,29 @@ impl From<ProgramState> for Incoming {
             actor,
             changed_at: _,
             purge,
+            policy,
         } = state;
+        let mut event = StateEvent::new(program, generation, Cause::Update);
+        event.reason = reason;
+        event.incident_id = incident_id;
+        event.actor = actor;
+        event.purge = purge;
         Self {
             desired: Desired::from_wire(state),
-            event: StateEvent {
-                program,
-                generation,
-                reason,
-                incident_id,
-                actor,
-                purge,
-            },
+            policy: Policy::from_wire(policy),
+            event,
         }
     }
+}
+
+/// What was applied last for a program, as far as deciding the next step goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Last {
+    /// The generation applied.
+    pub(crate) generation: u64,
+    /// The program is paused for lost contact (by the watchdog, or by a restart): its
+    /// gate reopens only on a fresh authoritative RUNNING.
+    pub(crate) lost_contact: bool,
 }
 
 /// What to do with an incoming state.
@@ -70,10 +84,11 @@ pub(crate) enum Step {
     /// Older than what was applied: ignore it and send nothing (never go back in time).
     Stale,
     /// Already applied: run no hook, but acknowledge again with the current effective
-    /// state, so a replica the collector just reconnected to can count it.
+    /// state, so a replica the collector just reconnected to can count it. A program
+    /// paused for lost contact whose state is PAUSED is simply no longer lost.
     Reack,
-    /// A newer state: change the gate.
-    Change(Change),
+    /// Change the gate, running the hook for this cause.
+    Change(Change, Cause),
 }
 
 /// A state change to carry out.
@@ -85,17 +100,37 @@ pub(crate) enum Change {
     Resume,
 }
 
-/// Decides what to do with a state of `generation`, when `applied` is the generation
-/// applied last for the program (`None` before any).
-pub(crate) fn step(applied: Option<u64>, generation: u64, desired: Desired) -> Step {
-    match applied {
-        Some(applied) if generation < applied => Step::Stale,
-        Some(applied) if generation == applied => Step::Reack,
-        _ => Step::Change(match desired {
-            Desired::Running => Change::Resume,
-            Desired::Paused => Change::Pause,
-        }),
+/// Decides what to do with a state of `generation`, given what was applied last for the
+/// program (`None` before anything).
+///
+/// A newer state is always applied. The same generation is re-acknowledged, except that a
+/// program paused for lost contact resumes when that generation is RUNNING: contact is
+/// back and the control plane still says RUNNING.
+pub(crate) fn step(last: Option<Last>, generation: u64, desired: Desired) -> Step {
+    let lost_contact = last.is_some_and(|last| last.lost_contact);
+    let resume_cause = if lost_contact {
+        Cause::ContactRestored
+    } else {
+        Cause::Update
+    };
+    match (last, desired) {
+        (Some(last), _) if generation < last.generation => Step::Stale,
+        (Some(last), Desired::Running) if generation == last.generation && lost_contact => {
+            Step::Change(Change::Resume, resume_cause)
+        }
+        (Some(last), _) if generation == last.generation => Step::Reack,
+        (_, Desired::Running) => Step::Change(Change::Resume, resume_cause),
+        (_, Desired::Paused) => Step::Change(Change::Pause, Cause::Update),
     }
+}
+
+/// What a hook did, as the session task observed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct HookOutcome {
+    /// `Ok` if the hook returned `Ok` in time, otherwise what went wrong.
+    pub(crate) result: Result<(), String>,
+    /// The hook called [`StateEvent::confirm_purge`].
+    pub(crate) purge_confirmed: bool,
 }
 
 /// Where a change leaves the gate, once its hook returned.
@@ -105,6 +140,8 @@ pub(crate) struct Settled {
     pub(crate) open: bool,
     /// The hook's error, empty when it succeeded.
     pub(crate) error: String,
+    /// Whether to tell the control plane that buffered data was deleted.
+    pub(crate) purged: bool,
 }
 
 impl Change {
@@ -116,43 +153,73 @@ impl Change {
         }
     }
 
-    /// Where the gate ends up given the hook's outcome: a pause always leaves it closed;
-    /// a resume opens it only if the hook succeeded (a failed hook must not let the
-    /// collector capture).
-    pub(crate) fn settle(self, hook: Result<(), String>) -> Settled {
-        let open = self == Self::Resume && hook.is_ok();
+    /// Where the gate ends up given the hook's outcome, for a state that asked for a
+    /// purge when `purge_asked`.
+    ///
+    /// A pause always leaves the gate closed; a resume opens it only if the hook
+    /// succeeded (a failed hook must not let the collector capture). Data counts as
+    /// purged only if the state asked for it, the hook confirmed it and then succeeded.
+    pub(crate) fn settle(self, purge_asked: bool, outcome: HookOutcome) -> Settled {
+        let HookOutcome {
+            result,
+            purge_confirmed,
+        } = outcome;
+        let succeeded = result.is_ok();
         Settled {
-            open,
-            error: hook.err().unwrap_or_default(),
+            open: self == Self::Resume && succeeded,
+            purged: purge_asked && purge_confirmed && succeeded,
+            error: result.err().unwrap_or_default(),
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{Change, Desired, Incoming, Step, step};
-    use killswitch_proto::v1::{ProgramState, RunState};
+    use super::{Change, Desired, HookOutcome, Incoming, Last, Step, step};
+    use crate::event::Cause;
+    use crate::policy::{OnLostContact, Policy};
+    use killswitch_proto::v1::{FailurePolicy, LostContact, ProgramState, RunState};
 
     const RUNNING: i32 = RunState::Running as i32;
     const PAUSED: i32 = RunState::Paused as i32;
     const UNSPECIFIED: i32 = RunState::Unspecified as i32;
 
-    /// Applies a state of `generation` and wire `state` over `applied`, with the hook
+    /// Generation `generation` was applied and contact is fine.
+    fn applied(generation: u64) -> Option<Last> {
+        Some(Last {
+            generation,
+            lost_contact: false,
+        })
+    }
+
+    /// Generation `generation` was applied, then the program was paused for lost contact.
+    fn lost(generation: u64) -> Option<Last> {
+        Some(Last {
+            generation,
+            lost_contact: true,
+        })
+    }
+
+    /// Applies a state of `generation` and wire `state` over `last`, with the hook
     /// returning `hook`, and compares a one-line summary of the result with `expected`.
     fn check(
-        applied: Option<u64>,
+        last: Option<Last>,
         generation: u64,
         state: i32,
         hook: Result<(), &str>,
         expected: &str,
     ) {
-        let actual = match step(applied, generation, Desired::from_wire(state)) {
+        let actual = match step(last, generation, Desired::from_wire(state)) {
             Step::Stale => "ignore".to_owned(),
             Step::Reack => "re-ack".to_owned(),
-            Step::Change(change) => {
-                let settled = change.settle(hook.map_err(str::to_owned));
+            Step::Change(change, cause) => {
+                let outcome = HookOutcome {
+                    result: hook.map_err(str::to_owned),
+                    purge_confirmed: false,
+                };
+                let settled = change.settle(false, outcome);
                 let gate = if settled.open { "open" } else { "closed" };
-                let mut summary = format!("{change:?}: gate {gate}");
+                let mut summary = format!("{change:?} ({cause}): gate {gate}");
                 if !settled.error.is_empty() {
                     summary.push_str(&format!(", error {:?}", settled.error));
                 }
@@ -161,73 +228,166 @@ mod tests {
         };
         assert_eq!(
             actual, expected,
-            "applied {applied:?}, incoming generation {generation} state {state}, hook {hook:?}"
+            "last {last:?}, incoming generation {generation} state {state}, hook {hook:?}"
         );
     }
 
     #[test]
     fn first_state_is_always_applied() {
-        check(None, 1, RUNNING, Ok(()), "Resume: gate open");
-        check(None, 1, PAUSED, Ok(()), "Pause: gate closed");
-        check(None, 0, RUNNING, Ok(()), "Resume: gate open");
-        check(None, 0, PAUSED, Ok(()), "Pause: gate closed");
+        check(None, 1, RUNNING, Ok(()), "Resume (update): gate open");
+        check(None, 1, PAUSED, Ok(()), "Pause (update): gate closed");
+        check(None, 0, RUNNING, Ok(()), "Resume (update): gate open");
+        check(None, 0, PAUSED, Ok(()), "Pause (update): gate closed");
     }
 
     #[test]
     fn pause_always_wins() {
-        check(None, 3, UNSPECIFIED, Ok(()), "Pause: gate closed");
-        check(Some(2), 3, UNSPECIFIED, Ok(()), "Pause: gate closed");
-        check(None, 3, 3, Ok(()), "Pause: gate closed");
-        check(None, 3, -1, Ok(()), "Pause: gate closed");
-        check(None, 3, i32::MAX, Ok(()), "Pause: gate closed");
+        check(None, 3, UNSPECIFIED, Ok(()), "Pause (update): gate closed");
+        check(
+            applied(2),
+            3,
+            UNSPECIFIED,
+            Ok(()),
+            "Pause (update): gate closed",
+        );
+        check(
+            lost(2),
+            3,
+            UNSPECIFIED,
+            Ok(()),
+            "Pause (update): gate closed",
+        );
+        check(None, 3, 3, Ok(()), "Pause (update): gate closed");
+        check(None, 3, -1, Ok(()), "Pause (update): gate closed");
+        check(None, 3, i32::MAX, Ok(()), "Pause (update): gate closed");
     }
 
     #[test]
     fn never_goes_back_in_time() {
-        check(Some(5), 4, RUNNING, Ok(()), "ignore");
-        check(Some(5), 4, PAUSED, Ok(()), "ignore");
-        check(Some(5), 0, PAUSED, Ok(()), "ignore");
-        check(Some(u64::MAX), u64::MAX - 1, RUNNING, Ok(()), "ignore");
+        check(applied(5), 4, RUNNING, Ok(()), "ignore");
+        check(applied(5), 4, PAUSED, Ok(()), "ignore");
+        check(applied(5), 0, PAUSED, Ok(()), "ignore");
+        check(applied(u64::MAX), u64::MAX - 1, RUNNING, Ok(()), "ignore");
+        // Not even to restore contact.
+        check(lost(5), 4, RUNNING, Ok(()), "ignore");
+        check(lost(5), 0, RUNNING, Ok(()), "ignore");
     }
 
     #[test]
     fn same_generation_is_acknowledged_again() {
-        check(Some(5), 5, RUNNING, Ok(()), "re-ack");
-        check(Some(5), 5, PAUSED, Ok(()), "re-ack");
-        check(Some(0), 0, RUNNING, Ok(()), "re-ack");
-        check(Some(u64::MAX), u64::MAX, PAUSED, Ok(()), "re-ack");
+        check(applied(5), 5, RUNNING, Ok(()), "re-ack");
+        check(applied(5), 5, PAUSED, Ok(()), "re-ack");
+        check(applied(0), 0, RUNNING, Ok(()), "re-ack");
+        check(applied(u64::MAX), u64::MAX, PAUSED, Ok(()), "re-ack");
     }
 
     #[test]
     fn newer_generation_changes_the_gate() {
-        check(Some(5), 6, RUNNING, Ok(()), "Resume: gate open");
-        check(Some(5), 6, PAUSED, Ok(()), "Pause: gate closed");
-        check(Some(5), u64::MAX, PAUSED, Ok(()), "Pause: gate closed");
+        check(applied(5), 6, RUNNING, Ok(()), "Resume (update): gate open");
+        check(applied(5), 6, PAUSED, Ok(()), "Pause (update): gate closed");
+        check(
+            applied(5),
+            u64::MAX,
+            PAUSED,
+            Ok(()),
+            "Pause (update): gate closed",
+        );
+    }
+
+    #[test]
+    fn lost_contact_reopens_only_on_a_fresh_running() {
+        // Contact is back and the control plane still says RUNNING: resume.
+        check(
+            lost(5),
+            5,
+            RUNNING,
+            Ok(()),
+            "Resume (contact restored): gate open",
+        );
+        check(
+            lost(5),
+            9,
+            RUNNING,
+            Ok(()),
+            "Resume (contact restored): gate open",
+        );
+        check(
+            lost(0),
+            0,
+            RUNNING,
+            Ok(()),
+            "Resume (contact restored): gate open",
+        );
+        // It says PAUSED: the same generation only clears the flag, a newer one pauses
+        // again (its hook may have a purge to do).
+        check(lost(5), 5, PAUSED, Ok(()), "re-ack");
+        check(lost(5), 5, UNSPECIFIED, Ok(()), "re-ack");
+        check(lost(5), 6, PAUSED, Ok(()), "Pause (update): gate closed");
+        // A failing resume hook keeps it closed, as always.
+        check(
+            lost(5),
+            5,
+            RUNNING,
+            Err("camera busy"),
+            r#"Resume (contact restored): gate closed, error "camera busy""#,
+        );
     }
 
     #[test]
     fn failed_hooks_keep_the_gate_closed() {
         check(
-            Some(5),
+            applied(5),
             6,
             RUNNING,
             Err("camera busy"),
-            r#"Resume: gate closed, error "camera busy""#,
+            r#"Resume (update): gate closed, error "camera busy""#,
         );
         check(
-            Some(5),
+            applied(5),
             6,
             PAUSED,
             Err("pause hook panicked"),
-            r#"Pause: gate closed, error "pause hook panicked""#,
+            r#"Pause (update): gate closed, error "pause hook panicked""#,
         );
         check(
             None,
             1,
             PAUSED,
             Err("disk full"),
-            r#"Pause: gate closed, error "disk full""#,
+            r#"Pause (update): gate closed, error "disk full""#,
         );
+    }
+
+    #[test]
+    fn purged_only_when_asked_confirmed_and_successful() {
+        let check = |change: Change,
+                     asked: bool,
+                     confirmed: bool,
+                     result: Result<(), &str>,
+                     expected: bool| {
+            let outcome = HookOutcome {
+                result: result.map_err(str::to_owned),
+                purge_confirmed: confirmed,
+            };
+            let settled = change.settle(asked, outcome);
+            assert_eq!(
+                settled.purged, expected,
+                "{change:?}, asked {asked}, confirmed {confirmed}, hook {result:?}"
+            );
+        };
+        check(Change::Pause, true, true, Ok(()), true);
+        check(Change::Pause, true, false, Ok(()), false);
+        check(Change::Pause, false, true, Ok(()), false);
+        check(Change::Pause, false, false, Ok(()), false);
+        check(Change::Pause, true, true, Err("disk full"), false);
+        check(
+            Change::Pause,
+            true,
+            true,
+            Err("pause hook timed out after 10s"),
+            false,
+        );
+        check(Change::Resume, false, true, Ok(()), false);
     }
 
     #[test]
@@ -247,8 +407,13 @@ mod tests {
             actor: "alice".into(),
             changed_at: None,
             purge: true,
+            policy: Some(FailurePolicy {
+                on_lost_contact: LostContact::Keep.into(),
+                grace_ms: 2_000,
+            }),
         });
         assert_eq!(incoming.desired, Desired::Running);
+        assert_eq!(incoming.policy, Policy::new(OnLostContact::Keep, 2_000));
         let event = incoming.event;
         assert_eq!(
             (event.program.as_str(), event.generation, event.purge),
@@ -262,5 +427,6 @@ mod tests {
             ),
             ("fixed", "INC-7", "alice")
         );
+        assert_eq!(event.cause, Cause::Update);
     }
 }

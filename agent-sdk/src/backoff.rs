@@ -5,15 +5,17 @@ use std::time::Duration;
 /// Reconnection delays: exponential backoff with full jitter, capped.
 ///
 /// Before reconnection attempt `n` (counting from 0) the session task sleeps a uniformly
-/// random time in `[0, min(max, initial * 2^n)]`. The attempt count goes back to 0 once a
-/// session received its Snapshot, so a collector that was connected for a while retries
-/// quickly after a disconnect, and a fleet that lost its replica spreads its reconnections
-/// instead of arriving all at once.
+/// random time in `[0, min(max, initial * 2^n)]`, so a fleet that lost its replica spreads
+/// its reconnections instead of arriving all at once. The attempt count goes back to 0
+/// when a session ends after staying up (in sync with its replica) for at least
+/// `stable_after`: a collector that was connected for a while retries quickly after a
+/// disconnect, while one whose replica accepts sessions only to drop them keeps backing
+/// off.
 ///
 /// When a replica drains (graceful shutdown), the task waits the delay the replica asked
-/// for, capped at `max`, plus a random `[0, initial]`.
+/// for, capped at `max`, plus a random `[0, initial]`, then moves to the next endpoint.
 ///
-/// Defaults: `initial` 100 ms, `max` 10 s.
+/// Defaults: `initial` 100 ms, `max` 10 s, `stable_after` 10 s.
 ///
 /// ```
 /// use std::time::Duration;
@@ -21,13 +23,15 @@ use std::time::Duration;
 ///
 /// let backoff = Backoff::default()
 ///     .initial(Duration::from_millis(50))
-///     .max(Duration::from_secs(30));
+///     .max(Duration::from_secs(30))
+///     .stable_after(Duration::from_secs(60));
 /// # let _ = backoff;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Backoff {
     pub(crate) initial: Duration,
     pub(crate) max: Duration,
+    pub(crate) stable_after: Duration,
 }
 
 impl Default for Backoff {
@@ -35,6 +39,7 @@ impl Default for Backoff {
         Self {
             initial: Duration::from_millis(100),
             max: Duration::from_secs(10),
+            stable_after: Duration::from_secs(10),
         }
     }
 }
@@ -55,6 +60,15 @@ impl Backoff {
         self
     }
 
+    /// Sets how long a session must stay up for the next reconnection to start again
+    /// from the shortest delays (default 10 s). A session is up from the moment its
+    /// replica sent the first Snapshot.
+    #[must_use]
+    pub fn stable_after(mut self, stable_after: Duration) -> Self {
+        self.stable_after = stable_after;
+        self
+    }
+
     /// Whether the delays make sense: a zero `initial` would reconnect in a tight loop.
     pub(crate) fn is_valid(&self) -> bool {
         !self.initial.is_zero() && self.initial <= self.max
@@ -64,6 +78,16 @@ impl Backoff {
     pub(crate) fn ceiling(&self, attempt: u32) -> Duration {
         let factor = 2u32.saturating_pow(attempt);
         self.initial.saturating_mul(factor).min(self.max)
+    }
+
+    /// The attempt to count from after a session that ended: 0 if it was up for at least
+    /// `stable_after` (`up_for` is `None` when it never came up), `attempt` otherwise.
+    pub(crate) fn attempt_after(&self, attempt: u32, up_for: Option<Duration>) -> u32 {
+        if up_for.is_some_and(|up_for| up_for >= self.stable_after) {
+            0
+        } else {
+            attempt
+        }
     }
 
     /// The delay before attempt `attempt`: uniform in `[0, ceiling(attempt)]` (full jitter).
@@ -85,6 +109,7 @@ mod tests {
         let backoff = Backoff::default();
         assert_eq!(backoff.initial, 100 * MS);
         assert_eq!(backoff.max, 10_000 * MS);
+        assert_eq!(backoff.stable_after, 10_000 * MS);
         assert!(backoff.is_valid());
     }
 
@@ -126,6 +151,49 @@ mod tests {
         let (min, max) = (delays.iter().min(), delays.iter().max());
         assert!(min < Some(&Duration::from_secs(1)), "{min:?}");
         assert!(max > Some(&Duration::from_secs(9)), "{max:?}");
+    }
+
+    #[test]
+    fn stable_sessions_reset_the_attempt_count() {
+        let backoff = Backoff::default().stable_after(10_000 * MS);
+        let check = |attempt: u32, up_for: Option<Duration>, expected: u32| {
+            assert_eq!(
+                backoff.attempt_after(attempt, up_for),
+                expected,
+                "attempt {attempt}, up for {up_for:?}"
+            );
+        };
+        check(5, None, 5);
+        check(5, Some(Duration::ZERO), 5);
+        check(5, Some(9_999 * MS), 5);
+        check(5, Some(10_000 * MS), 0);
+        check(5, Some(Duration::MAX), 0);
+        check(0, None, 0);
+        check(u32::MAX, Some(MS), u32::MAX);
+        // With no stable period, any session that came up resets the count.
+        let eager = Backoff::default().stable_after(Duration::ZERO);
+        assert_eq!(eager.attempt_after(5, Some(Duration::ZERO)), 0);
+        assert_eq!(eager.attempt_after(5, None), 5);
+    }
+
+    #[test]
+    fn flapping_sessions_keep_backing_off() {
+        // A replica that drops every session after 1 s: delays keep growing to the cap.
+        let backoff = Backoff::default();
+        let mut attempt = 0;
+        let mut ceilings = Vec::new();
+        for _ in 0..9 {
+            attempt = backoff.attempt_after(attempt, Some(1_000 * MS));
+            ceilings.push(backoff.ceiling(attempt).as_millis());
+            attempt += 1;
+        }
+        assert_eq!(
+            ceilings,
+            [100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000]
+        );
+        // One that stayed up 10 s resets them.
+        attempt = backoff.attempt_after(attempt, Some(10_000 * MS));
+        assert_eq!(backoff.ceiling(attempt), 100 * MS);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! [`ClientBuilder`]: configures and validates a [`Client`], then starts its session task.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Endpoint, Uri};
@@ -10,15 +11,17 @@ use tonic::transport::{Endpoint, Uri};
 use crate::backoff::Backoff;
 use crate::client::Client;
 use crate::error::BuildError;
-use crate::event::{Hook, HookResult, Hooks, StateEvent, noop_hook};
+use crate::event::{HookResult, StateEvent};
+use crate::hook::{DEFAULT_HOOK_TIMEOUT, Hook, Hooks};
 use crate::programs::Programs;
 use crate::session::{self, Settings};
+use crate::state_file::{self, StateFile};
 
 /// Configures a [`Client`]; get one with [`Client::builder`].
 ///
 /// Nothing is checked until [`start`](ClientBuilder::start), which reports the first
 /// problem it finds.
-#[derive(Default)]
+#[derive(Debug)]
 pub struct ClientBuilder {
     endpoints: Vec<String>,
     collector_id: String,
@@ -26,7 +29,25 @@ pub struct ClientBuilder {
     programs: Vec<String>,
     on_pause: Option<Hook>,
     on_resume: Option<Hook>,
+    hook_timeout: Duration,
     backoff: Backoff,
+    state_file: Option<PathBuf>,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        Self {
+            endpoints: Vec::new(),
+            collector_id: String::new(),
+            labels: BTreeMap::new(),
+            programs: Vec::new(),
+            on_pause: None,
+            on_resume: None,
+            hook_timeout: DEFAULT_HOOK_TIMEOUT,
+            backoff: Backoff::default(),
+            state_file: None,
+        }
+    }
 }
 
 impl ClientBuilder {
@@ -74,29 +95,126 @@ impl ClientBuilder {
         self
     }
 
-    /// Sets the hook run when a program is paused, after its gate closed. It runs on
-    /// tokio's blocking pool, so it may block (flush, delete buffers when
-    /// [`StateEvent::purge`] is set); its error or panic is reported in the Ack.
-    /// Replaces any earlier pause hook; the default does nothing.
+    /// Sets the hook run when a program is paused, after its gate closed.
+    ///
+    /// It runs on tokio's blocking pool, so it may block (flush, delete buffers when
+    /// [`StateEvent::purge`] is set, then call [`StateEvent::confirm_purge`]). Its error,
+    /// panic or timeout (see [`hook_timeout`](ClientBuilder::hook_timeout)) is reported in
+    /// the Ack; the gate stays closed whatever it does. [`StateEvent::cause`] says why it
+    /// runs: an operator's pause, or [`Cause::LostContact`](crate::Cause::LostContact).
+    ///
+    /// Replaces any earlier pause hook, sync or async; the default does nothing.
     #[must_use]
     pub fn on_pause<F>(mut self, hook: F) -> Self
     where
         F: Fn(&StateEvent) -> HookResult + Send + Sync + 'static,
     {
-        self.on_pause = Some(Arc::new(hook));
+        self.on_pause = Some(Hook::sync(hook));
         self
     }
 
-    /// Sets the hook run when a program is resumed, before its gate opens. It runs on
-    /// tokio's blocking pool, so it may block; if it fails or panics the gate stays
-    /// closed and the Ack reports the error. Replaces any earlier resume hook; the
-    /// default does nothing.
+    /// Sets the hook run when a program is resumed, before its gate opens.
+    ///
+    /// It runs on tokio's blocking pool, so it may block. The gate opens only if it
+    /// returns `Ok` within the [`hook_timeout`](ClientBuilder::hook_timeout); if it fails,
+    /// panics or times out the gate stays closed and the Ack reports the error.
+    ///
+    /// Replaces any earlier resume hook, sync or async; the default does nothing.
     #[must_use]
     pub fn on_resume<F>(mut self, hook: F) -> Self
     where
         F: Fn(&StateEvent) -> HookResult + Send + Sync + 'static,
     {
-        self.on_resume = Some(Arc::new(hook));
+        self.on_resume = Some(Hook::sync(hook));
+        self
+    }
+
+    /// Sets an async hook run when a program is paused, after its gate closed: the async
+    /// form of [`on_pause`](ClientBuilder::on_pause), for collectors whose cleanup is
+    /// async. Its future runs as a task of its own; past the
+    /// [`hook_timeout`](ClientBuilder::hook_timeout) it is aborted at its next await and
+    /// the Ack reports the timeout.
+    ///
+    /// Replaces any earlier pause hook, sync or async.
+    ///
+    /// ```
+    /// use killswitch_sdk::{Client, StateEvent};
+    ///
+    /// # async fn delete_unsent_batches() -> std::io::Result<()> { Ok(()) }
+    /// let builder = Client::builder().on_pause_async(|event: StateEvent| async move {
+    ///     if event.purge {
+    ///         delete_unsent_batches().await?;
+    ///         event.confirm_purge();
+    ///     }
+    ///     Ok(())
+    /// });
+    /// # let _ = builder;
+    /// ```
+    #[must_use]
+    pub fn on_pause_async<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(StateEvent) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HookResult> + Send + 'static,
+    {
+        self.on_pause = Some(Hook::from_async(hook));
+        self
+    }
+
+    /// Sets an async hook run when a program is resumed, before its gate opens: the async
+    /// form of [`on_resume`](ClientBuilder::on_resume). The gate opens only if its future
+    /// resolves to `Ok` within the [`hook_timeout`](ClientBuilder::hook_timeout).
+    ///
+    /// Replaces any earlier resume hook, sync or async.
+    #[must_use]
+    pub fn on_resume_async<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(StateEvent) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HookResult> + Send + 'static,
+    {
+        self.on_resume = Some(Hook::from_async(hook));
+        self
+    }
+
+    /// Sets how long a hook may run before it counts as failed (default 10 s; must be
+    /// non-zero).
+    ///
+    /// A hook that times out gets an Ack with the error `"pause hook timed out after
+    /// 10s"` (or `resume`), and its gate stays closed. An async hook is then aborted. A
+    /// sync hook cannot be: it keeps running on the blocking pool until it returns, but
+    /// its outcome is ignored, so it can no longer open the gate.
+    ///
+    /// States are applied one at a time, so a slow hook delays the next state change
+    /// (never a gate closing: gates close before pause hooks run, and the lost-contact
+    /// watchdog keeps closing gates while a hook runs).
+    #[must_use]
+    pub fn hook_timeout(mut self, timeout: Duration) -> Self {
+        self.hook_timeout = timeout;
+        self
+    }
+
+    /// Keeps each program's last applied state in the file at `path`, so that a restarted
+    /// collector never goes back in time.
+    ///
+    /// After every state applied (when that changes the contents), the client replaces
+    /// the file atomically with, for each program, the generation, RUNNING or PAUSED, and
+    /// the failure policy (one line per program, e.g. `demo 42 RUNNING keep 30000`; the
+    /// format is described in `docs/sdk-guide.md`). On [`start`](ClientBuilder::start) it
+    /// reads the file if it exists: a missing file is normal, an unreadable one or an
+    /// invalid line is logged and ignored. Then:
+    ///
+    /// - every program starts from the generation in the file: a state older than it is
+    ///   ignored, as it would be had the collector not restarted;
+    /// - every gate still starts closed. A fail-closed program reopens only when the
+    ///   control plane says RUNNING again (its resume hook runs with
+    ///   [`Cause::ContactRestored`](crate::Cause::ContactRestored));
+    /// - a fail-open program whose last state was RUNNING runs its resume hook at once,
+    ///   with [`Cause::StateFile`](crate::Cause::StateFile), and opens if it succeeds.
+    ///
+    /// Use one file per client; the client also writes `PATH.tmp` next to it. Writing
+    /// failures are logged and do not affect the gates.
+    #[must_use]
+    pub fn state_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.state_file = Some(path.into());
         self
     }
 
@@ -107,15 +225,17 @@ impl ClientBuilder {
         self
     }
 
-    /// Validates the configuration and starts the session task on the current tokio
-    /// runtime. Returns at once: every gate is closed until the control plane says its
-    /// program is RUNNING.
+    /// Validates the configuration, reads the [state file](ClientBuilder::state_file) if
+    /// one is set, and starts the session task on the current tokio runtime. Returns at
+    /// once: every gate is closed until the control plane says its program is RUNNING
+    /// (or, for a fail-open program, its state file does and its resume hook succeeds).
     ///
     /// # Errors
     ///
     /// A [`BuildError`] naming the first problem: no or an invalid endpoint (only
     /// `http://HOST[:PORT]` is supported), a missing or invalid collector id, no or an
-    /// invalid program name, an invalid [`Backoff`], or no tokio runtime.
+    /// invalid program name, an invalid [`Backoff`], a zero hook timeout, a state file
+    /// path that does not name a file, or no tokio runtime.
     pub fn start(self) -> Result<Client, BuildError> {
         let Self {
             endpoints,
@@ -124,7 +244,9 @@ impl ClientBuilder {
             programs,
             on_pause,
             on_resume,
+            hook_timeout,
             backoff,
+            state_file,
         } = self;
 
         if endpoints.is_empty() {
@@ -157,18 +279,37 @@ impl ClientBuilder {
             });
         }
 
+        if hook_timeout.is_zero() {
+            return Err(BuildError::InvalidHookTimeout);
+        }
+
+        let path_problem = state_file.as_deref().and_then(state_file::path_problem);
+        if let (Some(path), Some(reason)) = (&state_file, path_problem) {
+            return Err(BuildError::InvalidStateFile {
+                path: path.clone(),
+                reason: reason.to_owned(),
+            });
+        }
+
         let runtime = tokio::runtime::Handle::try_current().map_err(BuildError::NoRuntime)?;
 
         let programs = Arc::new(Programs::new(programs));
+        if let Some(path) = &state_file {
+            // Read before the client exists, so that no state is ever applied over the
+            // file's generations, and `applied_generation` shows them at once.
+            programs.restore(&state_file::load(path), SystemTime::now());
+        }
         let settings = Settings {
             endpoints,
             collector_id,
             labels: labels.into_iter().collect(),
             backoff,
             hooks: Hooks {
-                on_pause: on_pause.unwrap_or_else(noop_hook),
-                on_resume: on_resume.unwrap_or_else(noop_hook),
+                on_pause,
+                on_resume,
+                timeout: hook_timeout,
             },
+            state_file: state_file.map(StateFile::new),
         };
         let cancel = CancellationToken::new();
         let task = runtime.spawn(session::run(
@@ -177,20 +318,6 @@ impl ClientBuilder {
             cancel.clone(),
         ));
         Ok(Client::new(programs, task, cancel))
-    }
-}
-
-impl fmt::Debug for ClientBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientBuilder")
-            .field("endpoints", &self.endpoints)
-            .field("collector_id", &self.collector_id)
-            .field("labels", &self.labels)
-            .field("programs", &self.programs)
-            .field("on_pause", &self.on_pause.is_some())
-            .field("on_resume", &self.on_resume.is_some())
-            .field("backoff", &self.backoff)
-            .finish()
     }
 }
 
@@ -229,7 +356,7 @@ fn is_valid_collector_id(id: &str) -> bool {
 }
 
 /// Whether `name` matches `^[a-z][a-z0-9-]{0,62}$`, the syntax of a program name.
-fn is_valid_program_name(name: &str) -> bool {
+pub(crate) fn is_valid_program_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     bytes.next().is_some_and(|b| b.is_ascii_lowercase())
         && name.len() <= 63
@@ -239,7 +366,8 @@ fn is_valid_program_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::{is_valid_collector_id, is_valid_program_name};
-    use crate::{Backoff, BuildError, Client, ClientBuilder};
+    use crate::{Backoff, BuildError, Cause, Client, ClientBuilder, StateEvent};
+    use std::sync::{Arc, Mutex, PoisonError};
     use std::time::Duration;
 
     #[test]
@@ -362,7 +490,19 @@ mod tests {
             valid().backoff(Backoff::default().max(Duration::from_millis(10))),
             "invalid backoff",
         );
+        check(
+            valid().hook_timeout(Duration::ZERO),
+            "invalid hook timeout (zero)",
+        );
+        check(valid().state_file("/"), r#"invalid state file "/""#);
+        check(valid().state_file(""), r#"invalid state file """#);
         check(valid(), "no tokio runtime");
+        check(
+            valid()
+                .hook_timeout(Duration::from_millis(1))
+                .state_file("killswitch.state"),
+            "no tokio runtime",
+        );
     }
 
     #[test]
@@ -393,6 +533,57 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), client.shutdown())
             .await
             .expect("shutdown is prompt");
+        assert!(!keys.is_active());
+    }
+
+    #[tokio::test]
+    async fn starts_from_its_state_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("killswitch.state");
+        std::fs::write(
+            &path,
+            "keys 7 RUNNING keep 5000\nmouse 4 RUNNING pause 5000\nbad line\n",
+        )
+        .expect("write state file");
+        let causes = Arc::new(Mutex::new(Vec::new()));
+        let recorded = Arc::clone(&causes);
+        let client = Client::builder()
+            .endpoint("http://127.0.0.1:9")
+            .collector_id("c1")
+            .program("keys")
+            .program("mouse")
+            .state_file(&path)
+            .on_resume_async(move |event: StateEvent| {
+                let recorded = Arc::clone(&recorded);
+                async move {
+                    recorded
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push((event.program, event.cause));
+                    Ok(())
+                }
+            })
+            .start()
+            .expect("valid configuration");
+        // The file's generations count from the start, before any hook ran.
+        assert_eq!(client.applied_generation("keys"), Some(7));
+        assert_eq!(client.applied_generation("mouse"), Some(4));
+        let keys = client.gate("keys").expect("registered");
+        let mouse = client.gate("mouse").expect("registered");
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !keys.is_active() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the fail-open program resumes from its state file");
+        assert!(!mouse.is_active(), "fail-closed programs start paused");
+        let causes = causes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        assert_eq!(causes, [("keys".to_owned(), Cause::StateFile)]);
+        client.shutdown().await;
         assert!(!keys.is_active());
     }
 }

@@ -17,8 +17,10 @@ use crate::programs::Programs;
 /// resume hooks), acknowledges them, and reconnects with [`Backoff`](crate::Backoff) when
 /// the session ends.
 ///
-/// In this version gates keep their state while the client is disconnected; a later
-/// version closes them after a grace period without contact (fail-closed).
+/// The same task is the lost-contact watchdog: when nothing (no Snapshot, Update or
+/// Heartbeat) came from the control plane within a fail-closed program's grace period,
+/// connected or not, it closes the program's gate and runs the pause hook with
+/// [`Cause::LostContact`](crate::Cause::LostContact). Fail-open programs keep their state.
 ///
 /// Call [`shutdown`](Client::shutdown) to stop. Dropping the client also stops the task,
 /// and its gates close as it ends, but without waiting for that.
@@ -60,7 +62,8 @@ impl Client {
     }
 
     /// The generation last applied for `program` (whether its hook succeeded or not), or
-    /// `None` if none was yet or the program was not registered.
+    /// `None` if none was yet or the program was not registered. With a
+    /// [state file](ClientBuilder::state_file), it starts from the file's generation.
     #[must_use]
     pub fn applied_generation(&self, program: &str) -> Option<u64> {
         let applied = self.programs.get(program)?.applied()?;
@@ -69,8 +72,9 @@ impl Client {
 
     /// Stops the session task, waits for it to end and closes every gate.
     ///
-    /// It does not wait for a hook that is running: the hook runs to its end on the
-    /// blocking pool, but can no longer open a gate.
+    /// It does not wait for a hook that is running: a sync hook runs to its end on the
+    /// blocking pool, an async hook is aborted at its next await; neither can open a gate
+    /// any more.
     pub async fn shutdown(self) {
         let Self {
             programs,

@@ -2,6 +2,7 @@
 
 use std::error::Error;
 use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// A client configuration that cannot work, found by
@@ -72,6 +73,22 @@ pub enum BuildError {
         initial: Duration,
         /// The maximum delay given.
         max: Duration,
+    },
+
+    /// The hook timeout is zero.
+    #[error(
+        "invalid hook timeout (zero): hooks need time to run; give `hook_timeout()` a \
+         non-zero duration, e.g. 10s"
+    )]
+    InvalidHookTimeout,
+
+    /// The state file path does not name a file.
+    #[error("invalid state file {path:?}: {reason}; give `state_file()` the path of a file")]
+    InvalidStateFile {
+        /// The path as given.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
     },
 
     /// `start()` was called outside a tokio runtime.

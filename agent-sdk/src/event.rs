@@ -1,9 +1,9 @@
-//! What pause and resume hooks receive ([`StateEvent`]) and return ([`HookResult`]).
+//! What pause and resume hooks receive ([`StateEvent`], [`Cause`]) and return ([`HookResult`]).
 
 use std::error::Error;
+use std::fmt;
 use std::sync::Arc;
-
-use crate::error::error_chain;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What a pause or resume hook returns: `Ok(())`, or the error to report in the Ack.
 ///
@@ -11,13 +11,53 @@ use crate::error::error_chain;
 /// (it was closed before the hook ran). Either way the control plane sees the error text.
 pub type HookResult = Result<(), Box<dyn Error + Send + Sync>>;
 
-/// A state change the control plane ordered for one program, as given to a hook.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Why a hook runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Cause {
+    /// The control plane sent a new state for the program: an operator paused or
+    /// resumed it (or this is the first state this collector heard).
+    Update,
+    /// Pause only: the program is fail-closed and nothing came from the control plane
+    /// within its grace period, so the client paused it by itself.
+    LostContact,
+    /// Resume only: the program was paused for lost contact (or by a restart, see
+    /// [`ClientBuilder::state_file`](crate::ClientBuilder::state_file)) and the control
+    /// plane, heard again, says it is RUNNING.
+    ContactRestored,
+    /// Resume only: the client started and its state file says this fail-open program was
+    /// RUNNING, so it resumes before hearing from the control plane.
+    StateFile,
+}
+
+impl fmt::Display for Cause {
+    /// Lowercase words for logs and output lines: `update`, `lost contact`,
+    /// `contact restored`, `state file`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Update => "update",
+            Self::LostContact => "lost contact",
+            Self::ContactRestored => "contact restored",
+            Self::StateFile => "state file",
+        })
+    }
+}
+
+/// A state change for one program, as given to a hook.
+///
+/// The operator's fields (`reason`, `incident_id`, `actor`) are those of the state the
+/// control plane sent. They are empty when the client changes the state by itself
+/// ([`Cause::LostContact`], [`Cause::StateFile`]).
+///
+/// Clones share one purge confirmation: a hook may hand a clone to another thread or task
+/// that does the deleting and calls [`confirm_purge`](StateEvent::confirm_purge) there.
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct StateEvent {
     /// The program the change is for.
     pub program: String,
-    /// The generation of the change: it only ever grows for a program.
+    /// The generation of the state applied: it only ever grows for a program. For a
+    /// [`Cause::LostContact`] pause it is the generation applied before contact was lost.
     pub generation: u64,
     /// Why the operator made the change.
     pub reason: String,
@@ -25,78 +65,98 @@ pub struct StateEvent {
     pub incident_id: String,
     /// Who made the change.
     pub actor: String,
-    /// For a pause: delete locally buffered data that was not uploaded yet.
+    /// For a pause: delete locally buffered data that was not uploaded yet, then call
+    /// [`confirm_purge`](StateEvent::confirm_purge).
     pub purge: bool,
+    /// Why the hook runs.
+    pub cause: Cause,
+    /// Set by `confirm_purge`, read once the hook returned.
+    purge_confirmed: Arc<AtomicBool>,
 }
 
-/// A pause or resume hook as stored by the client.
-pub(crate) type Hook = Arc<dyn Fn(&StateEvent) -> HookResult + Send + Sync>;
-
-/// The hooks a client runs, in the session task, when a program's state changes.
-#[derive(Clone)]
-pub(crate) struct Hooks {
-    pub(crate) on_pause: Hook,
-    pub(crate) on_resume: Hook,
-}
-
-/// A hook that does nothing and succeeds: the default for both hooks.
-pub(crate) fn noop_hook() -> Hook {
-    Arc::new(|_: &StateEvent| Ok(()))
-}
-
-/// Longest hook error sent in an Ack, in bytes. A hook can return any text; a huge one
-/// must not make the Ack exceed the replica's message size limit and break the session.
-const MAX_HOOK_ERROR_LEN: usize = 1024;
-
-/// Renders a hook error with its sources (`outer: inner: root`), cut to a bounded length.
-pub(crate) fn hook_error_text(error: &(dyn Error + 'static)) -> String {
-    truncate(error_chain(error), MAX_HOOK_ERROR_LEN)
-}
-
-/// Cuts `text` to at most `max` bytes on a character boundary, marking the cut with `…`
-/// (`max` must leave room for the mark: at least 3 bytes).
-fn truncate(mut text: String, max: usize) -> String {
-    const MARK: &str = "…";
-    if text.len() <= max {
-        return text;
+impl StateEvent {
+    /// An event for `program` at `generation` without an operator's fields or a purge.
+    pub(crate) fn new(program: String, generation: u64, cause: Cause) -> Self {
+        Self {
+            program,
+            generation,
+            reason: String::new(),
+            incident_id: String::new(),
+            actor: String::new(),
+            purge: false,
+            cause,
+            purge_confirmed: Arc::default(),
+        }
     }
-    let mut end = max.saturating_sub(MARK.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
+
+    /// Confirms that the pause hook deleted the locally buffered data that was not
+    /// uploaded yet, as [`purge`](StateEvent::purge) asked.
+    ///
+    /// The Ack tells the operator `purged` only if the event asked for a purge, the hook
+    /// called this *and* the hook then returned `Ok` in time: call it after the data is
+    /// really gone, never before. Calling it when no purge was asked changes nothing.
+    ///
+    /// ```
+    /// use killswitch_sdk::{Client, HookResult, StateEvent};
+    ///
+    /// /// Events captured but not uploaded yet.
+    /// const BUFFER: &str = "/var/lib/collector/buffer";
+    ///
+    /// fn on_pause(event: &StateEvent) -> HookResult {
+    ///     if event.purge {
+    ///         match std::fs::remove_dir_all(BUFFER) {
+    ///             Ok(()) => {}
+    ///             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+    ///             Err(error) => return Err(error.into()),
+    ///         }
+    ///         event.confirm_purge();
+    ///     }
+    ///     Ok(())
+    /// }
+    ///
+    /// let builder = Client::builder().on_pause(on_pause);
+    /// # let _ = builder;
+    /// ```
+    pub fn confirm_purge(&self) {
+        self.purge_confirmed.store(true, Ordering::Release);
     }
-    text.truncate(end);
-    text.push_str(MARK);
-    text
+
+    /// Whether a hook called [`confirm_purge`](StateEvent::confirm_purge) on this event or
+    /// a clone of it.
+    pub(crate) fn purge_confirmed(&self) -> bool {
+        self.purge_confirmed.load(Ordering::Acquire)
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{MAX_HOOK_ERROR_LEN, hook_error_text, truncate};
-    use std::error::Error;
+    use super::{Cause, StateEvent};
 
     #[test]
-    fn error_text_is_bounded() {
-        let long: Box<dyn Error + Send + Sync> = "é".repeat(MAX_HOOK_ERROR_LEN).into();
-        let text = hook_error_text(long.as_ref());
-        assert!(text.len() <= MAX_HOOK_ERROR_LEN);
-        assert!(text.ends_with('…'));
+    fn clones_share_the_purge_confirmation() {
+        let event = StateEvent::new("keys".to_owned(), 3, Cause::Update);
+        let clone = event.clone();
+        assert!(!event.purge_confirmed());
+        clone.confirm_purge();
+        assert!(event.purge_confirmed());
+        // A new event starts unconfirmed.
+        assert!(!StateEvent::new("keys".to_owned(), 3, Cause::Update).purge_confirmed());
     }
 
     #[test]
-    fn truncate_respects_char_boundaries() {
-        let check = |text: &str, max: usize, expected: &str| {
-            assert_eq!(
-                truncate(text.to_owned(), max),
-                expected,
-                "{text:?} to {max}"
-            );
-        };
-        check("", 4, "");
-        check("abcd", 4, "abcd");
-        check("abcde", 4, "a…");
-        check("éé", 4, "éé");
-        check("ééé", 5, "é…");
-        check("ééé", 6, "ééé");
-        check("éééé", 6, "é…");
+    fn causes_display_as_words() {
+        let words: Vec<String> = [
+            Cause::Update,
+            Cause::LostContact,
+            Cause::ContactRestored,
+            Cause::StateFile,
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(
+            words,
+            ["update", "lost contact", "contact restored", "state file"]
+        );
     }
 }

@@ -20,13 +20,15 @@ const OPEN: u8 = 1;
 /// A gate is open only while the latest authoritative state the control plane sent for its
 /// program is RUNNING *and* the resume hook for that state succeeded. In particular:
 ///
-/// - it starts closed (default deny) and stays closed until such a RUNNING arrives;
+/// - it starts closed (default deny) and stays closed until such a RUNNING arrives (or,
+///   for a fail-open program, the [state file](crate::ClientBuilder::state_file) says
+///   RUNNING and the resume hook succeeded);
 /// - it closes *before* the pause hook runs, so capture stops even if the hook is slow;
-/// - it stays closed when a resume hook fails or panics;
+/// - it stays closed when a resume hook fails, panics or times out;
+/// - for a fail-closed program, it closes when nothing came from the control plane
+///   within the program's grace period, and reopens only when the control plane, heard
+///   again, says RUNNING;
 /// - it closes for good when its [`Client`](crate::Client) shuts down or is dropped.
-///
-/// In this version a gate does not change when the connection to the control plane is
-/// lost: it keeps the last state that was applied.
 ///
 /// [`is_active`](Gate::is_active) is one atomic load and nothing else: it never locks,
 /// allocates, reads a clock, makes a syscall or awaits, so checking it per event is free.
@@ -67,6 +69,28 @@ impl Gate {
     /// Stops the collector from capturing.
     pub(crate) fn close(&self) {
         self.0.store(CLOSED, Ordering::Release);
+    }
+}
+
+/// Helpers for the benchmarks in `benches/`, which must flip a gate without a control
+/// plane. Only with the `bench` feature, which no collector should enable.
+#[cfg(feature = "bench")]
+impl Gate {
+    /// A new gate, closed, not tied to any client.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn new_closed() -> Self {
+        Self::closed()
+    }
+
+    /// Opens or closes the gate as the session task would.
+    #[doc(hidden)]
+    pub fn set_for_bench(&self, open: bool) {
+        if open {
+            self.open();
+        } else {
+            self.close();
+        }
     }
 }
 

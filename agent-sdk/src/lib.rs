@@ -8,16 +8,22 @@
 //!
 //! The rules it follows, in order of importance:
 //!
-//! - **Pause always wins.** A gate closes before the pause hook runs; a failed or
-//!   panicking resume hook keeps it closed; an unknown or unspecified state means paused.
+//! - **Pause always wins.** A gate closes before the pause hook runs; a failed,
+//!   panicking or timed-out resume hook keeps it closed; an unknown or unspecified state
+//!   or failure policy means paused and fail-closed.
 //! - **Default deny.** Every gate starts closed and opens only after the control plane
 //!   sent RUNNING for its program and the resume hook succeeded.
+//! - **Fail closed.** When nothing came from the control plane within a program's grace
+//!   period (30 s unless its owner set another), its gate closes and its pause hook runs
+//!   ([`Cause::LostContact`]); it reopens only on a fresh RUNNING from the control plane
+//!   ([`Cause::ContactRestored`]). Only programs whose owner chose fail-open keep their
+//!   state without contact.
 //! - **Never go back in time.** A state older than the one applied is ignored, across
-//!   reconnections.
+//!   reconnections and, with a [state file](ClientBuilder::state_file), restarts.
 //! - **Cheap to obey.** [`Gate::is_active`] is one atomic load.
 //!
-//! In this version gates keep their state while the client is disconnected; a later
-//! version closes them after a grace period without contact.
+//! `docs/sdk-guide.md` in the repository is the guide for collector authors: how to wire
+//! the gate into a capture loop, what hooks must do, what happens offline and on restart.
 //!
 //! # Example
 //!
@@ -34,10 +40,12 @@
 //!         .program("keystrokes")
 //!         .on_pause(|event| {
 //!             if event.purge {
-//!                 // delete events buffered but not uploaded yet
+//!                 // delete events buffered but not uploaded yet, then:
+//!                 event.confirm_purge();
 //!             }
 //!             Ok(())
 //!         })
+//!         .state_file("/var/lib/collector/killswitch.state")
 //!         .start()?;
 //!
 //!     let gate = client.gate("keystrokes").ok_or("keystrokes is not registered")?;
@@ -58,13 +66,23 @@
 //! - `builder.rs`: [`ClientBuilder`], validation and start.
 //! - `client.rs`: [`Client`], the handle a collector keeps.
 //! - `gate.rs`: [`Gate`], the one-atomic-load switch.
-//! - `event.rs`: [`StateEvent`] and [`HookResult`], what hooks receive and return.
-//! - `backoff.rs`: [`Backoff`], reconnection delays.
+//! - `event.rs`: [`StateEvent`], [`Cause`] and [`HookResult`], what hooks receive and
+//!   return, and the purge confirmation.
+//! - `backoff.rs`: [`Backoff`], reconnection delays and the stable-period reset.
 //! - `error.rs`: [`BuildError`].
-//! - `programs.rs`: the registered programs, shared by the client and its session task.
+//! - `programs.rs`: the registered programs and their last applied state, shared by the
+//!   client and its session task.
 //! - `apply.rs`: the pure rules for applying a program state (stale, re-ack, pause,
-//!   resume) and where a hook's outcome leaves the gate.
-//! - `session.rs`: the session task: connect, Hello, apply states, Acks, reconnect.
+//!   resume, contact restored) and where a hook's outcome leaves the gate.
+//! - `policy.rs`: a program's failure policy and the pure lost-contact rule.
+//! - `hook.rs`: running sync and async hooks with a timeout, catching panics, and moving
+//!   the gate around them.
+//! - `state_file.rs`: the state file's format, reading and atomic writing.
+//! - `session.rs`: the session task: connect, Hello, apply states, Acks, reconnect, and
+//!   the lost-contact watchdog checked in every wait.
+//!
+//! `benches/gate.rs` measures [`Gate::is_active`] (see `BENCHMARKS.md`); the `bench`
+//! feature exposes the hidden helpers it needs, and collectors never enable it.
 
 mod apply;
 mod backoff;
@@ -73,12 +91,15 @@ mod client;
 mod error;
 mod event;
 mod gate;
+mod hook;
+mod policy;
 mod programs;
 mod session;
+mod state_file;
 
 pub use backoff::Backoff;
 pub use builder::ClientBuilder;
 pub use client::Client;
 pub use error::BuildError;
-pub use event::{HookResult, StateEvent};
+pub use event::{Cause, HookResult, StateEvent};
 pub use gate::Gate;

@@ -5,7 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
+use crate::apply::{Desired, Last};
 use crate::gate::Gate;
+use crate::policy::Policy;
+use crate::state_file::Saved;
 
 /// Every registered program, by name. The set is fixed when the client starts.
 #[derive(Debug)]
@@ -19,19 +22,59 @@ pub(crate) struct Program {
     /// The gate collectors check.
     pub(crate) gate: Gate,
     /// The last state applied, `None` before any. A std mutex is right here: it is held
-    /// only to copy a few fields, never across an await, and `is_active()` never takes it.
+    /// only to copy or change a few fields, never across an await, and `is_active()`
+    /// never takes it.
     applied: Mutex<Option<Applied>>,
 }
 
-/// The outcome of the last state applied for a program: what its Ack reported.
+/// The last state applied for a program, and what its Ack reported.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Applied {
     /// The generation applied.
     pub(crate) generation: u64,
-    /// When its hook returned.
+    /// What the control plane said at that generation (not whether the gate is open).
+    pub(crate) desired: Desired,
+    /// The program's failure policy, as last heard.
+    pub(crate) policy: Policy,
+    /// Whether the program is paused for lost contact.
+    pub(crate) contact: Contact,
+    /// When its last hook returned.
     pub(crate) at: SystemTime,
-    /// The hook's error, empty when it succeeded.
+    /// The last hook's error, empty when it succeeded.
     pub(crate) error: String,
+    /// The last pause hook confirmed a purge that the state asked for.
+    pub(crate) purged: bool,
+}
+
+/// Whether a program's gate is closed because the control plane could not be heard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Contact {
+    /// The applied state stands.
+    Current,
+    /// The watchdog closed the gate for lost contact; the pause hook is still to run.
+    LostHookPending,
+    /// Paused for lost contact, or by a restart: the gate reopens only on a fresh
+    /// authoritative RUNNING.
+    Lost,
+}
+
+impl Applied {
+    /// What [`apply::step`](crate::apply::step) needs to know.
+    pub(crate) fn last(&self) -> Last {
+        Last {
+            generation: self.generation,
+            lost_contact: self.contact != Contact::Current,
+        }
+    }
+
+    /// What the state file keeps.
+    pub(crate) fn saved(&self) -> Saved {
+        Saved {
+            generation: self.generation,
+            desired: self.desired,
+            policy: self.policy,
+        }
+    }
 }
 
 impl Programs {
@@ -50,6 +93,31 @@ impl Programs {
         Self { by_name }
     }
 
+    /// Takes the states a state file kept as applied, for the registered programs among
+    /// them; every gate stays closed. A program that was RUNNING is paused as if contact
+    /// had been lost: a fresh RUNNING from the control plane reopens it (or, for a
+    /// fail-open program, the resume hook the session task runs first).
+    pub(crate) fn restore(&self, saved: &BTreeMap<String, Saved>, at: SystemTime) {
+        for (name, program) in &self.by_name {
+            let Some(saved) = saved.get(name) else {
+                continue;
+            };
+            let contact = match saved.desired {
+                Desired::Running => Contact::Lost,
+                Desired::Paused => Contact::Current,
+            };
+            program.set_applied(Applied {
+                generation: saved.generation,
+                desired: saved.desired,
+                policy: saved.policy,
+                contact,
+                at,
+                error: String::new(),
+                purged: false,
+            });
+        }
+    }
+
     /// The program called `name`, if it was registered.
     pub(crate) fn get(&self, name: &str) -> Option<&Program> {
         self.by_name.get(name)
@@ -60,6 +128,13 @@ impl Programs {
         self.by_name
             .iter()
             .map(|(name, program)| (name.as_str(), program))
+    }
+
+    /// What the state file keeps, for every program that has an applied state.
+    pub(crate) fn saved(&self) -> BTreeMap<String, Saved> {
+        self.iter()
+            .filter_map(|(name, program)| Some((name.to_owned(), program.applied()?.saved())))
+            .collect()
     }
 
     /// Closes every gate.
@@ -81,17 +156,41 @@ impl Program {
         *self.lock() = Some(applied);
     }
 
+    /// Changes the applied state in place, if there is one, and returns the result.
+    pub(crate) fn update(&self, change: impl FnOnce(&mut Applied)) -> Option<Applied> {
+        let mut applied = self.lock();
+        let applied = applied.as_mut()?;
+        change(applied);
+        Some(applied.clone())
+    }
+
     fn lock(&self) -> MutexGuard<'_, Option<Applied>> {
-        // The data is a plain value replaced in one assignment, so it is consistent even
-        // if a thread panicked while holding the lock.
+        // Every change is a few plain assignments that cannot panic, so the data is
+        // consistent even if a thread panicked while holding the lock.
         self.applied.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{Applied, Programs};
+    use super::{Applied, Contact, Programs};
+    use crate::apply::Desired;
+    use crate::policy::{OnLostContact, Policy};
+    use crate::state_file::Saved;
+    use std::collections::BTreeMap;
     use std::time::SystemTime;
+
+    fn applied(generation: u64) -> Applied {
+        Applied {
+            generation,
+            desired: Desired::Running,
+            policy: Policy::default(),
+            contact: Contact::Current,
+            at: SystemTime::UNIX_EPOCH,
+            error: String::new(),
+            purged: false,
+        }
+    }
 
     #[test]
     fn programs_start_closed_with_nothing_applied() {
@@ -103,21 +202,68 @@ mod tests {
             assert_eq!(program.applied(), None);
         }
         assert!(programs.get("screen").is_none());
+        assert!(programs.saved().is_empty());
     }
 
     #[test]
     fn records_applied_state_and_closes_all() {
         let programs = Programs::new(["keys".to_owned()].into());
         let keys = programs.get("keys").expect("registered");
-        let applied = Applied {
-            generation: 7,
-            at: SystemTime::UNIX_EPOCH,
-            error: String::new(),
-        };
-        keys.set_applied(applied.clone());
-        assert_eq!(keys.applied(), Some(applied));
+        keys.set_applied(applied(7));
+        assert_eq!(keys.applied(), Some(applied(7)));
+        let updated = keys.update(|applied| applied.contact = Contact::Lost);
+        assert_eq!(
+            updated.map(|applied| applied.last().lost_contact),
+            Some(true)
+        );
         keys.gate.open();
         programs.close_all();
         assert!(!keys.gate.is_active());
+    }
+
+    #[test]
+    fn update_needs_an_applied_state() {
+        let programs = Programs::new(["keys".to_owned()].into());
+        let keys = programs.get("keys").expect("registered");
+        assert_eq!(keys.update(|applied| applied.generation = 9), None);
+        assert_eq!(keys.applied(), None);
+    }
+
+    #[test]
+    fn restores_saved_states_with_closed_gates() {
+        let programs = Programs::new(["keys".to_owned(), "mouse".to_owned()].into());
+        let saved = |generation, desired, on_lost_contact| Saved {
+            generation,
+            desired,
+            policy: Policy::new(on_lost_contact, 5_000),
+        };
+        let file: BTreeMap<String, Saved> = [
+            (
+                "keys".to_owned(),
+                saved(4, Desired::Running, OnLostContact::Keep),
+            ),
+            (
+                "mouse".to_owned(),
+                saved(9, Desired::Paused, OnLostContact::Pause),
+            ),
+            (
+                "screen".to_owned(),
+                saved(2, Desired::Running, OnLostContact::Pause),
+            ),
+        ]
+        .into();
+        programs.restore(&file, SystemTime::UNIX_EPOCH);
+        let state = |name: &str| {
+            let program = programs.get(name).expect("registered");
+            assert!(!program.gate.is_active(), "{name}");
+            let applied = program.applied().expect("restored");
+            (applied.generation, applied.contact)
+        };
+        assert_eq!(state("keys"), (4, Contact::Lost));
+        assert_eq!(state("mouse"), (9, Contact::Current));
+        assert!(programs.get("screen").is_none());
+        let mut expected = file;
+        expected.remove("screen");
+        assert_eq!(programs.saved(), expected);
     }
 }

@@ -1,14 +1,19 @@
 //! The session task: keeps one `CollectorService.Session` open to a control replica,
-//! applies the states it receives, acknowledges them, and reconnects when the session ends.
+//! applies the states it receives, acknowledges them, reconnects when the session ends,
+//! and runs the lost-contact watchdog all along.
 //!
 //! Everything here runs in one task, so states are applied one at a time, in the order
-//! they arrive, hooks included. Every await also waits for the client's cancellation
-//! token, so shutting down never waits for the network or for a hook.
+//! they arrive, hooks included. Every await goes through [`Runner::wait`] or
+//! [`Runner::wait_closing_gates`], which also wait for the client's cancellation token (so
+//! shutting down never waits for the network or for a hook) and for the watchdog's next
+//! deadline (so a fail-closed program pauses on time whatever the task is waiting for: a
+//! message, a connection, a backoff delay, a hook).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::error::Error;
-use std::sync::Arc;
+use std::pin::{Pin, pin};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use killswitch_proto::v1::collector_service_client::CollectorServiceClient;
@@ -17,16 +22,20 @@ use killswitch_proto::v1::{
     control_message,
 };
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Endpoint, Uri};
 use tracing::{debug, info, warn};
 
-use crate::apply::{self, Change, Incoming, Step};
+use crate::apply::{self, Change, Desired, Incoming, Settled, Step};
 use crate::backoff::Backoff;
 use crate::error::error_chain;
-use crate::event::{Hooks, StateEvent, hook_error_text};
-use crate::programs::{Applied, Programs};
+use crate::event::{Cause, StateEvent};
+use crate::hook::Hooks;
+use crate::policy::OnLostContact;
+use crate::programs::{Applied, Contact, Program, Programs};
+use crate::state_file::StateFile;
 
 /// How long connecting to a replica may take before the attempt counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -41,6 +50,9 @@ const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// which only slows down acknowledging; it never blocks the gates.
 const OUTBOUND_CAPACITY: usize = 16;
 
+/// Where a session's messages to the replica go.
+type Outbound = mpsc::Sender<CollectorMessage>;
+
 /// What the session task needs, validated by the builder.
 pub(crate) struct Settings {
     /// Replicas to connect to, tried in turn from a random one.
@@ -49,6 +61,7 @@ pub(crate) struct Settings {
     pub(crate) labels: HashMap<String, String>,
     pub(crate) backoff: Backoff,
     pub(crate) hooks: Hooks,
+    pub(crate) state_file: Option<StateFile>,
 }
 
 /// The endpoint to reach a replica at `uri`, with the session's connection settings.
@@ -59,7 +72,8 @@ pub(crate) fn endpoint(uri: Uri) -> Endpoint {
         .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
 }
 
-/// Runs sessions until `cancel` fires, moving to the next endpoint after each one.
+/// Resumes the fail-open programs the state file says were RUNNING, then runs sessions
+/// until `cancel` fires, moving to the next endpoint after each one.
 ///
 /// Every gate is closed when this returns, or when its future is dropped or panics.
 pub(crate) async fn run(settings: Settings, programs: Arc<Programs>, cancel: CancellationToken) {
@@ -70,23 +84,21 @@ pub(crate) async fn run(settings: Settings, programs: Arc<Programs>, cancel: Can
         labels,
         backoff,
         hooks,
+        state_file,
     } = settings;
-    let runner = Runner {
-        collector_id,
-        labels,
-        hooks,
-        programs,
-        cancel,
-    };
+    let runner = Runner::new(collector_id, labels, hooks, state_file, programs, cancel);
+    if runner.resume_from_state_file().await.is_err() {
+        debug!("killswitch session task stopped");
+        return;
+    }
     let mut rng = fastrand::Rng::new();
     let start = rng.usize(..endpoints.len().max(1));
     let mut attempt: u32 = 0;
     for endpoint in endpoints.iter().cycle().skip(start) {
-        let mut synced = false;
-        let end = runner.session(endpoint, &mut synced).await;
-        if synced {
-            attempt = 0;
-        }
+        let mut up_since = None;
+        let end = runner.session(endpoint, &mut up_since).await;
+        let up_for = up_since.map(|since: Instant| since.elapsed());
+        attempt = backoff.attempt_after(attempt, up_for);
         let delay = match end {
             End::Cancelled => break,
             End::Drained(after) => {
@@ -103,16 +115,13 @@ pub(crate) async fn run(settings: Settings, programs: Arc<Programs>, cancel: Can
                     endpoint = %endpoint.uri(),
                     %reason,
                     reconnect_in = ?delay,
-                    "killswitch session down, reconnecting; gates keep their state",
+                    "killswitch session down, reconnecting; fail-closed programs pause \
+                     if contact is not back within their grace period",
                 );
                 delay
             }
         };
-        if runner
-            .until_cancelled(tokio::time::sleep(delay))
-            .await
-            .is_err()
-        {
+        if runner.wait(None, tokio::time::sleep(delay)).await.is_err() {
             break;
         }
     }
@@ -131,6 +140,7 @@ impl Drop for CloseGatesOnExit {
 }
 
 /// Why a session ended.
+#[derive(Debug)]
 enum End {
     /// The client is shutting down.
     Cancelled,
@@ -146,59 +156,163 @@ impl End {
     }
 }
 
-/// The part of the session task that one session uses.
+/// Whether the watchdog watches a program in this applied state: one the control plane
+/// last said is RUNNING and that is not paused for lost contact already. (A program that
+/// is PAUSED has nothing to stop; a fail-open one never loses contact, which its policy
+/// says.)
+fn watched(applied: &Applied) -> bool {
+    applied.desired == Desired::Running && applied.contact == Contact::Current
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The state of the session task that outlives one session.
 struct Runner {
     collector_id: String,
     labels: HashMap<String, String>,
     hooks: Hooks,
+    state_file: Option<StateFile>,
     programs: Arc<Programs>,
     cancel: CancellationToken,
+    /// When a replica was last heard from (any Snapshot, Update or Heartbeat): the
+    /// watchdog's clock. A std mutex around a copy type, never held across an await.
+    last_contact: Mutex<Instant>,
 }
 
 impl Runner {
-    /// Runs one session with `endpoint` until it ends; sets `synced` once a Snapshot arrived.
-    async fn session(&self, endpoint: &Endpoint, synced: &mut bool) -> End {
-        match self.try_session(endpoint, synced).await {
+    fn new(
+        collector_id: String,
+        labels: HashMap<String, String>,
+        hooks: Hooks,
+        state_file: Option<StateFile>,
+        programs: Arc<Programs>,
+        cancel: CancellationToken,
+    ) -> Self {
+        Self {
+            collector_id,
+            labels,
+            hooks,
+            state_file,
+            programs,
+            cancel,
+            last_contact: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Runs the resume hook of every fail-open program that the state file says was
+    /// RUNNING, and opens its gate if the hook succeeds. A program whose hook fails stays
+    /// paused until the control plane says RUNNING again.
+    async fn resume_from_state_file(&self) -> Result<(), End> {
+        for (name, program) in self.programs.iter() {
+            let Some(applied) = program.applied() else {
+                continue;
+            };
+            let fail_open = applied.policy.on_lost_contact == OnLostContact::Keep;
+            if !(fail_open && applied.desired == Desired::Running) {
+                continue;
+            }
+            let event = StateEvent::new(name.to_owned(), applied.generation, Cause::StateFile);
+            let Settled { open, error, .. } = self
+                .wait_closing_gates(self.hooks.carry_out(
+                    &program.gate,
+                    Change::Resume,
+                    event,
+                    None,
+                ))
+                .await?;
+            if open {
+                info!(
+                    program = name,
+                    generation = applied.generation,
+                    "killswitch resumed the fail-open program from its state file: gate open",
+                );
+            } else {
+                warn!(
+                    program = name,
+                    generation = applied.generation,
+                    %error,
+                    "resume hook failed for the state file's RUNNING; the gate stays closed \
+                     until the control plane says RUNNING",
+                );
+            }
+            program.update(|applied| {
+                if open {
+                    applied.contact = Contact::Current;
+                }
+                applied.at = SystemTime::now();
+                applied.error = error;
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs one session with `endpoint` until it ends; sets `up_since` when the first
+    /// Snapshot arrived.
+    async fn session(&self, endpoint: &Endpoint, up_since: &mut Option<Instant>) -> End {
+        match self.try_session(endpoint, up_since).await {
             Ok(never) => match never {},
             Err(end) => end,
         }
     }
 
-    async fn try_session(&self, endpoint: &Endpoint, synced: &mut bool) -> Result<Infallible, End> {
+    async fn try_session(
+        &self,
+        endpoint: &Endpoint,
+        up_since: &mut Option<Instant>,
+    ) -> Result<Infallible, End> {
         let channel = self
-            .until_cancelled(endpoint.connect())
+            .wait(None, endpoint.connect())
             .await?
             .map_err(|error| End::lost("cannot connect", &error))?;
         let (outbound, outbound_rx) = mpsc::channel(OUTBOUND_CAPACITY);
-        self.send(&outbound, self.hello()).await?;
+        // Hello goes first, so nothing else may be sent until it is queued: lost-contact
+        // Acks wait for the Snapshot (which acknowledges every program anyway).
+        self.wait(None, outbound.send(self.hello()))
+            .await?
+            .map_err(|_| End::Lost("the session's outbound stream closed".to_owned()))?;
         let mut client = CollectorServiceClient::new(channel);
         let mut inbound = self
-            .until_cancelled(client.session(ReceiverStream::new(outbound_rx)))
+            .wait(None, client.session(ReceiverStream::new(outbound_rx)))
             .await?
             .map_err(|status| End::Lost(format!("session refused: {status}")))?
             .into_inner();
         info!(endpoint = %endpoint.uri(), "killswitch session open");
 
+        let mut synced = None;
         loop {
             let message = self
-                .until_cancelled(inbound.message())
+                .wait(synced, inbound.message())
                 .await?
                 .map_err(|status| End::Lost(format!("session failed: {status}")))?
                 .ok_or_else(|| End::Lost("the replica closed the session".to_owned()))?;
             match message.msg {
                 Some(control_message::Msg::Snapshot(snapshot)) => {
-                    *synced = true;
+                    self.contact();
+                    up_since.get_or_insert_with(Instant::now);
+                    synced = Some(&outbound);
                     self.snapshot(snapshot, &outbound).await?;
                 }
-                Some(control_message::Msg::Update(update)) => match update.state {
-                    Some(state) => self.apply(state, &outbound).await?,
-                    None => warn!("ignoring an update without a state"),
-                },
-                Some(control_message::Msg::Heartbeat(heartbeat)) => debug!(
-                    revision = heartbeat.revision,
-                    valid_for_ms = heartbeat.valid_for_ms,
-                    "heartbeat",
-                ),
+                Some(control_message::Msg::Update(update)) => {
+                    self.contact();
+                    match update.state {
+                        Some(state) => self.apply(state, &outbound).await?,
+                        None => warn!("ignoring an update without a state"),
+                    }
+                }
+                Some(control_message::Msg::Heartbeat(heartbeat)) => {
+                    self.contact();
+                    debug!(
+                        revision = heartbeat.revision,
+                        valid_for_ms = heartbeat.valid_for_ms,
+                        "heartbeat",
+                    );
+                }
                 Some(control_message::Msg::Drain(drain)) => {
                     return Err(End::Drained(Duration::from_millis(
                         drain.reconnect_after_ms,
@@ -240,11 +354,7 @@ impl Runner {
     }
 
     /// Applies the state of every program named in Hello.
-    async fn snapshot(
-        &self,
-        snapshot: Snapshot,
-        outbound: &mpsc::Sender<CollectorMessage>,
-    ) -> Result<(), End> {
+    async fn snapshot(&self, snapshot: Snapshot, outbound: &Outbound) -> Result<(), End> {
         let Snapshot {
             states,
             unknown_programs,
@@ -257,8 +367,16 @@ impl Runner {
         for name in unknown_programs {
             if let Some(program) = self.programs.get(&name) {
                 // Pause always wins: a program the control plane does not know must not
-                // collect. The gate is normally closed already; this keeps it so.
+                // collect. The gate is normally closed already; this keeps it so. A gate
+                // that was open (a fail-open program started from the state file) is held
+                // like one paused for lost contact: a later RUNNING at the same
+                // generation, once the replica knows the program, reopens it.
                 program.gate.close();
+                program.update(|applied| {
+                    if applied.contact == Contact::Current && applied.desired == Desired::Running {
+                        applied.contact = Contact::Lost;
+                    }
+                });
                 warn!(
                     program = %name,
                     "the control plane does not know this program: its gate stays closed \
@@ -273,30 +391,43 @@ impl Runner {
     }
 
     /// Applies one program state: decides with [`apply::step`], runs the hook, moves the
-    /// gate, records the generation and acknowledges.
-    async fn apply(
-        &self,
-        state: ProgramState,
-        outbound: &mpsc::Sender<CollectorMessage>,
-    ) -> Result<(), End> {
-        let Incoming { desired, event } = Incoming::from(state);
+    /// gate, records the state (in memory and in the state file) and acknowledges.
+    async fn apply(&self, state: ProgramState, outbound: &Outbound) -> Result<(), End> {
+        let Incoming {
+            desired,
+            policy,
+            mut event,
+        } = Incoming::from(state);
         let Some(program) = self.programs.get(&event.program) else {
             warn!(program = %event.program, "ignoring a state for a program this collector did not register");
             return Ok(());
         };
-        let applied = program.applied();
-        let last = applied.as_ref().map(|applied| applied.generation);
-        let change = match apply::step(last, event.generation, desired) {
+        let last = program.applied().map(|applied| applied.last());
+        let (change, cause) = match apply::step(last, event.generation, desired) {
             Step::Stale => {
                 debug!(
                     program = %event.program,
                     generation = event.generation,
-                    applied = last,
+                    applied = last.map(|last| last.generation),
                     "ignoring a state older than the one applied",
                 );
                 return Ok(());
             }
             Step::Reack => {
+                if last.is_some_and(|last| last.lost_contact) {
+                    info!(
+                        program = %event.program,
+                        generation = event.generation,
+                        "contact with the control plane is back; the program stays paused",
+                    );
+                }
+                // The policy is the program's, not the state's: it may have changed
+                // without a new generation.
+                let applied = program.update(|applied| {
+                    applied.contact = Contact::Current;
+                    applied.policy = policy;
+                });
+                self.save_state().await?;
                 if let Some(applied) = applied {
                     debug!(
                         program = %event.program,
@@ -308,8 +439,9 @@ impl Runner {
                 }
                 return Ok(());
             }
-            Step::Change(change) => change,
+            Step::Change(change, cause) => (change, cause),
         };
+        event.cause = cause;
 
         if change == Change::Pause {
             // Stop capture before anything else: the hook may be slow, or hang.
@@ -322,24 +454,38 @@ impl Runner {
                 "killswitch paused the program: gate closed",
             );
         }
-        let hook = self.run_hook(change, event.clone()).await?;
-        let settled = change.settle(hook);
-        if settled.open {
-            program.gate.open();
-        } else {
-            program.gate.close();
-        }
+        // While a resume hook runs the watchdog leaves this program alone, so the hook
+        // must return before the program would lose contact for the gate to open.
+        let open_before = match change {
+            Change::Resume => policy.deadline(self.last_contact()),
+            Change::Pause => None,
+        };
+        let settled = self
+            .wait_closing_gates(self.hooks.carry_out(
+                &program.gate,
+                change,
+                event.clone(),
+                open_before,
+            ))
+            .await?;
         match (change, settled.error.as_str()) {
             (Change::Pause, "") => debug!(program = %event.program, "pause hook done"),
             (Change::Pause, error) => {
                 warn!(program = %event.program, %error, "pause hook failed; the gate is closed");
             }
-            (Change::Resume, "") => info!(
+            (Change::Resume, "") if settled.open => info!(
                 program = %event.program,
                 generation = event.generation,
                 reason = %event.reason,
                 actor = %event.actor,
+                %cause,
                 "killswitch resumed the program: gate open",
+            ),
+            (Change::Resume, "") => warn!(
+                program = %event.program,
+                generation = event.generation,
+                "contact with the control plane was lost while the resume hook ran; \
+                 the gate stays closed",
             ),
             (Change::Resume, error) => warn!(
                 program = %event.program,
@@ -351,53 +497,185 @@ impl Runner {
 
         let applied = Applied {
             generation: event.generation,
+            desired,
+            policy,
+            contact: Contact::Current,
             at: SystemTime::now(),
             error: settled.error,
+            purged: settled.purged,
         };
         program.set_applied(applied.clone());
-        self.send(outbound, ack(&event.program, &applied, settled.open))
-            .await
+        self.save_state().await?;
+        let ack = ack(&event.program, &applied, program.gate.is_active());
+        self.send(outbound, ack).await
     }
 
-    /// Runs the hook for `change` on the blocking pool (a hook may block) and returns its
-    /// outcome; a panic counts as a failure.
-    ///
-    /// If the client shuts down meanwhile, this stops waiting: the hook still runs to its
-    /// end, but the task is gone and nothing can open a gate any more.
-    async fn run_hook(&self, change: Change, event: StateEvent) -> Result<Result<(), String>, End> {
-        let hook = Arc::clone(match change {
-            Change::Pause => &self.hooks.on_pause,
-            Change::Resume => &self.hooks.on_resume,
-        });
-        let joined = self
-            .until_cancelled(tokio::task::spawn_blocking(move || hook(&event)))
-            .await?;
-        Ok(match joined {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(hook_error_text(&*error)),
-            Err(join) if join.is_panic() => Err(format!("{} hook panicked", change.hook_name())),
-            // Only happens while the runtime shuts down.
-            Err(_) => Err(format!("{} hook was cancelled", change.hook_name())),
+    /// Records that a replica was heard from.
+    fn contact(&self) {
+        *self
+            .last_contact
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
+    }
+
+    fn last_contact(&self) -> Instant {
+        *self
+            .last_contact
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The watchdog's next deadline: the first instant at which a watched program loses
+    /// contact if nothing arrives, `None` if none can.
+    fn next_deadline(&self) -> Option<Instant> {
+        let last_contact = self.last_contact();
+        self.programs
+            .iter()
+            .filter_map(|(_, program)| {
+                let applied = program.applied()?;
+                if !watched(&applied) {
+                    return None;
+                }
+                applied.policy.deadline(last_contact)
+            })
+            .min()
+    }
+
+    /// Closes the gate of every watched program that lost contact at `now`. Their pause
+    /// hooks run next, in [`lost_contact_hooks`](Runner::lost_contact_hooks).
+    fn close_lost(&self, now: Instant) {
+        let last_contact = self.last_contact();
+        for (name, program) in self.programs.iter() {
+            let Some(applied) = program.applied() else {
+                continue;
+            };
+            if !(watched(&applied) && applied.policy.lost_contact(last_contact, now)) {
+                continue;
+            }
+            program.gate.close();
+            program.update(|applied| applied.contact = Contact::LostHookPending);
+            warn!(
+                program = name,
+                generation = applied.generation,
+                grace = ?applied.policy.grace,
+                "no contact with the control plane within the grace period: gate closed \
+                 (fail-closed program); it reopens when the control plane says RUNNING again",
+            );
+        }
+    }
+
+    /// Runs the pause hook of every program whose gate the watchdog closed (including
+    /// gates it closes while these hooks run), records the outcome and, when a session is
+    /// up, acknowledges it there.
+    async fn lost_contact_hooks(&self, session: Option<&Outbound>) -> Result<(), End> {
+        while let Some((name, program, generation)) = self.next_lost_hook_pending() {
+            let event = StateEvent::new(name.to_owned(), generation, Cause::LostContact);
+            let Settled { error, purged, .. } = self
+                .wait_closing_gates(
+                    self.hooks
+                        .carry_out(&program.gate, Change::Pause, event, None),
+                )
+                .await?;
+            if error.is_empty() {
+                info!(program = name, "paused for lost contact: pause hook done");
+            } else {
+                warn!(program = name, %error, "pause hook failed after lost contact; the gate is closed");
+            }
+            let applied = program.update(|applied| {
+                applied.contact = Contact::Lost;
+                applied.at = SystemTime::now();
+                applied.error = error;
+                applied.purged = purged;
+            });
+            self.save_state().await?;
+            if let (Some(outbound), Some(applied)) = (session, applied) {
+                let ack = ack(name, &applied, program.gate.is_active());
+                if self.wait_closing_gates(outbound.send(ack)).await?.is_err() {
+                    debug!(
+                        program = name,
+                        "the session closed before the lost-contact ack was sent"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A program whose gate the watchdog closed and whose pause hook has not run yet,
+    /// with the generation it had applied.
+    fn next_lost_hook_pending(&self) -> Option<(&str, &Program, u64)> {
+        self.programs.iter().find_map(|(name, program)| {
+            let applied = program.applied()?;
+            (applied.contact == Contact::LostHookPending).then_some((
+                name,
+                program,
+                applied.generation,
+            ))
         })
     }
 
+    /// Writes the state file, if there is one.
+    async fn save_state(&self) -> Result<(), End> {
+        let Some(file) = &self.state_file else {
+            return Ok(());
+        };
+        let saved = self.programs.saved();
+        self.wait_closing_gates(file.save(&saved)).await
+    }
+
     /// Queues `message` for the replica.
-    async fn send(
-        &self,
-        outbound: &mpsc::Sender<CollectorMessage>,
-        message: CollectorMessage,
-    ) -> Result<(), End> {
-        self.until_cancelled(outbound.send(message))
+    async fn send(&self, outbound: &Outbound, message: CollectorMessage) -> Result<(), End> {
+        self.wait(Some(outbound), outbound.send(message))
             .await?
             .map_err(|_| End::Lost("the session's outbound stream closed".to_owned()))
     }
 
-    /// Awaits `future` unless the client shuts down first.
-    async fn until_cancelled<F: Future>(&self, future: F) -> Result<F::Output, End> {
-        self.cancel
-            .run_until_cancelled(future)
-            .await
-            .ok_or(End::Cancelled)
+    /// Awaits `future` unless the client shuts down first, running the watchdog
+    /// meanwhile: it closes the gates of programs that lose contact and runs their pause
+    /// hooks, acknowledging them on `session` when one is up (in sync).
+    async fn wait<F: Future>(
+        &self,
+        session: Option<&Outbound>,
+        future: F,
+    ) -> Result<F::Output, End> {
+        let mut future = pin!(future);
+        loop {
+            self.lost_contact_hooks(session).await?;
+            if let Some(output) = self.race(future.as_mut()).await? {
+                return Ok(output);
+            }
+        }
+    }
+
+    /// Awaits `future` (a hook, a state file write, a lost-contact Ack) unless the client
+    /// shuts down first. Meanwhile the watchdog still closes gates on time, but their
+    /// pause hooks wait for the next [`wait`](Runner::wait), so hooks never overlap.
+    async fn wait_closing_gates<F: Future>(&self, future: F) -> Result<F::Output, End> {
+        let mut future = pin!(future);
+        loop {
+            if let Some(output) = self.race(future.as_mut()).await? {
+                return Ok(output);
+            }
+        }
+    }
+
+    /// Awaits `future` until it completes (`Some`), the client shuts down (`Err`), or the
+    /// watchdog's next deadline passes: then closes the gates of the programs that lost
+    /// contact and returns `None`, leaving `future` to be awaited again.
+    ///
+    /// When both are ready, the deadline goes first: a message read at the very instant
+    /// the grace ends comes too late (pause always wins).
+    async fn race<F: Future>(&self, future: Pin<&mut F>) -> Result<Option<F::Output>, End> {
+        let deadline = self.next_deadline();
+        tokio::select! {
+            biased;
+            () = self.cancel.cancelled() => Err(End::Cancelled),
+            () = sleep_until(deadline) => {
+                self.close_lost(Instant::now());
+                Ok(None)
+            }
+            output = future => Ok(Some(output)),
+        }
     }
 }
 
@@ -414,9 +692,559 @@ fn ack(program: &str, applied: &Applied, open: bool) -> CollectorMessage {
             generation: applied.generation,
             effective: effective.into(),
             applied_at: Some(killswitch_proto::timestamp(applied.at)),
-            // This version's hooks cannot report a purge; a later version adds it.
-            purged: false,
+            purged: applied.purged,
             error: applied.error.clone(),
         })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Outbound, Runner};
+    use crate::event::{Cause, StateEvent};
+    use crate::hook::{Hook, Hooks};
+    use crate::programs::Programs;
+    use crate::state_file::{self, StateFile};
+    use killswitch_proto::v1::{
+        CollectorMessage, FailurePolicy, LostContact, ProgramState, RunState, collector_message,
+    };
+    use std::collections::{BTreeSet, HashMap};
+    use std::path::Path;
+    use std::sync::{Arc, Mutex, PoisonError};
+    use std::time::{Duration, SystemTime};
+    use tokio::sync::mpsc;
+    use tokio::time::sleep;
+    use tokio_util::sync::CancellationToken;
+
+    const MS: Duration = Duration::from_millis(1);
+    const SECOND: Duration = Duration::from_secs(1);
+    const RUNNING: RunState = RunState::Running;
+    const PAUSED: RunState = RunState::Paused;
+
+    /// What the hooks were called for, in order, e.g. `pause keys 3 (lost contact)`.
+    type Calls = Arc<Mutex<Vec<String>>>;
+
+    /// How the recording hooks behave besides recording.
+    #[derive(Clone, Copy, Default)]
+    struct Behaviour {
+        /// The resume hook fails when it runs for this cause.
+        resume_fails_on: Option<Cause>,
+        /// The resume hook of the program `slow` takes this long.
+        slow_resume: Duration,
+    }
+
+    fn record(calls: &Calls, hook: &str, event: &StateEvent) {
+        calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(format!(
+                "{hook} {} {} ({})",
+                event.program, event.generation, event.cause
+            ));
+    }
+
+    /// Takes the calls recorded so far.
+    fn take(calls: &Calls) -> Vec<String> {
+        std::mem::take(&mut *calls.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Async hooks that record their calls; the pause hook confirms purges.
+    fn recorder(behaviour: Behaviour) -> (Hooks, Calls) {
+        let calls = Calls::default();
+        let pauses = Arc::clone(&calls);
+        let resumes = Arc::clone(&calls);
+        let hooks = Hooks {
+            on_pause: Some(Hook::from_async(move |event: StateEvent| {
+                record(&pauses, "pause", &event);
+                async move {
+                    event.confirm_purge();
+                    Ok(())
+                }
+            })),
+            on_resume: Some(Hook::from_async(move |event: StateEvent| {
+                record(&resumes, "resume", &event);
+                async move {
+                    if event.program == "slow" {
+                        sleep(behaviour.slow_resume).await;
+                    }
+                    if behaviour.resume_fails_on == Some(event.cause) {
+                        return Err("camera busy".into());
+                    }
+                    Ok(())
+                }
+            })),
+            timeout: Duration::from_secs(60),
+        };
+        (hooks, calls)
+    }
+
+    /// A runner for `programs`, started from the state file at `path` if given, as
+    /// `ClientBuilder::start` does.
+    fn runner(programs: &[&str], hooks: Hooks, path: Option<&Path>) -> Runner {
+        let names: BTreeSet<String> = programs.iter().map(|name| (*name).to_owned()).collect();
+        let programs = Programs::new(names);
+        if let Some(path) = path {
+            programs.restore(&state_file::load(path), SystemTime::now());
+        }
+        Runner::new(
+            "c1".to_owned(),
+            HashMap::new(),
+            hooks,
+            path.map(|path| StateFile::new(path.to_owned())),
+            Arc::new(programs),
+            CancellationToken::new(),
+        )
+    }
+
+    /// Fail-closed with a grace of `ms`.
+    fn pause(ms: u64) -> FailurePolicy {
+        FailurePolicy {
+            on_lost_contact: LostContact::Pause.into(),
+            grace_ms: ms,
+        }
+    }
+
+    /// Fail-open.
+    fn keep() -> FailurePolicy {
+        FailurePolicy {
+            on_lost_contact: LostContact::Keep.into(),
+            grace_ms: 0,
+        }
+    }
+
+    fn state(
+        program: &str,
+        generation: u64,
+        state: RunState,
+        policy: FailurePolicy,
+    ) -> ProgramState {
+        ProgramState {
+            program: program.to_owned(),
+            state: state.into(),
+            generation,
+            reason: "drill".to_owned(),
+            actor: "alice".to_owned(),
+            policy: Some(policy),
+            ..ProgramState::default()
+        }
+    }
+
+    fn is_open(runner: &Runner, program: &str) -> bool {
+        runner
+            .programs
+            .get(program)
+            .is_some_and(|program| program.gate.is_active())
+    }
+
+    fn applied_generation(runner: &Runner, program: &str) -> Option<u64> {
+        Some(runner.programs.get(program)?.applied()?.generation)
+    }
+
+    /// The Acks sent so far, e.g. `keys 3 PAUSED purged`.
+    fn acks(outbound: &mut mpsc::Receiver<CollectorMessage>) -> Vec<String> {
+        let mut acks = Vec::new();
+        while let Ok(message) = outbound.try_recv() {
+            let Some(collector_message::Msg::Ack(ack)) = message.msg else {
+                acks.push(format!("not an ack: {message:?}"));
+                continue;
+            };
+            let effective = RunState::try_from(ack.effective).unwrap_or(RunState::Unspecified);
+            let mut line = format!(
+                "{} {} {}",
+                ack.program,
+                ack.generation,
+                effective.as_str_name().trim_start_matches("RUN_STATE_")
+            );
+            if ack.purged {
+                line.push_str(" purged");
+            }
+            if !ack.error.is_empty() {
+                line.push_str(&format!(" error={:?}", ack.error));
+            }
+            acks.push(line);
+        }
+        acks
+    }
+
+    /// Waits `duration` the way the session task waits for anything, with a session up
+    /// (`outbound`) or not.
+    async fn idle(runner: &Runner, outbound: Option<&Outbound>, duration: Duration) {
+        let waited = runner.wait(outbound, sleep(duration)).await;
+        assert!(waited.is_ok(), "{waited:?}");
+    }
+
+    async fn apply(runner: &Runner, state: ProgramState, outbound: &Outbound) {
+        let applied = runner.apply(state, outbound).await;
+        assert!(applied.is_ok(), "{applied:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn watchdog_closes_fail_closed_gates_after_the_grace_and_not_before() {
+        let (hooks, calls) = recorder(Behaviour::default());
+        let runner = runner(&["closed", "open"], hooks, None);
+        let (tx, mut rx) = mpsc::channel(16);
+        runner.contact();
+        apply(&runner, state("closed", 3, RUNNING, pause(5_000)), &tx).await;
+        apply(&runner, state("open", 4, RUNNING, keep()), &tx).await;
+        assert_eq!(
+            take(&calls),
+            ["resume closed 3 (update)", "resume open 4 (update)"]
+        );
+        assert_eq!(acks(&mut rx), ["closed 3 RUNNING", "open 4 RUNNING"]);
+
+        idle(&runner, Some(&tx), 5 * SECOND - MS).await;
+        assert!(is_open(&runner, "closed"));
+        assert!(take(&calls).is_empty());
+
+        idle(&runner, Some(&tx), MS).await;
+        assert!(!is_open(&runner, "closed"));
+        assert!(is_open(&runner, "open"));
+        assert_eq!(take(&calls), ["pause closed 3 (lost contact)"]);
+        assert_eq!(acks(&mut rx), ["closed 3 PAUSED"]);
+        // Still the same generation: nothing was applied, the client paused by itself.
+        assert_eq!(applied_generation(&runner, "closed"), Some(3));
+
+        // An hour later the fail-open program still collects and nothing else ran.
+        idle(&runner, Some(&tx), Duration::from_secs(3600)).await;
+        assert!(is_open(&runner, "open"));
+        assert!(take(&calls).is_empty());
+        assert!(acks(&mut rx).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn heartbeats_restart_the_clock() {
+        let (hooks, calls) = recorder(Behaviour::default());
+        let runner = runner(&["keys"], hooks, None);
+        let (tx, _rx) = mpsc::channel(16);
+        runner.contact();
+        apply(&runner, state("keys", 3, RUNNING, pause(5_000)), &tx).await;
+        for _ in 0..10 {
+            idle(&runner, Some(&tx), 4 * SECOND).await;
+            runner.contact();
+        }
+        assert!(is_open(&runner, "keys"));
+        idle(&runner, Some(&tx), 5 * SECOND - MS).await;
+        assert!(is_open(&runner, "keys"));
+        idle(&runner, Some(&tx), MS).await;
+        assert!(!is_open(&runner, "keys"));
+        take(&calls);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn watchdog_runs_while_disconnected() {
+        let (hooks, calls) = recorder(Behaviour::default());
+        let runner = runner(&["keys"], hooks, None);
+        let (tx, mut rx) = mpsc::channel(16);
+        runner.contact();
+        apply(&runner, state("keys", 3, RUNNING, pause(0)), &tx).await;
+        take(&calls);
+        acks(&mut rx);
+        // The session is gone: the task sleeps before reconnecting, and tries again.
+        idle(&runner, None, 29 * SECOND).await;
+        assert!(is_open(&runner, "keys"));
+        idle(&runner, None, 2 * SECOND).await;
+        assert!(!is_open(&runner, "keys"));
+        assert_eq!(take(&calls), ["pause keys 3 (lost contact)"]);
+        // No session to acknowledge on: the next Snapshot's re-ack will tell.
+        assert!(acks(&mut rx).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lost_contact_reopens_only_on_a_fresh_running() {
+        let (hooks, calls) = recorder(Behaviour::default());
+        let runner = runner(&["keys", "mouse"], hooks, None);
+        let (tx, mut rx) = mpsc::channel(16);
+        runner.contact();
+        apply(&runner, state("keys", 3, RUNNING, pause(1_000)), &tx).await;
+        apply(&runner, state("mouse", 5, RUNNING, pause(1_000)), &tx).await;
+        idle(&runner, None, 2 * SECOND).await;
+        assert_eq!(
+            take(&calls),
+            [
+                "resume keys 3 (update)",
+                "resume mouse 5 (update)",
+                "pause keys 3 (lost contact)",
+                "pause mouse 5 (lost contact)",
+            ]
+        );
+        acks(&mut rx);
+
+        // A heartbeat is contact, not an authoritative state: the gates stay closed.
+        runner.contact();
+        idle(&runner, Some(&tx), 10 * SECOND).await;
+        assert!(!is_open(&runner, "keys"));
+        assert!(take(&calls).is_empty());
+
+        // The Snapshot after reconnecting: keys is still RUNNING at the same generation,
+        // mouse was paused meanwhile. An older state is still ignored.
+        runner.contact();
+        apply(&runner, state("keys", 2, RUNNING, pause(1_000)), &tx).await;
+        assert!(!is_open(&runner, "keys"));
+        apply(&runner, state("keys", 3, RUNNING, pause(1_000)), &tx).await;
+        apply(&runner, state("mouse", 6, PAUSED, pause(1_000)), &tx).await;
+        assert!(is_open(&runner, "keys"));
+        assert!(!is_open(&runner, "mouse"));
+        assert_eq!(
+            take(&calls),
+            ["resume keys 3 (contact restored)", "pause mouse 6 (update)"]
+        );
+        assert_eq!(acks(&mut rx), ["keys 3 RUNNING", "mouse 6 PAUSED"]);
+
+        // Contact is current again: a second Snapshot only re-acknowledges.
+        apply(&runner, state("keys", 3, RUNNING, pause(1_000)), &tx).await;
+        assert!(take(&calls).is_empty());
+        assert_eq!(acks(&mut rx), ["keys 3 RUNNING"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gates_close_on_time_while_another_hook_runs() {
+        let (hooks, calls) = recorder(Behaviour {
+            slow_resume: 20 * SECOND,
+            ..Behaviour::default()
+        });
+        let runner = runner(&["keys", "slow"], hooks, None);
+        let (tx, mut rx) = mpsc::channel(16);
+        runner.contact();
+        apply(&runner, state("keys", 3, RUNNING, pause(5_000)), &tx).await;
+        let check = async {
+            sleep(5 * SECOND + MS).await;
+            // The slow resume hook is still running, yet the gate closed on time; the
+            // pause hook waits for the slow hook to end.
+            assert!(!is_open(&runner, "keys"));
+            assert!(!is_open(&runner, "slow"));
+            assert_eq!(
+                take(&calls),
+                ["resume keys 3 (update)", "resume slow 7 (update)"]
+            );
+        };
+        tokio::join!(
+            apply(&runner, state("slow", 7, RUNNING, pause(60_000)), &tx),
+            check
+        );
+        assert!(is_open(&runner, "slow"));
+        assert!(!is_open(&runner, "keys"));
+        assert_eq!(take(&calls), ["pause keys 3 (lost contact)"]);
+        assert_eq!(
+            acks(&mut rx),
+            ["keys 3 RUNNING", "keys 3 PAUSED", "slow 7 RUNNING"]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn resume_hook_outlasting_the_grace_does_not_open() {
+        let (hooks, calls) = recorder(Behaviour {
+            slow_resume: 6 * SECOND,
+            ..Behaviour::default()
+        });
+        let runner = runner(&["slow"], hooks, None);
+        let (tx, mut rx) = mpsc::channel(16);
+        runner.contact();
+        apply(&runner, state("slow", 7, RUNNING, pause(5_000)), &tx).await;
+        assert!(!is_open(&runner, "slow"));
+        // The watchdog pauses it properly (undoing what the resume hook prepared) before
+        // the resume is acknowledged: both Acks say PAUSED.
+        assert_eq!(
+            take(&calls),
+            ["resume slow 7 (update)", "pause slow 7 (lost contact)"]
+        );
+        assert_eq!(acks(&mut rx), ["slow 7 PAUSED", "slow 7 PAUSED"]);
+        idle(&runner, Some(&tx), Duration::from_secs(3600)).await;
+        assert!(take(&calls).is_empty());
+        assert!(acks(&mut rx).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn purge_is_acknowledged_when_confirmed() {
+        let (hooks, calls) = recorder(Behaviour::default());
+        let runner = runner(&["keys"], hooks, None);
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut purge = state("keys", 4, PAUSED, pause(0));
+        purge.purge = true;
+        apply(&runner, purge.clone(), &tx).await;
+        apply(&runner, purge, &tx).await;
+        apply(&runner, state("keys", 5, PAUSED, pause(0)), &tx).await;
+        assert_eq!(
+            take(&calls),
+            ["pause keys 4 (update)", "pause keys 5 (update)"]
+        );
+        assert_eq!(
+            acks(&mut rx),
+            [
+                "keys 4 PAUSED purged",
+                "keys 4 PAUSED purged",
+                "keys 5 PAUSED"
+            ]
+        );
+    }
+
+    /// A state file with `contents` in a new temporary directory.
+    fn state_file(contents: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("state"), contents).expect("write state file");
+        dir
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fail_closed_programs_start_paused_and_reopen_on_running() {
+        let dir = state_file("keys 7 RUNNING pause 5000\nmouse 4 PAUSED pause 5000\n");
+        let (hooks, calls) = recorder(Behaviour::default());
+        let runner = runner(&["keys", "mouse"], hooks, Some(&dir.path().join("state")));
+        assert!(runner.resume_from_state_file().await.is_ok());
+        assert!(take(&calls).is_empty());
+        assert!(!is_open(&runner, "keys"));
+        assert!(!is_open(&runner, "mouse"));
+        assert_eq!(applied_generation(&runner, "keys"), Some(7));
+        assert_eq!(applied_generation(&runner, "mouse"), Some(4));
+        let Some(collector_message::Msg::Hello(hello)) = runner.hello().msg else {
+            panic!("not a Hello");
+        };
+        let seen: Vec<(&str, u64)> = hello
+            .seen
+            .iter()
+            .map(|seen| (seen.program.as_str(), seen.generation))
+            .collect();
+        assert_eq!(seen, [("keys", 7), ("mouse", 4)]);
+
+        let (tx, mut rx) = mpsc::channel(16);
+        runner.contact();
+        apply(&runner, state("keys", 7, RUNNING, pause(5_000)), &tx).await;
+        apply(&runner, state("mouse", 4, PAUSED, pause(5_000)), &tx).await;
+        assert!(is_open(&runner, "keys"));
+        assert!(!is_open(&runner, "mouse"));
+        assert_eq!(take(&calls), ["resume keys 7 (contact restored)"]);
+        assert_eq!(acks(&mut rx), ["keys 7 RUNNING", "mouse 4 PAUSED"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_program_reported_unknown_closes_and_reopens_on_running_at_the_same_generation() {
+        let dir = state_file("keys 7 RUNNING keep 5000\n");
+        let (hooks, calls) = recorder(Behaviour::default());
+        let runner = runner(&["keys"], hooks, Some(&dir.path().join("state")));
+        assert!(runner.resume_from_state_file().await.is_ok());
+        assert!(is_open(&runner, "keys"));
+        let (tx, mut rx) = mpsc::channel(16);
+        // A replica whose cache does not know the program yet: pause wins.
+        let unknown = killswitch_proto::v1::Snapshot {
+            states: vec![],
+            unknown_programs: vec!["keys".to_owned()],
+        };
+        assert!(runner.snapshot(unknown, &tx).await.is_ok());
+        assert!(!is_open(&runner, "keys"));
+        // Then it learns the program, at the generation already applied.
+        apply(&runner, state("keys", 7, RUNNING, keep()), &tx).await;
+        assert!(is_open(&runner, "keys"));
+        assert_eq!(
+            take(&calls),
+            [
+                "resume keys 7 (state file)",
+                "resume keys 7 (contact restored)"
+            ]
+        );
+        assert_eq!(acks(&mut rx), ["keys 7 RUNNING"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fail_open_running_programs_start_open_after_the_resume_hook() {
+        let dir = state_file("keys 7 RUNNING keep 5000\nmouse 4 PAUSED keep 5000\n");
+        let (hooks, calls) = recorder(Behaviour::default());
+        let runner = runner(&["keys", "mouse"], hooks, Some(&dir.path().join("state")));
+        assert!(!is_open(&runner, "keys"));
+        assert!(runner.resume_from_state_file().await.is_ok());
+        assert_eq!(take(&calls), ["resume keys 7 (state file)"]);
+        assert!(is_open(&runner, "keys"));
+        assert!(!is_open(&runner, "mouse"));
+
+        // Fail-open: no contact for an hour changes nothing.
+        idle(&runner, None, Duration::from_secs(3600)).await;
+        assert!(is_open(&runner, "keys"));
+
+        // The control plane confirms: nothing to run again.
+        let (tx, mut rx) = mpsc::channel(16);
+        apply(&runner, state("keys", 7, RUNNING, keep()), &tx).await;
+        assert!(take(&calls).is_empty());
+        assert_eq!(acks(&mut rx), ["keys 7 RUNNING"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fail_open_program_whose_resume_fails_at_start_waits_for_the_control_plane() {
+        let dir = state_file("keys 7 RUNNING keep 5000\n");
+        let (hooks, calls) = recorder(Behaviour {
+            resume_fails_on: Some(Cause::StateFile),
+            ..Behaviour::default()
+        });
+        let runner = runner(&["keys"], hooks, Some(&dir.path().join("state")));
+        assert!(runner.resume_from_state_file().await.is_ok());
+        assert!(!is_open(&runner, "keys"));
+        let (tx, mut rx) = mpsc::channel(16);
+        apply(&runner, state("keys", 7, RUNNING, keep()), &tx).await;
+        assert!(is_open(&runner, "keys"));
+        assert_eq!(
+            take(&calls),
+            [
+                "resume keys 7 (state file)",
+                "resume keys 7 (contact restored)"
+            ]
+        );
+        assert_eq!(acks(&mut rx), ["keys 7 RUNNING"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restart_never_applies_an_older_generation() {
+        let dir = state_file("keys 7 PAUSED pause 5000\n");
+        let (hooks, calls) = recorder(Behaviour::default());
+        let runner = runner(&["keys"], hooks, Some(&dir.path().join("state")));
+        let (tx, mut rx) = mpsc::channel(16);
+        apply(&runner, state("keys", 6, RUNNING, pause(5_000)), &tx).await;
+        apply(&runner, state("keys", 1, RUNNING, pause(5_000)), &tx).await;
+        assert!(!is_open(&runner, "keys"));
+        assert!(take(&calls).is_empty());
+        assert!(acks(&mut rx).is_empty());
+        assert_eq!(applied_generation(&runner, "keys"), Some(7));
+        apply(&runner, state("keys", 8, RUNNING, pause(5_000)), &tx).await;
+        assert!(is_open(&runner, "keys"));
+        assert_eq!(take(&calls), ["resume keys 8 (update)"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_state_file_follows_applied_states_across_restarts() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("state");
+        let read = || std::fs::read_to_string(&path).unwrap_or_default();
+        {
+            let (hooks, _calls) = recorder(Behaviour::default());
+            let runner = runner(&["keys", "mouse"], hooks, Some(&path));
+            let (tx, _rx) = mpsc::channel(16);
+            runner.contact();
+            apply(&runner, state("keys", 3, RUNNING, keep()), &tx).await;
+            apply(&runner, state("mouse", 9, RUNNING, pause(2_000)), &tx).await;
+            let contents = read();
+            assert!(
+                contents.ends_with("keys 3 RUNNING keep 30000\nmouse 9 RUNNING pause 2000\n"),
+                "{contents}"
+            );
+            // Losing contact keeps the last authoritative state in the file.
+            idle(&runner, None, 3 * SECOND).await;
+            assert!(!is_open(&runner, "mouse"));
+            assert_eq!(read(), contents);
+            apply(&runner, state("keys", 4, PAUSED, keep()), &tx).await;
+            assert!(read().contains("keys 4 PAUSED keep 30000\n"));
+        }
+        let (hooks, calls) = recorder(Behaviour::default());
+        let runner = runner(&["keys", "mouse"], hooks, Some(&path));
+        assert!(runner.resume_from_state_file().await.is_ok());
+        assert!(take(&calls).is_empty());
+        assert_eq!(applied_generation(&runner, "keys"), Some(4));
+        assert_eq!(applied_generation(&runner, "mouse"), Some(9));
+        assert!(!is_open(&runner, "keys"));
+        assert!(!is_open(&runner, "mouse"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancelling_stops_every_wait() {
+        let (hooks, _calls) = recorder(Behaviour::default());
+        let runner = runner(&["keys"], hooks, None);
+        runner.cancel.cancel();
+        let waited = runner.wait(None, std::future::pending::<()>()).await;
+        assert!(matches!(waited, Err(super::End::Cancelled)), "{waited:?}");
     }
 }

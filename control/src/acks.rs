@@ -40,6 +40,8 @@ pub struct AckRecord {
     pub error: String,
     /// When the hooks finished, by the collector's clock.
     pub applied_at: Option<SystemTime>,
+    /// The pause hook confirmed deleting buffered data.
+    pub purged: bool,
 }
 
 #[derive(Debug)]
@@ -262,15 +264,24 @@ impl AckBook {
             ..Default::default()
         };
 
-        let mut generations: BTreeMap<Generation, (u64, u64)> = BTreeMap::new();
+        let mut generations: BTreeMap<Generation, store::GenerationCount> = BTreeMap::new();
         let mut latency = Histogram::default();
         let mut last_ack: Option<SystemTime> = None;
         for ack in book.collectors.values().filter_map(|e| e.ack.as_ref()) {
-            let counts = generations.entry(ack.generation).or_default();
-            if ack.error.is_empty() {
-                counts.0 += 1
-            } else {
-                counts.1 += 1
+            let counts =
+                generations
+                    .entry(ack.generation)
+                    .or_insert_with(|| store::GenerationCount {
+                        generation: ack.generation,
+                        ..Default::default()
+                    });
+            match (ack.error.is_empty(), ack.purged) {
+                (true, true) => {
+                    counts.ok += 1;
+                    counts.purged += 1;
+                }
+                (true, false) => counts.ok += 1,
+                (false, _) => counts.errored += 1,
             }
             if let (Some((g, committed)), Some(applied)) = (current, ack.applied_at)
                 && ack.generation == g
@@ -279,14 +290,7 @@ impl AckBook {
                 last_ack = last_ack.max(Some(applied));
             }
         }
-        summary.generations = generations
-            .into_iter()
-            .map(|(generation, (ok, errored))| store::GenerationCount {
-                generation,
-                ok,
-                errored,
-            })
-            .collect();
+        summary.generations = generations.into_values().collect();
         summary.latency = Some(latency.to_store());
         summary.last_ack_at = last_ack.map(killswitch_proto::timestamp);
 
@@ -396,6 +400,7 @@ mod tests {
             effective: RunState::Paused,
             error: error.into(),
             applied_at: Some(applied_at),
+            purged: false,
         }
     }
 

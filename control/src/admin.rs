@@ -20,7 +20,7 @@ use tracing::Instrument;
 
 use crate::acks::{AckBook, Filter};
 use crate::cache::StateCache;
-use crate::domain::{self, Program, ProgramName, ProgramState, RunState};
+use crate::domain::{self, FailurePolicy, Program, ProgramName, ProgramState, RunState};
 use crate::error::ApiError;
 use crate::status;
 use crate::store::{Change, Store, StoreError};
@@ -131,12 +131,35 @@ impl AdminService for Admin {
                 description: domain::description(&request.description)?,
                 created_at: None,
                 created_by: String::new(),
+                policy: FailurePolicy::parse(request.policy.as_ref())?,
             };
             let reason = if request.reason.is_empty() { "program created" } else { &request.reason };
             let change = Change { actor: actor?, reason: domain::reason(reason)?, incident_id: String::new() };
             let (program, state) = self.store.create_program(&program, &change).await?;
             tracing::info!(program = %program.name, owner = program.owner, actor = change.actor, "program created");
             Ok(v1::CreateProgramResponse { program: Some(program.to_wire()), state: Some(state.to_wire()) })
+        }
+        .await;
+        Ok(Response::new(result?))
+    }
+
+    async fn set_policy(
+        &self,
+        request: Request<v1::SetPolicyRequest>,
+    ) -> Result<Response<v1::GetProgramResponse>, Status> {
+        let actor = actor(&request);
+        let request = request.into_inner();
+        let result: Result<_, ApiError> = async {
+            let name = ProgramName::parse(&request.program)?;
+            let policy = FailurePolicy::parse(request.policy.as_ref())?;
+            let change = Change {
+                actor: actor?,
+                reason: domain::reason(&request.reason)?,
+                incident_id: domain::incident_id(&request.incident_id)?,
+            };
+            let (program, state) = self.store.set_policy(&name, policy, &change).await?;
+            tracing::info!(program = %name, %policy, actor = change.actor, "failure policy set");
+            Ok(program_response(&program, &state))
         }
         .await;
         Ok(Response::new(result?))

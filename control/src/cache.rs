@@ -6,7 +6,6 @@
 //! revision, watch from the next one, re-list when etcd reports the revision compacted.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -25,7 +24,7 @@ pub type Slot = Option<Arc<ProgramState>>;
 pub struct StateCache {
     programs: Mutex<HashMap<ProgramName, watch::Sender<Slot>>>,
     revision: watch::Sender<u64>,
-    healthy: AtomicBool,
+    healthy: watch::Sender<bool>,
 }
 
 impl Default for StateCache {
@@ -33,7 +32,7 @@ impl Default for StateCache {
         Self {
             programs: Mutex::default(),
             revision: watch::Sender::new(0),
-            healthy: AtomicBool::new(false),
+            healthy: watch::Sender::new(false),
         }
     }
 }
@@ -168,11 +167,16 @@ impl StateCache {
     /// Whether the etcd watch is healthy, so this replica may vouch for its view.
     #[must_use]
     pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Acquire)
+        *self.healthy.borrow()
+    }
+
+    /// Follows the watch's health: sessions re-send state when it comes back.
+    pub fn health(&self) -> watch::Receiver<bool> {
+        self.healthy.subscribe()
     }
 
     fn set_healthy(&self, healthy: bool) {
-        if self.healthy.swap(healthy, Ordering::AcqRel) != healthy {
+        if self.healthy.send_replace(healthy) != healthy {
             if healthy {
                 tracing::info!("etcd watch healthy: vouching for program state");
             } else {
@@ -202,7 +206,15 @@ enum WatchEnd {
 }
 
 /// Keeps `cache` equal to the states in etcd until `cancel` fires.
-pub async fn run_watcher(store: Store, cache: Arc<StateCache>, cancel: CancellationToken) {
+/// While watching, it asks etcd for a progress notification every `probe_interval`; a
+/// watch that answers none for two intervals is treated as broken (a stalled or
+/// partitioned etcd member), so the replica stops vouching and reconnects.
+pub async fn run_watcher(
+    store: Store,
+    cache: Arc<StateCache>,
+    probe_interval: Duration,
+    cancel: CancellationToken,
+) {
     let mut phase = Phase::Listing;
     let mut failures: u32 = 0;
     loop {
@@ -227,7 +239,7 @@ pub async fn run_watcher(store: Store, cache: Arc<StateCache>, cancel: Cancellat
                 Err(error) => Err(error),
             },
             Phase::Watching { from } => {
-                match watch(&store, &cache, from, &cancel, &mut failures).await {
+                match watch(&store, &cache, from, probe_interval, &cancel, &mut failures).await {
                     (_, WatchEnd::Cancelled) => return,
                     (_, WatchEnd::Compacted) => {
                         tracing::warn!(from, "etcd compacted past the watch revision; re-listing");
@@ -259,6 +271,7 @@ async fn watch(
     store: &Store,
     cache: &StateCache,
     mut from: i64,
+    probe_interval: Duration,
     cancel: &CancellationToken,
     failures: &mut u32,
 ) -> (i64, WatchEnd) {
@@ -274,11 +287,26 @@ async fn watch(
         Ok(stream) => stream,
         Err(error) => return (from, WatchEnd::Broken(error.into())),
     };
+    let mut probe = tokio::time::interval(probe_interval);
+    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = tokio::time::Instant::now();
     loop {
         let message = tokio::select! {
             () = cancel.cancelled() => return (from, WatchEnd::Cancelled),
+            _ = probe.tick() => {
+                let silent = last_heard.elapsed();
+                if silent > probe_interval * 2 {
+                    let stalled = format!("etcd answered no progress request for {silent:?}");
+                    return (from, WatchEnd::Broken(etcd_client::Error::WatchError(stalled).into()));
+                }
+                if let Err(error) = stream.request_progress().await {
+                    return (from, WatchEnd::Broken(error.into()));
+                }
+                continue;
+            }
             message = stream.message() => message,
         };
+        last_heard = tokio::time::Instant::now();
         let response = match message {
             Ok(Some(response)) => response,
             Ok(None) => {
@@ -350,6 +378,7 @@ mod tests {
             actor: "tester".into(),
             changed_at: None,
             purge: false,
+            policy: crate::domain::FailurePolicy::default(),
         }
     }
 

@@ -4,7 +4,7 @@
 //! converted into these types where they enter the control plane, and back where they leave.
 
 use std::fmt;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use killswitch_proto::v1;
 
@@ -52,6 +52,9 @@ pub enum InvalidInput {
         "invalid collector id {0:?}: use 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-', starting with a letter or digit"
     )]
     CollectorId(String),
+    /// A grace period outside the accepted range.
+    #[error("grace {} is out of range: use 1s to 24h", humantime::format_duration(*.0))]
+    Grace(Duration),
     /// An enum field holds a value this version does not know.
     #[error("unknown {field} value {value}: {hint}")]
     UnknownValue {
@@ -239,6 +242,100 @@ impl fmt::Display for RunState {
     }
 }
 
+/// Shortest grace accepted.
+pub const MIN_GRACE: Duration = Duration::from_secs(1);
+/// Longest grace accepted.
+pub const MAX_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
+/// Grace when the owner chose none.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+
+/// What a collector does when it loses contact with the control plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LostContact {
+    /// Fail closed: pause after the grace period.
+    Pause,
+    /// Fail open: keep the last authoritative state.
+    Keep,
+}
+
+/// A program's failure policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailurePolicy {
+    /// What collectors do offline.
+    pub on_lost_contact: LostContact,
+    /// How long they wait for a heartbeat before pausing (fail-closed programs).
+    pub grace: Duration,
+}
+
+impl Default for FailurePolicy {
+    fn default() -> Self {
+        Self {
+            on_lost_contact: LostContact::Pause,
+            grace: DEFAULT_GRACE,
+        }
+    }
+}
+
+impl FailurePolicy {
+    /// Validates a policy from an operator; unset fields take the defaults.
+    pub fn parse(wire: Option<&v1::FailurePolicy>) -> Result<Self, InvalidInput> {
+        let Some(wire) = wire else {
+            return Ok(Self::default());
+        };
+        let on_lost_contact = match v1::LostContact::try_from(wire.on_lost_contact) {
+            Ok(v1::LostContact::Unspecified | v1::LostContact::Pause) => LostContact::Pause,
+            Ok(v1::LostContact::Keep) => LostContact::Keep,
+            Err(_) => {
+                return Err(InvalidInput::UnknownValue {
+                    field: "on-lost-contact",
+                    value: wire.on_lost_contact,
+                    hint: "use pause or keep",
+                });
+            }
+        };
+        let grace = match wire.grace_ms {
+            0 => DEFAULT_GRACE,
+            ms => Duration::from_millis(ms),
+        };
+        if !(MIN_GRACE..=MAX_GRACE).contains(&grace) {
+            return Err(InvalidInput::Grace(grace));
+        }
+        Ok(Self {
+            on_lost_contact,
+            grace,
+        })
+    }
+
+    /// Reads a stored policy; anything unreadable is the fail-closed default.
+    #[must_use]
+    pub fn from_store(wire: Option<&v1::FailurePolicy>) -> Self {
+        Self::parse(wire).unwrap_or_default()
+    }
+
+    /// The wire form.
+    #[must_use]
+    pub fn to_wire(self) -> v1::FailurePolicy {
+        v1::FailurePolicy {
+            on_lost_contact: match self.on_lost_contact {
+                LostContact::Pause => v1::LostContact::Pause,
+                LostContact::Keep => v1::LostContact::Keep,
+            } as i32,
+            grace_ms: u64::try_from(self.grace.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+impl fmt::Display for FailurePolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.on_lost_contact {
+            LostContact::Pause => {
+                write!(f, "pause after {}", humantime::format_duration(self.grace))
+            }
+            LostContact::Keep => f.write_str("keep"),
+        }
+    }
+}
+
 /// The etcd mod_revision of a program's state key: grows with every change.
 pub type Generation = u64;
 
@@ -261,6 +358,8 @@ pub struct ProgramState {
     pub changed_at: Option<SystemTime>,
     /// The pause asks collectors to delete buffered, not yet uploaded data.
     pub purge: bool,
+    /// What collectors do offline.
+    pub policy: FailurePolicy,
 }
 
 impl ProgramState {
@@ -280,6 +379,7 @@ impl ProgramState {
             actor: stored.actor.clone(),
             changed_at: stored.changed_at.and_then(|t| SystemTime::try_from(t).ok()),
             purge: stored.purge,
+            policy: FailurePolicy::from_store(stored.policy.as_ref()),
         }
     }
 
@@ -295,6 +395,7 @@ impl ProgramState {
             actor: self.actor.clone(),
             changed_at: self.changed_at.map(killswitch_proto::timestamp),
             purge: self.purge,
+            policy: Some(self.policy.to_wire()),
         }
     }
 }
@@ -312,6 +413,8 @@ pub struct Program {
     pub created_at: Option<SystemTime>,
     /// Who created it.
     pub created_by: String,
+    /// What its collectors do offline.
+    pub policy: FailurePolicy,
 }
 
 impl Program {
@@ -324,6 +427,7 @@ impl Program {
             description: stored.description.clone(),
             created_at: stored.created_at.and_then(|t| SystemTime::try_from(t).ok()),
             created_by: stored.created_by.clone(),
+            policy: FailurePolicy::from_store(stored.policy.as_ref()),
         }
     }
 
@@ -336,6 +440,7 @@ impl Program {
             description: self.description.clone(),
             created_at: self.created_at.map(killswitch_proto::timestamp),
             created_by: self.created_by.clone(),
+            policy: Some(self.policy.to_wire()),
         }
     }
 }
@@ -405,6 +510,42 @@ mod tests {
         ));
         assert_eq!(reason("leak in\nemea").as_deref(), Ok("leak in\nemea"));
         assert!(incident_id("").is_ok());
+    }
+
+    #[test]
+    fn failure_policies() {
+        let wire = |on_lost_contact: i32, grace_ms: u64| v1::FailurePolicy {
+            on_lost_contact,
+            grace_ms,
+        };
+        assert_eq!(FailurePolicy::parse(None), Ok(FailurePolicy::default()));
+        let keep = FailurePolicy::parse(Some(&wire(2, 5000))).expect("valid");
+        assert_eq!(
+            (keep.on_lost_contact, keep.grace),
+            (LostContact::Keep, Duration::from_secs(5))
+        );
+        assert_eq!(
+            FailurePolicy::parse(Some(&wire(0, 0))),
+            Ok(FailurePolicy::default())
+        );
+        assert!(matches!(
+            FailurePolicy::parse(Some(&wire(1, 999))),
+            Err(InvalidInput::Grace(_))
+        ));
+        assert!(matches!(
+            FailurePolicy::parse(Some(&wire(1, 86_400_001))),
+            Err(InvalidInput::Grace(_))
+        ));
+        assert!(matches!(
+            FailurePolicy::parse(Some(&wire(7, 0))),
+            Err(InvalidInput::UnknownValue { .. })
+        ));
+        assert_eq!(
+            FailurePolicy::from_store(Some(&wire(7, 0))),
+            FailurePolicy::default(),
+            "unreadable: fail closed"
+        );
+        assert_eq!(FailurePolicy::parse(Some(&keep.to_wire())), Ok(keep));
     }
 
     #[test]

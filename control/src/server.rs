@@ -105,6 +105,7 @@ pub async fn serve(
     let watcher = tokio::spawn(run_watcher(
         store.clone(),
         cache.clone(),
+        config.session.heartbeat_interval,
         stop.child_token(),
     ));
     let publish = PublishConfig {

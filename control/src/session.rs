@@ -194,6 +194,14 @@ impl Sessions {
                 return;
             }
         };
+        let mut health = self.cache.health();
+        if !*health.borrow_and_update() {
+            let status = Status::unavailable(
+                "this replica has lost etcd and cannot vouch for program state; try another replica",
+            );
+            let _ = tx.send(Err(status)).await;
+            return;
+        }
         tracing::info!(collector = %hello.collector, programs = ?hello.programs, labels = ?hello.labels, "collector connected");
         self.book
             .connect(id, &hello.collector, &hello.labels, &hello.programs);
@@ -237,6 +245,16 @@ impl Sessions {
                         return;
                     }
                 }
+                changed = health.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    // Back in touch with etcd: vouch again for the current state, so
+                    // collectors that paused for lost contact can reopen.
+                    if *health.borrow_and_update() && !self.resend(&tx, &hello, &mut sent).await {
+                        return;
+                    }
+                }
                 _ = heartbeat.tick() => {
                     if self.cache.is_healthy() {
                         let beat = v1::Heartbeat {
@@ -274,6 +292,27 @@ impl Sessions {
                 "the first message of a session must be Hello",
             )),
         }
+    }
+
+    /// Sends the current state of every program again.
+    async fn resend(
+        &self,
+        tx: &Outbound,
+        hello: &Hello,
+        sent: &mut HashMap<ProgramName, Generation>,
+    ) -> bool {
+        for program in &hello.programs {
+            if let Some(state) = self.cache.get(program) {
+                sent.insert(program.clone(), state.generation);
+                let update = v1::Update {
+                    state: Some(state.to_wire()),
+                };
+                if !send(tx, control_message::Msg::Update(update)).await {
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     /// Sends a changed state if it is newer than what this collector was sent.
@@ -314,6 +353,7 @@ impl Sessions {
                     effective: RunState::from_wire(ack.effective),
                     error: truncate(ack.error, 1024),
                     applied_at: ack.applied_at.and_then(|t| SystemTime::try_from(t).ok()),
+                    purged: ack.purged,
                 };
                 tracing::debug!(collector = %hello.collector, %program, generation = record.generation, "ack");
                 self.book.ack(id, &hello.collector, program, record);

@@ -43,6 +43,7 @@ pub fn aggregate(
             .filter(|g| g.generation >= current)
         {
             counts.acked += generation.ok;
+            counts.purged += generation.purged;
             counts.errored_count += generation.errored;
         }
         pending.extend(
@@ -141,6 +142,7 @@ mod tests {
             actor: "a".into(),
             changed_at: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(100)),
             purge: false,
+            policy: crate::domain::FailurePolicy::default(),
         }
     }
 
@@ -169,6 +171,7 @@ mod tests {
                         generation,
                         ok,
                         errored,
+                        purged: 0,
                     })
                     .collect(),
                 ..Default::default()

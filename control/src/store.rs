@@ -14,7 +14,7 @@ use killswitch_proto::prost::Message;
 use killswitch_proto::v1::{self, store};
 use sha2::{Digest, Sha256};
 
-use crate::domain::{Generation, Program, ProgramName, ProgramState, RunState};
+use crate::domain::{FailurePolicy, Generation, Program, ProgramName, ProgramState, RunState};
 use crate::status::ReplicaSummary;
 
 /// Attempts of one mutation before giving up under contention.
@@ -211,6 +211,7 @@ impl Store {
             description: program.description.clone(),
             created_at: Some(killswitch_proto::timestamp(now)),
             created_by: change.actor.clone(),
+            policy: Some(program.policy.to_wire()),
         };
         let stored_state = store::ProgramState {
             state: v1::RunState::Paused as i32,
@@ -219,18 +220,21 @@ impl Store {
             actor: change.actor.clone(),
             changed_at: Some(killswitch_proto::timestamp(now)),
             purge: false,
+            policy: Some(program.policy.to_wire()),
         };
         for _ in 0..MAX_ATTEMPTS {
             let head = self.audit_head().await?;
-            let entry = audit_entry(
-                &head,
-                now,
-                change,
-                "create",
-                name,
-                RunState::Paused,
-                RunState::Paused,
-            );
+            let what = Audited {
+                action: "create",
+                program: name,
+                from: RunState::Paused,
+                to: RunState::Paused,
+                detail: format!(
+                    "owner: {}; on lost contact: {}",
+                    program.owner, program.policy
+                ),
+            };
+            let entry = audit_entry(&head, now, change, what);
             let txn = Txn::new()
                 .when([
                     Compare::create_revision(self.keys.program(name), CompareOp::Equal, 0),
@@ -267,32 +271,22 @@ impl Store {
         &self,
         name: &ProgramName,
     ) -> Result<Option<(Program, ProgramState)>, StoreError> {
-        let mut client = self.client.clone();
-        let program_key = self.keys.program(name);
-        let response = client.get(program_key.as_str(), None).await?;
-        let Some(kv) = response.kvs().first() else {
+        let Some((_, stored)) = self
+            .read::<store::Program>(&self.keys.program(name))
+            .await?
+        else {
             return Ok(None);
         };
-        let program = Program::from_store(name.clone(), &decode(&program_key, kv.value())?);
-        match self.get_state(name).await? {
-            Some(state) => Ok(Some((program, state))),
-            None => Ok(None),
-        }
+        let program = Program::from_store(name.clone(), &stored);
+        Ok(self.get_state(name).await?.map(|state| (program, state)))
     }
 
     /// Reads one program's state; `None` when it does not exist.
     pub async fn get_state(&self, name: &ProgramName) -> Result<Option<ProgramState>, StoreError> {
-        let key = self.keys.state(name);
-        let response = self.client.clone().get(key.as_str(), None).await?;
-        let Some(kv) = response.kvs().first() else {
-            return Ok(None);
-        };
-        let stored: store::ProgramState = decode(&key, kv.value())?;
-        Ok(Some(ProgramState::from_store(
-            name.clone(),
-            revision(kv.mod_revision()),
-            &stored,
-        )))
+        let state = self
+            .read::<store::ProgramState>(&self.keys.state(name))
+            .await?;
+        Ok(state.map(|(at, stored)| ProgramState::from_store(name.clone(), revision(at), &stored)))
     }
 
     /// Every program with its state, sorted by name.
@@ -402,16 +396,20 @@ impl Store {
                 actor: change.actor.clone(),
                 changed_at: Some(killswitch_proto::timestamp(now)),
                 purge: target == RunState::Paused && purge,
+                policy: Some(current.policy.to_wire()),
             };
-            let entry = audit_entry(
-                &head,
-                now,
-                change,
-                target.action(),
-                name,
-                current.state,
-                target,
-            );
+            let what = Audited {
+                action: target.action(),
+                program: name,
+                from: current.state,
+                to: target,
+                detail: if target == RunState::Paused && purge {
+                    "purge".to_owned()
+                } else {
+                    String::new()
+                },
+            };
+            let entry = audit_entry(&head, now, change, what);
             let txn = Txn::new()
                 .when([
                     Compare::mod_revision(
@@ -439,24 +437,96 @@ impl Store {
         Err(StoreError::Contention)
     }
 
+    /// Changes a program's failure policy: the program definition and the state (which
+    /// carries the policy to collectors, as a new generation) in one audited transaction.
+    /// The same policy again changes nothing.
+    pub async fn set_policy(
+        &self,
+        name: &ProgramName,
+        policy: FailurePolicy,
+        change: &Change,
+    ) -> Result<(Program, ProgramState), StoreError> {
+        let (program_key, state_key) = (self.keys.program(name), self.keys.state(name));
+        for _ in 0..MAX_ATTEMPTS {
+            let not_found = || StoreError::NotFound(name.clone());
+            let (program_revision, mut stored_program) = self
+                .read::<store::Program>(&program_key)
+                .await?
+                .ok_or_else(not_found)?;
+            let (state_revision, mut stored_state) = self
+                .read::<store::ProgramState>(&state_key)
+                .await?
+                .ok_or_else(not_found)?;
+            let old = FailurePolicy::from_store(stored_program.policy.as_ref());
+            if old == policy {
+                let state =
+                    ProgramState::from_store(name.clone(), revision(state_revision), &stored_state);
+                return Ok((Program::from_store(name.clone(), &stored_program), state));
+            }
+            stored_program.policy = Some(policy.to_wire());
+            stored_state.policy = Some(policy.to_wire());
+            let head = self.audit_head().await?;
+            let current = RunState::from_wire(stored_state.state);
+            let what = Audited {
+                action: "policy",
+                program: name,
+                from: current,
+                to: current,
+                detail: format!("on lost contact: {old} -> {policy}"),
+            };
+            let entry = audit_entry(&head, SystemTime::now(), change, what);
+            let txn = Txn::new()
+                .when([
+                    Compare::mod_revision(program_key.as_str(), CompareOp::Equal, program_revision),
+                    Compare::mod_revision(state_key.as_str(), CompareOp::Equal, state_revision),
+                    Compare::mod_revision(self.keys.audit_head(), CompareOp::Equal, head.revision),
+                ])
+                .and_then(self.audited_puts(
+                    &entry,
+                    vec![
+                        TxnOp::put(program_key.as_str(), stored_program.encode_to_vec(), None),
+                        TxnOp::put(state_key.as_str(), stored_state.encode_to_vec(), None),
+                    ],
+                ));
+            let response = self.client.clone().txn(txn).await?;
+            if response.succeeded() {
+                let state =
+                    ProgramState::from_store(name.clone(), txn_revision(&response), &stored_state);
+                return Ok((Program::from_store(name.clone(), &stored_program), state));
+            }
+            tracing::debug!(program = %name, "lost a race with a concurrent change; retrying");
+        }
+        Err(StoreError::Contention)
+    }
+
+    /// Reads and decodes one key: its mod_revision and value, `None` when absent.
+    async fn read<M: Message + Default>(&self, key: &str) -> Result<Option<(i64, M)>, StoreError> {
+        let response = self.client.clone().get(key, None).await?;
+        response
+            .kvs()
+            .first()
+            .map(|kv| Ok((kv.mod_revision(), decode(key, kv.value())?)))
+            .transpose()
+    }
+
     async fn audit_head(&self) -> Result<Head, StoreError> {
-        let key = self.keys.audit_head();
-        let response = self.client.clone().get(key.as_str(), None).await?;
-        Ok(match response.kvs().first() {
-            None => Head {
-                revision: 0,
-                seq: 0,
-                hash: vec![0; 32],
-            },
-            Some(kv) => {
-                let head: store::AuditHead = decode(&key, kv.value())?;
-                Head {
-                    revision: kv.mod_revision(),
+        Ok(
+            match self
+                .read::<store::AuditHead>(&self.keys.audit_head())
+                .await?
+            {
+                None => Head {
+                    revision: 0,
+                    seq: 0,
+                    hash: vec![0; 32],
+                },
+                Some((revision, head)) => Head {
+                    revision,
                     seq: head.seq,
                     hash: head.hash,
-                }
-            }
-        })
+                },
+            },
+        )
     }
 
     /// `ops` plus the puts of an audit entry and the new head.
@@ -629,28 +699,35 @@ impl Store {
     }
 }
 
+/// What an audit entry records beyond who and why.
+struct Audited<'a> {
+    action: &'a str,
+    program: &'a ProgramName,
+    from: RunState,
+    to: RunState,
+    detail: String,
+}
+
 /// Builds the next audit entry after `head`, with its hash.
 fn audit_entry(
     head: &Head,
     at: SystemTime,
     change: &Change,
-    action: &str,
-    program: &ProgramName,
-    from: RunState,
-    to: RunState,
+    what: Audited<'_>,
 ) -> store::AuditEntry {
     let mut entry = store::AuditEntry {
         seq: head.seq + 1,
         at: Some(killswitch_proto::timestamp(at)),
         actor: change.actor.clone(),
-        action: action.to_owned(),
-        program: program.to_string(),
-        from: from.to_wire() as i32,
-        to: to.to_wire() as i32,
+        action: what.action.to_owned(),
+        program: what.program.to_string(),
+        from: what.from.to_wire() as i32,
+        to: what.to.to_wire() as i32,
         reason: change.reason.clone(),
         incident_id: change.incident_id.clone(),
         prev_hash: head.hash.clone(),
         hash: Vec::new(),
+        detail: what.detail,
     };
     entry.hash = audit_hash(&entry);
     entry

@@ -108,6 +108,16 @@ impl Etcd {
             .collect())
     }
 
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to the etcd process.
+    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -{signal} failed");
+        Ok(())
+    }
+
     /// The current etcd revision.
     pub async fn revision(&self) -> anyhow::Result<i64> {
         let response = self.client().await?.get("/", None).await?;
@@ -117,6 +127,7 @@ impl Etcd {
 
 impl Drop for Etcd {
     fn drop(&mut self) {
+        let _ = self.signal("CONT");
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

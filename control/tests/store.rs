@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use killswitch_control::cache::{StateCache, run_watcher};
-use killswitch_control::domain::{Program, ProgramName, RunState};
+use killswitch_control::domain::{FailurePolicy, LostContact, Program, ProgramName, RunState};
 use killswitch_control::store::{Change, Store, StoreError, audit_hash};
 use killswitch_control::testing::{Etcd, Proxy, wait_until};
 use killswitch_proto::v1::{self, admin_service_client::AdminServiceClient};
@@ -37,6 +37,7 @@ async fn create(store: &Store, program: &str) {
         description: String::new(),
         created_at: None,
         created_by: String::new(),
+        policy: FailurePolicy::default(),
     };
     store
         .create_program(&program, &change("tester", "create"))
@@ -160,7 +161,12 @@ async fn watch_that_hits_compaction_relists_and_the_cache_ends_correct() {
     let through_proxy = store(&proxy.endpoint()).await;
     let cache = Arc::new(StateCache::new());
     let stop = CancellationToken::new();
-    let watcher = tokio::spawn(run_watcher(through_proxy, cache.clone(), stop.clone()));
+    let watcher = tokio::spawn(run_watcher(
+        through_proxy,
+        cache.clone(),
+        Duration::from_secs(1),
+        stop.clone(),
+    ));
     wait_until(Duration::from_secs(5), "the first listing", || async {
         cache.get(&name("alpha")).is_some() && cache.is_healthy()
     })
@@ -346,4 +352,91 @@ async fn bad_input_is_rejected_and_leaves_etcd_unchanged() {
 
     stop.cancel();
     server.await.expect("server task").expect("server ran");
+}
+
+#[tokio::test]
+async fn a_policy_change_reaches_the_state_as_a_new_generation_and_is_audited() {
+    let etcd = Etcd::start().await.expect("start etcd");
+    let store = store(etcd.endpoint()).await;
+    create(&store, "demo").await;
+    let before = store
+        .get_state(&name("demo"))
+        .await
+        .expect("read")
+        .expect("exists");
+    let keep = FailurePolicy {
+        on_lost_contact: LostContact::Keep,
+        grace: Duration::from_secs(10),
+    };
+
+    let (program, state) = store
+        .set_policy(&name("demo"), keep, &change("owner", "fail open"))
+        .await
+        .expect("set");
+    assert_eq!((program.policy, state.policy), (keep, keep));
+    assert!(
+        state.generation > before.generation,
+        "collectors receive it as a new generation"
+    );
+    assert_eq!(
+        (state.state, state.reason.as_str()),
+        (before.state, before.reason.as_str()),
+        "state untouched"
+    );
+    let audit = store.audit_entries().await.expect("audit");
+    let last = audit.last().expect("an entry");
+    assert_eq!(
+        (last.action.as_str(), last.reason.as_str()),
+        ("policy", "fail open")
+    );
+    assert!(last.detail.contains("keep"), "{}", last.detail);
+
+    let dump = etcd.dump(PREFIX).await.expect("dump");
+    let (_, again) = store
+        .set_policy(&name("demo"), keep, &change("owner", "again"))
+        .await
+        .expect("set");
+    assert_eq!(
+        again.generation, state.generation,
+        "the same policy changes nothing"
+    );
+    assert_eq!(etcd.dump(PREFIX).await.expect("dump"), dump);
+}
+
+#[tokio::test]
+async fn a_stalled_etcd_makes_the_watch_unhealthy_until_it_answers_again() {
+    let etcd = Etcd::start().await.expect("start etcd");
+    // A client without HTTP/2 keep-alive: only the watch's progress probes can notice.
+    let store = Store::from_client(etcd.client().await.expect("client"), PREFIX);
+    create(&store, "demo").await;
+    let cache = Arc::new(StateCache::new());
+    let stop = CancellationToken::new();
+    let watcher = tokio::spawn(run_watcher(
+        store,
+        cache.clone(),
+        Duration::from_millis(200),
+        stop.clone(),
+    ));
+    wait_until(Duration::from_secs(10), "a healthy watch", || async {
+        cache.is_healthy()
+    })
+    .await
+    .expect("healthy");
+
+    etcd.signal("STOP").expect("stop etcd");
+    wait_until(
+        Duration::from_secs(10),
+        "the stalled watch to be noticed",
+        || async { !cache.is_healthy() },
+    )
+    .await
+    .expect("unhealthy while etcd is stopped");
+    etcd.signal("CONT").expect("continue etcd");
+    wait_until(Duration::from_secs(20), "the watch to recover", || async {
+        cache.is_healthy()
+    })
+    .await
+    .expect("healthy again");
+    stop.cancel();
+    watcher.await.expect("watcher stops on cancel");
 }

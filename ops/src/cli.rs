@@ -7,9 +7,11 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 
 use crate::exit::EXIT_CODES_HELP;
 use crate::input::{
-    Actor, CollectorFilter, EndpointUrl, ProgramName, Reason, parse_timeout, parse_wait,
+    Actor, CollectorFilter, EndpointUrl, Grace, LostContact, ProgramName, Reason, parse_timeout,
+    parse_wait,
 };
 use crate::output::OutputFormat;
+use crate::view::PolicyView;
 
 /// Default control plane address.
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:7070";
@@ -106,10 +108,23 @@ Pending and errored are judged against the program's current generation. If a co
 replica does not answer, its collectors are missing: the list is printed with a warning
 and the exit code is 1.";
 
+/// After `program create --help` and `program set --help`: what the policy means.
+const POLICY_HELP: &str = "\
+The failure policy says what collectors do when they lose contact with the control plane:
+with 'pause' (fail closed) they pause by themselves once the grace period passes without a
+heartbeat or update; with 'keep' (fail open) they keep the last state they received, so a
+program left running goes on collecting until contact is restored.";
+
+/// After `program set --help`.
+const SET_HELP: &str = "\
+A flag not given keeps its current value. Collectors receive the new policy as a new
+generation; setting the policy a program already has changes nothing.";
+
 /// `killswitch program ...`
 #[derive(Debug, Subcommand)]
 pub enum ProgramCommand {
     /// Register a program; it starts PAUSED until resumed
+    #[command(after_help = POLICY_HELP)]
     Create(CreateArgs),
 
     /// List all programs and their states
@@ -117,6 +132,10 @@ pub enum ProgramCommand {
 
     /// Show one program and its state
     Show(ShowArgs),
+
+    /// Change what a program's collectors do when they lose contact with the control plane
+    #[command(after_help = format!("{POLICY_HELP}\n\n{SET_HELP}"))]
+    Set(SetArgs),
 }
 
 /// `killswitch program create`
@@ -137,6 +156,58 @@ pub struct CreateArgs {
     /// Why it is created, recorded in the audit
     #[arg(long, value_name = "TEXT", value_parser = Reason::parse)]
     pub reason: Option<Reason>,
+
+    /// What collectors do when they lose contact with the control plane [default: pause]
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub on_lost_contact: Option<LostContact>,
+
+    /// How long collectors may go without hearing from the control plane before they
+    /// pause (1s to 24h, e.g. 30s, 5m) [default: 30s]
+    #[arg(long, value_name = "DURATION", value_parser = Grace::parse)]
+    pub grace: Option<Grace>,
+}
+
+impl CreateArgs {
+    /// The policy to create the program with: the flags given over the default, or `None`
+    /// when neither is given (the control plane applies its default).
+    #[must_use]
+    pub fn policy(&self) -> Option<PolicyView> {
+        if self.on_lost_contact.is_none() && self.grace.is_none() {
+            return None;
+        }
+        Some(PolicyView::default().merge(self.on_lost_contact, self.grace))
+    }
+}
+
+/// `killswitch program set`
+#[derive(Debug, Args)]
+#[command(group(
+    ArgGroup::new("policy")
+        .args(["on_lost_contact", "grace"])
+        .multiple(true)
+        .required(true)
+))]
+pub struct SetArgs {
+    /// Program name
+    #[arg(value_name = "NAME", value_parser = ProgramName::parse)]
+    pub name: ProgramName,
+
+    /// What collectors do when they lose contact with the control plane [default: current]
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub on_lost_contact: Option<LostContact>,
+
+    /// How long collectors may go without hearing from the control plane before they
+    /// pause (1s to 24h, e.g. 30s, 5m) [default: current]
+    #[arg(long, value_name = "DURATION", value_parser = Grace::parse)]
+    pub grace: Option<Grace>,
+
+    /// Why, recorded in the audit (at most 1024 bytes)
+    #[arg(long, value_name = "TEXT", value_parser = Reason::parse)]
+    pub reason: Reason,
+
+    /// Incident identifier, recorded with the change
+    #[arg(long = "incident", value_name = "ID")]
+    pub incident_id: Option<String>,
 }
 
 /// `killswitch program show`
@@ -287,6 +358,74 @@ mod tests {
     }
 
     #[test]
+    fn create_sends_a_policy_only_when_asked() {
+        use LostContact::{Keep, Pause};
+        #[track_caller]
+        fn check(flags: &[&str], expected: Option<(LostContact, u64)>) {
+            let mut all = vec!["program", "create", "demo", "--owner", "team"];
+            all.extend_from_slice(flags);
+            let Command::Program(ProgramCommand::Create(args)) = parse(&all).unwrap().command
+            else {
+                panic!("expected program create");
+            };
+            let got = args.policy().map(|p| (p.on_lost_contact, p.grace_ms));
+            assert_eq!(got, expected, "{flags:?}");
+        }
+        check(&[], None);
+        check(&["--on-lost-contact", "keep"], Some((Keep, 30_000)));
+        check(&["--on-lost-contact", "pause"], Some((Pause, 30_000)));
+        check(&["--grace", "10s"], Some((Pause, 10_000)));
+        check(&["--grace", "1s"], Some((Pause, 1_000)));
+        check(&["--grace", "24h"], Some((Pause, 86_400_000)));
+        check(
+            &["--on-lost-contact", "keep", "--grace", "2m"],
+            Some((Keep, 120_000)),
+        );
+    }
+
+    #[test]
+    fn set_arguments() {
+        use LostContact::Keep;
+        let cases: &[(&[&str], Option<LostContact>, Option<u64>)] = &[
+            (&["--on-lost-contact", "keep"], Some(Keep), None),
+            (&["--grace", "45s"], None, Some(45_000)),
+            (
+                &["--grace", "45s", "--on-lost-contact", "keep"],
+                Some(Keep),
+                Some(45_000),
+            ),
+        ];
+        for (flags, on_lost_contact, grace_ms) in cases {
+            let mut all = vec!["program", "set", "demo", "--reason", "owner asked"];
+            all.extend_from_slice(flags);
+            let Command::Program(ProgramCommand::Set(args)) = parse(&all).unwrap().command else {
+                panic!("expected program set");
+            };
+            assert_eq!(args.name.as_str(), "demo");
+            assert_eq!(args.on_lost_contact, *on_lost_contact, "{flags:?}");
+            assert_eq!(args.grace.map(Grace::as_millis), *grace_ms, "{flags:?}");
+            assert_eq!(args.reason.into_string(), "owner asked");
+            assert_eq!(args.incident_id, None);
+        }
+        let cli = parse(&[
+            "program",
+            "set",
+            "demo",
+            "--grace",
+            "1m",
+            "--reason",
+            "x",
+            "--incident",
+            "INC-7",
+        ])
+        .unwrap();
+        let Command::Program(ProgramCommand::Set(args)) = cli.command else {
+            panic!("expected program set");
+        };
+        assert_eq!(args.incident_id.as_deref(), Some("INC-7"));
+    }
+
+    #[test]
     fn wait_watch_and_filters() {
         let cli = parse(&["pause", "demo", "--reason", "leak", "--wait", "30s"]).unwrap();
         let Command::Pause(args) = cli.command else {
@@ -341,6 +480,38 @@ mod tests {
             &["resume", "demo", "--reason", "x", "--wait", "soon"],
             &["collectors"],
             &["collectors", "demo", "--pending", "--errored"],
+            &["program", "create", "demo", "--owner", "t", "--grace", "0s"],
+            &[
+                "program", "create", "demo", "--owner", "t", "--grace", "999ms",
+            ],
+            &[
+                "program", "create", "demo", "--owner", "t", "--grace", "25h",
+            ],
+            &["program", "create", "demo", "--owner", "t", "--grace", "30"],
+            &[
+                "program",
+                "create",
+                "demo",
+                "--owner",
+                "t",
+                "--on-lost-contact",
+                "open",
+            ],
+            &["program", "set", "demo", "--reason", "x"],
+            &["program", "set", "demo", "--on-lost-contact", "keep"],
+            &[
+                "program", "set", "demo", "--reason", "x", "--grace", "24h 1s",
+            ],
+            &[
+                "program",
+                "set",
+                "demo",
+                "--reason",
+                "x",
+                "--on-lost-contact",
+                "PAUSE",
+            ],
+            &["program", "set", "--reason", "x", "--grace", "10s"],
         ];
         for args in cases {
             let err = parse(args).err();
@@ -351,18 +522,22 @@ mod tests {
     }
 
     #[test]
-    fn subcommand_help_explains_wait_and_partial_lists() {
+    fn subcommand_help_explains_wait_partial_lists_and_policy() {
         let mut cli = Cli::command();
         for (command, needle) in [
             ("pause", "exit 3 when DURATION passes"),
             ("resume", "exit 3 when DURATION passes"),
             ("collectors", "the exit code is 1"),
+            ("program create", "fail open"),
+            ("program create", "1s to 24h"),
+            ("program set", "A flag not given keeps its current value"),
+            ("program set", "fail closed"),
         ] {
-            let help = cli
-                .find_subcommand_mut(command)
-                .unwrap()
-                .render_long_help()
-                .to_string();
+            let mut sub = &mut cli;
+            for name in command.split(' ') {
+                sub = sub.find_subcommand_mut(name).unwrap();
+            }
+            let help = sub.render_long_help().to_string();
             assert!(
                 help.contains(needle),
                 "{command} help lacks {needle:?}:\n{help}"

@@ -98,6 +98,15 @@ impl Session {
         Ok(programs)
     }
 
+    /// `SetPolicy`: the program as it is afterwards.
+    pub async fn set_policy(
+        &mut self,
+        request: v1::SetPolicyRequest,
+    ) -> Result<ProgramView, Error> {
+        let response = self.client.set_policy(request).await;
+        self.check(response)?.try_into()
+    }
+
     /// `Pause`.
     pub async fn pause(&mut self, request: v1::PauseRequest) -> Result<ChangeView, Error> {
         let response = self.client.pause(request).await;

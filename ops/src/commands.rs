@@ -12,8 +12,8 @@ use killswitch_proto::v1;
 use tokio::time::Instant;
 
 use crate::cli::{
-    Cli, CollectorsArgs, Command, CreateArgs, PauseArgs, ProgramCommand, ResumeArgs, ShowArgs,
-    StatusArgs,
+    Cli, CollectorsArgs, Command, CreateArgs, PauseArgs, ProgramCommand, ResumeArgs, SetArgs,
+    ShowArgs, StatusArgs,
 };
 use crate::client::Session;
 use crate::exit::Error;
@@ -21,7 +21,7 @@ use crate::input::Actor;
 use crate::output::{self, OutputFormat, WatchRenderer};
 use crate::progress::Progress;
 use crate::sink::Sink;
-use crate::view::{ChangeView, WaitedChangeView};
+use crate::view::{ChangeView, PolicyView, WaitedChangeView};
 use crate::wait;
 
 /// Runs a parsed command line, writing what it shows to `out`.
@@ -41,6 +41,9 @@ pub async fn run(cli: Cli, out: &mut Sink<'_>) -> Result<(), Error> {
         Command::Program(ProgramCommand::Show(args)) => {
             program_show(&mut session, args, format, out).await
         }
+        Command::Program(ProgramCommand::Set(args)) => {
+            program_set(&mut session, args, format, out).await
+        }
         Command::Pause(args) => pause(&mut session, args, format, out).await,
         Command::Resume(args) => resume(&mut session, args, format, out).await,
         Command::Status(args) => status(&mut session, args, format, out).await,
@@ -48,7 +51,8 @@ pub async fn run(cli: Cli, out: &mut Sink<'_>) -> Result<(), Error> {
     }
 }
 
-/// `killswitch program create NAME --owner TEAM [--description TEXT] [--reason TEXT]`
+/// `killswitch program create NAME --owner TEAM [--description TEXT] [--reason TEXT]
+/// [--on-lost-contact pause|keep] [--grace DURATION]`
 pub async fn program_create(
     session: &mut Session,
     args: CreateArgs,
@@ -56,6 +60,7 @@ pub async fn program_create(
     out: &mut Sink<'_>,
 ) -> Result<(), Error> {
     let request = v1::CreateProgramRequest {
+        policy: args.policy().map(v1::FailurePolicy::from),
         name: args.name.as_str().to_owned(),
         owner: args.owner,
         description: args.description.unwrap_or_default(),
@@ -83,6 +88,35 @@ pub async fn program_show(
     out: &mut Sink<'_>,
 ) -> Result<(), Error> {
     let program = session.get_program(args.name.as_str()).await?;
+    out.write(&output::program(&program, format)?)
+}
+
+/// `killswitch program set NAME [--on-lost-contact pause|keep] [--grace DURATION] --reason
+/// TEXT [--incident ID]`
+///
+/// `SetPolicy` replaces the whole policy, so when only one flag is given the other is read
+/// from the program first. Nothing guards that read against a concurrent change of the
+/// other half; the audit shows both changes.
+pub async fn program_set(
+    session: &mut Session,
+    args: SetArgs,
+    format: OutputFormat,
+    out: &mut Sink<'_>,
+) -> Result<(), Error> {
+    let current = if args.on_lost_contact.is_some() && args.grace.is_some() {
+        // Both halves given: nothing to keep, and nothing to read.
+        PolicyView::default()
+    } else {
+        session.get_program(args.name.as_str()).await?.policy
+    };
+    let policy = current.merge(args.on_lost_contact, args.grace);
+    let request = v1::SetPolicyRequest {
+        program: args.name.as_str().to_owned(),
+        policy: Some(policy.into()),
+        reason: args.reason.into_string(),
+        incident_id: args.incident_id.unwrap_or_default(),
+    };
+    let program = session.set_policy(request).await?;
     out.write(&output::program(&program, format)?)
 }
 

@@ -1,5 +1,5 @@
 //! Validated command-line input: program names, reasons, the actor, the endpoint, the
-//! RPC timeout and `--wait` duration, and the collector filter.
+//! RPC timeout and `--wait` duration, the failure policy's parts, and the collector filter.
 //!
 //! Each type is built by a `parse` function that clap uses as its value parser, so an
 //! invalid value is rejected as a usage error (exit 2) before anything is sent, and the
@@ -9,6 +9,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::time::Duration;
 
+use serde::Serialize;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::Uri;
 
@@ -218,6 +219,63 @@ fn parse_positive_duration(s: &str, what: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// What a program's collectors do when they lose contact with the control plane. JSON
+/// shows it as `pause` or `keep`, the values the flag takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LostContact {
+    /// Fail closed: pause after the grace period without hearing from the control plane
+    Pause,
+    /// Fail open: keep the last state received (only for programs whose owner chose it)
+    Keep,
+}
+
+impl LostContact {
+    /// The name shown in tables and JSON.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LostContact::Pause => "pause",
+            LostContact::Keep => "keep",
+        }
+    }
+}
+
+impl fmt::Display for LostContact {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How long a collector may go without hearing from the control plane before it pauses by
+/// itself: [`Grace::MIN`] to [`Grace::MAX`], the range the control plane accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grace(Duration);
+
+impl Grace {
+    /// Shortest grace accepted.
+    pub const MIN: Duration = Duration::from_secs(1);
+    /// Longest grace accepted.
+    pub const MAX: Duration = Duration::from_secs(24 * 60 * 60);
+
+    /// Parses a grace period (humantime, e.g. `30s`, `5m`). Checked here too, so a typo is
+    /// a usage error before anything is sent.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let grace = humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 30s, 5m, 1h)"))?;
+        if !(Self::MIN..=Self::MAX).contains(&grace) {
+            return Err("the grace must be between 1s and 24h".to_owned());
+        }
+        Ok(Self(grace))
+    }
+
+    /// Whole milliseconds, as sent on the wire (anything finer is dropped).
+    #[must_use]
+    pub fn as_millis(self) -> u64 {
+        // At most 24 h, so it always fits.
+        u64::try_from(self.0.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
 /// Which collectors `collectors` lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CollectorFilter {
@@ -351,6 +409,36 @@ mod tests {
         assert_eq!(
             parse_wait("0s").unwrap_err(),
             "the wait must be greater than zero"
+        );
+    }
+
+    #[test]
+    fn graces() {
+        let cases: &[(&str, Option<u64>)] = &[
+            ("1s", Some(1_000)),
+            ("30s", Some(30_000)),
+            ("1m 30s", Some(90_000)),
+            ("1s 500ms", Some(1_500)),
+            ("24h", Some(86_400_000)),
+            ("1day", Some(86_400_000)),
+            ("999ms", None),
+            ("0s", None),
+            ("24h 1ms", None),
+            ("2days", None),
+            ("30", None),
+            ("soon", None),
+            ("", None),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(
+                Grace::parse(input).ok().map(Grace::as_millis),
+                *expected,
+                "{input:?}"
+            );
+        }
+        assert_eq!(
+            Grace::parse("0s").unwrap_err(),
+            "the grace must be between 1s and 24h"
         );
     }
 }

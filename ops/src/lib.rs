@@ -7,7 +7,8 @@
 //!
 //! # Layout
 //! - [`cli`]: clap definitions of the commands and global flags.
-//! - [`input`]: validated argument types (program name, reason, actor, endpoint, timeout).
+//! - [`input`]: validated argument types (program name, reason, actor, endpoint, timeout,
+//!   failure policy).
 //! - [`commands`]: one function per command, and [`run`] to dispatch.
 //! - [`client`]: the connection; sends the actor, converts responses and statuses.
 //! - [`wait`]: `--wait`, following `WatchStatus` until a change is acknowledged fleet-wide.

@@ -13,9 +13,10 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::exit::{Error, Exit};
+use crate::input::LostContact;
 use crate::view::{
-    AckTimesView, ChangeView, CollectorListView, CollectorView, Micros, ProgramView, StateView,
-    StatusView, Time, WaitedChangeView,
+    AckTimesView, ChangeView, CollectorListView, CollectorView, Micros, PolicyView, ProgramView,
+    StateView, StatusView, Time, WaitedChangeView,
 };
 
 /// How results are printed.
@@ -31,7 +32,7 @@ pub enum OutputFormat {
 /// `status` show it whole.
 pub const LIST_REASON_CHARS: usize = 60;
 
-/// `program show` and `program create`.
+/// `program show`, `program create` and `program set`.
 pub fn program(view: &ProgramView, format: OutputFormat) -> Result<String, Error> {
     match format {
         OutputFormat::Json => json(view),
@@ -42,6 +43,7 @@ pub fn program(view: &ProgramView, format: OutputFormat) -> Result<String, Error
                 Row::new("description", &view.description),
                 Row::new("created", &time(view.created_at.as_ref())),
                 Row::new("created by", &view.created_by),
+                Row::new("on lost contact", &policy(&view.policy)),
             ];
             rows.extend(state_rows(&view.state));
             Ok(block(&rows))
@@ -55,8 +57,16 @@ pub fn programs(views: &[ProgramView], format: OutputFormat) -> Result<String, E
         OutputFormat::Json => json(&views),
         OutputFormat::Table if views.is_empty() => Ok("no programs\n".to_owned()),
         OutputFormat::Table => {
-            let header = ["NAME", "STATE", "GENERATION", "OWNER", "CHANGED", "REASON"];
-            let rows: Vec<[String; 6]> = views
+            let header = [
+                "NAME",
+                "STATE",
+                "GENERATION",
+                "OWNER",
+                "POLICY",
+                "CHANGED",
+                "REASON",
+            ];
+            let rows: Vec<[String; 7]> = views
                 .iter()
                 .map(|p| {
                     [
@@ -64,6 +74,7 @@ pub fn programs(views: &[ProgramView], format: OutputFormat) -> Result<String, E
                         p.state.state.to_string(),
                         p.state.generation.to_string(),
                         clean(&p.owner),
+                        short_policy(&p.policy),
                         time(p.state.changed_at.as_ref()),
                         truncate(&clean(&p.state.reason), LIST_REASON_CHARS),
                     ]
@@ -154,13 +165,15 @@ fn status_block(view: &StatusView) -> String {
     let c = &view.collectors;
     let mut rows = vec![Row::new("program", &view.state.program)];
     rows.extend(state_rows(&view.state));
-    rows.push(Row::new(
-        "collectors",
-        &format!(
-            "{} connected, {} acknowledged, {} pending, {} errored",
-            c.connected, c.acked, c.pending_count, c.errored_count
-        ),
-    ));
+    let mut counts = format!(
+        "{} connected, {} acknowledged, {} pending, {} errored",
+        c.connected, c.acked, c.pending_count, c.errored_count
+    );
+    // Only a purge pause asks for deletion; elsewhere a purged count is noise.
+    if view.state.purge {
+        let _ = write!(counts, ", {} purged", c.purged);
+    }
+    rows.push(Row::new("collectors", &counts));
     if let Some(times) = &view.ack_times {
         rows.push(Row::new("ack times", &ack_times(times)));
     }
@@ -215,6 +228,27 @@ fn status_block(view: &StatusView) -> String {
         rows.push(Row::new("behind", &behind));
     }
     block(&rows)
+}
+
+/// `pause after 30s` or `keep (fail open)`, for `program show`.
+fn policy(policy: &PolicyView) -> String {
+    match policy.on_lost_contact {
+        LostContact::Pause => format!("pause after {}", grace(policy)),
+        LostContact::Keep => "keep (fail open)".to_owned(),
+    }
+}
+
+/// `pause 30s` or `keep`, for the `program list` column.
+fn short_policy(policy: &PolicyView) -> String {
+    match policy.on_lost_contact {
+        LostContact::Pause => format!("pause {}", grace(policy)),
+        LostContact::Keep => "keep".to_owned(),
+    }
+}
+
+/// The grace period for people: `30s`, `1m 30s`.
+fn grace(policy: &PolicyView) -> String {
+    humantime::format_duration(Duration::from_millis(policy.grace_ms)).to_string()
 }
 
 /// `p50 1.2ms, max 3.4ms, last ack 5.6ms after commit (3 acks)`
@@ -516,6 +550,7 @@ mod tests {
             actor: "alice".to_owned(),
             changed_at: at(0),
             purge: false,
+            policy: PolicyView::default(),
         }
     }
 
@@ -529,6 +564,7 @@ mod tests {
             actor: "bob".to_owned(),
             changed_at: None,
             purge: false,
+            policy: PolicyView::default(),
         }
     }
 
@@ -539,7 +575,21 @@ mod tests {
             description: "click stream".to_owned(),
             created_at: at(-3600),
             created_by: "carol".to_owned(),
+            policy: PolicyView::default(),
             state: paused(),
+        }
+    }
+
+    /// `demo` with a fail-open policy, in the program and its state.
+    fn fails_open() -> ProgramView {
+        let policy = PolicyView {
+            on_lost_contact: LostContact::Keep,
+            grace_ms: 10_000,
+        };
+        ProgramView {
+            policy,
+            state: StateView { policy, ..paused() },
+            ..demo()
         }
     }
 
@@ -559,6 +609,7 @@ mod tests {
                     at: at(-60),
                     replica: "r2".to_owned(),
                 }],
+                purged: 0,
             },
             errors: vec![CollectorErrorView {
                 collector_id: "c2".to_owned(),
@@ -605,6 +656,7 @@ mod tests {
                 "disconnected": [
                     {"collector_id": "c4", "at": "2026-11-29T08:59:00Z", "replica": "r2"},
                 ],
+                "purged": 0,
             },
             "errors": [{"collector_id": "c2", "error": "disk full", "replica": "r1"}],
             "replicas": ["r1", "r2"],
@@ -667,6 +719,7 @@ mod tests {
             "actor": "alice",
             "changed_at": "2026-11-29T09:00:00Z",
             "purge": false,
+            "policy": {"on_lost_contact": "pause", "grace_ms": 30000},
         })
     }
 
@@ -677,6 +730,7 @@ mod tests {
             "description": "click stream",
             "created_at": "2026-11-29T08:00:00Z",
             "created_by": "carol",
+            "policy": {"on_lost_contact": "pause", "grace_ms": 30000},
             "state": state_json(),
         })
     }
@@ -703,6 +757,21 @@ mod tests {
                 json!([program_json()]),
             ),
             ("no programs", json_of(programs(&[], f)), json!([])),
+            (
+                "program that fails open",
+                json_of(program(&fails_open(), f)),
+                json!({
+                    "name": "demo",
+                    "owner": "team-data",
+                    "description": "click stream",
+                    "created_at": "2026-11-29T08:00:00Z",
+                    "created_by": "carol",
+                    "policy": {"on_lost_contact": "keep", "grace_ms": 10000},
+                    "state": state_json_with(json!({
+                        "policy": {"on_lost_contact": "keep", "grace_ms": 10000},
+                    })),
+                }),
+            ),
             (
                 "change",
                 json_of(change(
@@ -855,18 +924,63 @@ mod tests {
         assert_eq!(
             program(&demo(), OutputFormat::Table).unwrap(),
             "\
-name:         demo
-owner:        team-data
-description:  click stream
-created:      2026-11-29T08:00:00Z
-created by:   carol
-state:        PAUSED
-generation:   7
-reason:       incident 42: leaking PII
-incident:     INC-42
-actor:        alice
-changed:      2026-11-29T09:00:00Z
+name:             demo
+owner:            team-data
+description:      click stream
+created:          2026-11-29T08:00:00Z
+created by:       carol
+on lost contact:  pause after 30s
+state:            PAUSED
+generation:       7
+reason:           incident 42: leaking PII
+incident:         INC-42
+actor:            alice
+changed:          2026-11-29T09:00:00Z
 "
+        );
+    }
+
+    #[test]
+    fn policies_in_tables() {
+        use LostContact::{Keep, Pause};
+        let cases = [
+            (Pause, 30_000, "pause after 30s", "pause 30s"),
+            (Pause, 1_500, "pause after 1s 500ms", "pause 1s 500ms"),
+            (Pause, 90_000, "pause after 1m 30s", "pause 1m 30s"),
+            (Pause, 86_400_000, "pause after 1day", "pause 1day"),
+            (Keep, 30_000, "keep (fail open)", "keep"),
+            (Keep, 0, "keep (fail open)", "keep"),
+        ];
+        for (on_lost_contact, grace_ms, long, short) in cases {
+            let view = ProgramView {
+                policy: PolicyView {
+                    on_lost_contact,
+                    grace_ms,
+                },
+                ..demo()
+            };
+            let shown = program(&view, OutputFormat::Table).unwrap();
+            assert!(
+                shown.contains(&format!("\non lost contact:  {long}\n")),
+                "{shown}"
+            );
+            let listed = programs(&[view], OutputFormat::Table).unwrap();
+            let row = listed.lines().nth(1).unwrap();
+            assert!(row.contains(&format!("  {short}  ")), "{listed}");
+        }
+    }
+
+    #[test]
+    fn absurd_graces_still_render() {
+        // Network input: whatever the control plane sends must print, not panic.
+        let view = PolicyView {
+            on_lost_contact: LostContact::Pause,
+            grace_ms: u64::MAX,
+        };
+        assert!(
+            policy(&view).starts_with("pause after "),
+            "{}",
+            policy(&view)
         );
     }
 
@@ -875,6 +989,10 @@ changed:      2026-11-29T09:00:00Z
         let long = ProgramView {
             name: "web-logs".to_owned(),
             owner: "t".to_owned(),
+            policy: PolicyView {
+                on_lost_contact: LostContact::Keep,
+                grace_ms: 5_000,
+            },
             state: StateView {
                 reason: "x".repeat(100),
                 ..running("web-logs")
@@ -885,9 +1003,9 @@ changed:      2026-11-29T09:00:00Z
             programs(&[demo(), long], OutputFormat::Table).unwrap(),
             format!(
                 "\
-NAME      STATE    GENERATION  OWNER      CHANGED               REASON
-demo      PAUSED   7           team-data  2026-11-29T09:00:00Z  incident 42: leaking PII
-web-logs  RUNNING  12          t          -                     {}...
+NAME      STATE    GENERATION  OWNER      POLICY     CHANGED               REASON
+demo      PAUSED   7           team-data  pause 30s  2026-11-29T09:00:00Z  incident 42: leaking PII
+web-logs  RUNNING  12          t          keep       -                     {}...
 ",
                 "x".repeat(LIST_REASON_CHARS - 3)
             )
@@ -904,6 +1022,7 @@ web-logs  RUNNING  12          t          -                     {}...
             replica: String::new(),
         });
         errored.collectors.errored_count = 2;
+        errored.collectors.purged = 1;
         errored.state.purge = true;
         assert_eq!(
             status(&errored, OutputFormat::Table).unwrap(),
@@ -916,7 +1035,7 @@ incident:      INC-42
 actor:         alice
 changed:       2026-11-29T09:00:00Z
 purge:         yes
-collectors:    3 connected, 1 acknowledged, 1 pending, 2 errored
+collectors:    3 connected, 1 acknowledged, 1 pending, 2 errored, 1 purged
 ack times:     p50 1.2ms, max 3.4ms, last ack 5.6ms after commit (1 ack)
 pending:       c1
 errored:       c2 (r1): disk full
@@ -940,6 +1059,42 @@ collectors:  3 connected, 3 acknowledged, 0 pending, 0 errored
 replicas:    -
 "
         );
+    }
+
+    #[test]
+    fn purged_counts_only_for_purge_pauses() {
+        let cases = [
+            (
+                false,
+                0,
+                "3 connected, 3 acknowledged, 0 pending, 0 errored\n",
+            ),
+            (
+                false,
+                3,
+                "3 connected, 3 acknowledged, 0 pending, 0 errored\n",
+            ),
+            (
+                true,
+                0,
+                "3 connected, 3 acknowledged, 0 pending, 0 errored, 0 purged\n",
+            ),
+            (
+                true,
+                3,
+                "3 connected, 3 acknowledged, 0 pending, 0 errored, 3 purged\n",
+            ),
+        ];
+        for (purge, purged, expected) in cases {
+            let mut view = all_acked();
+            view.state.purge = purge;
+            view.collectors.purged = purged;
+            let shown = status(&view, OutputFormat::Table).unwrap();
+            let line = format!("collectors:  {expected}");
+            assert!(shown.contains(&line), "{purge} {purged}: {shown}");
+            let value = parse(&status(&view, OutputFormat::Json).unwrap());
+            assert_eq!(value["collectors"]["purged"], purged, "{purge} {purged}");
+        }
     }
 
     #[test]
@@ -1128,7 +1283,7 @@ c3  r1       -           -       -                     -          region=eu,zone
             OutputFormat::Table,
         )
         .unwrap();
-        assert!(shown.contains("reason:       a\\nb\n"), "{shown}");
+        assert!(shown.contains("reason:           a\\nb\n"), "{shown}");
         // JSON keeps the text as it is; the encoder escapes it.
         let value = parse(&change(&view, OutputFormat::Json).unwrap());
         assert_eq!(value["reason"], "a\nb");

@@ -13,6 +13,7 @@ use killswitch_proto::v1;
 use serde::{Serialize, Serializer};
 
 use crate::exit::Error;
+use crate::input::{Grace, LostContact};
 
 /// Whether a program may collect, as the strings scripts see: `RUNNING`, `PAUSED`,
 /// `UNSPECIFIED`.
@@ -115,6 +116,79 @@ impl Serialize for Micros {
     }
 }
 
+/// A program's failure policy (the JSON "policy" object), with the control plane's
+/// defaults filled in: what its collectors do when they lose contact with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PolicyView {
+    /// Pause after the grace period (fail closed), or keep the last state (fail open).
+    pub on_lost_contact: LostContact,
+    /// How long collectors may go without hearing from the control plane before they pause
+    /// (only meaningful with `pause`).
+    pub grace_ms: u64,
+}
+
+impl PolicyView {
+    /// The grace when the owner chose none, in milliseconds (`FailurePolicy.grace_ms` 0).
+    pub const DEFAULT_GRACE_MS: u64 = 30_000;
+
+    /// Converts a wire policy. Unset, `UNSPECIFIED` and values this build does not know
+    /// read as `pause`, as collectors treat them (pause always wins); grace 0 reads as the
+    /// default.
+    #[must_use]
+    pub fn from_wire(policy: Option<v1::FailurePolicy>) -> Self {
+        let Some(policy) = policy else {
+            return Self::default();
+        };
+        let on_lost_contact = match v1::LostContact::try_from(policy.on_lost_contact) {
+            Ok(v1::LostContact::Keep) => LostContact::Keep,
+            Ok(v1::LostContact::Pause | v1::LostContact::Unspecified) | Err(_) => {
+                LostContact::Pause
+            }
+        };
+        let grace_ms = match policy.grace_ms {
+            0 => Self::DEFAULT_GRACE_MS,
+            ms => ms,
+        };
+        Self {
+            on_lost_contact,
+            grace_ms,
+        }
+    }
+
+    /// This policy with the parts given replaced, the others kept: `program set` merges its
+    /// flags into the current policy, `program create` into the default.
+    #[must_use]
+    pub fn merge(self, on_lost_contact: Option<LostContact>, grace: Option<Grace>) -> Self {
+        Self {
+            on_lost_contact: on_lost_contact.unwrap_or(self.on_lost_contact),
+            grace_ms: grace.map_or(self.grace_ms, Grace::as_millis),
+        }
+    }
+}
+
+/// What a program without a chosen policy gets: fail closed after 30 s.
+impl Default for PolicyView {
+    fn default() -> Self {
+        Self {
+            on_lost_contact: LostContact::Pause,
+            grace_ms: Self::DEFAULT_GRACE_MS,
+        }
+    }
+}
+
+impl From<PolicyView> for v1::FailurePolicy {
+    fn from(policy: PolicyView) -> Self {
+        let on_lost_contact = match policy.on_lost_contact {
+            LostContact::Pause => v1::LostContact::Pause,
+            LostContact::Keep => v1::LostContact::Keep,
+        };
+        Self {
+            on_lost_contact: on_lost_contact.into(),
+            grace_ms: policy.grace_ms,
+        }
+    }
+}
+
 /// The authoritative state of one program (the JSON "state object").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StateView {
@@ -134,6 +208,8 @@ pub struct StateView {
     pub changed_at: Option<Time>,
     /// The pause asked collectors to delete buffered, not yet uploaded data.
     pub purge: bool,
+    /// The failure policy collectors received with this state.
+    pub policy: PolicyView,
 }
 
 impl From<v1::ProgramState> for StateView {
@@ -147,6 +223,7 @@ impl From<v1::ProgramState> for StateView {
             incident_id: state.incident_id,
             actor: state.actor,
             purge: state.purge,
+            policy: PolicyView::from_wire(state.policy),
         }
     }
 }
@@ -164,6 +241,8 @@ pub struct ProgramView {
     pub created_at: Option<Time>,
     /// Who created it.
     pub created_by: String,
+    /// What its collectors do when they lose contact with the control plane.
+    pub policy: PolicyView,
     /// Its current state.
     pub state: StateView,
 }
@@ -181,6 +260,7 @@ impl ProgramView {
             owner: program.owner,
             description: program.description,
             created_by: program.created_by,
+            policy: PolicyView::from_wire(program.policy),
             state: state.into(),
         })
     }
@@ -247,6 +327,9 @@ pub struct CollectorsView {
     pub disconnected_count: u64,
     /// Recently disconnected collectors, at most 100.
     pub disconnected: Vec<DisconnectedView>,
+    /// Of the acknowledged, how many confirmed deleting their buffered data (a pause with
+    /// `purge`).
+    pub purged: u64,
 }
 
 /// One collector whose hooks failed for the current generation.
@@ -355,6 +438,7 @@ impl TryFrom<v1::StatusResponse> for StatusView {
                 pending: counts.pending,
                 errored: errors.iter().map(|e| e.collector_id.clone()).collect(),
                 disconnected,
+                purged: counts.purged,
             },
             errors,
             replicas: response.replicas,
@@ -472,6 +556,112 @@ mod tests {
     }
 
     #[test]
+    fn policies() {
+        use LostContact::{Keep, Pause};
+        let wire = |on_lost_contact: i32, grace_ms: u64| {
+            Some(v1::FailurePolicy {
+                on_lost_contact,
+                grace_ms,
+            })
+        };
+        let cases = [
+            (None, Pause, 30_000),
+            (wire(0, 0), Pause, 30_000),
+            (wire(1, 5_000), Pause, 5_000),
+            (wire(2, 0), Keep, 30_000),
+            (wire(2, 60_000), Keep, 60_000),
+            (wire(3, 1_000), Pause, 1_000),
+            (wire(-1, u64::MAX), Pause, u64::MAX),
+        ];
+        for (policy, on_lost_contact, grace_ms) in cases {
+            let expected = PolicyView {
+                on_lost_contact,
+                grace_ms,
+            };
+            assert_eq!(PolicyView::from_wire(policy), expected, "{policy:?}");
+        }
+    }
+
+    #[test]
+    fn policy_merge() {
+        use LostContact::{Keep, Pause};
+        #[track_caller]
+        fn check(
+            current: (LostContact, u64),
+            flags: (Option<LostContact>, Option<&str>),
+            expected: (LostContact, u64),
+        ) {
+            let current = PolicyView {
+                on_lost_contact: current.0,
+                grace_ms: current.1,
+            };
+            let grace = flags.1.map(|g| Grace::parse(g).unwrap());
+            let merged = current.merge(flags.0, grace);
+            assert_eq!((merged.on_lost_contact, merged.grace_ms), expected);
+        }
+        check((Pause, 30_000), (None, None), (Pause, 30_000));
+        check((Pause, 30_000), (Some(Keep), None), (Keep, 30_000));
+        check((Pause, 30_000), (None, Some("10s")), (Pause, 10_000));
+        check((Keep, 5_000), (Some(Pause), None), (Pause, 5_000));
+        check((Keep, 5_000), (None, Some("1m")), (Keep, 60_000));
+        check((Keep, 5_000), (Some(Pause), Some("2h")), (Pause, 7_200_000));
+        check((Pause, 5_000), (Some(Pause), Some("5s")), (Pause, 5_000));
+    }
+
+    #[test]
+    fn policies_on_the_wire() {
+        let cases = [
+            (LostContact::Pause, 30_000, v1::LostContact::Pause),
+            (LostContact::Keep, 1_000, v1::LostContact::Keep),
+        ];
+        for (on_lost_contact, grace_ms, wire) in cases {
+            let view = PolicyView {
+                on_lost_contact,
+                grace_ms,
+            };
+            let sent = v1::FailurePolicy::from(view);
+            assert_eq!(sent.on_lost_contact(), wire);
+            assert_eq!(sent.grace_ms, grace_ms);
+            assert_eq!(PolicyView::from_wire(Some(sent)), view, "round trip");
+        }
+    }
+
+    #[test]
+    fn programs_carry_their_policy() {
+        let view = ProgramView::try_from(v1::GetProgramResponse {
+            program: Some(v1::Program {
+                policy: Some(v1::FailurePolicy {
+                    on_lost_contact: v1::LostContact::Keep.into(),
+                    grace_ms: 0,
+                }),
+                ..v1::Program::default()
+            }),
+            state: Some(v1::ProgramState {
+                policy: Some(v1::FailurePolicy {
+                    on_lost_contact: v1::LostContact::Pause.into(),
+                    grace_ms: 10_000,
+                }),
+                ..v1::ProgramState::default()
+            }),
+        })
+        .unwrap();
+        assert_eq!(
+            view.policy,
+            PolicyView {
+                on_lost_contact: LostContact::Keep,
+                grace_ms: 30_000
+            }
+        );
+        assert_eq!(
+            view.state.policy,
+            PolicyView {
+                on_lost_contact: LostContact::Pause,
+                grace_ms: 10_000
+            }
+        );
+    }
+
+    #[test]
     fn times() {
         fn check(seconds: i64, nanos: i32, expected: Option<&str>) {
             let ts = Timestamp { seconds, nanos };
@@ -552,6 +742,7 @@ mod tests {
                     replica: "r2".to_owned(),
                 }],
                 disconnected_count: 4,
+                purged: 90,
             }),
             replicas: vec!["r1".to_owned(), "r2".to_owned()],
             replicas_behind: vec![],
@@ -565,8 +756,13 @@ mod tests {
         .unwrap();
         let c = &view.collectors;
         assert_eq!(
-            (c.pending_count, c.errored_count, c.disconnected_count),
-            (150, 50, 4)
+            (
+                c.pending_count,
+                c.errored_count,
+                c.disconnected_count,
+                c.purged
+            ),
+            (150, 50, 4, 90)
         );
         assert_eq!(c.errored, ["c2"]);
         assert_eq!(view.errors[0].replica, "r1");

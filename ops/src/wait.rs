@@ -406,6 +406,13 @@ mod tests {
             Err(Status::unimplemented("fake"))
         }
 
+        async fn set_policy(
+            &self,
+            _: Request<v1::SetPolicyRequest>,
+        ) -> Result<Response<v1::GetProgramResponse>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+
         async fn pause(
             &self,
             _: Request<v1::PauseRequest>,

@@ -3,12 +3,13 @@
 
 #![allow(dead_code, unreachable_pub)] // Each test binary uses a different part.
 
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use killswitch_control::testing::{Etcd, Replica, wait_until};
-use killswitch_sdk::{Client, Gate, HookResult, StateEvent};
+use killswitch_sdk::{Cause, Client, Gate, HookResult, StateEvent};
 use serde_json::Value;
 
 /// Generous: a loaded two-core machine must not fail a correct system.
@@ -152,11 +153,24 @@ pub fn parse(stdout: &str) -> Value {
 
 type Hook = Arc<dyn Fn(&StateEvent) -> HookResult + Send + Sync>;
 
+/// A hook call a collector saw: which hook, for which program and generation, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub hook: &'static str,
+    pub program: String,
+    pub generation: u64,
+    pub cause: Cause,
+    pub at: Instant,
+}
+
 /// Builds a [`Collector`] with optional hook behaviour.
 pub struct CollectorBuilder {
     id: String,
     programs: Vec<String>,
     on_pause: Option<Hook>,
+    on_resume: Option<Hook>,
+    hook_timeout: Option<Duration>,
+    state_file: Option<PathBuf>,
 }
 
 impl CollectorBuilder {
@@ -169,12 +183,49 @@ impl CollectorBuilder {
         self
     }
 
+    /// Runs `hook` inside the resume hook (after it is counted).
+    pub fn on_resume(
+        mut self,
+        hook: impl Fn(&StateEvent) -> HookResult + Send + Sync + 'static,
+    ) -> Self {
+        self.on_resume = Some(Arc::new(hook));
+        self
+    }
+
+    /// Sets the SDK's hook timeout.
+    pub fn hook_timeout(mut self, timeout: Duration) -> Self {
+        self.hook_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the SDK's state file.
+    pub fn state_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.state_file = Some(path.into());
+        self
+    }
+
     /// Starts the client against `endpoints`.
     pub fn start(self, endpoints: &[String]) -> Collector {
         let (pauses, resumes) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let last_pause = Arc::new(AtomicU64::new(0));
+        let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
+        let record = |hook: &'static str, calls: Arc<Mutex<Vec<Call>>>| {
+            move |event: &StateEvent| {
+                calls.lock().expect("calls").push(Call {
+                    hook,
+                    program: event.program.clone(),
+                    generation: event.generation,
+                    cause: event.cause,
+                    at: Instant::now(),
+                });
+            }
+        };
         let (p, r, l) = (pauses.clone(), resumes.clone(), last_pause.clone());
-        let extra = self.on_pause;
+        let (record_pause, record_resume) = (
+            record("pause", calls.clone()),
+            record("resume", calls.clone()),
+        );
+        let (extra_pause, extra_resume) = (self.on_pause, self.on_resume);
         let mut builder = Client::builder()
             .endpoints(endpoints.iter().cloned())
             .collector_id(self.id.as_str())
@@ -182,20 +233,29 @@ impl CollectorBuilder {
             .on_pause(move |event| {
                 p.fetch_add(1, Ordering::SeqCst);
                 l.store(event.generation, Ordering::SeqCst);
-                extra.as_ref().map_or(Ok(()), |hook| hook(event))
+                record_pause(event);
+                extra_pause.as_ref().map_or(Ok(()), |hook| hook(event))
             })
-            .on_resume(move |_| {
+            .on_resume(move |event| {
                 r.fetch_add(1, Ordering::SeqCst);
-                Ok(())
+                record_resume(event);
+                extra_resume.as_ref().map_or(Ok(()), |hook| hook(event))
             });
         for program in self.programs {
             builder = builder.program(program);
+        }
+        if let Some(timeout) = self.hook_timeout {
+            builder = builder.hook_timeout(timeout);
+        }
+        if let Some(path) = self.state_file {
+            builder = builder.state_file(path);
         }
         Collector {
             client: builder.start().expect("start collector"),
             pauses,
             resumes,
             last_pause,
+            calls,
         }
     }
 }
@@ -210,6 +270,7 @@ pub struct Collector {
     pub pauses: Arc<AtomicUsize>,
     pub resumes: Arc<AtomicUsize>,
     last_pause: Arc<AtomicU64>,
+    calls: Arc<Mutex<Vec<Call>>>,
 }
 
 impl Collector {
@@ -218,6 +279,9 @@ impl Collector {
             id: id.to_owned(),
             programs: programs.iter().map(|p| (*p).to_owned()).collect(),
             on_pause: None,
+            on_resume: None,
+            hook_timeout: None,
+            state_file: None,
         }
     }
 
@@ -231,6 +295,11 @@ impl Collector {
 
     pub fn pauses(&self) -> usize {
         self.pauses.load(Ordering::SeqCst)
+    }
+
+    /// Every hook call so far, in order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.lock().expect("calls").clone()
     }
 
     /// The generation the last pause hook ran for, 0 before any.
