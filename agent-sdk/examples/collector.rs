@@ -3,7 +3,13 @@
 //! ```text
 //! cargo run -p killswitch-sdk --example collector -- --id c1 --program demo
 //! cargo run -p killswitch-sdk --example collector -- --id c1 --state-file /tmp/c1.state
+//! cargo run -p killswitch-sdk --example collector -- --id collector-1 \
+//!     --endpoint https://localhost:7070 --ca pki/ca.pem \
+//!     --cert pki/collector-1.pem --key pki/collector-1-key.pem
 //! ```
+//!
+//! `--ca`, `--cert` and `--key` (all three, or none) switch to mutual TLS: the files are
+//! those `killswitch certs init pki` writes, and the endpoints must be `https://`.
 //!
 //! It prints a line on every state change, with its cause, e.g.
 //! `[c1] demo: PAUSED (lost contact) at generation 12`, and, every 2 s, how many events it
@@ -11,7 +17,7 @@
 //! control plane and a fail-closed program pauses by itself after its grace period;
 //! Ctrl-C exits.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -47,6 +53,23 @@ struct Args {
     /// and fail-open programs resume at once.
     #[arg(long, value_name = "PATH")]
     state_file: Option<PathBuf>,
+
+    /// CA certificate (PEM) that signed the control plane's certificate; enables TLS.
+    #[arg(long, value_name = "PATH", env = "KILLSWITCH_CA", requires_all = ["cert", "key"])]
+    ca: Option<PathBuf>,
+
+    /// This collector's certificate (PEM), presented to the control plane.
+    #[arg(long, value_name = "PATH", env = "KILLSWITCH_CERT", requires_all = ["ca", "key"])]
+    cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --cert.
+    #[arg(long, value_name = "PATH", env = "KILLSWITCH_KEY", requires_all = ["ca", "cert"])]
+    key: Option<PathBuf>,
+}
+
+/// Reads a PEM file named by a flag.
+fn read_pem(flag: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read --{flag} {}", path.display()))
 }
 
 /// Parses `KEY=VALUE`.
@@ -102,6 +125,13 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(path) = &args.state_file {
         builder = builder.state_file(path);
+    }
+    if let (Some(ca), Some(cert), Some(key)) = (&args.ca, &args.cert, &args.key) {
+        builder = builder.tls(
+            read_pem("ca", ca)?,
+            read_pem("cert", cert)?,
+            read_pem("key", key)?,
+        );
     }
     let client = builder
         .start()

@@ -1,16 +1,19 @@
 //! [`ClientBuilder`]: configures and validates a [`Client`], then starts its session task.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Endpoint, Uri};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity, Uri};
 
 use crate::backoff::Backoff;
 use crate::client::Client;
-use crate::error::BuildError;
+use crate::error::{BuildError, error_chain};
 use crate::event::{HookResult, StateEvent};
 use crate::hook::{DEFAULT_HOOK_TIMEOUT, Hook, Hooks};
 use crate::programs::Programs;
@@ -32,6 +35,7 @@ pub struct ClientBuilder {
     hook_timeout: Duration,
     backoff: Backoff,
     state_file: Option<PathBuf>,
+    tls: Option<TlsPem>,
 }
 
 impl Default for ClientBuilder {
@@ -46,14 +50,19 @@ impl Default for ClientBuilder {
             hook_timeout: DEFAULT_HOOK_TIMEOUT,
             backoff: Backoff::default(),
             state_file: None,
+            tls: None,
         }
     }
 }
 
 impl ClientBuilder {
-    /// Adds the address of a control replica, e.g. `http://control-1.internal:7070`.
+    /// Adds the address of a control replica, e.g. `https://control-1.internal:7070`.
     /// Call it once per replica; the client starts with a random one and moves to the
     /// next whenever a session ends.
+    ///
+    /// `https://` endpoints need [`tls`](ClientBuilder::tls); `http://` (plaintext, for a
+    /// development control plane started with `--insecure-dev`) refuses it. All endpoints
+    /// of a client use the same scheme.
     #[must_use]
     pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
         self.endpoints.push(endpoint.into());
@@ -218,6 +227,49 @@ impl ClientBuilder {
         self
     }
 
+    /// Connects over TLS (mutual TLS): the client verifies each replica's certificate
+    /// against `ca_pem` and presents `cert_pem` and its key `key_pem`, from which the
+    /// control plane learns who this collector is. All three are PEM: the CA certificate(s)
+    /// that signed the replicas' certificates, this collector's certificate (followed by
+    /// any intermediates), and its private key (PKCS#8, PKCS#1 or SEC1). Only `ca_pem` is
+    /// trusted: the system's root certificates are not.
+    ///
+    /// Every endpoint must then be `https://`; the replica's certificate must be valid for
+    /// the endpoint's host (a DNS name or an IP address). A later call replaces an earlier
+    /// one. [`start`](ClientBuilder::start) checks the PEM; the handshake itself fails
+    /// at connect time (logged, retried with backoff like any connection failure) if the
+    /// replica's certificate is not signed by the CA or not valid for the host.
+    ///
+    /// ```no_run
+    /// use killswitch_sdk::Client;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let builder = Client::builder()
+    ///     .endpoint("https://control-1.internal:7070")
+    ///     .tls(
+    ///         std::fs::read("/etc/collector/ca.pem")?,
+    ///         std::fs::read("/etc/collector/collector.pem")?,
+    ///         std::fs::read("/etc/collector/collector-key.pem")?,
+    ///     );
+    /// # let _ = builder;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn tls(
+        mut self,
+        ca_pem: impl Into<Vec<u8>>,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls = Some(TlsPem {
+            ca: ca_pem.into(),
+            cert: cert_pem.into(),
+            key: key_pem.into(),
+        });
+        self
+    }
+
     /// Sets the reconnection delays (see [`Backoff`] for the defaults).
     #[must_use]
     pub fn backoff(mut self, backoff: Backoff) -> Self {
@@ -232,10 +284,11 @@ impl ClientBuilder {
     ///
     /// # Errors
     ///
-    /// A [`BuildError`] naming the first problem: no or an invalid endpoint (only
-    /// `http://HOST[:PORT]` is supported), a missing or invalid collector id, no or an
-    /// invalid program name, an invalid [`Backoff`], a zero hook timeout, a state file
-    /// path that does not name a file, or no tokio runtime.
+    /// A [`BuildError`] naming the first problem: no or an invalid endpoint (it must be
+    /// `https://HOST[:PORT]` with [`tls`](ClientBuilder::tls), `http://HOST[:PORT]`
+    /// without), TLS material that is not usable PEM, a missing or invalid collector id, no
+    /// or an invalid program name, an invalid [`Backoff`], a zero hook timeout, a state
+    /// file path that does not name a file, or no tokio runtime.
     pub fn start(self) -> Result<Client, BuildError> {
         let Self {
             endpoints,
@@ -247,14 +300,29 @@ impl ClientBuilder {
             hook_timeout,
             backoff,
             state_file,
+            tls,
         } = self;
 
         if endpoints.is_empty() {
             return Err(BuildError::NoEndpoint);
         }
-        let endpoints = endpoints
+        let uris = endpoints
             .iter()
-            .map(|endpoint| parse_endpoint(endpoint))
+            .map(|endpoint| parse_endpoint(endpoint, tls.is_some()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let tls = tls.as_ref().map(TlsPem::client_config).transpose()?;
+        let endpoints = uris
+            .into_iter()
+            .map(|uri| {
+                // The PEM was checked; what is left is e.g. a key that is not the
+                // certificate's.
+                session::endpoint(uri, tls.as_ref()).map_err(|error| BuildError::InvalidTls {
+                    reason: format!(
+                        "the certificate and key cannot be used together ({})",
+                        error_chain(&error)
+                    ),
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
 
         if collector_id.is_empty() {
@@ -321,8 +389,9 @@ impl ClientBuilder {
     }
 }
 
-/// Parses an endpoint as an `http://HOST[:PORT]` URI.
-fn parse_endpoint(endpoint: &str) -> Result<Endpoint, BuildError> {
+/// Parses an endpoint as an `https://HOST[:PORT]` URI when TLS is configured, else as an
+/// `http://HOST[:PORT]` URI.
+fn parse_endpoint(endpoint: &str, tls: bool) -> Result<Uri, BuildError> {
     let invalid = |reason: String| BuildError::InvalidEndpoint {
         endpoint: endpoint.to_owned(),
         reason,
@@ -331,10 +400,18 @@ fn parse_endpoint(endpoint: &str) -> Result<Endpoint, BuildError> {
         .parse()
         .map_err(|error| invalid(format!("not a URI ({error})")))?;
     match uri.scheme_str() {
-        Some("http") => {}
+        Some("https") if tls => {}
+        Some("http") if !tls => {}
         Some("https") => {
+            return Err(BuildError::TlsRequired {
+                endpoint: endpoint.to_owned(),
+            });
+        }
+        Some("http") => {
+            // A plaintext session would present no certificate and verify no replica:
+            // with TLS configured, that can only be a mistake.
             return Err(invalid(
-                "https is not supported yet (this version has no TLS)".to_owned(),
+                "http is plaintext, but TLS is configured with `tls()`".to_owned(),
             ));
         }
         Some(scheme) => return Err(invalid(format!("unsupported scheme {scheme:?}"))),
@@ -343,7 +420,64 @@ fn parse_endpoint(endpoint: &str) -> Result<Endpoint, BuildError> {
     if uri.host().is_none_or(str::is_empty) {
         return Err(invalid("no host".to_owned()));
     }
-    Ok(session::endpoint(uri))
+    Ok(uri)
+}
+
+/// The PEM given to [`ClientBuilder::tls`]. Its `Debug` shows sizes, never key material.
+#[derive(Clone)]
+struct TlsPem {
+    ca: Vec<u8>,
+    cert: Vec<u8>,
+    key: Vec<u8>,
+}
+
+impl fmt::Debug for TlsPem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsPem")
+            .field("ca", &format_args!("{} bytes", self.ca.len()))
+            .field("cert", &format_args!("{} bytes", self.cert.len()))
+            .field("key", &format_args!("<{} bytes>", self.key.len()))
+            .finish()
+    }
+}
+
+impl TlsPem {
+    /// Checks that the PEM holds what it should, and makes tonic's TLS configuration from
+    /// it (the server name is set per endpoint).
+    ///
+    /// tonic silently skips CA certificates it cannot parse, which would only show as
+    /// failed handshakes later, so they are checked here.
+    fn client_config(&self) -> Result<ClientTlsConfig, BuildError> {
+        check_certificates("CA certificate (the first argument)", &self.ca)?;
+        check_certificates("certificate (the second argument)", &self.cert)?;
+        PrivateKeyDer::from_pem_slice(&self.key).map_err(|error| BuildError::InvalidTls {
+            reason: format!(
+                "the private key (the third argument) is not a PEM PKCS#8, PKCS#1 or SEC1 \
+                 key ({error})"
+            ),
+        })?;
+        Ok(ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&self.ca))
+            .identity(Identity::from_pem(&self.cert, &self.key)))
+    }
+}
+
+/// Checks that `pem` holds at least one certificate, and no malformed PEM block.
+fn check_certificates(what: &str, pem: &[u8]) -> Result<(), BuildError> {
+    let invalid = |problem: String| BuildError::InvalidTls {
+        reason: format!("the {what} {problem}"),
+    };
+    let mut count = 0;
+    for certificate in CertificateDer::pem_slice_iter(pem) {
+        certificate.map_err(|error| invalid(format!("is not valid PEM ({error})")))?;
+        count += 1;
+    }
+    if count == 0 {
+        return Err(invalid(
+            "holds no PEM certificate (-----BEGIN CERTIFICATE-----)".to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 /// Whether `id` matches `^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`, the syntax the control
@@ -456,7 +590,7 @@ mod tests {
         );
         check(
             base().endpoint("https://control:7070"),
-            r#"invalid endpoint "https://control:7070": https is not supported yet"#,
+            r#"endpoint "https://control:7070" uses https but TLS is not configured"#,
         );
         check(
             base().endpoint("ftp://control:7070"),
@@ -585,5 +719,211 @@ mod tests {
         assert_eq!(causes, [("keys".to_owned(), Cause::StateFile)]);
         client.shutdown().await;
         assert!(!keys.is_active());
+    }
+    /// PEM for a test PKI: a CA, and a server and a client certificate it signed.
+    struct Pki {
+        ca: String,
+        server: (String, String),
+        client: (String, String),
+    }
+
+    fn pki() -> Pki {
+        use rcgen::{
+            BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+        };
+        let ca_key = KeyPair::generate().expect("CA key");
+        let mut ca_params = CertificateParams::new(Vec::new()).expect("CA params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+        let issuer = Issuer::new(ca_params, ca_key);
+        let leaf = |names: &[&str], usage| {
+            let key = KeyPair::generate().expect("key");
+            let names: Vec<String> = names.iter().map(|&name| name.to_owned()).collect();
+            let mut params = CertificateParams::new(names).expect("params");
+            params.extended_key_usages = vec![usage];
+            let cert = params.signed_by(&key, &issuer).expect("certificate");
+            (cert.pem(), key.serialize_pem())
+        };
+        Pki {
+            ca: ca.pem(),
+            server: leaf(
+                &["localhost", "127.0.0.1", "::1"],
+                ExtendedKeyUsagePurpose::ServerAuth,
+            ),
+            client: leaf(&["c1"], ExtendedKeyUsagePurpose::ClientAuth),
+        }
+    }
+
+    #[test]
+    fn tls_validation() {
+        let check = |builder: ClientBuilder, expected: &str| {
+            let error = error(builder);
+            assert!(
+                error.starts_with(expected),
+                "{error:?} should start with {expected:?}"
+            );
+        };
+        let pki = pki();
+        let (cert, key) = &pki.client;
+        let base = || Client::builder().collector_id("c1").program("keys");
+        let tls = || base().tls(pki.ca.as_bytes(), cert.as_bytes(), key.as_bytes());
+
+        // Valid: every check passes, up to the missing runtime.
+        for endpoint in [
+            "https://localhost:7070",
+            "https://127.0.0.1:7070",
+            "https://[::1]:7070",
+            "https://control-1.internal",
+        ] {
+            check(tls().endpoint(endpoint), "no tokio runtime");
+        }
+        check(
+            tls().endpoint("http://127.0.0.1:7070"),
+            r#"invalid endpoint "http://127.0.0.1:7070": http is plaintext, but TLS is configured"#,
+        );
+        check(
+            tls().endpoints(["https://a:1", "http://b:2"]),
+            r#"invalid endpoint "http://b:2": http is plaintext"#,
+        );
+        check(
+            base().endpoints(["http://a:1", "https://b:2"]),
+            r#"endpoint "https://b:2" uses https but TLS is not configured"#,
+        );
+
+        let https = || base().endpoint("https://localhost:7070");
+        let no_certificate = "invalid TLS configuration: the CA certificate (the first \
+                              argument) holds no PEM certificate";
+        check(https().tls("", cert.as_str(), key.as_str()), no_certificate);
+        check(
+            https().tls("not pem", cert.as_str(), key.as_str()),
+            no_certificate,
+        );
+        check(
+            https().tls(key.as_str(), cert.as_str(), key.as_str()),
+            no_certificate,
+        );
+        check(
+            https().tls(
+                "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n",
+                cert.as_str(),
+                key.as_str(),
+            ),
+            "invalid TLS configuration: the CA certificate (the first argument) is not valid PEM",
+        );
+        check(
+            https().tls(pki.ca.as_str(), key.as_str(), key.as_str()),
+            "invalid TLS configuration: the certificate (the second argument) holds no PEM \
+             certificate",
+        );
+        check(
+            https().tls(pki.ca.as_str(), cert.as_str(), cert.as_str()),
+            "invalid TLS configuration: the private key (the third argument) is not a PEM",
+        );
+        let (_, other_key) = &pki.server;
+        check(
+            https().tls(pki.ca.as_str(), cert.as_str(), other_key.as_str()),
+            "invalid TLS configuration: the certificate and key cannot be used together",
+        );
+        check(
+            https().tls(pki.ca.as_str(), cert.as_str(), ""),
+            "invalid TLS configuration: the private key (the third argument) is not a PEM",
+        );
+    }
+
+    #[test]
+    fn debug_shows_no_key() {
+        let pki = pki();
+        let (cert, key) = &pki.client;
+        let builder = valid().tls(pki.ca.as_bytes(), cert.as_bytes(), key.as_bytes());
+        let debug = format!("{builder:?}");
+        assert!(debug.contains("TlsPem"), "{debug}");
+        assert!(!debug.contains("PRIVATE KEY"), "{debug}");
+    }
+
+    /// A replica that requires a client certificate, answers every session with a
+    /// snapshot saying `keys` is RUNNING, and keeps it open.
+    struct TlsReplica;
+
+    #[tonic::async_trait]
+    impl killswitch_proto::v1::collector_service_server::CollectorService for TlsReplica {
+        type SessionStream = std::pin::Pin<
+            Box<
+                dyn tokio_stream::Stream<
+                        Item = Result<killswitch_proto::v1::ControlMessage, tonic::Status>,
+                    > + Send,
+            >,
+        >;
+
+        async fn session(
+            &self,
+            request: tonic::Request<tonic::Streaming<killswitch_proto::v1::CollectorMessage>>,
+        ) -> Result<tonic::Response<Self::SessionStream>, tonic::Status> {
+            use killswitch_proto::v1::{ControlMessage, ProgramState, RunState, Snapshot};
+            use tokio_stream::StreamExt as _;
+            if request.peer_certs().is_none_or(|certs| certs.is_empty()) {
+                return Err(tonic::Status::unauthenticated("no client certificate"));
+            }
+            let snapshot = ControlMessage {
+                msg: Some(killswitch_proto::v1::control_message::Msg::Snapshot(
+                    Snapshot {
+                        states: vec![ProgramState {
+                            program: "keys".to_owned(),
+                            state: RunState::Running.into(),
+                            generation: 1,
+                            ..ProgramState::default()
+                        }],
+                        unknown_programs: Vec::new(),
+                    },
+                )),
+            };
+            let stream = tokio_stream::iter([Ok(snapshot)]).chain(tokio_stream::pending());
+            Ok(tonic::Response::new(Box::pin(stream)))
+        }
+    }
+
+    #[tokio::test]
+    async fn connects_with_mutual_tls() {
+        use killswitch_proto::v1::collector_service_server::CollectorServiceServer;
+        use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+        let pki = pki();
+        let (server_cert, server_key) = &pki.server;
+        let tls = ServerTlsConfig::new()
+            .identity(Identity::from_pem(server_cert, server_key))
+            .client_ca_root(Certificate::from_pem(&pki.ca));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("local address").port();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let server = Server::builder()
+            .tls_config(tls)
+            .expect("server TLS")
+            .add_service(CollectorServiceServer::new(TlsReplica))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                stop.clone().cancelled_owned(),
+            );
+        let server = tokio::spawn(server);
+
+        let (cert, key) = &pki.client;
+        let client = Client::builder()
+            .endpoint(format!("https://127.0.0.1:{port}"))
+            .tls(pki.ca.as_bytes(), cert.as_bytes(), key.as_bytes())
+            .collector_id("c1")
+            .program("keys")
+            .start()
+            .expect("valid configuration");
+        let keys = client.gate("keys").expect("registered");
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !keys.is_active() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the gate opens on the replica's RUNNING, over mutual TLS");
+        client.shutdown().await;
+        stop.cancel();
+        let _ = server.await;
     }
 }

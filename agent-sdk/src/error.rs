@@ -20,11 +20,33 @@ pub enum BuildError {
     )]
     NoEndpoint,
 
-    /// An endpoint is not an `http://HOST[:PORT]` URI.
-    #[error("invalid endpoint {endpoint:?}: {reason}; use the form http://HOST:PORT")]
+    /// An endpoint is not an `https://HOST[:PORT]` URI (with TLS) or an
+    /// `http://HOST[:PORT]` URI (without).
+    #[error(
+        "invalid endpoint {endpoint:?}: {reason}; use the form https://HOST:PORT with \
+         `tls()`, or http://HOST:PORT without TLS"
+    )]
     InvalidEndpoint {
         /// The endpoint as given.
         endpoint: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// An endpoint is `https://` but no TLS material was given.
+    #[error(
+        "endpoint {endpoint:?} uses https but TLS is not configured: give `tls()` the CA \
+         certificate and this collector's certificate and key (PEM)"
+    )]
+    TlsRequired {
+        /// The endpoint as given.
+        endpoint: String,
+    },
+
+    /// The PEM given to `tls()` is not a CA certificate, a certificate and a private key
+    /// that TLS can use.
+    #[error("invalid TLS configuration: {reason}")]
+    InvalidTls {
         /// What is wrong with it.
         reason: String,
     },

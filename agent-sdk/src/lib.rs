@@ -82,7 +82,8 @@
 //!   the lost-contact watchdog checked in every wait.
 //!
 //! `benches/gate.rs` measures [`Gate::is_active`] (see `BENCHMARKS.md`); the `bench`
-//! feature exposes the hidden helpers it needs, and collectors never enable it.
+//! feature exposes the hidden helpers it needs, and collectors never enable it. Likewise
+//! the `fuzzing` feature exposes the state file parser to the fuzz targets in `fuzz/`.
 
 mod apply;
 mod backoff;
@@ -103,3 +104,6 @@ pub use client::Client;
 pub use error::BuildError;
 pub use event::{Cause, HookResult, StateEvent};
 pub use gate::Gate;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use state_file::fuzz_state_file;

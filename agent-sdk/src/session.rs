@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Endpoint, Uri};
+use tonic::transport::{ClientTlsConfig, Endpoint, Uri};
 use tracing::{debug, info, warn};
 
 use crate::apply::{self, Change, Desired, Incoming, Settled, Step};
@@ -37,7 +37,8 @@ use crate::policy::OnLostContact;
 use crate::programs::{Applied, Contact, Program, Programs};
 use crate::state_file::StateFile;
 
-/// How long connecting to a replica may take before the attempt counts as failed.
+/// How long connecting to a replica may take before the attempt counts as failed; with
+/// TLS, the handshake may take as long again.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How often HTTP/2 pings check the connection, and how long a ping may go unanswered.
@@ -64,12 +65,35 @@ pub(crate) struct Settings {
     pub(crate) state_file: Option<StateFile>,
 }
 
-/// The endpoint to reach a replica at `uri`, with the session's connection settings.
-pub(crate) fn endpoint(uri: Uri) -> Endpoint {
-    Endpoint::from(uri)
+/// The endpoint to reach a replica at `uri`, with the session's connection settings and,
+/// for an `https` endpoint, `tls` (the server name is `uri`'s host).
+///
+/// # Errors
+///
+/// The TLS configuration is unusable (tonic builds it here, not at connect time).
+pub(crate) fn endpoint(
+    uri: Uri,
+    tls: Option<&ClientTlsConfig>,
+) -> Result<Endpoint, tonic::transport::Error> {
+    // `Uri::host` keeps the brackets of an IPv6 address, which no server name has.
+    let host = uri
+        .host()
+        .map(|host| host.trim_start_matches('[').trim_end_matches(']'));
+    let server_name = host.unwrap_or_default().to_owned();
+    let endpoint = Endpoint::from(uri)
         .connect_timeout(CONNECT_TIMEOUT)
         .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
-        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
+    match tls {
+        // Without a handshake timeout, a replica that accepts TCP but never answers the
+        // handshake would hold the session here instead of moving to the next replica.
+        Some(tls) => endpoint.tls_config(
+            tls.clone()
+                .domain_name(server_name)
+                .timeout(CONNECT_TIMEOUT),
+        ),
+        None => Ok(endpoint),
+    }
 }
 
 /// Resumes the fail-open programs the state file says were RUNNING, then runs sessions

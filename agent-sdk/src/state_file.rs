@@ -89,6 +89,35 @@ pub(crate) fn parse(contents: &[u8]) -> Parsed {
     parsed
 }
 
+/// The state file parser as a starting client runs it, for the fuzz targets in `fuzz/`
+/// (feature `fuzzing`, which no collector enables). Parses `contents`, checks that what it
+/// kept is written and read back unchanged, and asks each kept policy for its deadline.
+///
+/// # Errors
+///
+/// A description of the first difference if the kept states do not survive the round trip.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub fn fuzz_state_file(contents: &[u8]) -> Result<usize, String> {
+    let parsed = parse(contents);
+    let again = parse(render(&parsed.saved).as_bytes());
+    if !again.warnings.is_empty() {
+        return Err(format!("rendered file has warnings: {:?}", again.warnings));
+    }
+    if again.saved != parsed.saved {
+        return Err(format!("{:?} read back as {:?}", parsed.saved, again.saved));
+    }
+    let now = tokio::time::Instant::now();
+    for saved in parsed.saved.values() {
+        let deadline = saved.policy.deadline(now);
+        let lost = saved.policy.lost_contact(now, now);
+        if deadline.is_some_and(|at| at <= now) != lost {
+            return Err(format!("{saved:?}: deadline and lost contact disagree"));
+        }
+    }
+    Ok(parsed.saved.len())
+}
+
 /// Reads one line: `PROGRAM GENERATION RUNNING|PAUSED pause|keep GRACE_MS`.
 fn parse_line(line: &str) -> Result<(&str, Saved), String> {
     let fields: Vec<&str> = line.split(' ').collect();

@@ -19,6 +19,8 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::acks::{AckBook, Filter};
+use crate::audit;
+use crate::auth::{Action, Auth};
 use crate::cache::StateCache;
 use crate::domain::{self, FailurePolicy, Program, ProgramName, ProgramState, RunState};
 use crate::error::ApiError;
@@ -34,7 +36,8 @@ const PEER_TIMEOUT: Duration = Duration::from_secs(3);
 
 type StatusSender = mpsc::Sender<Result<v1::StatusResponse, Status>>;
 
-/// Metadata key carrying the operator's name until authentication identifies them.
+/// Metadata key carrying the operator's name under `--insecure-dev`; with TLS the actor is
+/// the authenticated operator and this is ignored.
 pub const ACTOR_METADATA: &str = "killswitch-actor";
 
 /// The operator-facing gRPC service.
@@ -45,11 +48,13 @@ pub struct Admin {
     cache: Arc<StateCache>,
     replica_id: String,
     drain: CancellationToken,
+    auth: Arc<Auth>,
 }
 
 impl Admin {
     /// Admin calls served from `store`, listing this replica's collectors from `book`,
-    /// following state changes through `cache`; streams end when `drain` fires.
+    /// following state changes through `cache`; streams end when `drain` fires. Every call
+    /// is first checked by `auth`, which also says how to reach peer replicas.
     #[must_use]
     pub fn new(
         store: Store,
@@ -57,6 +62,7 @@ impl Admin {
         cache: Arc<StateCache>,
         replica_id: String,
         drain: CancellationToken,
+        auth: Arc<Auth>,
     ) -> Self {
         Self {
             store,
@@ -64,12 +70,26 @@ impl Admin {
             cache,
             replica_id,
             drain,
+            auth,
         }
+    }
+
+    /// Checks the caller before anything else happens; returns the actor for the audit.
+    fn authorize<T>(
+        &self,
+        request: &Request<T>,
+        action: Action,
+        program: Option<&str>,
+    ) -> Result<String, Status> {
+        Ok(self
+            .auth
+            .authorize(request, action, program)
+            .map_err(ApiError::from)?)
     }
 
     async fn set_state(
         &self,
-        actor: Result<String, ApiError>,
+        actor: String,
         program: &str,
         reason: &str,
         incident_id: &str,
@@ -78,7 +98,7 @@ impl Admin {
     ) -> Result<v1::ChangeResponse, ApiError> {
         let name = ProgramName::parse(program)?;
         let change = Change {
-            actor: actor?,
+            actor,
             reason: domain::reason(reason)?,
             incident_id: domain::incident_id(incident_id)?,
         };
@@ -96,19 +116,6 @@ impl Admin {
     }
 }
 
-/// The operator's name from request metadata, `anonymous` when absent.
-fn actor<T>(request: &Request<T>) -> Result<String, ApiError> {
-    match request.metadata().get(ACTOR_METADATA) {
-        None => Ok("anonymous".to_owned()),
-        Some(value) => {
-            let value = value
-                .to_str()
-                .map_err(|_| domain::InvalidInput::ControlCharacters { field: "actor" })?;
-            Ok(domain::actor(value)?)
-        }
-    }
-}
-
 fn program_response(program: &Program, state: &ProgramState) -> v1::GetProgramResponse {
     v1::GetProgramResponse {
         program: Some(program.to_wire()),
@@ -122,7 +129,11 @@ impl AdminService for Admin {
         &self,
         request: Request<v1::CreateProgramRequest>,
     ) -> Result<Response<v1::CreateProgramResponse>, Status> {
-        let actor = actor(&request);
+        let actor = self.authorize(
+            &request,
+            Action::CreateProgram,
+            Some(&request.get_ref().name),
+        )?;
         let request = request.into_inner();
         let result: Result<_, ApiError> = async {
             let program = Program {
@@ -134,7 +145,7 @@ impl AdminService for Admin {
                 policy: FailurePolicy::parse(request.policy.as_ref())?,
             };
             let reason = if request.reason.is_empty() { "program created" } else { &request.reason };
-            let change = Change { actor: actor?, reason: domain::reason(reason)?, incident_id: String::new() };
+            let change = Change { actor, reason: domain::reason(reason)?, incident_id: String::new() };
             let (program, state) = self.store.create_program(&program, &change).await?;
             tracing::info!(program = %program.name, owner = program.owner, actor = change.actor, "program created");
             Ok(v1::CreateProgramResponse { program: Some(program.to_wire()), state: Some(state.to_wire()) })
@@ -147,13 +158,17 @@ impl AdminService for Admin {
         &self,
         request: Request<v1::SetPolicyRequest>,
     ) -> Result<Response<v1::GetProgramResponse>, Status> {
-        let actor = actor(&request);
+        let actor = self.authorize(
+            &request,
+            Action::SetPolicy,
+            Some(&request.get_ref().program),
+        )?;
         let request = request.into_inner();
         let result: Result<_, ApiError> = async {
             let name = ProgramName::parse(&request.program)?;
             let policy = FailurePolicy::parse(request.policy.as_ref())?;
             let change = Change {
-                actor: actor?,
+                actor,
                 reason: domain::reason(&request.reason)?,
                 incident_id: domain::incident_id(&request.incident_id)?,
             };
@@ -169,6 +184,7 @@ impl AdminService for Admin {
         &self,
         request: Request<v1::GetProgramRequest>,
     ) -> Result<Response<v1::GetProgramResponse>, Status> {
+        self.authorize(&request, Action::GetProgram, Some(&request.get_ref().name))?;
         let result: Result<_, ApiError> = async {
             let name = ProgramName::parse(&request.get_ref().name)?;
             let (program, state) = self
@@ -184,8 +200,9 @@ impl AdminService for Admin {
 
     async fn list_programs(
         &self,
-        _request: Request<v1::ListProgramsRequest>,
+        request: Request<v1::ListProgramsRequest>,
     ) -> Result<Response<v1::ListProgramsResponse>, Status> {
+        self.authorize(&request, Action::ListPrograms, None)?;
         let programs = self.store.list_programs().await.map_err(ApiError::from)?;
         let programs = programs
             .iter()
@@ -198,7 +215,7 @@ impl AdminService for Admin {
         &self,
         request: Request<v1::PauseRequest>,
     ) -> Result<Response<v1::ChangeResponse>, Status> {
-        let actor = actor(&request);
+        let actor = self.authorize(&request, Action::Pause, Some(&request.get_ref().program))?;
         let r = request.get_ref();
         let response = self
             .set_state(
@@ -217,7 +234,7 @@ impl AdminService for Admin {
         &self,
         request: Request<v1::ResumeRequest>,
     ) -> Result<Response<v1::ChangeResponse>, Status> {
-        let actor = actor(&request);
+        let actor = self.authorize(&request, Action::Resume, Some(&request.get_ref().program))?;
         let r = request.get_ref();
         let response = self
             .set_state(
@@ -236,6 +253,7 @@ impl AdminService for Admin {
         &self,
         request: Request<v1::StatusRequest>,
     ) -> Result<Response<v1::StatusResponse>, Status> {
+        self.authorize(&request, Action::Status, Some(&request.get_ref().program))?;
         let name = ProgramName::parse(&request.get_ref().program).map_err(ApiError::from)?;
         Ok(Response::new(self.status_of(&name).await?))
     }
@@ -247,6 +265,11 @@ impl AdminService for Admin {
         &self,
         request: Request<v1::StatusRequest>,
     ) -> Result<Response<Self::WatchStatusStream>, Status> {
+        self.authorize(
+            &request,
+            Action::WatchStatus,
+            Some(&request.get_ref().program),
+        )?;
         let name = ProgramName::parse(&request.get_ref().program).map_err(ApiError::from)?;
         let first = self.status_of(&name).await?;
         let (tx, rx) = mpsc::channel(4);
@@ -263,6 +286,11 @@ impl AdminService for Admin {
         &self,
         request: Request<v1::ListCollectorsRequest>,
     ) -> Result<Response<v1::ListCollectorsResponse>, Status> {
+        self.authorize(
+            &request,
+            Action::ListCollectors,
+            Some(&request.get_ref().program),
+        )?;
         let request = request.into_inner();
         let result: Result<_, ApiError> = async {
             let name = ProgramName::parse(&request.program)?;
@@ -301,6 +329,46 @@ impl AdminService for Admin {
         }
         .await;
         Ok(Response::new(result?))
+    }
+
+    async fn list_audit(
+        &self,
+        request: Request<v1::ListAuditRequest>,
+    ) -> Result<Response<v1::ListAuditResponse>, Status> {
+        // Without a program the whole log is listed, like ListPrograms lists every program.
+        let program = Some(request.get_ref().program.as_str()).filter(|p| !p.is_empty());
+        self.authorize(&request, Action::ListAudit, program)?;
+        let result: Result<_, ApiError> = async {
+            let query = audit::Query::from_wire(request.get_ref())?;
+            // A mistyped name would otherwise read as "nobody ever changed it".
+            if let Some(name) = &query.program {
+                if self.store.get_state(name).await?.is_none() {
+                    return Err(StoreError::NotFound(name.clone()).into());
+                }
+            }
+            let list = self.store.list_audit(&query).await?;
+            Ok(v1::ListAuditResponse {
+                entries: list.entries.into_iter().map(audit::to_wire).collect(),
+                omitted: list.omitted,
+            })
+        }
+        .await;
+        Ok(Response::new(result?))
+    }
+
+    async fn verify_audit(
+        &self,
+        request: Request<v1::VerifyAuditRequest>,
+    ) -> Result<Response<v1::VerifyAuditResponse>, Status> {
+        self.authorize(&request, Action::VerifyAudit, None)?;
+        let verdict = self.store.verify_audit().await.map_err(ApiError::from)?;
+        match &verdict.problem {
+            None => tracing::info!(entries = verdict.entries_checked, "audit chain intact"),
+            Some(problem) => {
+                tracing::warn!(first_bad_seq = problem.seq(), %problem, "audit chain broken");
+            }
+        }
+        Ok(Response::new(verdict.to_wire()))
     }
 }
 
@@ -387,8 +455,9 @@ impl Admin {
                 local_only: true,
                 generation,
             };
+            let tls = self.auth.peer_tls().cloned();
             peers.spawn(async move {
-                let answer = ask_peer(&replica.address, request).await;
+                let answer = ask_peer(&replica.address, tls, request).await;
                 (id, replica.address, answer)
             });
         }
@@ -414,15 +483,22 @@ impl Admin {
     }
 }
 
-/// Asks a peer replica for its own collectors.
+/// Asks a peer replica for its own collectors, over TLS (presenting this replica's
+/// certificate) when `tls` is given.
 async fn ask_peer(
     address: &str,
+    tls: Option<tonic::transport::ClientTlsConfig>,
     request: v1::ListCollectorsRequest,
 ) -> Result<Vec<v1::CollectorInfo>, Status> {
-    let endpoint = tonic::transport::Endpoint::from_shared(address.to_owned())
+    let mut endpoint = tonic::transport::Endpoint::from_shared(address.to_owned())
         .map_err(|e| Status::internal(format!("bad peer address {address}: {e}")))?
         .connect_timeout(PEER_TIMEOUT)
         .timeout(PEER_TIMEOUT);
+    if let Some(tls) = tls {
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| Status::internal(format!("bad TLS settings for peer {address}: {e}")))?;
+    }
     let channel = endpoint
         .connect()
         .await

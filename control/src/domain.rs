@@ -14,6 +14,14 @@ pub const MAX_REASON_BYTES: usize = 1024;
 pub const MAX_DESCRIPTION_BYTES: usize = 1024;
 /// Longest owner, incident id, actor or collector id accepted, in bytes.
 pub const MAX_SHORT_FIELD_BYTES: usize = 128;
+/// Longest label key accepted, in bytes (Kubernetes' limit for a label name).
+pub const MAX_LABEL_KEY_BYTES: usize = 63;
+/// Longest label value accepted, in bytes.
+pub const MAX_LABEL_VALUE_BYTES: usize = 128;
+/// Most bytes of a rejected name, id or key quoted back in an error message: enough to
+/// recognise it, and the message stays small enough for a gRPC status header however
+/// long the input was.
+const MAX_QUOTED_BYTES: usize = 128;
 
 /// Input that breaks a rule of the API. Each message says what was wrong and what to do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,6 +63,11 @@ pub enum InvalidInput {
     /// A grace period outside the accepted range.
     #[error("grace {} is out of range: use 1s to 24h", humantime::format_duration(*.0))]
     Grace(Duration),
+    /// A label key does not match `^[a-z0-9]([a-z0-9._/-]{0,61}[a-z0-9])?$`.
+    #[error(
+        "invalid label key {0:?}: use 1 to 63 characters of a-z, 0-9, '.', '_', '/' and '-', starting and ending with a letter or digit"
+    )]
+    LabelKey(String),
     /// An enum field holds a value this version does not know.
     #[error("unknown {field} value {value}: {hint}")]
     UnknownValue {
@@ -80,7 +93,7 @@ impl ProgramName {
         if first_ok && rest_ok && name.len() <= 63 {
             Ok(Self(name.to_owned()))
         } else {
-            Err(InvalidInput::ProgramName(name.to_owned()))
+            Err(InvalidInput::ProgramName(quoted(name)))
         }
     }
 
@@ -111,7 +124,7 @@ impl CollectorId {
         if first_ok && rest_ok && id.len() <= MAX_SHORT_FIELD_BYTES {
             Ok(Self(id.to_owned()))
         } else {
-            Err(InvalidInput::CollectorId(id.to_owned()))
+            Err(InvalidInput::CollectorId(quoted(id)))
         }
     }
 
@@ -126,6 +139,63 @@ impl fmt::Display for CollectorId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// A label key, `^[a-z0-9]([a-z0-9._/-]{0,61}[a-z0-9])?$` (Kubernetes-like, without the
+/// optional prefix): what `killswitch collectors` shows and selects on.
+pub fn label_key(key: &str) -> Result<String, InvalidInput> {
+    if key.len() > MAX_LABEL_KEY_BYTES {
+        return Err(InvalidInput::TooLong {
+            field: "label key",
+            len: key.len(),
+            max: MAX_LABEL_KEY_BYTES,
+        });
+    }
+    let edge = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let inner = |b: u8| edge(b) || matches!(b, b'.' | b'_' | b'/' | b'-');
+    let bytes = key.as_bytes();
+    let valid = match bytes {
+        [] => false,
+        [only] => edge(*only),
+        [first, middle @ .., last] => {
+            edge(*first) && edge(*last) && middle.iter().all(|&b| inner(b))
+        }
+    };
+    if valid {
+        Ok(key.to_owned())
+    } else {
+        Err(InvalidInput::LabelKey(quoted(key)))
+    }
+}
+
+/// A label value: may be empty, at most [`MAX_LABEL_VALUE_BYTES`], printable (no control
+/// characters, not even newlines: values are shown one per table cell).
+pub fn label_value(value: &str) -> Result<String, InvalidInput> {
+    let field = "label value";
+    if value.len() > MAX_LABEL_VALUE_BYTES {
+        return Err(InvalidInput::TooLong {
+            field,
+            len: value.len(),
+            max: MAX_LABEL_VALUE_BYTES,
+        });
+    }
+    if value.chars().any(char::is_control) {
+        return Err(InvalidInput::ControlCharacters { field });
+    }
+    Ok(value.to_owned())
+}
+
+/// The start of a rejected input, to quote back in an error: at most [`MAX_QUOTED_BYTES`]
+/// (cut at a character boundary), with `...` when cut.
+fn quoted(input: &str) -> String {
+    if input.len() <= MAX_QUOTED_BYTES {
+        return input.to_owned();
+    }
+    let mut end = MAX_QUOTED_BYTES;
+    while !input.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &input[..end])
 }
 
 /// Checks a free-text field: optional or required, bounded, no control characters
@@ -494,6 +564,86 @@ mod tests {
             assert_eq!(CollectorId::parse(id).is_ok(), ok, "collector id {id:?}");
         }
         assert!(CollectorId::parse(&"a".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn label_keys() {
+        let max = "a".repeat(MAX_LABEL_KEY_BYTES);
+        for key in [
+            "a",
+            "7",
+            "region",
+            "app.kubernetes.io/name",
+            "a_b-c.d",
+            &max,
+        ] {
+            assert_eq!(label_key(key).as_deref(), Ok(key), "label key {key:?}");
+        }
+        for key in [
+            "", "Region", "-a", "a-", "a.", "/a", "_a", "a b", "a:b", "é", "a\u{7}", "a\n",
+        ] {
+            assert!(
+                matches!(label_key(key), Err(InvalidInput::LabelKey(_))),
+                "label key {key:?}"
+            );
+        }
+        assert!(matches!(
+            label_key(&format!("{max}a")),
+            Err(InvalidInput::TooLong {
+                len: 64,
+                max: 63,
+                ..
+            })
+        ));
+        let message = InvalidInput::LabelKey("Region".into()).to_string();
+        assert!(message.contains("\"Region\""), "{message}");
+    }
+
+    #[test]
+    fn label_values() {
+        assert_eq!(label_value("").as_deref(), Ok(""));
+        assert_eq!(label_value("eu-west 1/é").as_deref(), Ok("eu-west 1/é"));
+        assert!(label_value(&"x".repeat(MAX_LABEL_VALUE_BYTES)).is_ok());
+        assert!(matches!(
+            label_value(&"x".repeat(MAX_LABEL_VALUE_BYTES + 1)),
+            Err(InvalidInput::TooLong { .. })
+        ));
+        for value in ["a\nb", "a\u{0}", "\u{9b}"] {
+            assert!(
+                matches!(
+                    label_value(value),
+                    Err(InvalidInput::ControlCharacters { .. })
+                ),
+                "label value {value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_quote_only_the_start_of_long_input() {
+        let long = "é".repeat(10_000);
+        for error in [
+            ProgramName::parse(&long).map(|_| ()),
+            CollectorId::parse(&long).map(|_| ()),
+            label_key(&format!("A{long}")).map(|_| ()),
+        ] {
+            let message = error.expect_err("invalid").to_string();
+            assert!(message.len() < 400, "{} bytes: {message}", message.len());
+        }
+        let Err(InvalidInput::ProgramName(quoted)) = ProgramName::parse(&long) else {
+            panic!("not a program name error");
+        };
+        assert_eq!(quoted, format!("{}...", "é".repeat(64)));
+        // Cut before a character that would cross the limit.
+        assert_eq!(
+            CollectorId::parse(&format!("a{long}")),
+            Err(InvalidInput::CollectorId(format!("a{}...", "é".repeat(63))))
+        );
+        let short = "Bad";
+        assert_eq!(
+            ProgramName::parse(short),
+            Err(InvalidInput::ProgramName(short.into()))
+        );
     }
 
     #[test]

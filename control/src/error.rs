@@ -5,6 +5,7 @@
 
 use tonic::Status;
 
+use crate::auth::AuthError;
 use crate::domain::InvalidInput;
 use crate::store::StoreError;
 
@@ -17,12 +18,21 @@ pub enum ApiError {
     /// The store failed or refused.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The caller is unknown or may not do this; nothing was read or changed.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
 }
 
 impl From<ApiError> for Status {
     fn from(error: ApiError) -> Self {
         match error {
-            ApiError::Invalid(invalid) => Status::invalid_argument(invalid.to_string()),
+            ApiError::Invalid(invalid) | ApiError::Auth(AuthError::InvalidActor(invalid)) => {
+                Status::invalid_argument(invalid.to_string())
+            }
+            ApiError::Auth(auth) if auth.is_unauthenticated() => {
+                Status::unauthenticated(auth.to_string())
+            }
+            ApiError::Auth(auth) => Status::permission_denied(auth.to_string()),
             ApiError::Store(StoreError::NotFound(name)) => Status::not_found(format!(
                 "program {name} does not exist: check the name with `killswitch program list`"
             )),
@@ -63,6 +73,19 @@ mod tests {
                 tonic::Code::AlreadyExists,
             ),
             (StoreError::Contention.into(), tonic::Code::Aborted),
+            (
+                AuthError::NoCredentials.into(),
+                tonic::Code::Unauthenticated,
+            ),
+            (AuthError::UnknownToken.into(), tonic::Code::Unauthenticated),
+            (
+                AuthError::CollectorOnAdmin.into(),
+                tonic::Code::PermissionDenied,
+            ),
+            (
+                AuthError::InvalidActor(InvalidInput::ControlCharacters { field: "actor" }).into(),
+                tonic::Code::InvalidArgument,
+            ),
             (
                 StoreError::Etcd(etcd_client::Error::GRpcStatus(Status::unavailable("down")))
                     .into(),

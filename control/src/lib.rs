@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`domain`]: validated domain types (program names, states, generations).
 //! - [`store`]: etcd access; every mutation is one audited, compare-and-swap transaction.
+//! - [`audit`]: the audit log's rules: verifying its hash chain, selecting entries to list.
 //! - [`cache`]: the replica's in-memory state, kept current by one etcd watch.
 //! - [`session`]: `CollectorService.Session`, one task per collector, fed from the cache.
 //! - [`acks`]: which collectors are connected and what they acknowledged.
@@ -12,12 +13,15 @@
 //! - [`status`]: fleet-wide status from every replica's summary.
 //! - [`latency`]: a small mergeable histogram of commit-to-ack times.
 //! - [`admin`]: `AdminService`, the operator API.
+//! - [`auth`]: who is calling (client certificate or bearer token) and the role table.
 //! - [`error`]: the one mapping from failures to gRPC statuses.
 //! - [`server`]: wiring and graceful shutdown.
 //! - `testing` (feature `testing`): start a real etcd and real replicas for tests.
 
 pub mod acks;
 pub mod admin;
+pub mod audit;
+pub mod auth;
 pub mod cache;
 pub mod domain;
 pub mod error;

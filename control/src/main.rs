@@ -2,10 +2,12 @@
 //! SIGINT or SIGTERM, then drains.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use killswitch_control::server::{EtcdFiles, Security, TlsFiles};
 use killswitch_control::{Config, serve};
 use tracing_subscriber::EnvFilter;
 
@@ -31,8 +33,9 @@ struct Args {
     /// Name of this replica in status output [default: HOSTNAME-PORT].
     #[arg(long, env = "KILLSWITCH_REPLICA_ID")]
     replica_id: Option<String>,
-    /// URL where peer replicas reach this one [default: http://LISTEN-ADDRESS, with the
-    /// host name when listening on all interfaces].
+    /// URL where peer replicas reach this one [default: https://LISTEN-ADDRESS (http://
+    /// with --insecure-dev), with the host name when listening on all interfaces]. With
+    /// TLS, its host must be a name or address in --tls-cert.
     #[arg(long, env = "KILLSWITCH_ADVERTISE_URL")]
     advertise_url: Option<String>,
     /// Lease time-to-live of this replica's keys in etcd: how long its collectors still
@@ -48,6 +51,54 @@ struct Args {
     /// How long shutdown waits for collectors to leave after Drain.
     #[arg(long, env = "KILLSWITCH_SHUTDOWN_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
     shutdown_grace: Duration,
+    /// Most collector sessions this replica serves; more are refused with
+    /// RESOURCE_EXHAUSTED so collectors move to another replica.
+    #[arg(long, env = "KILLSWITCH_MAX_SESSIONS", default_value_t = killswitch_control::session::DEFAULT_MAX_SESSIONS)]
+    max_sessions: usize,
+    /// PEM certificate chain this replica presents (also to peer replicas).
+    #[arg(long, env = "KILLSWITCH_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "KILLSWITCH_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA certificate that issues collectors' and operators' client certificates (and
+    /// peer replicas' certificates). A client certificate is optional: operators may use a
+    /// bearer token instead.
+    #[arg(long, env = "KILLSWITCH_CLIENT_CA", value_name = "FILE")]
+    client_ca: Option<PathBuf>,
+    /// The trust domain and the operators with their roles (auth.toml).
+    #[arg(long, env = "KILLSWITCH_AUTH_FILE", value_name = "FILE")]
+    auth_file: Option<PathBuf>,
+    /// Plain text without authentication: every caller is an admin named by
+    /// killswitch-actor and collectors are trusted by their Hello. Only on a loopback
+    /// --listen address; for development and tests.
+    #[arg(
+        long,
+        env = "KILLSWITCH_INSECURE_DEV",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        conflicts_with_all = ["tls_cert", "tls_key", "client_ca", "auth_file"]
+    )]
+    insecure_dev: bool,
+    /// PEM CA of etcd's server certificates (etcd endpoints must then be https://).
+    #[arg(long, env = "KILLSWITCH_ETCD_CA", value_name = "FILE")]
+    etcd_ca: Option<PathBuf>,
+    /// PEM client certificate for etcd (with --etcd-key and --etcd-ca).
+    #[arg(long, env = "KILLSWITCH_ETCD_CERT", value_name = "FILE")]
+    etcd_cert: Option<PathBuf>,
+    /// PEM private key of --etcd-cert.
+    #[arg(long, env = "KILLSWITCH_ETCD_KEY", value_name = "FILE")]
+    etcd_key: Option<PathBuf>,
+    /// etcd user (with --etcd-password).
+    #[arg(long, env = "KILLSWITCH_ETCD_USER", value_name = "NAME")]
+    etcd_user: Option<String>,
+    /// etcd password; prefer the environment variable to keep it out of `ps`.
+    #[arg(
+        long,
+        env = "KILLSWITCH_ETCD_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    etcd_password: Option<String>,
 }
 
 #[tokio::main]
@@ -68,6 +119,26 @@ async fn main() -> anyhow::Result<()> {
         "--lease-ttl must be at least 2s"
     );
 
+    let security = if args.insecure_dev {
+        Security::insecure_dev(args.listen)?
+    } else {
+        let files = TlsFiles {
+            cert: args.tls_cert,
+            key: args.tls_key,
+            client_ca: args.client_ca,
+            auth_file: args.auth_file,
+        };
+        Security::Tls(Box::new(files.load()?))
+    };
+    let etcd = EtcdFiles {
+        ca: args.etcd_ca,
+        cert: args.etcd_cert,
+        key: args.etcd_key,
+        user: args.etcd_user,
+        password: args.etcd_password,
+    }
+    .load()?;
+
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -83,14 +154,17 @@ async fn main() -> anyhow::Result<()> {
         } else {
             local.ip().to_string()
         };
-        format!("http://{host}:{}", local.port())
+        format!("{}://{host}:{}", security.scheme(), local.port())
     });
     let mut config = Config::new(args.etcd, replica_id, advertise)
         .prefix(args.prefix)
-        .heartbeat_interval(args.heartbeat_interval);
+        .heartbeat_interval(args.heartbeat_interval)
+        .security(security)
+        .etcd_access(etcd);
     config.lease_ttl = args.lease_ttl;
     config.etcd_timeout = args.etcd_timeout;
     config.shutdown_grace = args.shutdown_grace;
+    config.session.max_sessions = args.max_sessions;
 
     tracing::info!(%local, replica = config.replica_id, etcd = ?config.etcd_endpoints, "starting");
     // Scripts and tests wait for this line on stdout to learn the bound address.

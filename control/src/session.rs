@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use killswitch_proto::v1::{
@@ -23,25 +23,48 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use crate::acks::{AckBook, AckRecord, Labels, SessionId};
+use crate::auth::{self, Auth};
 use crate::cache::{Slot, StateCache};
-use crate::domain::{CollectorId, Generation, InvalidInput, ProgramName, RunState};
+use crate::domain::{
+    self, CollectorId, Generation, InvalidInput, ProgramName, RunState, label_key, label_value,
+};
+use crate::error::ApiError;
 
 /// Most programs one collector may follow.
 pub const MAX_PROGRAMS_PER_SESSION: usize = 64;
 /// Most labels one collector may carry.
 pub const MAX_LABELS: usize = 32;
-/// Longest label key or value, in bytes.
-pub const MAX_LABEL_BYTES: usize = 128;
+/// Longest label value, in bytes; a key is at most [`domain::MAX_LABEL_KEY_BYTES`].
+pub const MAX_LABEL_BYTES: usize = domain::MAX_LABEL_VALUE_BYTES;
+/// Largest gRPC message a replica decodes or encodes, in bytes (64 KiB).
+///
+/// The largest legitimate collector message is a Hello with [`MAX_PROGRAMS_PER_SESSION`]
+/// names of 63 bytes, [`MAX_LABELS`] labels and a 128-byte collector id: under 8 KiB.
+/// Admin requests carry at most a 1 KiB reason and description. 64 KiB leaves room for
+/// that and for growth, while a peer can no longer make the replica buffer tonic's
+/// default of 4 MiB per message (times up to [`SessionConfig::max_sessions`] sessions)
+/// before any validation runs. Set it on both `CollectorServiceServer` and
+/// `AdminServiceServer` with `max_decoding_message_size` and `max_encoding_message_size`.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Default for [`SessionConfig::max_sessions`]: the per-process open-file limit of our
+/// hosts (20,000), each session holding one connection.
+pub const DEFAULT_MAX_SESSIONS: usize = 20_000;
 
-/// Session timing.
+/// Session timing and limits.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     /// How often a healthy replica heartbeats. Default 5 s.
     pub heartbeat_interval: Duration,
-    /// How long a collector may take to send Hello. Default 10 s.
+    /// How long a collector may take to send Hello; a connection that sends nothing is
+    /// closed with `DEADLINE_EXCEEDED` after it. Default 10 s.
     pub hello_timeout: Duration,
     /// Drain asks collectors to reconnect after a random delay up to this. Default 2 s.
     pub drain_spread: Duration,
+    /// Most sessions this replica serves at once, counted from the moment a session is
+    /// opened (before its Hello) until its task ends; one more is refused with
+    /// `RESOURCE_EXHAUSTED`, so its collector tries another replica. Default
+    /// [`DEFAULT_MAX_SESSIONS`] (20,000).
+    pub max_sessions: usize,
 }
 
 impl Default for SessionConfig {
@@ -50,7 +73,40 @@ impl Default for SessionConfig {
             heartbeat_interval: Duration::from_secs(5),
             hello_timeout: Duration::from_secs(10),
             drain_spread: Duration::from_secs(2),
+            max_sessions: DEFAULT_MAX_SESSIONS,
         }
+    }
+}
+
+/// Counts the sessions open on this replica, up to a limit.
+#[derive(Debug, Clone, Default)]
+struct SessionCount(Arc<AtomicUsize>);
+
+impl SessionCount {
+    /// Takes one of `max` slots, or `None` (and changes nothing) if all are taken.
+    fn acquire(&self, max: usize) -> Option<SessionSlot> {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < max).then_some(open + 1)
+            })
+            .ok()
+            .map(|_| SessionSlot(Arc::clone(&self.0)))
+    }
+
+    /// How many sessions are open.
+    fn open(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// One open session's slot: given back when dropped, however the session task ends
+/// (returns, panics or is dropped with the runtime).
+#[derive(Debug)]
+struct SessionSlot(Arc<AtomicUsize>);
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -62,16 +118,20 @@ pub struct Sessions {
     config: SessionConfig,
     drain: CancellationToken,
     next_id: Arc<AtomicU64>,
+    open: SessionCount,
+    auth: Arc<Auth>,
 }
 
 impl Sessions {
     /// Sessions fed from `cache`, recording into `book`, draining when `drain` fires.
+    /// `auth` decides who may open one and which collector id it may claim.
     #[must_use]
     pub fn new(
         cache: Arc<StateCache>,
         book: Arc<AckBook>,
         config: SessionConfig,
         drain: CancellationToken,
+        auth: Arc<Auth>,
     ) -> Self {
         Self {
             cache,
@@ -79,7 +139,15 @@ impl Sessions {
             config,
             drain,
             next_id: Arc::new(AtomicU64::new(1)),
+            open: SessionCount::default(),
+            auth,
         }
+    }
+
+    /// How many sessions are open on this replica, Hello received or not.
+    #[must_use]
+    pub fn open_sessions(&self) -> usize {
+        self.open.open()
     }
 }
 
@@ -94,28 +162,58 @@ impl CollectorService for Sessions {
         &self,
         request: Request<Streaming<CollectorMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
+        // Under TLS, the collector id its certificate proves; checked against Hello.
+        let certified = self.auth.collector(&request).map_err(|error| {
+            tracing::info!(%error, "refusing a session");
+            Status::from(ApiError::from(error))
+        })?;
+        let max = self.config.max_sessions;
+        let Some(slot) = self.open.acquire(max) else {
+            tracing::debug!(max, "refusing a session: this replica is full");
+            return Err(Status::resource_exhausted(format!(
+                "this replica already serves {max} sessions; connect to another replica"
+            )));
+        };
         let remote = request.remote_addr();
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let this = self.clone();
-        // Ends when the collector goes away (inbound ends or outbound closes) or on drain.
+        // Ends when the collector goes away (inbound ends or outbound closes), when no
+        // Hello came within the hello timeout, or on drain. The slot goes with it.
         tokio::spawn(
-            async move { this.run(id, inbound, tx).await }
-                .instrument(tracing::info_span!("session", id, remote = ?remote)),
+            async move {
+                let _slot = slot;
+                this.run(id, inbound, tx, certified).await;
+            }
+            .instrument(tracing::info_span!("session", id, remote = ?remote)),
         );
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
 
 /// A validated Hello.
-struct Hello {
-    collector: CollectorId,
-    programs: Vec<ProgramName>,
-    labels: Labels,
+#[derive(Debug)]
+pub struct Hello {
+    /// Who the collector says it is.
+    pub collector: CollectorId,
+    /// The programs it follows: at least one, at most [`MAX_PROGRAMS_PER_SESSION`],
+    /// sorted, each once.
+    pub programs: Vec<ProgramName>,
+    /// Its labels: at most [`MAX_LABELS`], keys as [`label_key`] and values as
+    /// [`label_value`] accept them.
+    pub labels: Labels,
 }
 
-fn parse_hello(hello: v1::Hello) -> Result<Hello, InvalidInput> {
+/// Validates the Hello a session opens with; public so that the fuzz targets in `fuzz/`
+/// reach it. Duplicate program names are followed once.
+///
+/// # Errors
+///
+/// The first rule the Hello breaks: collector id syntax, no program, more than
+/// [`MAX_PROGRAMS_PER_SESSION`] programs (counted before duplicates are removed), a
+/// program name, more than [`MAX_LABELS`] labels, a label key or a label value.
+pub fn parse_hello(hello: v1::Hello) -> Result<Hello, InvalidInput> {
     let collector = CollectorId::parse(&hello.collector_id)?;
     if hello.programs.is_empty() {
         return Err(InvalidInput::Missing {
@@ -145,18 +243,8 @@ fn parse_hello(hello: v1::Hello) -> Result<Hello, InvalidInput> {
         });
     }
     for (key, value) in &hello.labels {
-        for (field, text) in [("label key", key), ("label value", value)] {
-            if text.len() > MAX_LABEL_BYTES {
-                return Err(InvalidInput::TooLong {
-                    field,
-                    len: text.len(),
-                    max: MAX_LABEL_BYTES,
-                });
-            }
-            if text.chars().any(char::is_control) {
-                return Err(InvalidInput::ControlCharacters { field });
-            }
-        }
+        label_key(key)?;
+        label_value(value)?;
     }
     Ok(Hello {
         collector,
@@ -185,8 +273,19 @@ impl Drop for Registration<'_> {
 }
 
 impl Sessions {
-    async fn run(&self, id: SessionId, mut inbound: Streaming<CollectorMessage>, tx: Outbound) {
-        let hello = match self.read_hello(&mut inbound).await {
+    async fn run(
+        &self,
+        id: SessionId,
+        mut inbound: Streaming<CollectorMessage>,
+        tx: Outbound,
+        certified: Option<CollectorId>,
+    ) {
+        let hello = self.read_hello(&mut inbound).await.and_then(|hello| {
+            auth::check_hello(certified.as_ref(), &hello.collector)
+                .map(|()| hello)
+                .map_err(|error| Status::from(ApiError::from(error)))
+        });
+        let hello = match hello {
             Ok(hello) => hello,
             Err(status) => {
                 tracing::info!(error = %status.message(), "rejected session");
@@ -425,6 +524,178 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn hello_bounds() {
+        let max: Vec<String> = (0..MAX_PROGRAMS_PER_SESSION)
+            .map(|i| format!("p{i}"))
+            .collect();
+        let max: Vec<&str> = max.iter().map(String::as_str).collect();
+        assert!(parse_hello(hello("c1", &max)).is_ok());
+        // Duplicates count against the limit: it bounds the work done on the message.
+        let dup = vec!["demo"; MAX_PROGRAMS_PER_SESSION + 1];
+        assert!(matches!(
+            parse_hello(hello("c1", &dup)),
+            Err(InvalidInput::TooLong {
+                field: "programs",
+                ..
+            })
+        ));
+
+        let labelled = |labels: &[(&str, &str)]| {
+            let mut hello = hello("c1", &["demo"]);
+            hello.labels = labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            parse_hello(hello)
+        };
+        let keys: Vec<String> = (0..MAX_LABELS).map(|i| format!("k{i}")).collect();
+        let labels: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), "v")).collect();
+        let parsed = labelled(&labels).expect("valid labels");
+        assert_eq!(parsed.labels.len(), MAX_LABELS);
+        let keys: Vec<String> = (0..=MAX_LABELS).map(|i| format!("k{i}")).collect();
+        let labels: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), "v")).collect();
+        assert!(matches!(
+            labelled(&labels),
+            Err(InvalidInput::TooLong {
+                field: "labels",
+                ..
+            })
+        ));
+        assert!(labelled(&[("app.kubernetes.io/name", "eu west/1")]).is_ok());
+        assert!(labelled(&[("region", "")]).is_ok());
+        assert!(matches!(
+            labelled(&[("Region", "x")]),
+            Err(InvalidInput::LabelKey(_))
+        ));
+        assert!(matches!(
+            labelled(&[("region-", "x")]),
+            Err(InvalidInput::LabelKey(_))
+        ));
+        assert!(matches!(
+            labelled(&[(&"k".repeat(64), "x")]),
+            Err(InvalidInput::TooLong {
+                field: "label key",
+                ..
+            })
+        ));
+        assert!(matches!(
+            labelled(&[("region", "a\nb")]),
+            Err(InvalidInput::ControlCharacters {
+                field: "label value"
+            })
+        ));
+    }
+
+    #[test]
+    fn session_slots_are_bounded_and_given_back() {
+        let count = SessionCount::default();
+        let first = count.acquire(2).expect("first slot");
+        let second = count.acquire(2).expect("second slot");
+        assert!(count.acquire(2).is_none(), "full");
+        assert_eq!(count.open(), 2, "a refusal changes nothing");
+        drop(first);
+        assert_eq!(count.open(), 1);
+        let third = count.acquire(2).expect("a slot was given back");
+        drop((second, third));
+        assert_eq!(count.open(), 0);
+        assert!(SessionCount::default().acquire(0).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_slot_is_given_back_when_its_task_panics_or_is_aborted() {
+        let count = SessionCount::default();
+        let slot = count.acquire(1).expect("slot");
+        let panicked = tokio::spawn(async move {
+            let _slot = slot;
+            panic!("session task failed");
+        })
+        .await;
+        assert!(panicked.is_err_and(|e| e.is_panic()));
+        assert_eq!(count.open(), 0);
+
+        let slot = count.acquire(1).expect("slot");
+        let task = tokio::spawn(async move {
+            let _slot = slot;
+            std::future::pending::<()>().await;
+        });
+        task.abort();
+        assert!(task.await.is_err_and(|e| e.is_cancelled()));
+        assert_eq!(count.open(), 0);
+    }
+
+    /// Through a real server on loopback: a connection that never sends Hello is closed
+    /// after the hello timeout, and one session over the cap is refused until then.
+    #[tokio::test]
+    async fn silent_sessions_time_out_and_the_cap_refuses_one_more() {
+        use killswitch_proto::v1::collector_service_client::CollectorServiceClient;
+        use killswitch_proto::v1::collector_service_server::CollectorServiceServer;
+        use tokio_stream::wrappers::TcpListenerStream;
+
+        let hello_timeout = Duration::from_secs(1);
+        let config = SessionConfig {
+            hello_timeout,
+            max_sessions: 1,
+            ..SessionConfig::default()
+        };
+        let sessions = Sessions::new(
+            Arc::new(StateCache::new()),
+            Arc::new(AckBook::new()),
+            config,
+            CancellationToken::new(),
+            Arc::new(Auth::insecure_dev()),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(CollectorServiceServer::new(sessions.clone()))
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(listener),
+                    stop.clone().cancelled_owned(),
+                ),
+        );
+        let mut client = CollectorServiceClient::connect(format!("http://{address}"))
+            .await
+            .expect("connect");
+
+        // Keep the senders: the request streams stay open and send nothing.
+        let (_silent, silent) = mpsc::channel::<CollectorMessage>(1);
+        let started = std::time::Instant::now();
+        let mut first = client
+            .session(ReceiverStream::new(silent))
+            .await
+            .expect("first session")
+            .into_inner();
+        assert_eq!(sessions.open_sessions(), 1);
+
+        let (_extra, extra) = mpsc::channel::<CollectorMessage>(1);
+        let refused = client
+            .session(ReceiverStream::new(extra))
+            .await
+            .expect_err("over the cap");
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(
+            refused.message(),
+            "this replica already serves 1 sessions; connect to another replica"
+        );
+
+        let closed = first.message().await.expect_err("closed without Hello");
+        assert_eq!(closed.code(), tonic::Code::DeadlineExceeded);
+        assert!(started.elapsed() >= hello_timeout);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while sessions.open_sessions() != 0 {
+            assert!(std::time::Instant::now() < deadline, "slot not given back");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        stop.cancel();
+        server.await.expect("server task").expect("server");
     }
 
     #[test]

@@ -139,14 +139,18 @@ impl Drop for Etcd {
 pub struct Replica {
     child: Child,
     addr: SocketAddr,
+    tls: bool,
 }
 
 impl Replica {
     /// Starts the binary on a free port against `etcd_endpoint`, with `extra` flags, and
-    /// waits until it listens.
+    /// waits until it listens. Unless `extra` has `--tls-cert`, it runs with
+    /// `--insecure-dev`: plain text, every caller an admin.
     pub fn start(etcd_endpoint: &str, extra: &[&str]) -> anyhow::Result<Self> {
+        let tls = extra.iter().any(|arg| arg.starts_with("--tls-cert"));
         let mut child = Command::new(control_binary()?)
             .args(["--listen", "127.0.0.1:0", "--etcd", etcd_endpoint])
+            .args((!tls).then_some("--insecure-dev"))
             .args(extra)
             .env(
                 "RUST_LOG",
@@ -171,13 +175,21 @@ impl Replica {
             .with_context(|| {
                 format!("killswitch-control did not report its address (said {line:?})")
             })?;
-        Ok(Self { child, addr })
+        Ok(Self { child, addr, tls })
     }
 
-    /// `http://ADDR`, for the CLI and the SDK.
+    /// `http://ADDR`, or `https://ADDR` when started with `--tls-cert`, for the CLI and
+    /// the SDK.
     #[must_use]
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The address it listens on.
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// The process id.

@@ -1,14 +1,15 @@
 //! The command line, as clap derive definitions. Values are parsed into the validated
 //! types of [`crate::input`], so clap reports bad input as a usage error (exit 2).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
 
 use crate::exit::EXIT_CODES_HELP;
 use crate::input::{
-    Actor, CollectorFilter, EndpointUrl, Grace, LostContact, ProgramName, Reason, parse_timeout,
-    parse_wait,
+    Actor, BearerToken, CollectorFilter, EndpointUrl, Grace, LostContact, MAX_AUDIT_LIMIT,
+    ProgramName, Reason, Since, parse_timeout, parse_wait,
 };
 use crate::output::OutputFormat;
 use crate::view::PolicyView;
@@ -61,7 +62,9 @@ pub struct GlobalArgs {
     )]
     pub timeout: Duration,
 
-    /// Who is acting, recorded in the audit [default: $USER, else "unknown"]
+    /// Who is acting, recorded in the audit by a control plane run with --insecure-dev;
+    /// over TLS the audit records the authenticated operator instead [default: $USER,
+    /// else "unknown"]
     #[arg(
         long,
         global = true,
@@ -70,6 +73,39 @@ pub struct GlobalArgs {
         value_parser = Actor::parse,
     )]
     pub actor: Option<Actor>,
+
+    /// How to check the control plane and prove who you are (https:// endpoints).
+    #[command(flatten)]
+    pub credentials: Credentials,
+}
+
+/// TLS files and bearer token, for `https://` endpoints.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Credentials {
+    /// PEM CA certificate that signed the control plane's certificate (required for
+    /// https:// endpoints)
+    #[arg(long, global = true, env = "KILLSWITCH_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+
+    /// PEM client certificate that identifies you (with --key)
+    #[arg(long, global = true, env = "KILLSWITCH_CERT", value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+
+    /// PEM private key of --cert
+    #[arg(long, global = true, env = "KILLSWITCH_KEY", value_name = "FILE")]
+    pub key: Option<PathBuf>,
+
+    /// Bearer token that identifies you, instead of --cert and --key (sent only over
+    /// https://)
+    #[arg(
+        long,
+        global = true,
+        env = "KILLSWITCH_TOKEN",
+        value_name = "TOKEN",
+        value_parser = BearerToken::parse,
+        hide_env_values = true,
+    )]
+    pub token: Option<BearerToken>,
 }
 
 /// The commands.
@@ -93,7 +129,29 @@ pub enum Command {
     /// List a program's connected collectors, from every control replica
     #[command(after_help = COLLECTORS_HELP)]
     Collectors(CollectorsArgs),
+
+    /// Create development certificates (works offline)
+    #[command(subcommand)]
+    Certs(crate::certs::CertsCommand),
+
+    /// Create operator bearer tokens (works offline)
+    #[command(subcommand)]
+    Token(crate::token::TokenCommand),
+
+    /// Show who changed what, when and why; `audit verify` checks nothing was tampered with
+    #[command(after_help = AUDIT_HELP)]
+    Audit(AuditArgs),
 }
+
+/// After `audit --help`.
+const AUDIT_HELP: &str = "\
+Entries are listed oldest first; with --limit, the newest N that match. Times are UTC.
+The table shortens long reasons; --output json shows every field whole, with the hashes.
+
+Every change is written with an audit entry that carries the SHA-256 hash of the entry
+before it. `audit verify` recomputes the whole chain from etcd: it exits 0 when it is
+intact, and 1 naming the first entry that was changed, deleted or added outside the
+control plane.";
 
 /// After the `--wait` flag's help: what the wait does and how it ends.
 const WAIT_HELP: &str = "\
@@ -306,6 +364,40 @@ impl CollectorsArgs {
     }
 }
 
+/// `killswitch audit`
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct AuditArgs {
+    /// Verify instead of listing
+    #[command(subcommand)]
+    pub command: Option<AuditCommand>,
+
+    /// Only changes to this program
+    #[arg(long, value_name = "NAME", value_parser = ProgramName::parse)]
+    pub program: Option<ProgramName>,
+
+    /// Only changes at or after TIME: RFC 3339 (2026-11-29T09:00:00Z) or a duration ago
+    /// (2h, 30m)
+    #[arg(long, value_name = "TIME", value_parser = Since::parse)]
+    pub since: Option<Since>,
+
+    /// At most N entries, the newest (1 to 10000) [default: all, up to 10000]
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_AUDIT_LIMIT)),
+    )]
+    pub limit: Option<u32>,
+}
+
+/// `killswitch audit ...`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the audit chain and name the first entry changed, deleted or added
+    /// outside the control plane (exit 1 if there is one)
+    Verify,
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -333,6 +425,55 @@ mod tests {
             assert_eq!(cli.global.output, OutputFormat::Json, "{args:?}");
             assert_eq!(cli.global.timeout, Duration::from_secs(2), "{args:?}");
         }
+    }
+
+    #[test]
+    fn credentials_are_global() {
+        let cli = parse(&[
+            "--endpoint",
+            "https://127.0.0.1:7070",
+            "status",
+            "demo",
+            "--ca",
+            "ca.pem",
+            "--cert",
+            "me.pem",
+            "--key",
+            "me-key.pem",
+            "--token",
+            "t0k",
+        ])
+        .unwrap();
+        let credentials = &cli.global.credentials;
+        assert!(cli.global.endpoint.is_https());
+        assert_eq!(
+            credentials.ca.as_deref(),
+            Some(std::path::Path::new("ca.pem"))
+        );
+        assert_eq!(
+            credentials.cert.as_deref(),
+            Some(std::path::Path::new("me.pem"))
+        );
+        assert_eq!(
+            credentials.key.as_deref(),
+            Some(std::path::Path::new("me-key.pem"))
+        );
+        assert_eq!(
+            credentials
+                .token
+                .as_ref()
+                .unwrap()
+                .authorization()
+                .to_str()
+                .unwrap(),
+            "Bearer t0k"
+        );
+        assert_eq!(
+            parse(&["--token", "two words", "status", "demo"])
+                .unwrap_err()
+                .kind(),
+            ErrorKind::ValueValidation
+        );
     }
 
     #[test]
@@ -460,6 +601,47 @@ mod tests {
     }
 
     #[test]
+    fn audit_arguments() {
+        let Command::Audit(args) = parse(&["audit"]).unwrap().command else {
+            panic!("expected audit");
+        };
+        assert!(args.command.is_none() && args.program.is_none());
+        assert_eq!((args.since, args.limit), (None, None));
+
+        let cli = parse(&[
+            "audit",
+            "--program",
+            "demo",
+            "--since",
+            "2h",
+            "--limit",
+            "50",
+        ])
+        .unwrap();
+        let Command::Audit(args) = cli.command else {
+            panic!("expected audit");
+        };
+        assert_eq!(args.program.unwrap().as_str(), "demo");
+        assert_eq!(args.since, Some(Since::Ago(Duration::from_secs(7200))));
+        assert_eq!(args.limit, Some(50));
+
+        for args in [
+            &["audit", "verify"][..],
+            &["audit", "verify", "--output", "json"][..],
+            &["--output", "json", "audit", "verify"][..],
+        ] {
+            let cli = parse(args).unwrap();
+            let Command::Audit(audit) = cli.command else {
+                panic!("expected audit");
+            };
+            assert!(
+                matches!(audit.command, Some(AuditCommand::Verify)),
+                "{args:?}"
+            );
+        }
+    }
+
+    #[test]
     fn usage_errors() {
         let cases: &[&[&str]] = &[
             &[],
@@ -512,6 +694,15 @@ mod tests {
                 "PAUSE",
             ],
             &["program", "set", "--reason", "x", "--grace", "10s"],
+            &["audit", "--since", "yesterday"],
+            &["audit", "--since", "30"],
+            &["audit", "--program", "Demo"],
+            &["audit", "--limit", "0"],
+            &["audit", "--limit", "10001"],
+            &["audit", "--limit", "-1"],
+            &["audit", "verify", "--program", "demo"],
+            &["audit", "--limit", "5", "verify"],
+            &["audit", "check"],
         ];
         for args in cases {
             let err = parse(args).err();
@@ -532,6 +723,8 @@ mod tests {
             ("program create", "1s to 24h"),
             ("program set", "A flag not given keeps its current value"),
             ("program set", "fail closed"),
+            ("audit", "the newest N that match"),
+            ("audit", "exits 0 when it is"),
         ] {
             let mut sub = &mut cli;
             for name in command.split(' ') {

@@ -1,7 +1,9 @@
-//! The connection to the control plane's `AdminService`: one channel, the actor attached
+//! The connection to the control plane's `AdminService`: one channel (TLS for `https://`
+//! endpoints, with the client certificate if given), the actor and bearer token attached
 //! to every request, and every response converted to a [`crate::view`] type or an
 //! [`Error`] with its exit code. This is the only module that sees the RPC layer.
 
+use std::path::Path;
 use std::time::Duration;
 
 use killswitch_proto::v1;
@@ -10,28 +12,80 @@ use tonic::codec::Streaming;
 use tonic::codegen::InterceptedService;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::Interceptor;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Request, Status};
 
+use crate::cli::Credentials;
 use crate::exit::{Error, Exit};
 use crate::input::{Actor, CollectorFilter, EndpointUrl};
-use crate::view::{ChangeView, CollectorListView, ProgramView, StatusView};
+use crate::view::{
+    AuditListView, AuditVerdictView, ChangeView, CollectorListView, ProgramView, StatusView,
+};
 
-/// The gRPC metadata key carrying who is acting. The control plane records it in the
-/// audit until authentication replaces it.
+/// The gRPC metadata key carrying who is acting. A control plane run with
+/// `--insecure-dev` records it in the audit; over TLS it records the authenticated
+/// operator instead.
 pub const ACTOR_METADATA_KEY: &str = "killswitch-actor";
 
-/// Adds the actor to every outgoing request.
+/// Adds the actor, and the bearer token if any, to every outgoing request.
 #[derive(Debug, Clone)]
-struct ActorInterceptor(AsciiMetadataValue);
+struct ActorInterceptor {
+    actor: AsciiMetadataValue,
+    authorization: Option<AsciiMetadataValue>,
+}
 
 impl Interceptor for ActorInterceptor {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request
-            .metadata_mut()
-            .insert(ACTOR_METADATA_KEY, self.0.clone());
+        let metadata = request.metadata_mut();
+        metadata.insert(ACTOR_METADATA_KEY, self.actor.clone());
+        if let Some(authorization) = &self.authorization {
+            metadata.insert("authorization", authorization.clone());
+        }
         Ok(request)
     }
+}
+
+/// The TLS settings for an `https://` endpoint: the CA (required) and the client
+/// certificate (optional, with its key).
+fn client_tls(credentials: &Credentials) -> Result<ClientTlsConfig, Error> {
+    let ca = credentials.ca.as_deref().ok_or_else(|| {
+        Error::usage(
+            "an https:// endpoint needs --ca (or KILLSWITCH_CA): the CA certificate that signed \
+             the control plane's certificate",
+        )
+    })?;
+    let ca_pem = read("--ca", ca)?;
+    if !contains_pem(&ca_pem, "CERTIFICATE") {
+        return Err(Error::usage(format!(
+            "--ca {} holds no PEM certificate",
+            ca.display()
+        )));
+    }
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem));
+    match (&credentials.cert, &credentials.key) {
+        (Some(cert), Some(key)) => {
+            tls = tls.identity(Identity::from_pem(
+                read("--cert", cert)?,
+                read("--key", key)?,
+            ));
+        }
+        (None, None) => {}
+        (Some(_), None) => return Err(Error::usage("--cert needs --key (or KILLSWITCH_KEY)")),
+        (None, Some(_)) => return Err(Error::usage("--key needs --cert (or KILLSWITCH_CERT)")),
+    }
+    Ok(tls)
+}
+
+/// Whether `pem` has a `-----BEGIN LABEL-----` line.
+fn contains_pem(pem: &[u8], label: &str) -> bool {
+    let begin = format!("-----BEGIN {label}-----");
+    pem.windows(begin.len()).any(|w| w == begin.as_bytes())
+}
+
+/// A file named by `flag`; unreadable is a usage error.
+fn read(flag: &str, path: &Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path)
+        .map_err(|e| Error::usage(format!("cannot read {flag} {}: {e}", path.display())))
 }
 
 /// A connected `AdminService` client.
@@ -48,18 +102,39 @@ impl Session {
     /// For a stream (`WatchStatus`) it bounds only the wait for the response headers: tonic
     /// applies `Endpoint::timeout` to the response future, not to the body, so messages
     /// keep coming for as long as the caller reads them.
+    ///
+    /// An `https://` endpoint needs `credentials.ca`; the client certificate and the
+    /// token are optional. A token is refused for an `http://` endpoint, where it would
+    /// travel in clear text; the TLS files are not used there.
     pub async fn connect(
         endpoint: &EndpointUrl,
         timeout: Duration,
         actor: &Actor,
+        credentials: &Credentials,
     ) -> Result<Self, Error> {
-        let channel = Endpoint::from(endpoint.uri().clone())
+        let mut builder = Endpoint::from(endpoint.uri().clone())
             .connect_timeout(timeout)
-            .timeout(timeout)
+            .timeout(timeout);
+        if endpoint.is_https() {
+            builder = builder
+                .tls_config(client_tls(credentials)?)
+                .map_err(|e| Error::usage(format!("cannot use --ca, --cert and --key: {e}")))?;
+        } else if credentials.token.is_some() {
+            return Err(Error::usage(
+                "--token (or KILLSWITCH_TOKEN) is only sent to an https:// endpoint",
+            ));
+        }
+        let channel = builder
             .connect()
             .await
             .map_err(|e| Error::connect(endpoint, &e))?;
-        let interceptor = ActorInterceptor(actor.metadata_value().clone());
+        let interceptor = ActorInterceptor {
+            actor: actor.metadata_value().clone(),
+            authorization: credentials
+                .token
+                .as_ref()
+                .map(|token| token.authorization().clone()),
+        };
         Ok(Self {
             client: AdminServiceClient::with_interceptor(channel, interceptor),
             endpoint: endpoint.clone(),
@@ -163,11 +238,41 @@ impl Session {
         Ok(CollectorListView::from_wire(program, self.check(response)?))
     }
 
+    /// `ListAudit`, sorted by seq (oldest first).
+    pub async fn list_audit(
+        &mut self,
+        request: v1::ListAuditRequest,
+    ) -> Result<AuditListView, Error> {
+        let response = self.client.list_audit(request).await;
+        Ok(self.check(response)?.into())
+    }
+
+    /// `VerifyAudit`.
+    pub async fn verify_audit(&mut self) -> Result<AuditVerdictView, Error> {
+        let response = self.client.verify_audit(v1::VerifyAuditRequest {}).await;
+        Ok(self.check(response)?.into())
+    }
+
     /// Unwraps a response, or maps its status to an [`Error`].
     fn check<T>(&self, response: Result<tonic::Response<T>, Status>) -> Result<T, Error> {
-        response
-            .map(tonic::Response::into_inner)
-            .map_err(|status| Error::from_status(&status, &self.endpoint, self.timeout))
+        response.map(tonic::Response::into_inner).map_err(|status| {
+            let error = Error::from_status(&status, &self.endpoint, self.timeout);
+            // Plain text to a TLS listener fails as a bare "transport error" from our own
+            // HTTP/2 layer (a status with a source and no code the server would send).
+            let local_protocol_error = std::error::Error::source(&status).is_some()
+                && matches!(status.code(), tonic::Code::Unknown | tonic::Code::Internal);
+            if local_protocol_error && !self.endpoint.is_https() {
+                Error::new(
+                    error.exit(),
+                    format!(
+                        "{}: if the control plane serves TLS, use an https:// endpoint with --ca",
+                        error.message()
+                    ),
+                )
+            } else {
+                error
+            }
+        })
     }
 }
 

@@ -6,17 +6,17 @@
 //! complete, `collectors` missing a replica): the result is what happened, the error why
 //! it is not what was asked for.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use killswitch_proto::v1;
 use tokio::time::Instant;
 
 use crate::cli::{
-    Cli, CollectorsArgs, Command, CreateArgs, PauseArgs, ProgramCommand, ResumeArgs, SetArgs,
-    ShowArgs, StatusArgs,
+    AuditArgs, AuditCommand, Cli, CollectorsArgs, Command, CreateArgs, PauseArgs, ProgramCommand,
+    ResumeArgs, SetArgs, ShowArgs, StatusArgs,
 };
 use crate::client::Session;
-use crate::exit::Error;
+use crate::exit::{Error, Exit};
 use crate::input::Actor;
 use crate::output::{self, OutputFormat, WatchRenderer};
 use crate::progress::Progress;
@@ -29,9 +29,21 @@ use crate::wait;
 /// The actor is resolved before connecting, so a bad one is a usage error even when the
 /// control plane is down.
 pub async fn run(cli: Cli, out: &mut Sink<'_>) -> Result<(), Error> {
+    // Local commands: no control plane, no actor.
+    let cli = match cli.command {
+        Command::Certs(command) => return crate::certs::run(command, out),
+        Command::Token(command) => return crate::token::run(command, out),
+        command => Cli { command, ..cli },
+    };
     let global = cli.global;
     let actor = Actor::resolve(global.actor, std::env::var_os("USER")).map_err(Error::usage)?;
-    let mut session = Session::connect(&global.endpoint, global.timeout, &actor).await?;
+    let mut session = Session::connect(
+        &global.endpoint,
+        global.timeout,
+        &actor,
+        &global.credentials,
+    )
+    .await?;
     let format = global.output;
     match cli.command {
         Command::Program(ProgramCommand::Create(args)) => {
@@ -48,6 +60,9 @@ pub async fn run(cli: Cli, out: &mut Sink<'_>) -> Result<(), Error> {
         Command::Resume(args) => resume(&mut session, args, format, out).await,
         Command::Status(args) => status(&mut session, args, format, out).await,
         Command::Collectors(args) => collectors(&mut session, args, format, out).await,
+        Command::Audit(args) => audit(&mut session, args, format, out).await,
+        // Run above, without connecting.
+        Command::Certs(_) | Command::Token(_) => Ok(()),
     }
 }
 
@@ -220,5 +235,46 @@ pub async fn collectors(
     match output::missing_replicas(&list) {
         None => Ok(()),
         Some(warning) => Err(Error::warning(warning)),
+    }
+}
+
+/// `killswitch audit [--program NAME] [--since TIME] [--limit N]`, or `killswitch audit
+/// verify`
+pub async fn audit(
+    session: &mut Session,
+    args: AuditArgs,
+    format: OutputFormat,
+    out: &mut Sink<'_>,
+) -> Result<(), Error> {
+    if let Some(AuditCommand::Verify) = args.command {
+        return audit_verify(session, format, out).await;
+    }
+    let request = v1::ListAuditRequest {
+        program: args
+            .program
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default(),
+        since: args
+            .since
+            .map(|since| killswitch_proto::timestamp(since.resolve(SystemTime::now()))),
+        // 0: as many as the control plane returns.
+        limit: args.limit.unwrap_or(0),
+    };
+    let list = session.list_audit(request).await?;
+    out.write(&output::audit(&list, format)?)
+}
+
+/// `killswitch audit verify`: the verdict on stdout (JSON, or the intact line), and a
+/// broken chain as the error, exit 1.
+pub async fn audit_verify(
+    session: &mut Session,
+    format: OutputFormat,
+    out: &mut Sink<'_>,
+) -> Result<(), Error> {
+    let verdict = session.verify_audit().await?;
+    out.write(&output::audit_verdict(&verdict, format)?)?;
+    match output::broken_chain(&verdict) {
+        None => Ok(()),
+        Some(broken) => Err(Error::new(Exit::Error, broken)),
     }
 }

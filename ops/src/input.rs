@@ -1,5 +1,6 @@
 //! Validated command-line input: program names, reasons, the actor, the endpoint, the
-//! RPC timeout and `--wait` duration, the failure policy's parts, and the collector filter.
+//! bearer token, the RPC timeout and `--wait` duration, the failure policy's parts, the collector filter,
+//! and where `audit --since` starts.
 //!
 //! Each type is built by a `parse` function that clap uses as its value parser, so an
 //! invalid value is rejected as a usage error (exit 2) before anything is sent, and the
@@ -7,7 +8,7 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use tonic::metadata::AsciiMetadataValue;
@@ -150,7 +151,8 @@ impl Actor {
     }
 }
 
-/// The control plane's address, `http://HOST:PORT`. Keeps the text as typed for messages.
+/// The control plane's address, `https://HOST:PORT` (or `http://` for a replica run with
+/// `--insecure-dev`). Keeps the text as typed for messages.
 #[derive(Debug, Clone)]
 pub struct EndpointUrl {
     text: String,
@@ -158,26 +160,19 @@ pub struct EndpointUrl {
 }
 
 impl EndpointUrl {
-    /// Parses an endpoint URL. Only `http` is accepted: this build has no TLS, and sending
-    /// plaintext to an `https` address would fail with a confusing error.
+    /// Parses an endpoint URL: `https://` (TLS) or `http://` (plain text).
     pub fn parse(s: &str) -> Result<Self, String> {
+        const EXPECTED: &str = "expected https://HOST:PORT (or http:// for --insecure-dev)";
         let uri: Uri = s
             .parse()
-            .map_err(|e| format!("not a URL ({e}); expected http://HOST:PORT"))?;
+            .map_err(|e| format!("not a URL ({e}); {EXPECTED}"))?;
         match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err("https is not supported by this build; use http://HOST:PORT".to_owned());
-            }
-            Some(other) => {
-                return Err(format!(
-                    "unsupported scheme '{other}'; expected http://HOST:PORT"
-                ));
-            }
-            None => return Err("missing scheme; expected http://HOST:PORT".to_owned()),
+            Some("http" | "https") => {}
+            Some(other) => return Err(format!("unsupported scheme '{other}'; {EXPECTED}")),
+            None => return Err(format!("missing scheme; {EXPECTED}")),
         }
         if uri.host().is_none_or(str::is_empty) {
-            return Err("missing host; expected http://HOST:PORT".to_owned());
+            return Err(format!("missing host; {EXPECTED}"));
         }
         Ok(Self {
             text: s.to_owned(),
@@ -189,6 +184,44 @@ impl EndpointUrl {
     #[must_use]
     pub fn uri(&self) -> &Uri {
         &self.uri
+    }
+
+    /// Whether the endpoint uses TLS.
+    #[must_use]
+    pub fn is_https(&self) -> bool {
+        self.uri.scheme_str() == Some("https")
+    }
+}
+
+/// A bearer token, sent as `authorization: Bearer TOKEN`. Its `Debug` hides it.
+#[derive(Clone)]
+pub struct BearerToken(AsciiMetadataValue);
+
+impl BearerToken {
+    /// Parses a token: printable ASCII without spaces.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err("the token must not be empty".to_owned());
+        }
+        if !s.chars().all(|c| c.is_ascii_graphic()) {
+            return Err("the token must be printable ASCII without spaces".to_owned());
+        }
+        let mut value = AsciiMetadataValue::try_from(format!("Bearer {s}"))
+            .map_err(|_| "the token is not a valid gRPC metadata value".to_owned())?;
+        value.set_sensitive(true);
+        Ok(Self(value))
+    }
+
+    /// `Bearer TOKEN`, as the `authorization` metadata value.
+    #[must_use]
+    pub fn authorization(&self) -> &AsciiMetadataValue {
+        &self.0
+    }
+}
+
+impl fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BearerToken(<hidden>)")
     }
 }
 
@@ -273,6 +306,43 @@ impl Grace {
     pub fn as_millis(self) -> u64 {
         // At most 24 h, so it always fits.
         u64::try_from(self.0.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Most entries `audit --limit` asks for (the control plane returns no more).
+pub const MAX_AUDIT_LIMIT: u32 = 10_000;
+
+/// Where `audit --since` starts: a point in time, or a duration before now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    /// An RFC 3339 time, UTC when it names no zone.
+    At(SystemTime),
+    /// That long before the command runs.
+    Ago(Duration),
+}
+
+impl Since {
+    /// Parses an RFC 3339 time (`2026-11-29T09:00:00Z`, `2026-11-29 09:00:00`) or a
+    /// duration ago (`2h`, `30m`, `1day`).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if let Ok(at) = humantime::parse_rfc3339_weak(s) {
+            return Ok(Self::At(at));
+        }
+        humantime::parse_duration(s).map(Self::Ago).map_err(|_| {
+            "expected an RFC 3339 time (e.g. 2026-11-29T09:00:00Z) or a duration ago \
+             (e.g. 2h, 30m)"
+                .to_owned()
+        })
+    }
+
+    /// The point in time, with `now` for a duration ago; a duration longer than the time
+    /// since 1970 starts at 1970.
+    #[must_use]
+    pub fn resolve(self, now: SystemTime) -> SystemTime {
+        match self {
+            Self::At(at) => at,
+            Self::Ago(ago) => now.checked_sub(ago).unwrap_or(UNIX_EPOCH).max(UNIX_EPOCH),
+        }
     }
 }
 
@@ -372,7 +442,8 @@ mod tests {
             ("http://localhost:7070", true),
             ("http://[::1]:7070", true),
             ("http://control.internal", true),
-            ("https://control.internal:7070", false),
+            ("https://control.internal:7070", true),
+            ("https://127.0.0.1:7070", true),
             ("127.0.0.1:7070", false),
             ("localhost", false),
             ("ftp://host:21", false),
@@ -383,6 +454,26 @@ mod tests {
         for (input, ok) in cases {
             assert_eq!(EndpointUrl::parse(input).is_ok(), *ok, "{input:?}");
         }
+    }
+
+    #[test]
+    fn bearer_tokens() {
+        let cases: &[(&str, bool)] = &[
+            ("0123abcd", true),
+            ("a-b_c.d~e+f/g=", true),
+            ("", false),
+            ("two words", false),
+            ("tab\there", false),
+            ("élodie", false),
+        ];
+        for (input, ok) in cases {
+            assert_eq!(BearerToken::parse(input).is_ok(), *ok, "{input:?}");
+        }
+        let token = BearerToken::parse("secret").unwrap();
+        assert_eq!(token.authorization().to_str().unwrap(), "Bearer secret");
+        assert!(!format!("{token:?}").contains("secret"));
+        assert!(EndpointUrl::parse("https://h:1").unwrap().is_https());
+        assert!(!EndpointUrl::parse("http://h:1").unwrap().is_https());
     }
 
     #[test]
@@ -439,6 +530,40 @@ mod tests {
         assert_eq!(
             Grace::parse("0s").unwrap_err(),
             "the grace must be between 1s and 24h"
+        );
+    }
+
+    #[test]
+    fn since() {
+        // 2026-11-29T09:00:00Z
+        let nine = UNIX_EPOCH + Duration::from_secs(1_795_942_800);
+        let now = nine + Duration::from_secs(3 * 3600);
+        let cases: &[(&str, Option<SystemTime>)] = &[
+            ("2026-11-29T09:00:00Z", Some(nine)),
+            ("2026-11-29 09:00:00", Some(nine)),
+            (
+                "2026-11-29T09:00:00.5Z",
+                Some(nine + Duration::from_millis(500)),
+            ),
+            ("2h", Some(now - Duration::from_secs(7200))),
+            ("3h", Some(nine)),
+            ("1m 30s", Some(now - Duration::from_secs(90))),
+            ("0s", Some(now)),
+            ("100000days", Some(UNIX_EPOCH)),
+            ("yesterday", None),
+            ("2026-11-29", None),
+            ("2026-11-29T09:00:00+02:00", None),
+            ("30", None),
+            ("", None),
+        ];
+        for (input, expected) in cases {
+            let got = Since::parse(input).ok().map(|s| s.resolve(now));
+            assert_eq!(got, *expected, "{input:?}");
+        }
+        assert!(
+            Since::parse("soon")
+                .unwrap_err()
+                .starts_with("expected an RFC 3339 time")
         );
     }
 }

@@ -17,10 +17,14 @@
 //! - [`output`]: pure table and JSON rendering of the views.
 //! - [`sink`]: stdout, tolerating a reader that goes away.
 //! - [`exit`]: exit codes and the [`Error`] type that carries one.
+//! - [`certs`]: `certs init`, a development PKI and the control plane's `auth.toml`
+//!   (local: no control plane involved).
+//! - [`token`]: `token new`, operator bearer tokens and `auth.toml` entries (local).
 //!
 //! *Invariant*: exit codes come from typed information (a `tonic::Code`, a failed
 //! connection, a clap error), never from matching message text.
 
+pub mod certs;
 pub mod cli;
 pub mod client;
 pub mod commands;
@@ -29,6 +33,7 @@ pub mod input;
 pub mod output;
 pub mod progress;
 pub mod sink;
+pub mod token;
 pub mod view;
 pub mod wait;
 

@@ -535,11 +535,155 @@ impl CollectorListView {
     }
 }
 
+/// Bytes shown as lowercase hex, e.g. a SHA-256 hash; JSON shows the same string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hex(pub Vec<u8>);
+
+impl fmt::Display for Hex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
+    }
+}
+
+impl Serialize for Hex {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// One audit entry (`audit`): a change, who made it and why, and its place in the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntryView {
+    /// 1, 2, 3, ... in the order the changes were committed.
+    pub seq: u64,
+    /// When it was committed; `null` when unknown.
+    pub at: Option<Time>,
+    /// Who made the change.
+    pub actor: String,
+    /// `create`, `pause`, `resume` or `policy`.
+    pub action: String,
+    /// Program name.
+    pub program: String,
+    /// The state before.
+    pub from: RunState,
+    /// The state after.
+    pub to: RunState,
+    /// Why.
+    pub reason: String,
+    /// Incident given with the change, empty when none.
+    pub incident_id: String,
+    /// What else changed (e.g. `purge`), empty when nothing.
+    pub detail: String,
+    /// SHA-256 of the entry, hex.
+    pub hash: Hex,
+    /// The previous entry's hash, hex (zeros for entry 1).
+    pub prev_hash: Hex,
+}
+
+impl From<v1::AuditEntry> for AuditEntryView {
+    fn from(entry: v1::AuditEntry) -> Self {
+        Self {
+            at: entry.at.as_ref().and_then(Time::from_wire),
+            from: RunState::from_wire(entry.from),
+            to: RunState::from_wire(entry.to),
+            seq: entry.seq,
+            actor: entry.actor,
+            action: entry.action,
+            program: entry.program,
+            reason: entry.reason,
+            incident_id: entry.incident_id,
+            detail: entry.detail,
+            hash: Hex(entry.hash),
+            prev_hash: Hex(entry.prev_hash),
+        }
+    }
+}
+
+/// `audit`: entries oldest first. JSON shows only `entries`, as an array.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditListView {
+    /// Sorted by seq.
+    pub entries: Vec<AuditEntryView>,
+    /// Older matching entries the control plane left out (the limit, or its size bound).
+    pub omitted: u64,
+}
+
+impl From<v1::ListAuditResponse> for AuditListView {
+    fn from(response: v1::ListAuditResponse) -> Self {
+        let mut entries: Vec<AuditEntryView> = response
+            .entries
+            .into_iter()
+            .map(AuditEntryView::from)
+            .collect();
+        entries.sort_by_key(|e| e.seq);
+        Self {
+            entries,
+            omitted: response.omitted,
+        }
+    }
+}
+
+/// `audit verify`: whether the audit chain is intact, and if not, where it first breaks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditVerdictView {
+    /// Every entry is intact and chained, with no gap, up to the head.
+    pub ok: bool,
+    /// Entries verified intact before the first problem (all of them when `ok`).
+    pub entries_checked: u64,
+    /// The first entry that cannot be trusted; 0 when `ok`.
+    pub first_bad_seq: u64,
+    /// What is wrong there, in words; empty when `ok`.
+    pub problem: String,
+}
+
+impl From<v1::VerifyAuditResponse> for AuditVerdictView {
+    fn from(response: v1::VerifyAuditResponse) -> Self {
+        Self {
+            ok: response.ok,
+            entries_checked: response.entries_checked,
+            first_bad_seq: response.first_bad_seq,
+            problem: response.problem,
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::exit::Exit;
+
+    #[test]
+    fn audit_entries_are_converted_and_sorted() {
+        let entry = |seq: u64| v1::AuditEntry {
+            seq,
+            from: v1::RunState::Running as i32,
+            to: v1::RunState::Paused as i32,
+            hash: vec![0x00, 0xab, 0x0f],
+            prev_hash: vec![],
+            at: Some(Timestamp {
+                seconds: -1,
+                nanos: 0,
+            }),
+            ..v1::AuditEntry::default()
+        };
+        let view = AuditListView::from(v1::ListAuditResponse {
+            entries: vec![entry(3), entry(1), entry(2)],
+            omitted: 4,
+        });
+        let seqs: Vec<u64> = view.entries.iter().map(|e| e.seq).collect();
+        assert_eq!((seqs.as_slice(), view.omitted), (&[1, 2, 3][..], 4));
+        let first = &view.entries[0];
+        assert_eq!(
+            (first.from, first.to),
+            (RunState::Running, RunState::Paused)
+        );
+        assert_eq!(first.at, None, "a time before 1970 is unknown");
+        assert_eq!(
+            (first.hash.to_string(), first.prev_hash.to_string()),
+            ("00ab0f".to_owned(), String::new())
+        );
+    }
 
     #[test]
     fn run_states() {

@@ -440,6 +440,20 @@ mod tests {
         ) -> Result<Response<v1::ListCollectorsResponse>, Status> {
             Err(Status::unimplemented("fake"))
         }
+
+        async fn list_audit(
+            &self,
+            _: Request<v1::ListAuditRequest>,
+        ) -> Result<Response<v1::ListAuditResponse>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+
+        async fn verify_audit(
+            &self,
+            _: Request<v1::VerifyAuditRequest>,
+        ) -> Result<Response<v1::VerifyAuditResponse>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
     }
 
     /// Serves `fake` on 127.0.0.1:0 for a wait on generation [`G`] with per-RPC `timeout`;
@@ -457,7 +471,10 @@ mod tests {
         );
         let endpoint = EndpointUrl::parse(&format!("http://{address}")).unwrap();
         let actor = Actor::parse("tester").unwrap();
-        let mut session = Session::connect(&endpoint, timeout, &actor).await.unwrap();
+        let credentials = crate::cli::Credentials::default();
+        let mut session = Session::connect(&endpoint, timeout, &actor, &credentials)
+            .await
+            .unwrap();
         let waited = wait(&mut session, "demo", G, Instant::now(), limit, |_| {}).await;
         drop(session);
         drop(stop);

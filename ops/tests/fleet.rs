@@ -261,3 +261,37 @@ async fn one_pause_costs_etcd_writes_per_replica_not_per_collector() {
         "{writes} etcd revisions for one pause of {COLLECTORS} collectors on {REPLICAS} replicas"
     );
 }
+
+#[tokio::test]
+async fn a_full_replica_refuses_new_sessions_until_one_leaves() {
+    let system = System::with_replicas(1, &["--max-sessions", "1"]).await;
+    system.create("demo").await;
+    system.change("resume", "demo").await;
+    let first = system.collector("first", &["demo"]);
+    until("the first collector to open", || {
+        first.gate("demo").is_active()
+    })
+    .await;
+    let second = system.collector("second", &["demo"]);
+    let status = system
+        .status_until(0, "demo", "the first collector counted", |s| {
+            s["collectors"]["acked"] == 1
+        })
+        .await;
+    assert_eq!(
+        status["collectors"]["connected"], 1,
+        "the second session was refused"
+    );
+    assert_eq!(
+        second.applied("demo"),
+        None,
+        "a refused collector never hears a state"
+    );
+    assert!(!second.gate("demo").is_active());
+
+    first.client.shutdown().await;
+    until("the second collector to get the freed slot", || {
+        second.gate("demo").is_active()
+    })
+    .await;
+}
