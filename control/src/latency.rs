@@ -25,14 +25,16 @@ impl Histogram {
         } else {
             (micros.ln() / GROWTH.ln()).floor() as u32
         };
-        *self.buckets.entry(bucket).or_default() += 1;
+        let count = self.buckets.entry(bucket).or_default();
+        *count = count.saturating_add(1);
         self.max = self.max.max(duration);
     }
 
     /// Adds another histogram's counts.
     pub fn merge(&mut self, other: &Self) {
         for (bucket, count) in &other.buckets {
-            *self.buckets.entry(*bucket).or_default() += count;
+            let total = self.buckets.entry(*bucket).or_default();
+            *total = total.saturating_add(*count);
         }
         self.max = self.max.max(other.max);
     }
@@ -40,7 +42,9 @@ impl Histogram {
     /// How many durations were counted.
     #[must_use]
     pub fn count(&self) -> u64 {
-        self.buckets.values().sum()
+        self.buckets
+            .values()
+            .fold(0, |total, n| total.saturating_add(*n))
     }
 
     /// The largest duration counted, exactly.
@@ -57,12 +61,14 @@ impl Histogram {
             return Duration::ZERO;
         }
         let rank = ((q.clamp(0.0, 1.0) * count as f64).ceil() as u64).max(1);
-        let mut seen = 0;
+        let mut seen: u64 = 0;
         for (bucket, n) in &self.buckets {
-            seen += n;
+            seen = seen.saturating_add(*n);
             if seen >= rank {
                 let micros = GROWTH.powf(f64::from(*bucket) + 0.5);
-                return Duration::from_secs_f64(micros / 1e6).min(self.max);
+                // A bucket index read from another replica can be absurd: never panic on it.
+                let middle = Duration::try_from_secs_f64(micros / 1e6).unwrap_or(Duration::MAX);
+                return middle.min(self.max);
             }
         }
         self.max
@@ -107,6 +113,30 @@ mod tests {
         assert!((p50 - 500.0).abs() / 500.0 < 0.05, "p50 {p50}");
         assert_eq!(histogram.max(), Duration::from_millis(1000));
         assert_eq!(histogram.count(), 1000);
+    }
+
+    #[test]
+    fn absurd_stored_histograms_do_not_panic() {
+        let huge_bucket = store::LatencyHistogram {
+            buckets: vec![u32::MAX],
+            counts: vec![3],
+            max_us: 5,
+        };
+        assert_eq!(
+            Histogram::from_store(&huge_bucket).quantile(0.5),
+            Duration::from_micros(5)
+        );
+        let huge_counts = store::LatencyHistogram {
+            buckets: vec![7, 9],
+            counts: vec![u64::MAX, u64::MAX],
+            max_us: 5,
+        };
+        let histogram = Histogram::from_store(&huge_counts);
+        assert_eq!(histogram.count(), u64::MAX);
+        let mut merged = histogram.clone();
+        merged.merge(&histogram);
+        assert_eq!(merged.count(), u64::MAX);
+        assert!(merged.quantile(1.0) <= Duration::from_micros(5));
     }
 
     #[test]

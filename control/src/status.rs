@@ -36,15 +36,15 @@ pub fn aggregate(
     let mut last_ack: Option<SystemTime> = None;
 
     for ReplicaSummary { replica, summary } in summaries {
-        counts.connected += summary.connected;
+        counts.connected = counts.connected.saturating_add(summary.connected);
         for generation in summary
             .generations
             .iter()
             .filter(|g| g.generation >= current)
         {
-            counts.acked += generation.ok;
-            counts.purged += generation.purged;
-            counts.errored_count += generation.errored;
+            counts.acked = counts.acked.saturating_add(generation.ok);
+            counts.purged = counts.purged.saturating_add(generation.purged);
+            counts.errored_count = counts.errored_count.saturating_add(generation.errored);
         }
         pending.extend(
             summary
@@ -64,7 +64,9 @@ pub fn aggregate(
                     replica: replica.clone(),
                 }),
         );
-        counts.disconnected_count += summary.disconnected_count;
+        counts.disconnected_count = counts
+            .disconnected_count
+            .saturating_add(summary.disconnected_count);
         disconnected.extend(summary.disconnected.iter().map(|d| v1::Disconnected {
             collector_id: d.collector_id.clone(),
             at: d.at,
@@ -82,7 +84,7 @@ pub fn aggregate(
     }
     counts.pending_count = counts
         .connected
-        .saturating_sub(counts.acked + counts.errored_count);
+        .saturating_sub(counts.acked.saturating_add(counts.errored_count));
 
     pending.sort();
     pending.truncate(SUMMARY_LIST_LIMIT);
@@ -143,6 +145,7 @@ mod tests {
             changed_at: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(100)),
             purge: false,
             policy: crate::domain::FailurePolicy::default(),
+            authorization: None,
         }
     }
 
@@ -229,6 +232,17 @@ mod tests {
         assert_eq!(
             (times.count, times.max_us, times.propagation_us),
             (1, 20_000, 250_000)
+        );
+    }
+
+    #[test]
+    fn absurd_summaries_from_a_peer_do_not_panic() {
+        let huge = summary("r1", 3, u64::MAX, &[(3, u64::MAX, u64::MAX)]);
+        let status = aggregate(&state(3), &[huge.clone(), huge], &[]);
+        let counts = status.collectors.expect("counts");
+        assert_eq!(
+            (counts.connected, counts.acked, counts.pending_count),
+            (u64::MAX, u64::MAX, 0)
         );
     }
 
