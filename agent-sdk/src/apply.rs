@@ -5,7 +5,7 @@
 //! asks [`Change::settle`] where the gate ends up and what to acknowledge. Keeping these
 //! rules here lets the tests below cover every case without a server.
 
-use killswitch_proto::v1::{ProgramState, RunState};
+use killswitch_proto::v1::{ProgramState, ResumeAuthorization, RunState};
 
 use crate::event::{Cause, StateEvent};
 use crate::policy::Policy;
@@ -40,6 +40,8 @@ pub(crate) struct Incoming {
     /// The change, as the hooks will see it (with [`Cause::Update`] until [`step`] says
     /// otherwise).
     pub(crate) event: StateEvent,
+    /// The signed resume carried with a RUNNING state, if any.
+    pub(crate) authorization: Option<ResumeAuthorization>,
 }
 
 impl From<ProgramState> for Incoming {
@@ -54,6 +56,7 @@ impl From<ProgramState> for Incoming {
             changed_at: _,
             purge,
             policy,
+            authorization,
         } = state;
         let mut event = StateEvent::new(program, generation, Cause::Update);
         event.reason = reason;
@@ -64,6 +67,7 @@ impl From<ProgramState> for Incoming {
             desired: Desired::from_wire(state),
             policy: Policy::from_wire(policy),
             event,
+            authorization,
         }
     }
 }
@@ -411,6 +415,7 @@ mod tests {
                 on_lost_contact: LostContact::Keep.into(),
                 grace_ms: 2_000,
             }),
+            authorization: None,
         });
         assert_eq!(incoming.desired, Desired::Running);
         assert_eq!(incoming.policy, Policy::new(OnLostContact::Keep, 2_000));

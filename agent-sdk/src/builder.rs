@@ -18,6 +18,7 @@ use crate::event::{HookResult, StateEvent};
 use crate::hook::{DEFAULT_HOOK_TIMEOUT, Hook, Hooks};
 use crate::programs::Programs;
 use crate::session::{self, Settings};
+use crate::signing::{self, Trust};
 use crate::state_file::{self, StateFile};
 
 /// Configures a [`Client`]; get one with [`Client::builder`].
@@ -36,6 +37,8 @@ pub struct ClientBuilder {
     backoff: Backoff,
     state_file: Option<PathBuf>,
     tls: Option<TlsPem>,
+    trusted_keys: Vec<Vec<u8>>,
+    required_signatures: usize,
 }
 
 impl Default for ClientBuilder {
@@ -51,6 +54,8 @@ impl Default for ClientBuilder {
             backoff: Backoff::default(),
             state_file: None,
             tls: None,
+            trusted_keys: Vec::new(),
+            required_signatures: 0,
         }
     }
 }
@@ -277,6 +282,36 @@ impl ClientBuilder {
         self
     }
 
+    /// Trusts these operators' ed25519 public keys to sign resumes, each as 32 bytes or 64
+    /// hex digits (what `killswitch keys new` prints). Only counts once
+    /// [`required_signatures`](ClientBuilder::required_signatures) is above 0.
+    #[must_use]
+    pub fn trusted_keys<I, K>(mut self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = K>,
+        K: AsRef<[u8]>,
+    {
+        self.trusted_keys
+            .extend(keys.into_iter().map(|key| key.as_ref().to_vec()));
+        self
+    }
+
+    /// How many distinct trusted operators must have signed a resume for a gate to open
+    /// (default 0: resumes are not checked, and whoever controls the control plane or its
+    /// etcd can make collectors collect). Production deployments should configure
+    /// [`trusted_keys`](ClientBuilder::trusted_keys) and at least 1.
+    ///
+    /// With n > 0, a RUNNING state opens the gate only if its signed statement names this
+    /// program, replaces a generation older than the state and no older than the last
+    /// pause this client applied, has not expired by this machine's clock, and carries n
+    /// valid signatures from distinct trusted keys. Otherwise the gate stays closed (the
+    /// pause hook runs) and the Ack reports why. Pauses need no signature.
+    #[must_use]
+    pub fn required_signatures(mut self, n: usize) -> Self {
+        self.required_signatures = n;
+        self
+    }
+
     /// Validates the configuration, reads the [state file](ClientBuilder::state_file) if
     /// one is set, and starts the session task on the current tokio runtime. Returns at
     /// once: every gate is closed until the control plane says its program is RUNNING
@@ -301,6 +336,8 @@ impl ClientBuilder {
             backoff,
             state_file,
             tls,
+            trusted_keys,
+            required_signatures,
         } = self;
 
         if endpoints.is_empty() {
@@ -359,6 +396,21 @@ impl ClientBuilder {
             });
         }
 
+        let mut keys = BTreeSet::new();
+        for (index, key) in trusted_keys.iter().enumerate() {
+            keys.insert(signing::parse_key(key).ok_or(BuildError::InvalidTrustedKey { index })?);
+        }
+        if required_signatures > keys.len() {
+            return Err(BuildError::NotEnoughTrustedKeys {
+                required: required_signatures,
+                trusted: keys.len(),
+            });
+        }
+        let trust = Trust {
+            keys,
+            required: required_signatures,
+        };
+
         let runtime = tokio::runtime::Handle::try_current().map_err(BuildError::NoRuntime)?;
 
         let programs = Arc::new(Programs::new(programs));
@@ -378,6 +430,7 @@ impl ClientBuilder {
                 timeout: hook_timeout,
             },
             state_file: state_file.map(StateFile::new),
+            trust,
         };
         let cancel = CancellationToken::new();
         let task = runtime.spawn(session::run(

@@ -104,6 +104,28 @@ pub enum BuildError {
     )]
     InvalidHookTimeout,
 
+    /// A trusted key is neither 32 bytes nor 64 hex digits.
+    #[error(
+        "invalid trusted key #{index}: give `trusted_keys()` ed25519 public keys as 32 bytes \
+         or 64 hex digits (what `killswitch keys new` prints)"
+    )]
+    InvalidTrustedKey {
+        /// Its position among the keys given, from 0.
+        index: usize,
+    },
+
+    /// More signatures are required than there are trusted keys: no resume could pass.
+    #[error(
+        "required_signatures({required}) but only {trusted} distinct trusted keys: no resume \
+         could ever open a gate"
+    )]
+    NotEnoughTrustedKeys {
+        /// Signatures required.
+        required: usize,
+        /// Distinct trusted keys.
+        trusted: usize,
+    },
+
     /// The state file path does not name a file.
     #[error("invalid state file {path:?}: {reason}; give `state_file()` the path of a file")]
     InvalidStateFile {

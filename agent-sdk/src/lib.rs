@@ -78,6 +78,7 @@
 //! - `hook.rs`: running sync and async hooks with a timeout, catching panics, and moving
 //!   the gate around them.
 //! - `state_file.rs`: the state file's format, reading and atomic writing.
+//! - `signing.rs`: the pure check of a signed resume against the trusted keys.
 //! - `session.rs`: the session task: connect, Hello, apply states, Acks, reconnect, and
 //!   the lost-contact watchdog checked in every wait.
 //!
@@ -96,6 +97,7 @@ mod hook;
 mod policy;
 mod programs;
 mod session;
+mod signing;
 mod state_file;
 
 pub use backoff::Backoff;

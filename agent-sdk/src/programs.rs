@@ -25,6 +25,18 @@ pub(crate) struct Program {
     /// only to copy or change a few fields, never across an await, and `is_active()`
     /// never takes it.
     applied: Mutex<Option<Applied>>,
+    /// What signed-resume checks remember (see [`Signed`]).
+    signed: Mutex<Signed>,
+}
+
+/// What the signed-resume check remembers about a program.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Signed {
+    /// The last PAUSED generation applied: an older signed resume is a replay.
+    pub(crate) last_paused: Option<u64>,
+    /// The statement of the last resume accepted: later generations carrying it (policy
+    /// changes while RUNNING, contact restored) are not refused for its expiry.
+    pub(crate) accepted: Option<Vec<u8>>,
 }
 
 /// The last state applied for a program, and what its Ack reported.
@@ -86,6 +98,7 @@ impl Programs {
                 let program = Program {
                     gate: Gate::closed(),
                     applied: Mutex::new(None),
+                    signed: Mutex::new(Signed::default()),
                 };
                 (name, program)
             })
@@ -106,6 +119,9 @@ impl Programs {
                 Desired::Running => Contact::Lost,
                 Desired::Paused => Contact::Current,
             };
+            if saved.desired == Desired::Paused {
+                program.note_paused(saved.generation);
+            }
             program.set_applied(Applied {
                 generation: saved.generation,
                 desired: saved.desired,
@@ -162,6 +178,28 @@ impl Program {
         let applied = applied.as_mut()?;
         change(applied);
         Some(applied.clone())
+    }
+
+    /// What the signed-resume check remembers.
+    pub(crate) fn signed(&self) -> Signed {
+        self.signed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Records that a PAUSED state of `generation` was applied.
+    pub(crate) fn note_paused(&self, generation: u64) {
+        let mut signed = self.signed.lock().unwrap_or_else(PoisonError::into_inner);
+        signed.last_paused = Some(signed.last_paused.map_or(generation, |g| g.max(generation)));
+    }
+
+    /// Records that a resume with this statement was accepted.
+    pub(crate) fn note_accepted(&self, statement: &[u8]) {
+        let mut signed = self.signed.lock().unwrap_or_else(PoisonError::into_inner);
+        if signed.accepted.as_deref() != Some(statement) {
+            signed.accepted = Some(statement.to_vec());
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<Applied>> {

@@ -18,8 +18,8 @@ use std::time::{Duration, SystemTime};
 
 use killswitch_proto::v1::collector_service_client::CollectorServiceClient;
 use killswitch_proto::v1::{
-    Ack, CollectorMessage, Hello, ProgramState, RunState, Seen, Snapshot, collector_message,
-    control_message,
+    Ack, CollectorMessage, Hello, ProgramState, ResumeAuthorization, RunState, Seen, Snapshot,
+    collector_message, control_message,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -35,6 +35,7 @@ use crate::event::{Cause, StateEvent};
 use crate::hook::Hooks;
 use crate::policy::OnLostContact;
 use crate::programs::{Applied, Contact, Program, Programs};
+use crate::signing::{self, Trust};
 use crate::state_file::StateFile;
 
 /// How long connecting to a replica may take before the attempt counts as failed; with
@@ -63,6 +64,8 @@ pub(crate) struct Settings {
     pub(crate) backoff: Backoff,
     pub(crate) hooks: Hooks,
     pub(crate) state_file: Option<StateFile>,
+    /// Which operator keys sign resumes, and how many signatures a resume needs.
+    pub(crate) trust: Trust,
 }
 
 /// The endpoint to reach a replica at `uri`, with the session's connection settings and,
@@ -109,8 +112,10 @@ pub(crate) async fn run(settings: Settings, programs: Arc<Programs>, cancel: Can
         backoff,
         hooks,
         state_file,
+        trust,
     } = settings;
-    let runner = Runner::new(collector_id, labels, hooks, state_file, programs, cancel);
+    let mut runner = Runner::new(collector_id, labels, hooks, state_file, programs, cancel);
+    runner.trust = trust;
     if runner.resume_from_state_file().await.is_err() {
         debug!("killswitch session task stopped");
         return;
@@ -204,6 +209,8 @@ struct Runner {
     state_file: Option<StateFile>,
     programs: Arc<Programs>,
     cancel: CancellationToken,
+    /// Which resumes may open a gate (by default every one).
+    trust: Trust,
     /// When a replica was last heard from (any Snapshot, Update or Heartbeat): the
     /// watchdog's clock. A std mutex around a copy type, never held across an await.
     last_contact: Mutex<Instant>,
@@ -225,6 +232,7 @@ impl Runner {
             state_file,
             programs,
             cancel,
+            trust: Trust::default(),
             last_contact: Mutex::new(Instant::now()),
         }
     }
@@ -418,9 +426,10 @@ impl Runner {
     /// gate, records the state (in memory and in the state file) and acknowledges.
     async fn apply(&self, state: ProgramState, outbound: &Outbound) -> Result<(), End> {
         let Incoming {
-            desired,
+            mut desired,
             policy,
             mut event,
+            authorization,
         } = Incoming::from(state);
         let Some(program) = self.programs.get(&event.program) else {
             warn!(program = %event.program, "ignoring a state for a program this collector did not register");
@@ -466,6 +475,31 @@ impl Runner {
             Step::Change(change, cause) => (change, cause),
         };
         event.cause = cause;
+        // A RUNNING state whose resume is not signed as required is a pause: the gate
+        // stays (or goes) closed, and the Ack says why.
+        let refused = match change {
+            Change::Resume => self
+                .check_signed(program, &event, authorization.as_ref())
+                .err(),
+            Change::Pause => None,
+        };
+        let change = match &refused {
+            Some(refused) => {
+                warn!(
+                    program = %event.program,
+                    generation = event.generation,
+                    %refused,
+                    "refusing a RUNNING state: the gate stays closed",
+                );
+                desired = Desired::Paused;
+                event.cause = Cause::Update;
+                Change::Pause
+            }
+            None => change,
+        };
+        if desired == Desired::Paused && refused.is_none() {
+            program.note_paused(event.generation);
+        }
 
         if change == Change::Pause {
             // Stop capture before anything else: the hook may be slow, or hang.
@@ -519,19 +553,53 @@ impl Runner {
             ),
         }
 
+        let error = match (refused, settled.error) {
+            (None, error) => error,
+            (Some(refused), hook) if hook.is_empty() => refused,
+            (Some(refused), hook) => format!("{refused}; pause hook: {hook}"),
+        };
         let applied = Applied {
             generation: event.generation,
             desired,
             policy,
             contact: Contact::Current,
             at: SystemTime::now(),
-            error: settled.error,
+            error,
             purged: settled.purged,
         };
         program.set_applied(applied.clone());
         self.save_state().await?;
         let ack = ack(&event.program, &applied, program.gate.is_active());
         self.send(outbound, ack).await
+    }
+
+    /// Whether a RUNNING state's signed resume lets the gate open (see [`signing`]);
+    /// remembers the statement when it does.
+    fn check_signed(
+        &self,
+        program: &Program,
+        event: &StateEvent,
+        authorization: Option<&ResumeAuthorization>,
+    ) -> Result<(), String> {
+        if self.trust.required == 0 {
+            return Ok(());
+        }
+        let memory = program.signed();
+        let statement = authorization.map(|a| a.statement.as_slice());
+        let context = signing::Context {
+            program: &event.program,
+            generation: event.generation,
+            last_paused: memory.last_paused,
+            now_unix: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+            check_expiry: statement.is_none() || memory.accepted.as_deref() != statement,
+        };
+        signing::check_resume(&self.trust, authorization, context)?;
+        if let Some(statement) = statement {
+            program.note_accepted(statement);
+        }
+        Ok(())
     }
 
     /// Records that a replica was heard from.

@@ -6,7 +6,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use killswitch_proto::v1::admin_service_client::AdminServiceClient;
 use killswitch_proto::v1::{self, admin_service_server::AdminService, store};
@@ -24,8 +24,9 @@ use crate::auth::{Action, Auth};
 use crate::cache::StateCache;
 use crate::domain::{self, FailurePolicy, Program, ProgramName, ProgramState, RunState};
 use crate::error::ApiError;
+use crate::signing;
 use crate::status;
-use crate::store::{Change, Store, StoreError};
+use crate::store::{Change, ResumeOutcome, SignedResume, Store, StoreError};
 
 /// How long WatchStatus waits after a change before reading status, to coalesce bursts.
 const STATUS_DEBOUNCE: Duration = Duration::from_millis(50);
@@ -109,10 +110,89 @@ impl Admin {
                 actor = change.actor, reason = change.reason, "state changed"
             );
         }
-        Ok(v1::ChangeResponse {
-            state: Some(outcome.state.to_wire()),
-            changed: outcome.changed,
-        })
+        Ok(change_response(outcome))
+    }
+
+    async fn resume_or_request(
+        &self,
+        actor: String,
+        request: &v1::ResumeRequest,
+    ) -> Result<v1::ChangeResponse, ApiError> {
+        let name = ProgramName::parse(&request.program)?;
+        let change = Change {
+            actor,
+            reason: domain::reason(&request.reason)?,
+            incident_id: domain::incident_id(&request.incident_id)?,
+        };
+        let ttl = domain::approval_ttl(request.ttl_ms)?;
+        let signing = self.auth.signing(&change.actor);
+        let authorization = request.authorization.as_ref();
+        let signed = match authorization {
+            None => {
+                signing::check_resume(None, &name, 0, &change.actor, signing, SystemTime::now())?;
+                None
+            }
+            Some(authorization) => {
+                let current = self
+                    .store
+                    .get_state(&name)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(name.clone()))?;
+                signing::check_resume(
+                    Some(authorization),
+                    &name,
+                    current.generation,
+                    &change.actor,
+                    signing,
+                    SystemTime::now(),
+                )?;
+                Some(SignedResume {
+                    authorization: authorization.clone(),
+                    replaces: current.generation,
+                })
+            }
+        };
+        match self
+            .store
+            .resume(&name, ttl, &change, signed.as_ref())
+            .await?
+        {
+            ResumeOutcome::Changed(outcome) => {
+                if outcome.changed {
+                    tracing::info!(
+                        program = %name, generation = outcome.state.generation,
+                        actor = change.actor, reason = change.reason, "state changed to RUNNING"
+                    );
+                }
+                Ok(change_response(outcome))
+            }
+            ResumeOutcome::Requested {
+                state,
+                id,
+                expires_at,
+            } => {
+                tracing::info!(
+                    program = %name, request = id, actor = change.actor,
+                    reason = change.reason, "resume requested; waiting for approval"
+                );
+                Ok(v1::ChangeResponse {
+                    state: Some(state.to_wire()),
+                    changed: false,
+                    approval_request: Some(v1::ApprovalRequest {
+                        id,
+                        expires_at: Some(killswitch_proto::timestamp(expires_at)),
+                    }),
+                })
+            }
+        }
+    }
+}
+
+fn change_response(outcome: crate::store::ChangeOutcome) -> v1::ChangeResponse {
+    v1::ChangeResponse {
+        state: Some(outcome.state.to_wire()),
+        changed: outcome.changed,
+        approval_request: None,
     }
 }
 
@@ -143,6 +223,7 @@ impl AdminService for Admin {
                 created_at: None,
                 created_by: String::new(),
                 policy: FailurePolicy::parse(request.policy.as_ref())?,
+                resume_approvals: domain::resume_approvals(request.resume_approvals)?.unwrap_or(1),
             };
             let reason = if request.reason.is_empty() { "program created" } else { &request.reason };
             let change = Change { actor, reason: domain::reason(reason)?, incident_id: String::new() };
@@ -166,14 +247,26 @@ impl AdminService for Admin {
         let request = request.into_inner();
         let result: Result<_, ApiError> = async {
             let name = ProgramName::parse(&request.program)?;
-            let policy = FailurePolicy::parse(request.policy.as_ref())?;
+            let approvals = domain::resume_approvals(request.resume_approvals)?;
+            // Without a policy, a request that only sets approvals keeps the policy.
+            let policy = match (&request.policy, approvals) {
+                (None, Some(_)) => None,
+                (policy, _) => Some(FailurePolicy::parse(policy.as_ref())?),
+            };
             let change = Change {
                 actor,
                 reason: domain::reason(&request.reason)?,
                 incident_id: domain::incident_id(&request.incident_id)?,
             };
-            let (program, state) = self.store.set_policy(&name, policy, &change).await?;
-            tracing::info!(program = %name, %policy, actor = change.actor, "failure policy set");
+            let (program, state) = self
+                .store
+                .set_policy(&name, policy, approvals, &change)
+                .await?;
+            tracing::info!(
+                program = %name, policy = %program.policy,
+                resume_approvals = program.resume_approvals, actor = change.actor,
+                "failure policy set"
+            );
             Ok(program_response(&program, &state))
         }
         .await;
@@ -235,18 +328,87 @@ impl AdminService for Admin {
         request: Request<v1::ResumeRequest>,
     ) -> Result<Response<v1::ChangeResponse>, Status> {
         let actor = self.authorize(&request, Action::Resume, Some(&request.get_ref().program))?;
-        let r = request.get_ref();
-        let response = self
-            .set_state(
-                actor,
-                &r.program,
-                &r.reason,
-                &r.incident_id,
-                RunState::Running,
-                false,
-            )
-            .await?;
+        let response = self.resume_or_request(actor, request.get_ref()).await?;
         Ok(Response::new(response))
+    }
+
+    async fn approve(
+        &self,
+        request: Request<v1::ApproveRequest>,
+    ) -> Result<Response<v1::ChangeResponse>, Status> {
+        // The role first, so nobody below owner learns which requests exist; the scope
+        // once the request says which program it is for.
+        self.authorize(&request, Action::Approve, None)?;
+        let r = request.get_ref();
+        let result: Result<_, ApiError> = async {
+            let id = domain::approval_id(&r.request_id)?;
+            let reason = domain::reason(&r.reason)?;
+            let incident_id = domain::incident_id(&r.incident_id)?;
+            let pending = self.store.get_approval(&id).await?;
+            let actor =
+                self.auth
+                    .authorize(&request, Action::Approve, Some(pending.program.as_str()))?;
+            if pending.request.requester == actor {
+                return Err(StoreError::SelfApproval.into());
+            }
+            signing::check_approval(
+                pending.request.authorization.as_ref(),
+                r.signature.as_ref(),
+                &pending.program,
+                pending.request.replaces_generation,
+                &actor,
+                self.auth.signing(&actor),
+                SystemTime::now(),
+            )?;
+            let change = Change {
+                actor,
+                reason,
+                incident_id,
+            };
+            let outcome = self
+                .store
+                .approve(&id, &change, r.signature.as_ref())
+                .await?;
+            tracing::info!(
+                program = %outcome.state.program, generation = outcome.state.generation,
+                request = id, actor = change.actor, "resume approved"
+            );
+            Ok(change_response(outcome))
+        }
+        .await;
+        Ok(Response::new(result?))
+    }
+
+    async fn get_approval(
+        &self,
+        request: Request<v1::GetApprovalRequest>,
+    ) -> Result<Response<v1::GetApprovalResponse>, Status> {
+        self.authorize(&request, Action::GetApproval, None)?;
+        let result: Result<_, ApiError> = async {
+            let id = domain::approval_id(&request.get_ref().request_id)?;
+            let pending = self.store.get_approval(&id).await?;
+            self.auth.authorize(
+                &request,
+                Action::GetApproval,
+                Some(pending.program.as_str()),
+            )?;
+            let stored = pending.request;
+            Ok(v1::GetApprovalResponse {
+                id,
+                program: pending.program.to_string(),
+                requester: stored.requester,
+                reason: stored.reason,
+                incident_id: stored.incident_id,
+                replaces_generation: stored.replaces_generation,
+                expires_at: stored.expires_at,
+                statement: stored
+                    .authorization
+                    .map(|a| a.statement)
+                    .unwrap_or_default(),
+            })
+        }
+        .await;
+        Ok(Response::new(result?))
     }
 
     async fn status(

@@ -97,6 +97,10 @@ pub enum Action {
     Pause,
     /// `Resume`.
     Resume,
+    /// `Approve`: another operator's resume request.
+    Approve,
+    /// `GetApproval`: read a resume request.
+    GetApproval,
     /// `CreateProgram`.
     CreateProgram,
     /// `SetPolicy`.
@@ -105,7 +109,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for tables and tests.
-    pub const ALL: [Action; 11] = [
+    pub const ALL: [Action; 13] = [
         Action::GetProgram,
         Action::ListPrograms,
         Action::Status,
@@ -113,8 +117,10 @@ impl Action {
         Action::ListCollectors,
         Action::ListAudit,
         Action::VerifyAudit,
+        Action::GetApproval,
         Action::Pause,
         Action::Resume,
+        Action::Approve,
         Action::CreateProgram,
         Action::SetPolicy,
     ];
@@ -129,9 +135,12 @@ impl Action {
             | Action::WatchStatus
             | Action::ListCollectors
             | Action::ListAudit
-            | Action::VerifyAudit => Role::Viewer,
+            | Action::VerifyAudit
+            | Action::GetApproval => Role::Viewer,
             Action::Pause => Role::Responder,
-            Action::Resume | Action::CreateProgram | Action::SetPolicy => Role::Owner,
+            Action::Resume | Action::Approve | Action::CreateProgram | Action::SetPolicy => {
+                Role::Owner
+            }
         }
     }
 
@@ -148,6 +157,8 @@ impl Action {
             Action::VerifyAudit => "VerifyAudit",
             Action::Pause => "Pause",
             Action::Resume => "Resume",
+            Action::Approve => "Approve",
+            Action::GetApproval => "GetApproval",
             Action::CreateProgram => "CreateProgram",
             Action::SetPolicy => "SetPolicy",
         }
@@ -271,6 +282,8 @@ pub struct Operator {
     pub cert: bool,
     /// SHA-256 of the operator's bearer token, if they have one.
     token_sha256: Option<[u8; 32]>,
+    /// The ed25519 public key that must sign this operator's resumes and approvals.
+    pub signing_key: Option<[u8; 32]>,
 }
 
 impl fmt::Debug for Operator {
@@ -281,6 +294,7 @@ impl fmt::Debug for Operator {
             .field("programs", &self.programs)
             .field("cert", &self.cert)
             .field("token", &self.token_sha256.map(|_| "<sha256>"))
+            .field("signing_key", &self.signing_key.is_some())
             .finish()
     }
 }
@@ -335,6 +349,7 @@ impl Operator {
 /// role = "owner"
 /// programs = ["demo"]     # empty or absent: every program (not allowed for admin)
 /// token_sha256 = "9f86d0..."  # lowercase hex SHA-256 of the bearer token
+/// signing_key = "3b6a27..."   # ed25519 public key: carol's resumes must be signed
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthConfig {
@@ -379,6 +394,7 @@ struct RawOperator {
     #[serde(default)]
     cert: bool,
     token_sha256: Option<toml::Spanned<String>>,
+    signing_key: Option<toml::Spanned<String>>,
 }
 
 impl AuthConfig {
@@ -476,12 +492,22 @@ impl AuthConfig {
                     ),
                 ));
             }
+            let signing_key = match &raw.signing_key {
+                None => None,
+                Some(key) => Some(parse_sha256_hex(key.get_ref()).ok_or_else(|| {
+                    fail(
+                        Some(key.span()),
+                        "signing_key must be 64 lowercase hex digits: the ed25519 public key `killswitch keys new` prints".to_owned(),
+                    )
+                })?),
+            };
             operators.push(Operator {
                 name: name.clone(),
                 role,
                 programs,
                 cert: raw.cert,
                 token_sha256,
+                signing_key,
             });
         }
         Ok(Self {
@@ -650,6 +676,17 @@ pub fn subject_of(der: &[u8], trust_domain: &str) -> Result<CertSubject, AuthErr
             more.len()
         ))),
     }
+}
+
+/// What an operator's resumes and approvals must carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signing {
+    /// `--insecure-dev`: a signature is optional, from any key.
+    Optional,
+    /// Signed, with this ed25519 public key.
+    Required([u8; 32]),
+    /// The operator has no `signing_key`: their resumes cannot be signed.
+    Unregistered,
 }
 
 /// Who a request comes from.
@@ -822,6 +859,18 @@ impl Auth {
         result
     }
 
+    /// Whether `actor`'s resumes and approvals must be signed, and with which key.
+    #[must_use]
+    pub fn signing(&self, actor: &str) -> Signing {
+        match &self.mode {
+            Mode::InsecureDev => Signing::Optional,
+            Mode::Tls { config, .. } => match config.operator(actor).and_then(|o| o.signing_key) {
+                Some(key) => Signing::Required(key),
+                None => Signing::Unregistered,
+            },
+        }
+    }
+
     /// Checks that the caller of `request` may open a collector session; returns the
     /// collector id its certificate proves, `None` under `--insecure-dev`.
     pub fn collector<T>(&self, request: &Request<T>) -> Result<Option<CollectorId>, AuthError> {
@@ -911,6 +960,8 @@ token_sha256 = "{vic}"
             (VerifyAudit, true, true, true, true),
             (Pause, false, true, true, true),
             (Resume, false, false, true, true),
+            (Approve, false, false, true, true),
+            (GetApproval, true, true, true, true),
             (CreateProgram, false, false, true, true),
             (SetPolicy, false, false, true, true),
         ];
@@ -928,6 +979,7 @@ token_sha256 = "{vic}"
                     programs: Vec::new(),
                     cert: true,
                     token_sha256: None,
+                    signing_key: None,
                 };
                 let result = operator.permits(action, Some("demo"));
                 assert_eq!(result.is_ok(), allowed, "{role} {action:?}: {result:?}");
@@ -1372,5 +1424,26 @@ token_sha256 = "{vic}"
         assert!(carol.covers("demo") && carol.covers("other") && !carol.covers("payments"));
         assert!(config.operator("alice").expect("listed").covers("payments"));
         assert!(!format!("{carol:?}").contains(&sha256_hex("carol-token")));
+    }
+
+    #[test]
+    fn signing_keys_are_optional_and_checked() {
+        let key = "ab".repeat(32);
+        let text = format!(
+            "trust_domain = \"{TD}\"\n\n[[operator]]\nname = \"alice\"\nrole = \"admin\"\ncert = true\nsigning_key = \"{key}\"\n\n[[operator]]\nname = \"bob\"\nrole = \"owner\"\ncert = true\n"
+        );
+        let config = AuthConfig::parse(&text, "auth.toml").expect("valid");
+        let auth = Auth::tls(config, Vec::new(), ClientTlsConfig::new());
+        assert_eq!(auth.signing("alice"), Signing::Required([0xab; 32]));
+        assert_eq!(auth.signing("bob"), Signing::Unregistered);
+        assert_eq!(Auth::insecure_dev().signing("anyone"), Signing::Optional);
+
+        let bad = text.replace(&key, "xyz");
+        let error = AuthConfig::parse(&bad, "auth.toml").expect_err("bad key");
+        assert_eq!(error.line(), Some(7), "{error}");
+        assert!(
+            error.to_string().contains("signing_key must be 64"),
+            "{error}"
+        );
     }
 }

@@ -379,6 +379,7 @@ mod tests {
             changed_at: None,
             purge: false,
             policy: crate::domain::FailurePolicy::default(),
+            authorization: None,
         }
     }
 

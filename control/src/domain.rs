@@ -68,6 +68,15 @@ pub enum InvalidInput {
         "invalid label key {0:?}: use 1 to 63 characters of a-z, 0-9, '.', '_', '/' and '-', starting and ending with a letter or digit"
     )]
     LabelKey(String),
+    /// A number of resume approvals other than 1 or 2.
+    #[error("resume approvals must be 1 or 2, not {0}")]
+    ResumeApprovals(u32),
+    /// An approval request lifetime outside the accepted range.
+    #[error("approval request ttl {} is out of range: use 2s to 24h", humantime::format_duration(*.0))]
+    ApprovalTtl(Duration),
+    /// An approval request id that is not 8 lowercase hex digits.
+    #[error("invalid approval request id {0:?}: use the 8 hex digits `killswitch resume` printed")]
+    ApprovalId(String),
     /// An enum field holds a value this version does not know.
     #[error("unknown {field} value {value}: {hint}")]
     UnknownValue {
@@ -78,6 +87,48 @@ pub enum InvalidInput {
         /// The values accepted.
         hint: &'static str,
     },
+}
+
+/// Shortest and longest life of an approval request, and the default.
+pub const APPROVAL_TTL_MIN: Duration = Duration::from_secs(2);
+/// See [`APPROVAL_TTL_MIN`].
+pub const APPROVAL_TTL_MAX: Duration = Duration::from_secs(24 * 3600);
+/// See [`APPROVAL_TTL_MIN`].
+pub const APPROVAL_TTL_DEFAULT: Duration = Duration::from_secs(15 * 60);
+
+/// How many operators a resume needs, from an operator: 1 or 2; `None` for 0 (unset).
+pub fn resume_approvals(value: u32) -> Result<Option<u32>, InvalidInput> {
+    match value {
+        0 => Ok(None),
+        1 | 2 => Ok(Some(value)),
+        other => Err(InvalidInput::ResumeApprovals(other)),
+    }
+}
+
+/// The life of an approval request, from milliseconds; 0 is the default (15 minutes).
+pub fn approval_ttl(ms: u64) -> Result<Duration, InvalidInput> {
+    if ms == 0 {
+        return Ok(APPROVAL_TTL_DEFAULT);
+    }
+    let ttl = Duration::from_millis(ms);
+    if (APPROVAL_TTL_MIN..=APPROVAL_TTL_MAX).contains(&ttl) {
+        Ok(ttl)
+    } else {
+        Err(InvalidInput::ApprovalTtl(ttl))
+    }
+}
+
+/// An approval request id: 8 lowercase hex digits.
+pub fn approval_id(value: &str) -> Result<String, InvalidInput> {
+    if value.len() == 8
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        Ok(value.to_owned())
+    } else {
+        Err(InvalidInput::ApprovalId(quoted(value)))
+    }
 }
 
 /// A program's name, `^[a-z][a-z0-9-]{0,62}$`.
@@ -430,6 +481,49 @@ pub struct ProgramState {
     pub purge: bool,
     /// What collectors do offline.
     pub policy: FailurePolicy,
+    /// The signed resume that made it RUNNING, carried to collectors unchanged.
+    pub authorization: Option<Authorization>,
+}
+
+/// A signed resume as stored: the encoded statement and its signatures, opaque to the
+/// control plane once checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorization {
+    /// The encoded `ResumeStatement`, exactly as signed.
+    pub statement: Vec<u8>,
+    /// (public key, signature) pairs.
+    pub signatures: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Authorization {
+    /// From the wire (or stored) form.
+    #[must_use]
+    pub fn from_wire(wire: &v1::ResumeAuthorization) -> Self {
+        Self {
+            statement: wire.statement.clone(),
+            signatures: wire
+                .signatures
+                .iter()
+                .map(|s| (s.public_key.clone(), s.signature.clone()))
+                .collect(),
+        }
+    }
+
+    /// The wire form.
+    #[must_use]
+    pub fn to_wire(&self) -> v1::ResumeAuthorization {
+        v1::ResumeAuthorization {
+            statement: self.statement.clone(),
+            signatures: self
+                .signatures
+                .iter()
+                .map(|(public_key, signature)| v1::Signature {
+                    public_key: public_key.clone(),
+                    signature: signature.clone(),
+                })
+                .collect(),
+        }
+    }
 }
 
 impl ProgramState {
@@ -450,6 +544,7 @@ impl ProgramState {
             changed_at: stored.changed_at.and_then(|t| SystemTime::try_from(t).ok()),
             purge: stored.purge,
             policy: FailurePolicy::from_store(stored.policy.as_ref()),
+            authorization: stored.authorization.as_ref().map(Authorization::from_wire),
         }
     }
 
@@ -466,6 +561,7 @@ impl ProgramState {
             changed_at: self.changed_at.map(killswitch_proto::timestamp),
             purge: self.purge,
             policy: Some(self.policy.to_wire()),
+            authorization: self.authorization.as_ref().map(Authorization::to_wire),
         }
     }
 }
@@ -485,6 +581,8 @@ pub struct Program {
     pub created_by: String,
     /// What its collectors do offline.
     pub policy: FailurePolicy,
+    /// How many different operators a resume needs: 1 or 2.
+    pub resume_approvals: u32,
 }
 
 impl Program {
@@ -498,6 +596,7 @@ impl Program {
             created_at: stored.created_at.and_then(|t| SystemTime::try_from(t).ok()),
             created_by: stored.created_by.clone(),
             policy: FailurePolicy::from_store(stored.policy.as_ref()),
+            resume_approvals: stored.resume_approvals.clamp(1, 2),
         }
     }
 
@@ -511,6 +610,7 @@ impl Program {
             created_at: self.created_at.map(killswitch_proto::timestamp),
             created_by: self.created_by.clone(),
             policy: Some(self.policy.to_wire()),
+            resume_approvals: self.resume_approvals,
         }
     }
 }
@@ -518,6 +618,29 @@ impl Program {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn approvals_ttls_and_request_ids() {
+        assert_eq!(resume_approvals(0), Ok(None));
+        assert_eq!(resume_approvals(1), Ok(Some(1)));
+        assert_eq!(resume_approvals(2), Ok(Some(2)));
+        assert_eq!(resume_approvals(3), Err(InvalidInput::ResumeApprovals(3)));
+        assert_eq!(approval_ttl(0), Ok(APPROVAL_TTL_DEFAULT));
+        assert_eq!(approval_ttl(2_000), Ok(Duration::from_secs(2)));
+        assert!(approval_ttl(1_999).is_err());
+        assert!(approval_ttl(24 * 3600 * 1000 + 1).is_err());
+        assert_eq!(approval_id("0badcafe"), Ok("0badcafe".to_owned()));
+        for bad in [
+            "",
+            "0BADCAFE",
+            "0badcaf",
+            "0badcafe0",
+            "0badcafg",
+            "../x/abc",
+        ] {
+            assert!(approval_id(bad).is_err(), "{bad:?}");
+        }
+    }
 
     fn check(name: &str, ok: bool) {
         assert_eq!(

@@ -7,6 +7,7 @@ use tonic::Status;
 
 use crate::auth::AuthError;
 use crate::domain::InvalidInput;
+use crate::signing::SignatureError;
 use crate::store::StoreError;
 
 /// Why an API call failed.
@@ -21,6 +22,9 @@ pub enum ApiError {
     /// The caller is unknown or may not do this; nothing was read or changed.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// A signed resume was missing or not acceptable; nothing was changed.
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
 }
 
 impl From<ApiError> for Status {
@@ -33,12 +37,25 @@ impl From<ApiError> for Status {
                 Status::unauthenticated(auth.to_string())
             }
             ApiError::Auth(auth) => Status::permission_denied(auth.to_string()),
+            ApiError::Signature(error) if error.is_invalid_argument() => {
+                Status::invalid_argument(error.to_string())
+            }
+            ApiError::Signature(error) => Status::failed_precondition(error.to_string()),
             ApiError::Store(StoreError::NotFound(name)) => Status::not_found(format!(
                 "program {name} does not exist: check the name with `killswitch program list`"
             )),
             ApiError::Store(StoreError::AlreadyExists(name)) => Status::already_exists(format!(
                 "program {name} already exists: see it with `killswitch program show {name}`"
             )),
+            ApiError::Store(error @ StoreError::NoApprovalRequest(_)) => {
+                Status::not_found(error.to_string())
+            }
+            ApiError::Store(error @ StoreError::SelfApproval) => {
+                Status::permission_denied(error.to_string())
+            }
+            ApiError::Store(error @ (StoreError::StaleApproval | StoreError::StaleStatement)) => {
+                Status::failed_precondition(error.to_string())
+            }
             ApiError::Store(StoreError::Contention) => {
                 Status::aborted("too many concurrent changes to this program; try again")
             }
@@ -73,6 +90,18 @@ mod tests {
                 tonic::Code::AlreadyExists,
             ),
             (StoreError::Contention.into(), tonic::Code::Aborted),
+            (
+                StoreError::NoApprovalRequest("0badcafe".into()).into(),
+                tonic::Code::NotFound,
+            ),
+            (
+                StoreError::SelfApproval.into(),
+                tonic::Code::PermissionDenied,
+            ),
+            (
+                StoreError::StaleApproval.into(),
+                tonic::Code::FailedPrecondition,
+            ),
             (
                 AuthError::NoCredentials.into(),
                 tonic::Code::Unauthenticated,

@@ -14,6 +14,7 @@
 //! - [`latency`]: a small mergeable histogram of commit-to-ack times.
 //! - [`admin`]: `AdminService`, the operator API.
 //! - [`auth`]: who is calling (client certificate or bearer token) and the role table.
+//! - [`signing`]: checking an operator's signed resume statement and key.
 //! - [`error`]: the one mapping from failures to gRPC statuses.
 //! - [`server`]: wiring and graceful shutdown.
 //! - `testing` (feature `testing`): start a real etcd and real replicas for tests.
@@ -29,6 +30,7 @@ pub mod latency;
 pub mod publish;
 pub mod server;
 pub mod session;
+pub mod signing;
 pub mod status;
 pub mod store;
 #[cfg(feature = "testing")]

@@ -1,7 +1,8 @@
 //! Program definitions, state and audit in etcd.
 //!
 //! Key layout (DESIGN.md section 3), under a configurable prefix:
-//! `programs/{name}`, `state/{name}`, `audit/{seq:020}` and `audit/head`.
+//! `programs/{name}`, `state/{name}`, `audit/{seq:020}`, `audit/head`, and
+//! `approvals/{program}/{id}` (two-person resumes waiting for approval, lease-bound).
 //! Every mutation is one etcd transaction that compares what it read (the state key's
 //! mod_revision and the audit head's) and writes the new state together with its audit
 //! entry, so no change exists without an audit entry and no update is lost. A lost race
@@ -42,6 +43,18 @@ pub enum StoreError {
     /// The program already exists.
     #[error("program {0} already exists")]
     AlreadyExists(ProgramName),
+    /// No approval request has this id: it never existed, was approved, or expired.
+    #[error("approval request {0} does not exist or has expired")]
+    NoApprovalRequest(String),
+    /// The operator approving a resume is the one who requested it.
+    #[error("you requested this resume; a different operator must approve it")]
+    SelfApproval,
+    /// The program changed after the resume was requested.
+    #[error("the program changed since the request; request the resume again")]
+    StaleApproval,
+    /// The program changed after the resume statement was signed.
+    #[error("the program changed since the resume was signed; run the command again")]
+    StaleStatement,
     /// Every attempt lost a race with a concurrent change. Retryable.
     #[error("gave up after {MAX_ATTEMPTS} attempts: other changes kept winning the race")]
     Contention,
@@ -86,6 +99,41 @@ pub struct ChangeOutcome {
     pub changed: bool,
 }
 
+/// What a resume did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResumeOutcome {
+    /// The state changed (or already was RUNNING).
+    Changed(ChangeOutcome),
+    /// The program needs a second operator: an approval request was stored; the state
+    /// (returned as it is) did not change.
+    Requested {
+        /// The unchanged state.
+        state: ProgramState,
+        /// The request's id, for `Approve`.
+        id: String,
+        /// When the request's lease expires.
+        expires_at: SystemTime,
+    },
+}
+
+/// A signed resume, checked by the caller against the generation it replaces.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignedResume {
+    /// The statement and the signatures so far.
+    pub authorization: v1::ResumeAuthorization,
+    /// The generation the statement replaces: the state must still be at it.
+    pub replaces: Generation,
+}
+
+/// A stored approval request, for `GetApproval` and `Approve`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingApproval {
+    /// The program to resume.
+    pub program: ProgramName,
+    /// The request as stored.
+    pub request: store::ApprovalRequest,
+}
+
 /// etcd keys under the prefix.
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
@@ -125,6 +173,14 @@ impl Keys {
 
     fn replicas(&self) -> String {
         format!("{}/replicas/", self.prefix)
+    }
+
+    fn approvals(&self) -> String {
+        format!("{}/approvals/", self.prefix)
+    }
+
+    fn approval(&self, program: &ProgramName, id: &str) -> String {
+        format!("{}{program}/{id}", self.approvals())
     }
 
     pub(crate) fn acks(&self, program: &ProgramName) -> String {
@@ -213,6 +269,7 @@ impl Store {
             created_at: Some(killswitch_proto::timestamp(now)),
             created_by: change.actor.clone(),
             policy: Some(program.policy.to_wire()),
+            resume_approvals: program.resume_approvals,
         };
         let stored_state = store::ProgramState {
             state: v1::RunState::Paused as i32,
@@ -222,6 +279,7 @@ impl Store {
             changed_at: Some(killswitch_proto::timestamp(now)),
             purge: false,
             policy: Some(program.policy.to_wire()),
+            authorization: None,
         };
         for _ in 0..MAX_ATTEMPTS {
             let head = self.audit_head().await?;
@@ -230,10 +288,17 @@ impl Store {
                 program: name,
                 from: RunState::Paused,
                 to: RunState::Paused,
-                detail: format!(
-                    "owner: {}; on lost contact: {}",
-                    program.owner, program.policy
-                ),
+                detail: if program.resume_approvals > 1 {
+                    format!(
+                        "owner: {}; on lost contact: {}; resume approvals: {}",
+                        program.owner, program.policy, program.resume_approvals
+                    )
+                } else {
+                    format!(
+                        "owner: {}; on lost contact: {}",
+                        program.owner, program.policy
+                    )
+                },
             };
             let entry = audit_entry(&head, now, change, what);
             let txn = Txn::new()
@@ -374,6 +439,19 @@ impl Store {
         purge: bool,
         change: &Change,
     ) -> Result<ChangeOutcome, StoreError> {
+        self.change_state(name, target, purge, change, None).await
+    }
+
+    /// [`set_state`](Self::set_state), for a resume carrying `signed`: the state must
+    /// still be the generation it replaces, and keeps its authorization.
+    async fn change_state(
+        &self,
+        name: &ProgramName,
+        target: RunState,
+        purge: bool,
+        change: &Change,
+        signed: Option<&SignedResume>,
+    ) -> Result<ChangeOutcome, StoreError> {
         let state_key = self.keys.state(name);
         for _ in 0..MAX_ATTEMPTS {
             let current = self
@@ -388,6 +466,9 @@ impl Store {
                     changed: false,
                 });
             }
+            if signed.is_some_and(|s| s.replaces != current.generation) {
+                return Err(StoreError::StaleStatement);
+            }
             let head = self.audit_head().await?;
             let now = SystemTime::now();
             let stored = store::ProgramState {
@@ -398,6 +479,9 @@ impl Store {
                 changed_at: Some(killswitch_proto::timestamp(now)),
                 purge: target == RunState::Paused && purge,
                 policy: Some(current.policy.to_wire()),
+                authorization: signed
+                    .filter(|_| target == RunState::Running)
+                    .map(|s| s.authorization.clone()),
             };
             let what = Audited {
                 action: target.action(),
@@ -438,13 +522,15 @@ impl Store {
         Err(StoreError::Contention)
     }
 
-    /// Changes a program's failure policy: the program definition and the state (which
-    /// carries the policy to collectors, as a new generation) in one audited transaction.
-    /// The same policy again changes nothing.
+    /// Changes a program's failure policy and how many operators a resume needs: the
+    /// program definition and the state (which carries the policy to collectors, as a new
+    /// generation) in one audited transaction. `None` keeps the current value; the same
+    /// values again change nothing.
     pub async fn set_policy(
         &self,
         name: &ProgramName,
-        policy: FailurePolicy,
+        policy: Option<FailurePolicy>,
+        resume_approvals: Option<u32>,
         change: &Change,
     ) -> Result<(Program, ProgramState), StoreError> {
         let (program_key, state_key) = (self.keys.program(name), self.keys.state(name));
@@ -459,12 +545,26 @@ impl Store {
                 .await?
                 .ok_or_else(not_found)?;
             let old = FailurePolicy::from_store(stored_program.policy.as_ref());
-            if old == policy {
+            let old_approvals = stored_program.resume_approvals.clamp(1, 2);
+            let new = policy.unwrap_or(old);
+            let new_approvals = resume_approvals.unwrap_or(old_approvals);
+            if old == new && old_approvals == new_approvals {
                 let state =
                     ProgramState::from_store(name.clone(), revision(state_revision), &stored_state);
                 return Ok((Program::from_store(name.clone(), &stored_program), state));
             }
+            let mut details = Vec::new();
+            if old != new {
+                details.push(format!("on lost contact: {old} -> {new}"));
+            }
+            if old_approvals != new_approvals {
+                details.push(format!(
+                    "resume approvals: {old_approvals} -> {new_approvals}"
+                ));
+            }
+            let policy = new;
             stored_program.policy = Some(policy.to_wire());
+            stored_program.resume_approvals = new_approvals;
             stored_state.policy = Some(policy.to_wire());
             let head = self.audit_head().await?;
             let current = RunState::from_wire(stored_state.state);
@@ -473,7 +573,7 @@ impl Store {
                 program: name,
                 from: current,
                 to: current,
-                detail: format!("on lost contact: {old} -> {policy}"),
+                detail: details.join("; "),
             };
             let entry = audit_entry(&head, SystemTime::now(), change, what);
             let txn = Txn::new()
@@ -562,6 +662,245 @@ impl Store {
             .iter()
             .map(|kv| decode(&String::from_utf8_lossy(kv.key()), kv.value()))
             .collect()
+    }
+}
+
+/// Two-person resumes: a resume of a program that needs two operators stores an approval
+/// request, bound to its own lease, which another operator approves.
+impl Store {
+    /// Resumes a program, or, when it needs two operators, stores an approval request that
+    /// lives for `ttl` (written with its audit entry in one transaction). A RUNNING program
+    /// is returned unchanged either way.
+    pub async fn resume(
+        &self,
+        name: &ProgramName,
+        ttl: Duration,
+        change: &Change,
+        signed: Option<&SignedResume>,
+    ) -> Result<ResumeOutcome, StoreError> {
+        let (_, stored_program) = self
+            .read::<store::Program>(&self.keys.program(name))
+            .await?
+            .ok_or_else(|| StoreError::NotFound(name.clone()))?;
+        if stored_program.resume_approvals <= 1 {
+            let outcome = self
+                .change_state(name, RunState::Running, false, change, signed)
+                .await?;
+            return Ok(ResumeOutcome::Changed(outcome));
+        }
+        let state_key = self.keys.state(name);
+        for _ in 0..MAX_ATTEMPTS {
+            let current = self
+                .get_state(name)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(name.clone()))?;
+            if current.state == RunState::Running {
+                return Ok(ResumeOutcome::Changed(ChangeOutcome {
+                    state: current,
+                    changed: false,
+                }));
+            }
+            if signed.is_some_and(|s| s.replaces != current.generation) {
+                return Err(StoreError::StaleStatement);
+            }
+            let head = self.audit_head().await?;
+            let now = SystemTime::now();
+            let expires_at = now + ttl;
+            let id = format!("{:08x}", fastrand::u32(..));
+            let request = store::ApprovalRequest {
+                requester: change.actor.clone(),
+                reason: change.reason.clone(),
+                incident_id: change.incident_id.clone(),
+                replaces_generation: current.generation,
+                created_at: Some(killswitch_proto::timestamp(now)),
+                expires_at: Some(killswitch_proto::timestamp(expires_at)),
+                authorization: signed.map(|s| s.authorization.clone()),
+            };
+            let what = Audited {
+                action: "resume-request",
+                program: name,
+                from: current.state,
+                to: current.state,
+                detail: format!(
+                    "request {id}, expires in {}",
+                    humantime::format_duration(ttl)
+                ),
+            };
+            let entry = audit_entry(&head, now, change, what);
+            let lease = self.grant_lease(ttl).await?;
+            let key = self.keys.approval(name, &id);
+            let txn = Txn::new()
+                .when([
+                    Compare::mod_revision(
+                        state_key.as_str(),
+                        CompareOp::Equal,
+                        current.generation as i64,
+                    ),
+                    Compare::create_revision(key.as_str(), CompareOp::Equal, 0),
+                    Compare::mod_revision(self.keys.audit_head(), CompareOp::Equal, head.revision),
+                ])
+                .and_then(self.audited_puts(
+                    &entry,
+                    vec![TxnOp::put(
+                        key.as_str(),
+                        request.encode_to_vec(),
+                        Some(etcd_client::PutOptions::new().with_lease(lease)),
+                    )],
+                ));
+            let response = self.client.clone().txn(txn).await;
+            match response {
+                Ok(response) if response.succeeded() => {
+                    return Ok(ResumeOutcome::Requested {
+                        state: current,
+                        id,
+                        expires_at,
+                    });
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    self.forget_lease(lease).await;
+                    return Err(error.into());
+                }
+            }
+            self.forget_lease(lease).await;
+            tracing::debug!(program = %name, "lost a race with a concurrent change; retrying");
+        }
+        Err(StoreError::Contention)
+    }
+
+    /// The program and stored value of approval request `id`, with the key's mod_revision
+    /// and lease.
+    async fn find_approval(
+        &self,
+        id: &str,
+    ) -> Result<(ProgramName, store::ApprovalRequest, i64, i64), StoreError> {
+        let prefix = self.keys.approvals();
+        let response = self
+            .client
+            .clone()
+            .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
+            .await?;
+        for kv in response.kvs() {
+            let key = String::from_utf8_lossy(kv.key()).into_owned();
+            let Some((program, key_id)) = key
+                .strip_prefix(prefix.as_str())
+                .and_then(|rest| rest.split_once('/'))
+            else {
+                continue;
+            };
+            if key_id != id {
+                continue;
+            }
+            let Ok(program) = ProgramName::parse(program) else {
+                tracing::warn!(
+                    key,
+                    "ignoring an approval key whose program name is not valid"
+                );
+                continue;
+            };
+            let request = decode(&key, kv.value())?;
+            return Ok((program, request, kv.mod_revision(), kv.lease()));
+        }
+        Err(StoreError::NoApprovalRequest(id.to_owned()))
+    }
+
+    /// Approval request `id` and the program it is for.
+    pub async fn get_approval(&self, id: &str) -> Result<PendingApproval, StoreError> {
+        let (program, request, _, _) = self.find_approval(id).await?;
+        Ok(PendingApproval { program, request })
+    }
+
+    /// Approves request `id` as `change.actor`, who must not be its requester: the
+    /// program resumes, the request is deleted, and the audit entry names both, in one
+    /// transaction. Fails when the program changed since the request.
+    /// `signature`, checked by the caller over the request's statement, joins the
+    /// requester's in the state's authorization.
+    pub async fn approve(
+        &self,
+        id: &str,
+        change: &Change,
+        signature: Option<&v1::Signature>,
+    ) -> Result<ChangeOutcome, StoreError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let (name, request, request_revision, lease) = self.find_approval(id).await?;
+            if request.requester == change.actor {
+                return Err(StoreError::SelfApproval);
+            }
+            let current = self
+                .get_state(&name)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(name.clone()))?;
+            if current.generation != request.replaces_generation {
+                return Err(StoreError::StaleApproval);
+            }
+            let state_key = self.keys.state(&name);
+            let request_key = self.keys.approval(&name, id);
+            let head = self.audit_head().await?;
+            let now = SystemTime::now();
+            let mut authorization = request.authorization.clone();
+            if let (Some(authorization), Some(signature)) = (authorization.as_mut(), signature) {
+                authorization.signatures.push(signature.clone());
+            }
+            let stored = store::ProgramState {
+                state: v1::RunState::Running as i32,
+                reason: change.reason.clone(),
+                incident_id: change.incident_id.clone(),
+                actor: change.actor.clone(),
+                changed_at: Some(killswitch_proto::timestamp(now)),
+                purge: false,
+                policy: Some(current.policy.to_wire()),
+                authorization,
+            };
+            let what = Audited {
+                action: RunState::Running.action(),
+                program: &name,
+                from: current.state,
+                to: RunState::Running,
+                detail: format!(
+                    "approved by {}, requested by {}",
+                    change.actor, request.requester
+                ),
+            };
+            let entry = audit_entry(&head, now, change, what);
+            let txn = Txn::new()
+                .when([
+                    Compare::mod_revision(
+                        state_key.as_str(),
+                        CompareOp::Equal,
+                        current.generation as i64,
+                    ),
+                    Compare::mod_revision(request_key.as_str(), CompareOp::Equal, request_revision),
+                    Compare::mod_revision(self.keys.audit_head(), CompareOp::Equal, head.revision),
+                ])
+                .and_then(self.audited_puts(
+                    &entry,
+                    vec![
+                        TxnOp::put(state_key.as_str(), stored.encode_to_vec(), None),
+                        TxnOp::delete(request_key.as_str(), None),
+                    ],
+                ));
+            let response = self.client.clone().txn(txn).await?;
+            if response.succeeded() {
+                self.forget_lease(lease).await;
+                let state = ProgramState::from_store(name, txn_revision(&response), &stored);
+                return Ok(ChangeOutcome {
+                    state,
+                    changed: true,
+                });
+            }
+            tracing::debug!(program = %name, "lost a race with a concurrent change; retrying");
+        }
+        Err(StoreError::Contention)
+    }
+
+    /// Revokes a lease nothing needs any more; on failure it simply expires.
+    async fn forget_lease(&self, lease: i64) {
+        if lease == 0 {
+            return;
+        }
+        if let Err(error) = self.client.clone().lease_revoke(lease).await {
+            tracing::debug!(%error, lease, "could not revoke a lease; it will expire");
+        }
     }
 }
 

@@ -101,6 +101,8 @@ impl Replica {
             program: program.into(),
             reason: format!("{program} is safe again"),
             incident_id: String::new(),
+            ttl_ms: 0,
+            authorization: None,
         };
         self.admin.resume(resume("demo")).await.expect("resume");
         self.admin.resume(resume("other")).await.expect("resume");
@@ -409,6 +411,7 @@ async fn verification_never_sees_a_change_half_written() {
         created_at: None,
         created_by: String::new(),
         policy: FailurePolicy::default(),
+        resume_approvals: 1,
     };
     let change = Change {
         actor: "tester".into(),

@@ -38,6 +38,7 @@ async fn create(store: &Store, program: &str) {
         created_at: None,
         created_by: String::new(),
         policy: FailurePolicy::default(),
+        resume_approvals: 1,
     };
     store
         .create_program(&program, &change("tester", "create"))
@@ -311,6 +312,8 @@ async fn bad_input_is_rejected_and_leaves_etcd_unchanged() {
                     program: "demo".into(),
                     reason: "ok".into(),
                     incident_id: "i".repeat(129),
+                    ttl_ms: 0,
+                    authorization: None,
                 })
                 .await
                 .expect_err("rejected"),
@@ -370,7 +373,12 @@ async fn a_policy_change_reaches_the_state_as_a_new_generation_and_is_audited() 
     };
 
     let (program, state) = store
-        .set_policy(&name("demo"), keep, &change("owner", "fail open"))
+        .set_policy(
+            &name("demo"),
+            Some(keep),
+            None,
+            &change("owner", "fail open"),
+        )
         .await
         .expect("set");
     assert_eq!((program.policy, state.policy), (keep, keep));
@@ -393,7 +401,7 @@ async fn a_policy_change_reaches_the_state_as_a_new_generation_and_is_audited() 
 
     let dump = etcd.dump(PREFIX).await.expect("dump");
     let (_, again) = store
-        .set_policy(&name("demo"), keep, &change("owner", "again"))
+        .set_policy(&name("demo"), Some(keep), None, &change("owner", "again"))
         .await
         .expect("set");
     assert_eq!(

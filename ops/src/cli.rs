@@ -9,7 +9,7 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 use crate::exit::EXIT_CODES_HELP;
 use crate::input::{
     Actor, BearerToken, CollectorFilter, EndpointUrl, Grace, LostContact, MAX_AUDIT_LIMIT,
-    ProgramName, Reason, Since, parse_timeout, parse_wait,
+    ProgramName, Reason, Since, parse_request_id, parse_timeout, parse_ttl, parse_wait,
 };
 use crate::output::OutputFormat;
 use crate::view::PolicyView;
@@ -119,9 +119,13 @@ pub enum Command {
     #[command(after_help = WAIT_HELP)]
     Pause(PauseArgs),
 
-    /// Let a paused program collect again
-    #[command(after_help = WAIT_HELP)]
+    /// Let a paused program collect again (or request it, when it needs two operators)
+    #[command(after_help = format!("{APPROVAL_HELP}\n\n{WAIT_HELP}"))]
     Resume(ResumeArgs),
+
+    /// Approve another operator's resume request: the program resumes
+    #[command(after_help = WAIT_HELP)]
+    Approve(ApproveArgs),
 
     /// Show a program's state and which collectors have acknowledged it
     Status(StatusArgs),
@@ -137,6 +141,10 @@ pub enum Command {
     /// Create operator bearer tokens (works offline)
     #[command(subcommand)]
     Token(crate::token::TokenCommand),
+
+    /// Create operator signing keys for resumes (works offline)
+    #[command(subcommand)]
+    Keys(crate::keys::KeysCommand),
 
     /// Show who changed what, when and why; `audit verify` checks nothing was tampered with
     #[command(after_help = AUDIT_HELP)]
@@ -159,6 +167,12 @@ With --wait, the change is followed until every connected collector has acknowle
 generation (exit 0). It fails with exit 1 when nothing is pending but some collectors'
 hooks failed, or when a newer change supersedes it, and with exit 3 when DURATION passes
 first; the stragglers are then listed. Progress goes to stderr, the result to stdout.";
+
+/// After `resume --help`: two-person resumes.
+const APPROVAL_HELP: &str = "\
+A program created or set with --resume-approvals 2 does not resume on one operator's word:
+resume records a request (exit 0) that lives for --ttl, and a different operator runs
+`killswitch approve ID --reason TEXT` to resume it. A pause meanwhile voids the request.";
 
 /// After `collectors --help`.
 const COLLECTORS_HELP: &str = "\
@@ -223,6 +237,11 @@ pub struct CreateArgs {
     /// pause (1s to 24h, e.g. 30s, 5m) [default: 30s]
     #[arg(long, value_name = "DURATION", value_parser = Grace::parse)]
     pub grace: Option<Grace>,
+
+    /// How many different operators a resume needs: 1, or 2 (one requests, another
+    /// approves) [default: 1]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=2))]
+    pub resume_approvals: Option<u32>,
 }
 
 impl CreateArgs {
@@ -241,7 +260,7 @@ impl CreateArgs {
 #[derive(Debug, Args)]
 #[command(group(
     ArgGroup::new("policy")
-        .args(["on_lost_contact", "grace"])
+        .args(["on_lost_contact", "grace", "resume_approvals"])
         .multiple(true)
         .required(true)
 ))]
@@ -258,6 +277,10 @@ pub struct SetArgs {
     /// pause (1s to 24h, e.g. 30s, 5m) [default: current]
     #[arg(long, value_name = "DURATION", value_parser = Grace::parse)]
     pub grace: Option<Grace>,
+
+    /// How many different operators a resume needs: 1 or 2 [default: current]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=2))]
+    pub resume_approvals: Option<u32>,
 
     /// Why, recorded in the audit (at most 1024 bytes)
     #[arg(long, value_name = "TEXT", value_parser = Reason::parse)]
@@ -315,9 +338,45 @@ pub struct ResumeArgs {
     #[arg(long = "incident", value_name = "ID")]
     pub incident_id: Option<String>,
 
+    /// Wait up to DURATION (e.g. 30s) for every connected collector to acknowledge (not
+    /// when the resume waits for approval)
+    #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
+    pub wait: Option<Duration>,
+
+    /// How long a resume request waits for approval, for programs that need two
+    /// operators (2s to 24h)
+    #[arg(long, value_name = "DURATION", value_parser = parse_ttl, default_value = "15m")]
+    pub ttl: Duration,
+
+    /// Sign the resume with this ed25519 key (PKCS#8, from `killswitch keys new`); required
+    /// when auth.toml gives you a signing_key
+    #[arg(long, env = "KILLSWITCH_SIGNING_KEY", value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
+}
+
+/// `killswitch approve`
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The request id `killswitch resume` printed
+    #[arg(value_name = "ID", value_parser = parse_request_id)]
+    pub id: String,
+
+    /// Why, recorded in the audit (at most 1024 bytes)
+    #[arg(long, value_name = "TEXT", value_parser = Reason::parse)]
+    pub reason: Reason,
+
+    /// Incident identifier, recorded with the change
+    #[arg(long = "incident", value_name = "ID")]
+    pub incident_id: Option<String>,
+
     /// Wait up to DURATION (e.g. 30s) for every connected collector to acknowledge
     #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
     pub wait: Option<Duration>,
+
+    /// Sign the resume with this ed25519 key (PKCS#8, from `killswitch keys new`); required
+    /// when auth.toml gives you a signing_key
+    #[arg(long, env = "KILLSWITCH_SIGNING_KEY", value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
 }
 
 /// `killswitch status`

@@ -194,6 +194,21 @@ impl Session {
         self.check(response)?.try_into()
     }
 
+    /// `Approve`.
+    pub async fn approve(&mut self, request: v1::ApproveRequest) -> Result<ChangeView, Error> {
+        let response = self.client.approve(request).await;
+        self.check(response)?.try_into()
+    }
+
+    /// `GetApproval`: a resume request waiting for approval.
+    pub async fn get_approval(&mut self, id: &str) -> Result<v1::GetApprovalResponse, Error> {
+        let request = v1::GetApprovalRequest {
+            request_id: id.to_owned(),
+        };
+        let response = self.client.get_approval(request).await;
+        self.check(response)
+    }
+
     /// `Status`.
     pub async fn status(&mut self, program: &str) -> Result<StatusView, Error> {
         let request = v1::StatusRequest {

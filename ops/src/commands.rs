@@ -12,12 +12,13 @@ use killswitch_proto::v1;
 use tokio::time::Instant;
 
 use crate::cli::{
-    AuditArgs, AuditCommand, Cli, CollectorsArgs, Command, CreateArgs, PauseArgs, ProgramCommand,
-    ResumeArgs, SetArgs, ShowArgs, StatusArgs,
+    ApproveArgs, AuditArgs, AuditCommand, Cli, CollectorsArgs, Command, CreateArgs, PauseArgs,
+    ProgramCommand, ResumeArgs, SetArgs, ShowArgs, StatusArgs,
 };
 use crate::client::Session;
 use crate::exit::{Error, Exit};
 use crate::input::Actor;
+use crate::keys::{self, SigningKey};
 use crate::output::{self, OutputFormat, WatchRenderer};
 use crate::progress::Progress;
 use crate::sink::Sink;
@@ -33,6 +34,7 @@ pub async fn run(cli: Cli, out: &mut Sink<'_>) -> Result<(), Error> {
     let cli = match cli.command {
         Command::Certs(command) => return crate::certs::run(command, out),
         Command::Token(command) => return crate::token::run(command, out),
+        Command::Keys(command) => return crate::keys::run(command, out),
         command => Cli { command, ..cli },
     };
     let global = cli.global;
@@ -58,11 +60,12 @@ pub async fn run(cli: Cli, out: &mut Sink<'_>) -> Result<(), Error> {
         }
         Command::Pause(args) => pause(&mut session, args, format, out).await,
         Command::Resume(args) => resume(&mut session, args, format, out).await,
+        Command::Approve(args) => approve(&mut session, args, format, out).await,
         Command::Status(args) => status(&mut session, args, format, out).await,
         Command::Collectors(args) => collectors(&mut session, args, format, out).await,
         Command::Audit(args) => audit(&mut session, args, format, out).await,
         // Run above, without connecting.
-        Command::Certs(_) | Command::Token(_) => Ok(()),
+        Command::Certs(_) | Command::Token(_) | Command::Keys(_) => Ok(()),
     }
 }
 
@@ -80,6 +83,7 @@ pub async fn program_create(
         owner: args.owner,
         description: args.description.unwrap_or_default(),
         reason: args.reason.map(|r| r.into_string()).unwrap_or_default(),
+        resume_approvals: args.resume_approvals.unwrap_or(0),
     };
     let program = session.create_program(request).await?;
     out.write(&output::program(&program, format)?)
@@ -118,18 +122,22 @@ pub async fn program_set(
     format: OutputFormat,
     out: &mut Sink<'_>,
 ) -> Result<(), Error> {
-    let current = if args.on_lost_contact.is_some() && args.grace.is_some() {
+    let policy = if args.on_lost_contact.is_none() && args.grace.is_none() {
+        // Only --resume-approvals: the control plane keeps the policy.
+        None
+    } else if args.on_lost_contact.is_some() && args.grace.is_some() {
         // Both halves given: nothing to keep, and nothing to read.
-        PolicyView::default()
+        Some(PolicyView::default().merge(args.on_lost_contact, args.grace))
     } else {
-        session.get_program(args.name.as_str()).await?.policy
+        let current = session.get_program(args.name.as_str()).await?.policy;
+        Some(current.merge(args.on_lost_contact, args.grace))
     };
-    let policy = current.merge(args.on_lost_contact, args.grace);
     let request = v1::SetPolicyRequest {
         program: args.name.as_str().to_owned(),
-        policy: Some(policy.into()),
+        policy: policy.map(Into::into),
         reason: args.reason.into_string(),
         incident_id: args.incident_id.unwrap_or_default(),
+        resume_approvals: args.resume_approvals.unwrap_or(0),
     };
     let program = session.set_policy(request).await?;
     out.write(&output::program(&program, format)?)
@@ -159,12 +167,65 @@ pub async fn resume(
     format: OutputFormat,
     out: &mut Sink<'_>,
 ) -> Result<(), Error> {
+    let authorization = match &args.signing_key {
+        None => None,
+        Some(path) => {
+            let key = SigningKey::load(path)?;
+            // The statement replaces the generation the program is at now; a change in
+            // between makes the control plane refuse it (run the command again).
+            let current = session.get_program(args.name.as_str()).await?;
+            // A request waiting for approval must still be valid when approved.
+            let lifetime = keys::STATEMENT_LIFETIME.max(args.ttl);
+            let statement = keys::statement(
+                args.name.as_str(),
+                current.state.generation,
+                SystemTime::now(),
+                lifetime,
+            )?;
+            Some(v1::ResumeAuthorization {
+                signatures: vec![key.sign(&statement)],
+                statement,
+            })
+        }
+    };
     let request = v1::ResumeRequest {
         program: args.name.as_str().to_owned(),
         reason: args.reason.into_string(),
         incident_id: args.incident_id.unwrap_or_default(),
+        ttl_ms: u64::try_from(args.ttl.as_millis()).unwrap_or(u64::MAX),
+        authorization,
     };
     let change = session.resume(request).await?;
+    if change.approval.is_some() {
+        // Nothing changed yet: there is nothing for collectors to acknowledge.
+        return out.write(&output::change(&change, format)?);
+    }
+    finish_change(session, change, args.wait, format, out).await
+}
+
+/// `killswitch approve ID --reason TEXT [--incident ID] [--wait DURATION]`
+pub async fn approve(
+    session: &mut Session,
+    args: ApproveArgs,
+    format: OutputFormat,
+    out: &mut Sink<'_>,
+) -> Result<(), Error> {
+    let signature = match &args.signing_key {
+        None => None,
+        Some(path) => {
+            let key = SigningKey::load(path)?;
+            // The approver signs the very statement the requester signed.
+            let pending = session.get_approval(&args.id).await?;
+            Some(key.sign(&pending.statement))
+        }
+    };
+    let request = v1::ApproveRequest {
+        request_id: args.id,
+        reason: args.reason.into_string(),
+        incident_id: args.incident_id.unwrap_or_default(),
+        signature,
+    };
+    let change = session.approve(request).await?;
     finish_change(session, change, args.wait, format, out).await
 }
 

@@ -243,6 +243,27 @@ pub fn parse_wait(s: &str) -> Result<Duration, String> {
     parse_positive_duration(s, "the wait")
 }
 
+/// `--ttl`: how long a resume request waits for approval, 2s to 24h.
+pub fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let ttl = humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 15m, 1h)"))?;
+    if ttl < Duration::from_secs(2) || ttl > Duration::from_secs(24 * 3600) {
+        return Err("use 2s to 24h".to_owned());
+    }
+    Ok(ttl)
+}
+
+/// The 8 hex digits of an approval request id, as `killswitch resume` printed them.
+pub fn parse_request_id(s: &str) -> Result<String, String> {
+    if s.len() == 8
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        Ok(s.to_owned())
+    } else {
+        Err("use the 8 hex digits `killswitch resume` printed".to_owned())
+    }
+}
+
 fn parse_positive_duration(s: &str, what: &str) -> Result<Duration, String> {
     let duration =
         humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 10s, 500ms, 1m)"))?;

@@ -20,6 +20,8 @@
 //! - [`certs`]: `certs init`, a development PKI and the control plane's `auth.toml`
 //!   (local: no control plane involved).
 //! - [`token`]: `token new`, operator bearer tokens and `auth.toml` entries (local).
+//! - [`keys`]: `keys new`, operator ed25519 signing keys (local), and signing resume
+//!   statements for `resume` and `approve --signing-key`.
 //!
 //! *Invariant*: exit codes come from typed information (a `tonic::Code`, a failed
 //! connection, a clap error), never from matching message text.
@@ -30,6 +32,7 @@ pub mod client;
 pub mod commands;
 pub mod exit;
 pub mod input;
+pub mod keys;
 pub mod output;
 pub mod progress;
 pub mod sink;

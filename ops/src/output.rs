@@ -44,6 +44,7 @@ pub fn program(view: &ProgramView, format: OutputFormat) -> Result<String, Error
                 Row::new("created", &time(view.created_at.as_ref())),
                 Row::new("created by", &view.created_by),
                 Row::new("on lost contact", &policy(&view.policy)),
+                Row::new("resume needs", &operators(view.resume_approvals)),
             ];
             rows.extend(state_rows(&view.state));
             Ok(block(&rows))
@@ -117,6 +118,12 @@ fn change_line(view: &ChangeView) -> String {
         ..
     } = &view.state;
     let program = clean(program);
+    if let Some(approval) = &view.approval {
+        let id = clean(&approval.id);
+        return format!(
+            "{program}: resume requested as {id}; another operator must run: killswitch approve {id} --reason ...\n"
+        );
+    }
     if view.changed {
         format!("{program}: {state} at generation {generation}\n")
     } else {
@@ -239,6 +246,15 @@ fn policy(policy: &PolicyView) -> String {
 }
 
 /// `pause 30s` or `keep`, for the `program list` column.
+/// `program show`'s "resume needs" row: "1 operator", "2 operators".
+fn operators(n: u32) -> String {
+    if n == 1 {
+        "1 operator".to_owned()
+    } else {
+        format!("{n} operators")
+    }
+}
+
 fn short_policy(policy: &PolicyView) -> String {
     match policy.on_lost_contact {
         LostContact::Pause => format!("pause {}", grace(policy)),
@@ -644,7 +660,9 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::view::{CollectorErrorView, CollectorsView, DisconnectedView, Hex, RunState};
+    use crate::view::{
+        ApprovalView, CollectorErrorView, CollectorsView, DisconnectedView, Hex, RunState,
+    };
 
     /// 2026-11-29T09:00:00Z
     fn at(offset_seconds: i64) -> Option<Time> {
@@ -690,6 +708,7 @@ mod tests {
             created_at: at(-3600),
             created_by: "carol".to_owned(),
             policy: PolicyView::default(),
+            resume_approvals: 1,
             state: paused(),
         }
     }
@@ -845,6 +864,7 @@ mod tests {
             "created_at": "2026-11-29T08:00:00Z",
             "created_by": "carol",
             "policy": {"on_lost_contact": "pause", "grace_ms": 30000},
+            "resume_approvals": 1,
             "state": state_json(),
         })
     }
@@ -881,6 +901,7 @@ mod tests {
                     "created_at": "2026-11-29T08:00:00Z",
                     "created_by": "carol",
                     "policy": {"on_lost_contact": "keep", "grace_ms": 10000},
+                    "resume_approvals": 1,
                     "state": state_json_with(json!({
                         "policy": {"on_lost_contact": "keep", "grace_ms": 10000},
                     })),
@@ -892,6 +913,7 @@ mod tests {
                     &ChangeView {
                         state: paused(),
                         changed: true,
+                        approval: None,
                     },
                     f,
                 )),
@@ -910,6 +932,7 @@ mod tests {
                         change: ChangeView {
                             state: paused(),
                             changed: true,
+                            approval: None,
                         },
                         complete: false,
                         status: Some(status_view()),
@@ -929,6 +952,7 @@ mod tests {
                         change: ChangeView {
                             state: paused(),
                             changed: false,
+                            approval: None,
                         },
                         complete: false,
                         status: None,
@@ -1003,6 +1027,7 @@ mod tests {
                     ..paused()
                 },
                 changed: false,
+                approval: None,
             };
             let value = parse(&change(&view, OutputFormat::Json).unwrap());
             assert_eq!(value["state"], name);
@@ -1028,7 +1053,11 @@ mod tests {
             ),
         ];
         for (state, changed, expected) in cases {
-            let view = ChangeView { state, changed };
+            let view = ChangeView {
+                state,
+                changed,
+                approval: None,
+            };
             assert_eq!(change(&view, OutputFormat::Table).unwrap(), expected);
         }
     }
@@ -1044,6 +1073,7 @@ description:      click stream
 created:          2026-11-29T08:00:00Z
 created by:       carol
 on lost contact:  pause after 30s
+resume needs:     1 operator
 state:            PAUSED
 generation:       7
 reason:           incident 42: leaking PII
@@ -1052,6 +1082,28 @@ actor:            alice
 changed:          2026-11-29T09:00:00Z
 "
         );
+    }
+
+    #[test]
+    fn pending_resume_tells_who_must_approve() {
+        let view = ChangeView {
+            state: paused(),
+            changed: false,
+            approval: Some(ApprovalView {
+                id: "0badcafe".to_owned(),
+                expires_at: at(900),
+            }),
+        };
+        assert_eq!(
+            change(&view, OutputFormat::Table).unwrap(),
+            "demo: resume requested as 0badcafe; another operator must run: killswitch approve 0badcafe --reason ...\n"
+        );
+        let value = parse(&change(&view, OutputFormat::Json).unwrap());
+        assert_eq!(
+            value["approval"],
+            json!({"id": "0badcafe", "expires_at": "2026-11-29T09:15:00Z"})
+        );
+        assert_eq!(value["changed"], false);
     }
 
     #[test]
@@ -1272,6 +1324,7 @@ replicas:"
             change: ChangeView {
                 state: running("demo"),
                 changed: true,
+                approval: None,
             },
             complete: true,
             status: Some(all_acked()),
@@ -1388,6 +1441,7 @@ c3  r1       -           -       -                     -          region=eu,zone
                 ..paused()
             },
             changed: true,
+            approval: None,
         };
         let shown = program(
             &ProgramView {

@@ -243,6 +243,8 @@ pub struct ProgramView {
     pub created_by: String,
     /// What its collectors do when they lose contact with the control plane.
     pub policy: PolicyView,
+    /// How many different operators a resume needs: 1 or 2.
+    pub resume_approvals: u32,
     /// Its current state.
     pub state: StateView,
 }
@@ -261,6 +263,8 @@ impl ProgramView {
             description: program.description,
             created_by: program.created_by,
             policy: PolicyView::from_wire(program.policy),
+            // 0 from a control plane that predates the field: one operator.
+            resume_approvals: program.resume_approvals.max(1),
             state: state.into(),
         })
     }
@@ -290,6 +294,18 @@ pub struct ChangeView {
     pub state: StateView,
     /// False when the program already was in the requested state.
     pub changed: bool,
+    /// Set when the resume waits for another operator's approval.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalView>,
+}
+
+/// A resume request waiting for another operator (`"approval": {"id", "expires_at"}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApprovalView {
+    /// What `killswitch approve` takes.
+    pub id: String,
+    /// When the request expires; `null` when unknown.
+    pub expires_at: Option<Time>,
 }
 
 impl TryFrom<v1::ChangeResponse> for ChangeView {
@@ -302,6 +318,10 @@ impl TryFrom<v1::ChangeResponse> for ChangeView {
         Ok(Self {
             state: state.into(),
             changed: response.changed,
+            approval: response.approval_request.map(|a| ApprovalView {
+                expires_at: a.expires_at.as_ref().and_then(Time::from_wire),
+                id: a.id,
+            }),
         })
     }
 }
@@ -829,6 +849,7 @@ mod tests {
         let err = ChangeView::try_from(v1::ChangeResponse {
             state: None,
             changed: true,
+            approval_request: None,
         })
         .unwrap_err();
         assert_eq!(err.exit(), Exit::Error);

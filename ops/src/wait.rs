@@ -427,6 +427,20 @@ mod tests {
             Err(Status::unimplemented("fake"))
         }
 
+        async fn approve(
+            &self,
+            _: Request<v1::ApproveRequest>,
+        ) -> Result<Response<v1::ChangeResponse>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+
+        async fn get_approval(
+            &self,
+            _: Request<v1::GetApprovalRequest>,
+        ) -> Result<Response<v1::GetApprovalResponse>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+
         async fn status(
             &self,
             _: Request<v1::StatusRequest>,

@@ -39,6 +39,7 @@ const ENV: &[&str] = &[
     "KILLSWITCH_CLIENT_CA",
     "KILLSWITCH_AUTH_FILE",
     "KILLSWITCH_INSECURE_DEV",
+    "KILLSWITCH_SIGNING_KEY",
 ];
 
 /// How a CLI call identifies itself.

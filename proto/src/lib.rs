@@ -26,3 +26,17 @@ pub use prost_types;
 pub fn timestamp(at: std::time::SystemTime) -> prost_types::Timestamp {
     prost_types::Timestamp::from(at)
 }
+
+/// What every resume signature covers before the encoded `ResumeStatement`: a signature
+/// made for anything else can never pass for a resume.
+pub const RESUME_SIGNING_CONTEXT: &[u8] = b"killswitch-resume-v1\0";
+
+/// The bytes an operator signs for an encoded `ResumeStatement`:
+/// [`RESUME_SIGNING_CONTEXT`] followed by the statement.
+#[must_use]
+pub fn resume_signed_bytes(statement: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(RESUME_SIGNING_CONTEXT.len() + statement.len());
+    bytes.extend_from_slice(RESUME_SIGNING_CONTEXT);
+    bytes.extend_from_slice(statement);
+    bytes
+}

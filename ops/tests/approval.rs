@@ -1,0 +1,405 @@
+//! Two-person resumes, end to end over TLS: a real etcd, `killswitch-control` with the PKI
+//! and `auth.toml` of `killswitch certs init --operator alice:admin --operator bob:owner
+//! --operator carol:owner`, the real `killswitch` binary and a real SDK client.
+//!
+//! A resume of a program created with `--resume-approvals 2` only records a request;
+//! another operator's `approve` resumes it. Every refusal is checked to change nothing
+//! in etcd (programs, state, audit and the pending requests).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use common::{DEADLINE, parse, until};
+use killswitch_control::testing::{Etcd, Replica};
+use killswitch_sdk::Client;
+use serde_json::Value;
+
+/// etcd key prefix the replicas use (their default).
+const PREFIX: &str = "/killswitch/v1";
+
+/// What admin calls change under [`PREFIX`].
+const CHANGED_BY_ADMIN_CALLS: &[&str] = &["/programs/", "/state/", "/audit/", "/approvals/"];
+
+/// Environment variables the CLI and the control plane read, cleared so that a
+/// developer's shell cannot change what a test does.
+const ENV: &[&str] = &[
+    "KILLSWITCH_ENDPOINT",
+    "KILLSWITCH_ACTOR",
+    "KILLSWITCH_CA",
+    "KILLSWITCH_CERT",
+    "KILLSWITCH_KEY",
+    "KILLSWITCH_TOKEN",
+    "KILLSWITCH_TLS_CERT",
+    "KILLSWITCH_TLS_KEY",
+    "KILLSWITCH_CLIENT_CA",
+    "KILLSWITCH_AUTH_FILE",
+    "KILLSWITCH_INSECURE_DEV",
+    "KILLSWITCH_SIGNING_KEY",
+];
+
+/// etcd, one TLS replica, the PKI, and the program `demo` needing two operators.
+struct Secure {
+    replica: Replica,
+    etcd: Etcd,
+    dir: tempfile::TempDir,
+}
+
+impl Secure {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pki = dir.path().join("pki");
+        let init = killswitch(&[
+            "certs",
+            "init",
+            path(&pki),
+            "--operator",
+            "alice:admin",
+            "--operator",
+            "bob:owner",
+            "--operator",
+            "carol:owner",
+        ]);
+        assert!(
+            init.status.success(),
+            "certs init failed: {}",
+            text(&init.stderr)
+        );
+        let etcd = Etcd::start().await.expect("start etcd");
+        let file = |name: &str| path(&pki.join(name)).to_owned();
+        let args = [
+            "--tls-cert".to_owned(),
+            file("server.pem"),
+            "--tls-key".to_owned(),
+            file("server-key.pem"),
+            "--client-ca".to_owned(),
+            file("ca.pem"),
+            "--auth-file".to_owned(),
+            file("auth.toml"),
+            "--heartbeat-interval".to_owned(),
+            "1s".to_owned(),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let replica = Replica::start(etcd.endpoint(), &args).expect("start replica");
+        let system = Self { replica, etcd, dir };
+        let created = system
+            .ok(
+                "alice",
+                &[
+                    "program",
+                    "create",
+                    "demo",
+                    "--owner",
+                    "data-team",
+                    "--resume-approvals",
+                    "2",
+                ],
+            )
+            .await;
+        assert_eq!(created["resume_approvals"], 2, "{created}");
+        system
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join("pki").join(name)
+    }
+
+    /// Runs the CLI as operator `who` (by certificate); exit code, stdout and stderr.
+    async fn cli(&self, who: &str, args: &[&str]) -> (i32, String, String) {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_killswitch"));
+        for var in ENV {
+            command.env_remove(var);
+        }
+        command.args([
+            "--endpoint",
+            &self.replica.endpoint(),
+            "--ca",
+            path(&self.file("ca.pem")),
+            "--cert",
+            path(&self.file(&format!("operator-{who}.pem"))),
+            "--key",
+            path(&self.file(&format!("operator-{who}-key.pem"))),
+        ]);
+        let output = command.args(args).output().await.expect("run killswitch");
+        (
+            output.status.code().unwrap_or(-1),
+            text(&output.stdout),
+            text(&output.stderr),
+        )
+    }
+
+    /// Runs the CLI with `--output json`, expecting success.
+    async fn ok(&self, who: &str, args: &[&str]) -> Value {
+        let mut all = vec!["--output", "json"];
+        all.extend_from_slice(args);
+        let (code, stdout, stderr) = self.cli(who, &all).await;
+        assert_eq!(code, 0, "killswitch {args:?} failed: {stderr}");
+        parse(&stdout)
+    }
+
+    /// Asks for a resume of `demo` as `who`; returns the request id.
+    async fn request(&self, who: &str, ttl: &str) -> String {
+        let requested = self
+            .ok(
+                who,
+                &["resume", "demo", "--reason", "all clear", "--ttl", ttl],
+            )
+            .await;
+        assert_eq!(requested["changed"], false, "{requested}");
+        assert_eq!(requested["state"], "PAUSED", "{requested}");
+        requested["approval"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no approval id in {requested}"))
+            .to_owned()
+    }
+
+    async fn admin_state(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut all = Vec::new();
+        for part in CHANGED_BY_ADMIN_CALLS {
+            let prefix = format!("{PREFIX}{part}");
+            all.extend(self.etcd.dump(&prefix).await.expect("dump etcd"));
+        }
+        all
+    }
+
+    /// Runs the CLI expecting exit `code` with `message` on stderr, and checks etcd is
+    /// exactly as before.
+    async fn refused(&self, who: &str, args: &[&str], code: i32, message: &str) {
+        let before = self.admin_state().await;
+        let (exit, stdout, stderr) = self.cli(who, args).await;
+        assert_eq!(
+            exit, code,
+            "killswitch {args:?} was not refused: {stdout}{stderr}"
+        );
+        assert!(
+            stderr.contains(message),
+            "killswitch {args:?}: expected {message:?} in: {stderr}"
+        );
+        let after = self.admin_state().await;
+        assert!(before == after, "refused killswitch {args:?} changed etcd");
+    }
+
+    /// An SDK client of `demo` with the collector-1 certificate.
+    fn collector(&self) -> Client {
+        let read = |name: &str| std::fs::read(self.file(name)).expect("read pki file");
+        Client::builder()
+            .endpoint(self.replica.endpoint())
+            .collector_id("collector-1")
+            .program("demo")
+            .tls(
+                read("ca.pem"),
+                read("collector-1.pem"),
+                read("collector-1-key.pem"),
+            )
+            .start()
+            .expect("start collector")
+    }
+}
+
+fn killswitch(args: &[&str]) -> Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_killswitch"));
+    for var in ENV {
+        command.env_remove(var);
+    }
+    command.args(args).output().expect("run killswitch")
+}
+
+fn path(path: &Path) -> &str {
+    path.to_str().expect("utf-8 temp path")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test]
+async fn a_second_operator_approves_and_collectors_reopen() {
+    let system = Secure::start().await;
+    let collector = system.collector();
+    let gate = collector.gate("demo").expect("gate");
+
+    let (code, stdout, stderr) = system
+        .cli("bob", &["resume", "demo", "--reason", "all clear"])
+        .await;
+    assert_eq!(code, 0, "{stderr}");
+    let id = stdout
+        .strip_prefix("demo: resume requested as ")
+        .and_then(|rest| rest.split(';').next())
+        .unwrap_or_else(|| panic!("unexpected output: {stdout}"))
+        .to_owned();
+    assert!(
+        stdout.contains(&format!(
+            "another operator must run: killswitch approve {id} --reason"
+        )),
+        "{stdout}"
+    );
+    // Nothing resumed yet.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!gate.is_active(), "the gate opened before approval");
+    let shown = system.ok("bob", &["program", "show", "demo"]).await;
+    assert_eq!(shown["state"]["state"], "PAUSED", "{shown}");
+
+    // bob cannot approve his own request; alice, an admin, cannot either once she asks.
+    system
+        .refused(
+            "bob",
+            &["approve", &id, "--reason", "me again"],
+            4,
+            "you requested this resume; a different operator must approve it",
+        )
+        .await;
+
+    let approved = system
+        .ok(
+            "carol",
+            &[
+                "approve",
+                &id,
+                "--reason",
+                "checked the fix",
+                "--wait",
+                "20s",
+            ],
+        )
+        .await;
+    assert_eq!(approved["changed"], true, "{approved}");
+    assert_eq!(approved["state"], "RUNNING", "{approved}");
+    until("the gate opens", || gate.is_active()).await;
+
+    // The request is gone: approving it again is NOT_FOUND.
+    system
+        .refused(
+            "alice",
+            &["approve", &id, "--reason", "twice"],
+            1,
+            &format!("approval request {id} does not exist or has expired"),
+        )
+        .await;
+
+    let audit = system.ok("alice", &["audit", "--program", "demo"]).await;
+    let entries = audit.as_array().expect("audit entries");
+    let actions: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(actions, ["create", "resume-request", "resume"], "{audit}");
+    let last = entries.last().expect("an entry");
+    assert_eq!(last["actor"], "carol", "{last}");
+    assert_eq!(
+        last["detail"], "approved by carol, requested by bob",
+        "{last}"
+    );
+    let verify = system.ok("alice", &["audit", "verify"]).await;
+    assert_eq!(verify["ok"], true, "{verify}");
+}
+
+#[tokio::test]
+async fn a_request_made_stale_by_a_pause_cannot_be_approved() {
+    let system = Secure::start().await;
+    let id = system.request("bob", "15m").await;
+    // Pausing never needs approval; here it changes the generation the request replaces.
+    let paused = system
+        .ok(
+            "carol",
+            &["pause", "demo", "--reason", "new leak", "--purge"],
+        )
+        .await;
+    assert_eq!(paused["changed"], true, "{paused}");
+    system
+        .refused(
+            "carol",
+            &["approve", &id, "--reason", "too late"],
+            1,
+            "the program changed since the request; request the resume again",
+        )
+        .await;
+    // A one-operator program resumes directly, and approving needs an owner at least.
+    let set = system
+        .ok(
+            "alice",
+            &[
+                "program",
+                "set",
+                "demo",
+                "--resume-approvals",
+                "1",
+                "--reason",
+                "drill over",
+            ],
+        )
+        .await;
+    assert_eq!(set["resume_approvals"], 1, "{set}");
+    assert_eq!(set["policy"]["on_lost_contact"], "pause", "{set}");
+    let resumed = system
+        .ok("bob", &["resume", "demo", "--reason", "one operator"])
+        .await;
+    assert_eq!(resumed["changed"], true, "{resumed}");
+    assert!(resumed.get("approval").is_none(), "{resumed}");
+}
+
+#[tokio::test]
+async fn an_expired_request_cannot_be_approved() {
+    let system = Secure::start().await;
+    let id = system.request("bob", "2s").await;
+    // The lease expires at etcd's pace: poll for the key to vanish, with a deadline.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let pending = system
+            .etcd
+            .dump(&format!("{PREFIX}/approvals/"))
+            .await
+            .expect("dump etcd");
+        if pending.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the approval request did not expire"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    system
+        .refused(
+            "carol",
+            &["approve", &id, "--reason", "too late"],
+            1,
+            &format!("approval request {id} does not exist or has expired"),
+        )
+        .await;
+    let shown = system.ok("carol", &["program", "show", "demo"]).await;
+    assert_eq!(shown["state"]["state"], "PAUSED", "{shown}");
+}
+
+#[test]
+fn resume_ttl_and_approval_ids_are_checked_before_connecting() {
+    for (args, message) in [
+        (
+            &["resume", "demo", "--reason", "x", "--ttl", "1s"][..],
+            "use 2s to 24h",
+        ),
+        (
+            &["resume", "demo", "--reason", "x", "--ttl", "25h"],
+            "use 2s to 24h",
+        ),
+        (&["approve", "XYZ", "--reason", "x"], "8 hex digits"),
+        (
+            &[
+                "program",
+                "create",
+                "demo",
+                "--owner",
+                "t",
+                "--resume-approvals",
+                "3",
+            ],
+            "1..=2",
+        ),
+    ] {
+        let output = killswitch(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+}

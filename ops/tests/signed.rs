@@ -1,0 +1,517 @@
+//! Signed resumes, end to end over TLS: operators sign resumes with keys from
+//! `killswitch keys new`, the control plane binds each key to its operator, and SDK
+//! clients that trust the keys open their gates only for properly signed RUNNING states.
+//!
+//! States that whoever takes over etcd could write (a forged signature, a resume signed
+//! for another program, one replayed from before a newer pause) are written straight
+//! into etcd with the store's protobuf types: collectors must stay paused and say why in
+//! their Ack.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use common::{DEADLINE, parse, until};
+use killswitch_control::testing::{Etcd, Replica};
+use killswitch_proto::prost::Message;
+use killswitch_proto::v1::{self, store};
+use killswitch_sdk::Client;
+use ring::signature::Ed25519KeyPair;
+use serde_json::Value;
+
+/// etcd key prefix the replicas use (their default).
+const PREFIX: &str = "/killswitch/v1";
+
+/// Environment variables the CLI and the control plane read, cleared so that a
+/// developer's shell cannot change what a test does.
+const ENV: &[&str] = &[
+    "KILLSWITCH_ENDPOINT",
+    "KILLSWITCH_ACTOR",
+    "KILLSWITCH_CA",
+    "KILLSWITCH_CERT",
+    "KILLSWITCH_KEY",
+    "KILLSWITCH_TOKEN",
+    "KILLSWITCH_TLS_CERT",
+    "KILLSWITCH_TLS_KEY",
+    "KILLSWITCH_CLIENT_CA",
+    "KILLSWITCH_AUTH_FILE",
+    "KILLSWITCH_INSECURE_DEV",
+    "KILLSWITCH_SIGNING_KEY",
+];
+
+/// etcd, one TLS replica whose auth.toml gives alice (admin) and bob (owner) signing
+/// keys, carol (owner) none, and the program `demo`.
+struct Signed {
+    replica: Replica,
+    etcd: Etcd,
+    dir: tempfile::TempDir,
+    /// alice's public key, hex.
+    alice: String,
+}
+
+impl Signed {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pki = dir.path().join("pki");
+        let init = killswitch(&[
+            "certs",
+            "init",
+            path(&pki),
+            "--operator",
+            "alice:admin",
+            "--operator",
+            "bob:owner",
+            "--operator",
+            "carol:owner",
+        ]);
+        assert!(init.status.success(), "{}", text(&init.stderr));
+        let keys = dir.path().join("keys");
+        std::fs::create_dir(&keys).expect("keys dir");
+        let mut public = Vec::new();
+        for name in ["alice", "bob"] {
+            let made = killswitch(&["keys", "new", name, "--out", path(&keys)]);
+            assert!(made.status.success(), "{}", text(&made.stderr));
+            let hex = text(&made.stdout).trim().to_owned();
+            assert_eq!(hex.len(), 64, "{hex}");
+            assert!(
+                text(&made.stderr).contains(&format!("signing_key = \"{hex}\"")),
+                "{}",
+                text(&made.stderr)
+            );
+            public.push((name, hex));
+        }
+        // Register the keys in alice's and bob's entries.
+        let auth = pki.join("auth.toml");
+        let mut toml = std::fs::read_to_string(&auth).expect("read auth.toml");
+        for (name, hex) in &public {
+            let line = format!("name = \"{name}\"\n");
+            let at = toml.find(&line).expect("the operator's entry") + line.len();
+            toml.insert_str(at, &format!("signing_key = \"{hex}\"\n"));
+        }
+        std::fs::write(&auth, toml).expect("write auth.toml");
+
+        let etcd = Etcd::start().await.expect("start etcd");
+        let file = |name: &str| path(&pki.join(name)).to_owned();
+        let args = [
+            "--tls-cert".to_owned(),
+            file("server.pem"),
+            "--tls-key".to_owned(),
+            file("server-key.pem"),
+            "--client-ca".to_owned(),
+            file("ca.pem"),
+            "--auth-file".to_owned(),
+            file("auth.toml"),
+            "--heartbeat-interval".to_owned(),
+            "1s".to_owned(),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let replica = Replica::start(etcd.endpoint(), &args).expect("start replica");
+        let system = Self {
+            replica,
+            etcd,
+            dir,
+            alice: public[0].1.clone(),
+        };
+        for program in ["demo", "other"] {
+            system
+                .ok(
+                    "alice",
+                    &["program", "create", program, "--owner", "data-team"],
+                )
+                .await;
+        }
+        system
+    }
+
+    fn pki(&self, name: &str) -> PathBuf {
+        self.dir.path().join("pki").join(name)
+    }
+
+    fn key(&self, name: &str) -> PathBuf {
+        self.dir.path().join("keys").join(format!("{name}.ed25519"))
+    }
+
+    async fn cli(&self, who: &str, args: &[&str]) -> (i32, String, String) {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_killswitch"));
+        for var in ENV {
+            command.env_remove(var);
+        }
+        command.args([
+            "--endpoint",
+            &self.replica.endpoint(),
+            "--ca",
+            path(&self.pki("ca.pem")),
+            "--cert",
+            path(&self.pki(&format!("operator-{who}.pem"))),
+            "--key",
+            path(&self.pki(&format!("operator-{who}-key.pem"))),
+        ]);
+        let output = command.args(args).output().await.expect("run killswitch");
+        (
+            output.status.code().unwrap_or(-1),
+            text(&output.stdout),
+            text(&output.stderr),
+        )
+    }
+
+    async fn ok(&self, who: &str, args: &[&str]) -> Value {
+        let mut all = vec!["--output", "json"];
+        all.extend_from_slice(args);
+        let (code, stdout, stderr) = self.cli(who, &all).await;
+        assert_eq!(code, 0, "killswitch {args:?} failed: {stdout} {stderr}");
+        parse(&stdout)
+    }
+
+    /// A collector of `demo` trusting alice's key and requiring one signature.
+    fn collector(&self) -> Client {
+        let read = |name: &str| std::fs::read(self.pki(name)).expect("read pki file");
+        Client::builder()
+            .endpoint(self.replica.endpoint())
+            .collector_id("collector-1")
+            .program("demo")
+            .tls(
+                read("ca.pem"),
+                read("collector-1.pem"),
+                read("collector-1-key.pem"),
+            )
+            .trusted_keys([self.alice.as_str()])
+            .required_signatures(1)
+            .start()
+            .expect("start collector")
+    }
+
+    /// `demo`'s stored state and its generation.
+    async fn stored_state(&self) -> (store::ProgramState, u64) {
+        let key = format!("{PREFIX}/state/demo");
+        let response = self
+            .etcd
+            .client()
+            .await
+            .expect("etcd client")
+            .get(key.as_str(), None)
+            .await
+            .expect("get state");
+        let kv = response.kvs().first().expect("demo's state");
+        let state = store::ProgramState::decode(kv.value()).expect("decode state");
+        (state, u64::try_from(kv.mod_revision()).expect("positive"))
+    }
+
+    /// Writes `state` as `demo`'s state, as whoever took over etcd would; returns its
+    /// generation.
+    async fn inject(&self, state: &store::ProgramState) -> u64 {
+        let key = format!("{PREFIX}/state/demo");
+        let response = self
+            .etcd
+            .client()
+            .await
+            .expect("etcd client")
+            .put(key.as_str(), state.encode_to_vec(), None)
+            .await
+            .expect("put state");
+        u64::try_from(response.header().expect("header").revision()).expect("positive")
+    }
+
+    /// Waits until collector-1 acknowledged `generation` with an error containing
+    /// `fragment`.
+    async fn errored(&self, generation: u64, fragment: &str) {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let status = self.ok("carol", &["status", "demo"]).await;
+            let found = status["generation"] == generation
+                && status["errors"].as_array().is_some_and(|errors| {
+                    errors.iter().any(|e| {
+                        e["collector_id"] == "collector-1"
+                            && e["error"].as_str().is_some_and(|m| m.contains(fragment))
+                    })
+                });
+            if found {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no error {fragment:?} at generation {generation}; last status: {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn killswitch(args: &[&str]) -> Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_killswitch"));
+    for var in ENV {
+        command.env_remove(var);
+    }
+    command.args(args).output().expect("run killswitch")
+}
+
+fn path(path: &Path) -> &str {
+    path.to_str().expect("utf-8 temp path")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A RUNNING state for `demo` carrying `authorization`.
+fn running(authorization: Option<v1::ResumeAuthorization>) -> store::ProgramState {
+    store::ProgramState {
+        state: v1::RunState::Running as i32,
+        reason: "not a real resume".into(),
+        actor: "mallory".into(),
+        authorization,
+        ..Default::default()
+    }
+}
+
+/// `statement` for `program` replacing `replaces`, signed with the key at `key`.
+fn sign(key: &Path, program: &str, replaces: u64) -> v1::ResumeAuthorization {
+    let pkcs8 = std::fs::read(key).expect("read key");
+    let pair = Ed25519KeyPair::from_pkcs8(&pkcs8).expect("pkcs8");
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+        + 600;
+    let statement = v1::ResumeStatement {
+        program: program.to_owned(),
+        replaces_generation: replaces,
+        expires_at_unix: i64::try_from(expires).expect("fits"),
+        nonce: vec![9; 16],
+    }
+    .encode_to_vec();
+    let signature = pair.sign(&killswitch_proto::resume_signed_bytes(&statement));
+    v1::ResumeAuthorization {
+        signatures: vec![v1::Signature {
+            public_key: ring::signature::KeyPair::public_key(&pair)
+                .as_ref()
+                .to_vec(),
+            signature: signature.as_ref().to_vec(),
+        }],
+        statement,
+    }
+}
+
+#[tokio::test]
+async fn a_resume_signed_by_a_trusted_operator_opens_gates() {
+    let system = Signed::start().await;
+    let collector = system.collector();
+    let gate = collector.gate("demo").expect("gate");
+    let alice_key = system.key("alice");
+
+    // alice has a signing key: her resume must be signed.
+    let (code, _, stderr) = system
+        .cli("alice", &["resume", "demo", "--reason", "unsigned"])
+        .await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("--signing-key"), "{stderr}");
+    // Signed with bob's key, it is not hers.
+    let (code, _, stderr) = system
+        .cli(
+            "alice",
+            &[
+                "resume",
+                "demo",
+                "--reason",
+                "x",
+                "--signing-key",
+                path(&system.key("bob")),
+            ],
+        )
+        .await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("not the signing_key registered for alice"),
+        "{stderr}"
+    );
+    // carol has none: she cannot sign.
+    let (code, _, stderr) = system
+        .cli(
+            "carol",
+            &[
+                "resume",
+                "demo",
+                "--reason",
+                "x",
+                "--signing-key",
+                path(&alice_key),
+            ],
+        )
+        .await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("carol has no signing_key"), "{stderr}");
+    assert!(!gate.is_active());
+
+    let resumed = system
+        .ok(
+            "alice",
+            &[
+                "resume",
+                "demo",
+                "--reason",
+                "signed",
+                "--signing-key",
+                path(&alice_key),
+                "--wait",
+                "20s",
+            ],
+        )
+        .await;
+    assert_eq!(resumed["changed"], true, "{resumed}");
+    until("the gate opens", || gate.is_active()).await;
+
+    // A policy change while RUNNING carries the signed resume along.
+    system
+        .ok(
+            "alice",
+            &[
+                "program", "set", "demo", "--grace", "10s", "--reason", "tune",
+            ],
+        )
+        .await;
+    let (state, generation) = system.stored_state().await;
+    assert!(
+        state.authorization.is_some(),
+        "the authorization was dropped"
+    );
+    until("the policy change is applied", || {
+        collector.applied_generation("demo") == Some(generation)
+    })
+    .await;
+    assert!(gate.is_active(), "a policy change closed the gate");
+}
+
+#[tokio::test]
+async fn forged_foreign_and_replayed_resumes_leave_collectors_paused() {
+    let system = Signed::start().await;
+    let collector = system.collector();
+    let gate = collector.gate("demo").expect("gate");
+    let alice_key = system.key("alice");
+
+    // A genuine signed resume, then a pause: the resume's statement is now old.
+    system
+        .ok(
+            "alice",
+            &[
+                "resume",
+                "demo",
+                "--reason",
+                "go",
+                "--signing-key",
+                path(&alice_key),
+                "--wait",
+                "20s",
+            ],
+        )
+        .await;
+    until("the gate opens", || gate.is_active()).await;
+    let (genuine, _) = system.stored_state().await;
+    system
+        .ok(
+            "carol",
+            &["pause", "demo", "--reason", "leak", "--wait", "20s"],
+        )
+        .await;
+    assert!(!gate.is_active());
+    let (_, paused) = system.stored_state().await;
+
+    // Unsigned.
+    let generation = system.inject(&running(None)).await;
+    system.errored(generation, "(0 of 1)").await;
+    assert!(!gate.is_active(), "an unsigned RUNNING opened the gate");
+
+    // Replayed: alice's genuine resume, from before the pause.
+    let generation = system.inject(&running(genuine.authorization.clone())).await;
+    system.errored(generation, "a replayed resume").await;
+    assert!(!gate.is_active(), "a replayed resume opened the gate");
+
+    // Signed by alice, for another program.
+    let generation = system
+        .inject(&running(Some(sign(&alice_key, "other", generation))))
+        .await;
+    system.errored(generation, "is for program \"other\"").await;
+    assert!(
+        !gate.is_active(),
+        "a resume for another program opened the gate"
+    );
+
+    // Forged: a fresh statement with a signature that does not verify.
+    let mut forged = sign(&alice_key, "demo", generation);
+    forged.signatures[0].signature[0] ^= 1;
+    let generation = system.inject(&running(Some(forged))).await;
+    system.errored(generation, "(0 of 1)").await;
+    assert!(!gate.is_active(), "a forged resume opened the gate");
+
+    // Signed by a key the collector does not trust (bob's).
+    let generation = system
+        .inject(&running(Some(sign(&system.key("bob"), "demo", generation))))
+        .await;
+    system.errored(generation, "(0 of 1)").await;
+    assert!(!gate.is_active(), "an untrusted key opened the gate");
+    assert!(paused < generation);
+}
+
+#[tokio::test]
+async fn two_signers_approve_a_signed_resume() {
+    let system = Signed::start().await;
+    system
+        .ok(
+            "alice",
+            &[
+                "program",
+                "set",
+                "demo",
+                "--resume-approvals",
+                "2",
+                "--reason",
+                "two people",
+            ],
+        )
+        .await;
+    let collector = system.collector();
+    let gate = collector.gate("demo").expect("gate");
+    let requested = system
+        .ok(
+            "bob",
+            &[
+                "resume",
+                "demo",
+                "--reason",
+                "go",
+                "--signing-key",
+                path(&system.key("bob")),
+            ],
+        )
+        .await;
+    let id = requested["approval"]["id"].as_str().expect("id").to_owned();
+    // alice must sign her approval too.
+    let (code, _, stderr) = system
+        .cli("alice", &["approve", &id, "--reason", "unsigned"])
+        .await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("--signing-key"), "{stderr}");
+    system
+        .ok(
+            "alice",
+            &[
+                "approve",
+                &id,
+                "--reason",
+                "checked",
+                "--signing-key",
+                path(&system.key("alice")),
+                "--wait",
+                "20s",
+            ],
+        )
+        .await;
+    until("the gate opens", || gate.is_active()).await;
+    let (state, _) = system.stored_state().await;
+    let authorization = state.authorization.expect("authorization");
+    assert_eq!(
+        authorization.signatures.len(),
+        2,
+        "requester's and approver's"
+    );
+}
