@@ -56,7 +56,7 @@ pub struct SessionConfig {
     /// How often a healthy replica heartbeats. Default 5 s.
     pub heartbeat_interval: Duration,
     /// How long a collector may take to send Hello; a connection that sends nothing is
-    /// closed with `DEADLINE_EXCEEDED` after it. Default 10 s.
+    /// closed with `DEADLINE_EXCEEDED` after it. Default 5 s.
     pub hello_timeout: Duration,
     /// Drain asks collectors to reconnect after a random delay up to this. Default 2 s.
     pub drain_spread: Duration,
@@ -71,7 +71,7 @@ impl Default for SessionConfig {
     fn default() -> Self {
         Self {
             heartbeat_interval: Duration::from_secs(5),
-            hello_timeout: Duration::from_secs(10),
+            hello_timeout: Duration::from_secs(5),
             drain_spread: Duration::from_secs(2),
             max_sessions: DEFAULT_MAX_SESSIONS,
         }
