@@ -376,6 +376,12 @@ impl ClientBuilder {
             return Err(BuildError::InvalidProgramName { name: name.clone() });
         }
         let programs: BTreeSet<String> = programs.into_iter().collect();
+        let bad_label = labels
+            .iter()
+            .find(|(key, value)| !is_valid_label(key, value));
+        if let Some((key, _)) = bad_label.or(labels.iter().nth(MAX_LABELS)) {
+            return Err(BuildError::InvalidLabel { key: key.clone() });
+        }
 
         if !backoff.is_valid() {
             return Err(BuildError::InvalidBackoff {
@@ -542,6 +548,25 @@ fn is_valid_collector_id(id: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
+/// Most labels a collector may send (the control plane refuses more).
+const MAX_LABELS: usize = 32;
+
+/// Whether a label would pass the control plane's Hello checks: the key matches
+/// `^[a-z0-9]([a-z0-9._/-]{0,61}[a-z0-9])?$`, the value is at most 128 bytes without
+/// control characters.
+fn is_valid_label(key: &str, value: &str) -> bool {
+    let edge = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let inner = |b: u8| edge(b) || matches!(b, b'.' | b'_' | b'/' | b'-');
+    let key_ok = match key.as_bytes() {
+        [] => false,
+        [only] => edge(*only),
+        [first, middle @ .., last] => {
+            key.len() <= 63 && edge(*first) && edge(*last) && middle.iter().all(|&b| inner(b))
+        }
+    };
+    key_ok && value.len() <= 128 && !value.chars().any(char::is_control)
+}
+
 /// Whether `name` matches `^[a-z][a-z0-9-]{0,62}$`, the syntax of a program name.
 pub(crate) fn is_valid_program_name(name: &str) -> bool {
     let mut bytes = name.bytes();
@@ -552,10 +577,28 @@ pub(crate) fn is_valid_program_name(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{is_valid_collector_id, is_valid_program_name};
+    use super::{is_valid_collector_id, is_valid_label, is_valid_program_name};
     use crate::{Backoff, BuildError, Cause, Client, ClientBuilder, StateEvent};
     use std::sync::{Arc, Mutex, PoisonError};
     use std::time::Duration;
+
+    #[test]
+    fn label_syntax_matches_the_control_plane() {
+        for (key, value, valid) in [
+            ("region", "emea", true),
+            ("k8s.io/zone-a", "", true),
+            ("a", "x", true),
+            ("Region", "emea", false),
+            ("-region", "x", false),
+            ("region-", "x", false),
+            ("", "x", false),
+            ("region", "a\u{7}b", false),
+        ] {
+            assert_eq!(is_valid_label(key, value), valid, "{key:?}={value:?}");
+        }
+        assert!(!is_valid_label(&"a".repeat(64), "x"));
+        assert!(!is_valid_label("region", &"x".repeat(129)));
+    }
 
     #[test]
     fn program_names() {
@@ -653,6 +696,10 @@ mod tests {
             base().endpoints(["http://a:1", "http//b:2"]),
             r#"invalid endpoint "http//b:2""#,
         );
+
+        check(valid().label("Region", "emea"), r#"invalid label "Region""#);
+        let crowded = (0..33).fold(valid(), |b, i| b.label(format!("k{i:02}"), "v"));
+        check(crowded, r#"invalid label "k32""#);
 
         let no_id = || Client::builder().endpoint("http://a:1").program("keys");
         check(no_id(), "no collector id configured");

@@ -85,6 +85,19 @@ pub enum BuildError {
         name: String,
     },
 
+    /// A label the control plane would refuse at Hello (so the collector would never
+    /// connect): too many labels, a key outside the label-key syntax, or a value too long
+    /// or with control characters.
+    #[error(
+        "invalid label {key:?}: use at most 32 labels, keys of 1 to 63 characters of a-z, \
+         0-9, '.', '_', '/' and '-' that start and end with a letter or digit, values of at \
+         most 128 bytes without control characters"
+    )]
+    InvalidLabel {
+        /// The key of the offending label.
+        key: String,
+    },
+
     /// The backoff's initial delay is zero or larger than its maximum.
     #[error(
         "invalid backoff (initial {initial:?}, max {max:?}): the initial delay must be \
