@@ -8,11 +8,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{DEADLINE, parse, until};
+use common::{DEADLINE, ENV, killswitch, parse, path, text, until};
 use killswitch_control::testing::{Etcd, Replica};
 use killswitch_sdk::Client;
 use serde_json::Value;
@@ -22,23 +21,6 @@ const PREFIX: &str = "/killswitch/v1";
 
 /// What admin calls change under [`PREFIX`].
 const CHANGED_BY_ADMIN_CALLS: &[&str] = &["/programs/", "/state/", "/audit/", "/approvals/"];
-
-/// Environment variables the CLI and the control plane read, cleared so that a
-/// developer's shell cannot change what a test does.
-const ENV: &[&str] = &[
-    "KILLSWITCH_ENDPOINT",
-    "KILLSWITCH_ACTOR",
-    "KILLSWITCH_CA",
-    "KILLSWITCH_CERT",
-    "KILLSWITCH_KEY",
-    "KILLSWITCH_TOKEN",
-    "KILLSWITCH_TLS_CERT",
-    "KILLSWITCH_TLS_KEY",
-    "KILLSWITCH_CLIENT_CA",
-    "KILLSWITCH_AUTH_FILE",
-    "KILLSWITCH_INSECURE_DEV",
-    "KILLSWITCH_SIGNING_KEY",
-];
 
 /// etcd, one TLS replica, the PKI, and the program `demo` needing two operators.
 struct Secure {
@@ -196,22 +178,6 @@ impl Secure {
             .start()
             .expect("start collector")
     }
-}
-
-fn killswitch(args: &[&str]) -> Output {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_killswitch"));
-    for var in ENV {
-        command.env_remove(var);
-    }
-    command.args(args).output().expect("run killswitch")
-}
-
-fn path(path: &Path) -> &str {
-    path.to_str().expect("utf-8 temp path")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[tokio::test]

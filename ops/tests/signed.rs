@@ -10,10 +10,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::Duration;
 
-use common::{DEADLINE, parse, until};
+use common::{DEADLINE, ENV, killswitch, parse, path, text, until};
 use killswitch_control::testing::{Etcd, Replica};
 use killswitch_proto::prost::Message;
 use killswitch_proto::v1::{self, store};
@@ -23,23 +22,6 @@ use serde_json::Value;
 
 /// etcd key prefix the replicas use (their default).
 const PREFIX: &str = "/killswitch/v1";
-
-/// Environment variables the CLI and the control plane read, cleared so that a
-/// developer's shell cannot change what a test does.
-const ENV: &[&str] = &[
-    "KILLSWITCH_ENDPOINT",
-    "KILLSWITCH_ACTOR",
-    "KILLSWITCH_CA",
-    "KILLSWITCH_CERT",
-    "KILLSWITCH_KEY",
-    "KILLSWITCH_TOKEN",
-    "KILLSWITCH_TLS_CERT",
-    "KILLSWITCH_TLS_KEY",
-    "KILLSWITCH_CLIENT_CA",
-    "KILLSWITCH_AUTH_FILE",
-    "KILLSWITCH_INSECURE_DEV",
-    "KILLSWITCH_SIGNING_KEY",
-];
 
 /// etcd, one TLS replica whose auth.toml gives alice (admin) and bob (owner) signing
 /// keys, carol (owner) none, and the program `demo`.
@@ -236,22 +218,6 @@ impl Signed {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-}
-
-fn killswitch(args: &[&str]) -> Output {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_killswitch"));
-    for var in ENV {
-        command.env_remove(var);
-    }
-    command.args(args).output().expect("run killswitch")
-}
-
-fn path(path: &Path) -> &str {
-    path.to_str().expect("utf-8 temp path")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// A RUNNING state for `demo` carrying `authorization`.

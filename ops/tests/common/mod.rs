@@ -318,3 +318,40 @@ pub async fn until(what: &str, condition: impl Fn() -> bool) {
         .await
         .expect("condition within deadline");
 }
+
+/// Environment variables the CLI and the replica read: cleared for commands that must
+/// see only the flags a test gives them.
+pub const ENV: &[&str] = &[
+    "KILLSWITCH_ENDPOINT",
+    "KILLSWITCH_ACTOR",
+    "KILLSWITCH_CA",
+    "KILLSWITCH_CERT",
+    "KILLSWITCH_KEY",
+    "KILLSWITCH_TOKEN",
+    "KILLSWITCH_TLS_CERT",
+    "KILLSWITCH_TLS_KEY",
+    "KILLSWITCH_CLIENT_CA",
+    "KILLSWITCH_AUTH_FILE",
+    "KILLSWITCH_INSECURE_DEV",
+    "KILLSWITCH_SIGNING_KEY",
+];
+
+/// Runs the `killswitch` binary with `args` and none of [`ENV`] (blocking: for set-up
+/// commands such as `certs init`, before any collector runs in the test's runtime).
+pub fn killswitch(args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_killswitch"));
+    for var in ENV {
+        command.env_remove(var);
+    }
+    command.args(args).output().expect("run killswitch")
+}
+
+/// A temp path as a command-line argument.
+pub fn path(path: &std::path::Path) -> &str {
+    path.to_str().expect("utf-8 temp path")
+}
+
+/// Command output as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
