@@ -6,6 +6,7 @@
 //! revision, watch from the next one, re-list when etcd reports the revision compacted.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ pub struct StateCache {
     programs: Mutex<HashMap<ProgramName, watch::Sender<Slot>>>,
     revision: watch::Sender<u64>,
     healthy: watch::Sender<bool>,
+    reconcile_differences: AtomicU64,
 }
 
 impl Default for StateCache {
@@ -33,6 +35,7 @@ impl Default for StateCache {
             programs: Mutex::default(),
             revision: watch::Sender::new(0),
             healthy: watch::Sender::new(false),
+            reconcile_differences: AtomicU64::new(0),
         }
     }
 }
@@ -164,6 +167,13 @@ impl StateCache {
             .collect()
     }
 
+    /// How many program states the periodic reconcile found different from etcd and
+    /// corrected since start. Anything but 0 means the watch missed a change.
+    #[must_use]
+    pub fn reconcile_differences(&self) -> u64 {
+        self.reconcile_differences.load(Ordering::Relaxed)
+    }
+
     /// Whether the etcd watch is healthy, so this replica may vouch for its view.
     #[must_use]
     pub fn is_healthy(&self) -> bool {
@@ -205,14 +215,26 @@ enum WatchEnd {
     Cancelled,
 }
 
+/// How the watcher paces its checks.
+#[derive(Debug, Clone, Copy)]
+pub struct WatchTiming {
+    /// How often to ask etcd for a progress notification; a watch that answers none for
+    /// two intervals is treated as broken (a stalled or partitioned etcd member).
+    pub probe_interval: Duration,
+    /// How often to compare the whole cache with a listing at the revision it is current
+    /// to. Any difference means the watch missed something: it is logged, counted in
+    /// [`StateCache::reconcile_differences`] and corrected.
+    pub reconcile_interval: Duration,
+}
+
 /// Keeps `cache` equal to the states in etcd until `cancel` fires.
-/// While watching, it asks etcd for a progress notification every `probe_interval`; a
-/// watch that answers none for two intervals is treated as broken (a stalled or
-/// partitioned etcd member), so the replica stops vouching and reconnects.
+/// While watching, it probes the watch's progress and periodically reconciles the cache
+/// with a full listing (see [`WatchTiming`]); a stalled watch makes the replica stop
+/// vouching and reconnect.
 pub async fn run_watcher(
     store: Store,
     cache: Arc<StateCache>,
-    probe_interval: Duration,
+    timing: WatchTiming,
     cancel: CancellationToken,
 ) {
     let mut phase = Phase::Listing;
@@ -239,15 +261,24 @@ pub async fn run_watcher(
                 Err(error) => Err(error),
             },
             Phase::Watching { from } => {
-                match watch(&store, &cache, from, probe_interval, &cancel, &mut failures).await {
-                    (_, WatchEnd::Cancelled) => return,
-                    (_, WatchEnd::Compacted) => {
-                        tracing::warn!(from, "etcd compacted past the watch revision; re-listing");
+                let mut watch = Watch {
+                    store: &store,
+                    cache: &cache,
+                    timing,
+                    from,
+                };
+                match watch.run(&cancel, &mut failures).await {
+                    WatchEnd::Cancelled => return,
+                    WatchEnd::Compacted => {
+                        tracing::warn!(
+                            from = watch.from,
+                            "etcd compacted past the watch revision; re-listing"
+                        );
                         phase = Phase::Listing;
                         Ok(())
                     }
-                    (next, WatchEnd::Broken(error)) => {
-                        phase = Phase::Watching { from: next };
+                    WatchEnd::Broken(error) => {
+                        phase = Phase::Watching { from: watch.from };
                         Err(error)
                     }
                 }
@@ -266,95 +297,147 @@ pub async fn run_watcher(
     }
 }
 
-/// One watch stream from `from`; returns the next revision to watch from and why it ended.
-async fn watch(
-    store: &Store,
-    cache: &StateCache,
-    mut from: i64,
-    probe_interval: Duration,
-    cancel: &CancellationToken,
-    failures: &mut u32,
-) -> (i64, WatchEnd) {
-    let options = WatchOptions::new()
-        .with_prefix()
-        .with_start_revision(from)
-        .with_progress_notify();
-    let mut stream = match store
-        .client()
-        .watch(store.keys().states(), Some(options))
-        .await
-    {
-        Ok(stream) => stream,
-        Err(error) => return (from, WatchEnd::Broken(error.into())),
-    };
-    let mut probe = tokio::time::interval(probe_interval);
-    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_heard = tokio::time::Instant::now();
-    loop {
-        let message = tokio::select! {
-            () = cancel.cancelled() => return (from, WatchEnd::Cancelled),
-            _ = probe.tick() => {
-                let silent = last_heard.elapsed();
-                if silent > probe_interval * 2 {
-                    let stalled = format!("etcd answered no progress request for {silent:?}");
-                    return (from, WatchEnd::Broken(etcd_client::Error::WatchError(stalled).into()));
-                }
-                if let Err(error) = stream.request_progress().await {
-                    return (from, WatchEnd::Broken(error.into()));
-                }
-                continue;
-            }
-            message = stream.message() => message,
+/// One watch stream and where it is.
+struct Watch<'a> {
+    store: &'a Store,
+    cache: &'a StateCache,
+    timing: WatchTiming,
+    /// The next revision to receive: everything before it is in the cache.
+    from: i64,
+}
+
+impl Watch<'_> {
+    /// Follows etcd from `self.from` until the stream ends; `self.from` is then where to
+    /// resume.
+    async fn run(&mut self, cancel: &CancellationToken, failures: &mut u32) -> WatchEnd {
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(self.from)
+            .with_progress_notify();
+        let mut stream = match self
+            .store
+            .client()
+            .watch(self.store.keys().states(), Some(options))
+            .await
+        {
+            Ok(stream) => stream,
+            Err(error) => return WatchEnd::Broken(error.into()),
         };
-        last_heard = tokio::time::Instant::now();
-        let response = match message {
-            Ok(Some(response)) => response,
-            Ok(None) => {
-                let error = etcd_client::Error::WatchError("etcd closed the watch stream".into());
-                return (from, WatchEnd::Broken(error.into()));
+        let probe_interval = self.timing.probe_interval;
+        let mut probe = tokio::time::interval(probe_interval);
+        probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let reconcile_interval = self.timing.reconcile_interval;
+        let mut reconcile = tokio::time::interval_at(
+            tokio::time::Instant::now() + reconcile_interval,
+            reconcile_interval,
+        );
+        reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_heard = tokio::time::Instant::now();
+        loop {
+            let message = tokio::select! {
+                () = cancel.cancelled() => return WatchEnd::Cancelled,
+                _ = probe.tick() => {
+                    let silent = last_heard.elapsed();
+                    if silent > probe_interval * 2 {
+                        let stalled = format!("etcd answered no progress request for {silent:?}");
+                        return WatchEnd::Broken(etcd_client::Error::WatchError(stalled).into());
+                    }
+                    if let Err(error) = stream.request_progress().await {
+                        return WatchEnd::Broken(error.into());
+                    }
+                    continue;
+                }
+                _ = reconcile.tick() => {
+                    if let Err(end) = self.reconcile().await {
+                        return end;
+                    }
+                    continue;
+                }
+                message = stream.message() => message,
+            };
+            last_heard = tokio::time::Instant::now();
+            let response = match message {
+                Ok(Some(response)) => response,
+                Ok(None) => {
+                    let error =
+                        etcd_client::Error::WatchError("etcd closed the watch stream".into());
+                    return WatchEnd::Broken(error.into());
+                }
+                Err(error) => return WatchEnd::Broken(error.into()),
+            };
+            if response.compact_revision() > 0 {
+                return WatchEnd::Compacted;
             }
-            Err(error) => return (from, WatchEnd::Broken(error.into())),
-        };
-        if response.compact_revision() > 0 {
-            return (from, WatchEnd::Compacted);
+            if response.canceled() {
+                let reason = format!("etcd cancelled the watch: {}", response.cancel_reason());
+                return WatchEnd::Broken(etcd_client::Error::WatchError(reason).into());
+            }
+            *failures = 0;
+            self.cache.set_healthy(true);
+            for event in response.events() {
+                if let Some(kv) = event.kv() {
+                    self.from = self.from.max(kv.mod_revision() + 1);
+                    self.apply(event.event_type(), kv);
+                }
+            }
+            if let Some(header) = response.header() {
+                // The header revision, progress notifications included, covers everything
+                // etcd has sent us up to it.
+                self.from = self.from.max(header.revision() + 1);
+                self.cache.set_revision(revision(header.revision()));
+            }
         }
-        if response.canceled() {
-            let reason = format!("etcd cancelled the watch: {}", response.cancel_reason());
-            return (
-                from,
-                WatchEnd::Broken(etcd_client::Error::WatchError(reason).into()),
-            );
-        }
-        *failures = 0;
-        cache.set_healthy(true);
-        for event in response.events() {
-            let Some(kv) = event.kv() else { continue };
-            from = from.max(kv.mod_revision() + 1);
-            match event.event_type() {
-                EventType::Put => match store.decode_state(kv.key(), kv.value(), kv.mod_revision())
+    }
+
+    fn apply(&self, kind: EventType, kv: &etcd_client::KeyValue) {
+        match kind {
+            EventType::Put => {
+                match self
+                    .store
+                    .decode_state(kv.key(), kv.value(), kv.mod_revision())
                 {
-                    Ok(Some(state)) => cache.apply(state),
+                    Ok(Some(state)) => self.cache.apply(state),
                     Ok(None) => {}
                     Err(error) => {
-                        tracing::error!(%error, "ignoring a state this replica cannot read")
-                    }
-                },
-                EventType::Delete => {
-                    let key = String::from_utf8_lossy(kv.key());
-                    if let Some(Ok(name)) = key
-                        .strip_prefix(&store.keys().states())
-                        .map(ProgramName::parse)
-                    {
-                        cache.remove(&name);
+                        tracing::error!(%error, "ignoring a state this replica cannot read");
                     }
                 }
             }
+            EventType::Delete => {
+                let key = String::from_utf8_lossy(kv.key());
+                if let Some(Ok(name)) = key
+                    .strip_prefix(&self.store.keys().states())
+                    .map(ProgramName::parse)
+                {
+                    self.cache.remove(&name);
+                }
+            }
         }
-        if let Some(header) = response.header() {
-            // The header revision covers everything etcd has sent us up to it.
-            from = from.max(header.revision() + 1);
-            cache.set_revision(revision(header.revision()));
+    }
+
+    /// Compares the cache with a listing at the revision the cache is current to (only
+    /// this task writes the cache, so both describe the same moment) and corrects it.
+    async fn reconcile(&self) -> Result<(), WatchEnd> {
+        let at = self.from - 1;
+        let listing = match self.store.list_states_at(at).await {
+            Ok(listing) => listing,
+            Err(error) if error.is_compacted() => return Err(WatchEnd::Compacted),
+            Err(error) => return Err(WatchEnd::Broken(error)),
+        };
+        let differences = self.cache.replace_all(listing.states);
+        if differences > 0 {
+            self.cache
+                .reconcile_differences
+                .fetch_add(differences as u64, Ordering::Relaxed);
+            tracing::warn!(
+                revision = at,
+                differences,
+                "reconcile found programs whose cached state differed from etcd; corrected"
+            );
+        } else {
+            tracing::debug!(revision = at, "reconcile: cache matches etcd");
         }
+        Ok(())
     }
 }
 

@@ -28,6 +28,7 @@ pub mod domain;
 pub mod error;
 pub mod latency;
 pub mod publish;
+pub mod selector;
 pub mod server;
 pub mod session;
 pub mod signing;

@@ -48,6 +48,10 @@ struct Args {
     /// How long an etcd request may take before the call fails.
     #[arg(long, env = "KILLSWITCH_ETCD_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
     etcd_timeout: Duration,
+    /// How often to compare the whole cached state with etcd, to catch a change the watch
+    /// missed.
+    #[arg(long, env = "KILLSWITCH_RECONCILE_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    reconcile_interval: Duration,
     /// How long shutdown waits for collectors to leave after Drain.
     #[arg(long, env = "KILLSWITCH_SHUTDOWN_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
     shutdown_grace: Duration,
@@ -115,6 +119,10 @@ async fn main() -> anyhow::Result<()> {
         "--heartbeat-interval must be at least 100ms"
     );
     anyhow::ensure!(
+        args.reconcile_interval >= Duration::from_secs(1),
+        "--reconcile-interval must be at least 1s"
+    );
+    anyhow::ensure!(
         args.lease_ttl >= Duration::from_secs(2),
         "--lease-ttl must be at least 2s"
     );
@@ -163,6 +171,7 @@ async fn main() -> anyhow::Result<()> {
         .etcd_access(etcd);
     config.lease_ttl = args.lease_ttl;
     config.etcd_timeout = args.etcd_timeout;
+    config.reconcile_interval = args.reconcile_interval;
     config.shutdown_grace = args.shutdown_grace;
     config.session.max_sessions = args.max_sessions;
 

@@ -19,7 +19,7 @@ use x509_parser::pem::Pem;
 use crate::acks::AckBook;
 use crate::admin::Admin;
 use crate::auth::{Auth, AuthConfig, AuthFileError};
-use crate::cache::{StateCache, run_watcher};
+use crate::cache::{StateCache, WatchTiming, run_watcher};
 use crate::publish::{PublishConfig, run_publisher};
 use crate::session::{MAX_MESSAGE_BYTES, SessionConfig, Sessions};
 use crate::store::{Store, StoreError};
@@ -45,6 +45,9 @@ pub struct Config {
     pub ack_debounce: Duration,
     /// How long an etcd request may take before it fails. Default 3 s.
     pub etcd_timeout: Duration,
+    /// How often the watcher compares its whole cache with a fresh listing, to catch an
+    /// event the watch missed. Default 30 s.
+    pub reconcile_interval: Duration,
     /// Session timing.
     pub session: SessionConfig,
     /// How long shutdown waits for collectors to leave after Drain. Default 5 s.
@@ -73,6 +76,7 @@ impl Config {
             lease_ttl: Duration::from_secs(10),
             ack_debounce: Duration::from_millis(100),
             etcd_timeout: Duration::from_secs(3),
+            reconcile_interval: Duration::from_secs(30),
             session: SessionConfig::default(),
             shutdown_grace: Duration::from_secs(5),
             security: Security::InsecureDev,
@@ -500,10 +504,14 @@ pub async fn serve(
     let book = Arc::new(AckBook::new());
     let stop = CancellationToken::new();
 
+    let timing = WatchTiming {
+        probe_interval: config.session.heartbeat_interval,
+        reconcile_interval: config.reconcile_interval,
+    };
     let watcher = tokio::spawn(run_watcher(
         store.clone(),
         cache.clone(),
-        config.session.heartbeat_interval,
+        timing,
         stop.child_token(),
     ));
     let publish = PublishConfig {

@@ -61,6 +61,16 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether etcd compacted the revision a read asked for.
+    #[must_use]
+    pub fn is_compacted(&self) -> bool {
+        matches!(
+            self,
+            Self::Etcd(etcd_client::Error::GRpcStatus(status))
+                if status.code() == tonic::Code::OutOfRange
+        )
+    }
+
     /// Whether etcd itself was unreachable or unavailable (as opposed to a logic error).
     #[must_use]
     pub fn is_unavailable(&self) -> bool {
@@ -389,7 +399,8 @@ impl Store {
         self.list_states_at(0).await
     }
 
-    async fn list_states_at(&self, at: i64) -> Result<Listing, StoreError> {
+    /// Every program's state as it was at revision `at` (0: the latest).
+    pub(crate) async fn list_states_at(&self, at: i64) -> Result<Listing, StoreError> {
         let options = GetOptions::new().with_prefix().with_revision(at);
         let response = self
             .client
@@ -917,7 +928,7 @@ impl Store {
             let mut chain = Chain::new();
             match self.scan_audit(|key, value| chain.push(key, value)).await {
                 Ok(head) => return Ok(chain.finish(head.as_deref())),
-                Err(error) if compacted(&error) && attempts + 1 < MAX_ATTEMPTS => {
+                Err(error) if error.is_compacted() && attempts + 1 < MAX_ATTEMPTS => {
                     tracing::debug!("etcd compacted the audit snapshot; reading it again");
                     attempts += 1;
                 }
@@ -936,7 +947,7 @@ impl Store {
                 .await
             {
                 Ok(_) => return Ok(selection.finish()),
-                Err(error) if compacted(&error) && attempts + 1 < MAX_ATTEMPTS => {
+                Err(error) if error.is_compacted() && attempts + 1 < MAX_ATTEMPTS => {
                     tracing::debug!("etcd compacted the audit snapshot; reading it again");
                     attempts += 1;
                 }
@@ -988,15 +999,6 @@ impl Store {
 
 /// Keys read per request when scanning the audit log.
 const AUDIT_PAGE: i64 = 500;
-
-/// Whether etcd compacted the revision a read asked for.
-fn compacted(error: &StoreError) -> bool {
-    matches!(
-        error,
-        StoreError::Etcd(etcd_client::Error::GRpcStatus(status))
-            if status.code() == tonic::Code::OutOfRange
-    )
-}
 
 /// Replica registration and acknowledgement summaries: lease-bound, so they vanish with
 /// a replica that dies.

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use killswitch_control::cache::{StateCache, run_watcher};
+use killswitch_control::cache::{StateCache, WatchTiming, run_watcher};
 use killswitch_control::domain::{FailurePolicy, LostContact, Program, ProgramName, RunState};
 use killswitch_control::store::{Change, Store, StoreError, audit_hash};
 use killswitch_control::testing::{Etcd, Proxy, wait_until};
@@ -165,7 +165,7 @@ async fn watch_that_hits_compaction_relists_and_the_cache_ends_correct() {
     let watcher = tokio::spawn(run_watcher(
         through_proxy,
         cache.clone(),
-        Duration::from_secs(1),
+        timing(),
         stop.clone(),
     ));
     wait_until(Duration::from_secs(5), "the first listing", || async {
@@ -422,7 +422,10 @@ async fn a_stalled_etcd_makes_the_watch_unhealthy_until_it_answers_again() {
     let watcher = tokio::spawn(run_watcher(
         store,
         cache.clone(),
-        Duration::from_millis(200),
+        WatchTiming {
+            probe_interval: Duration::from_millis(200),
+            ..timing()
+        },
         stop.clone(),
     ));
     wait_until(Duration::from_secs(10), "a healthy watch", || async {
@@ -447,4 +450,12 @@ async fn a_stalled_etcd_makes_the_watch_unhealthy_until_it_answers_again() {
     .expect("healthy again");
     stop.cancel();
     watcher.await.expect("watcher stops on cancel");
+}
+
+/// Probes every second; reconciles rarely enough that it never hides a watch bug.
+fn timing() -> WatchTiming {
+    WatchTiming {
+        probe_interval: Duration::from_secs(1),
+        reconcile_interval: Duration::from_secs(3600),
+    }
 }

@@ -1,0 +1,1 @@
+//! Label selectors in the Kubernetes style (issue #8; being built).

@@ -1,0 +1,3 @@
+//! `killswitch-fleet`: the fleet-scale load tool (issue #7; being built).
+
+fn main() {}
