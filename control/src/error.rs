@@ -59,6 +59,13 @@ impl From<ApiError> for Status {
             ApiError::Store(StoreError::Contention) => {
                 Status::aborted("too many concurrent changes to this program; try again")
             }
+            ApiError::Store(error @ StoreError::OutcomeUnknown { .. }) => {
+                tracing::warn!(%error, "etcd did not confirm a change");
+                Status::unavailable(format!(
+                    "{error}; check the program's state with `killswitch status` once etcd \
+                     answers, and repeat the command if needed"
+                ))
+            }
             ApiError::Store(store) if store.is_unavailable() => {
                 tracing::warn!(error = %store, "etcd unavailable");
                 Status::unavailable(format!("etcd is unavailable, nothing was changed: {store}"))
@@ -118,6 +125,18 @@ mod tests {
             (
                 StoreError::Etcd(etcd_client::Error::GRpcStatus(Status::unavailable("down")))
                     .into(),
+                tonic::Code::Unavailable,
+            ),
+            (
+                StoreError::Timeout(std::time::Duration::from_secs(1)).into(),
+                tonic::Code::Unavailable,
+            ),
+            (
+                StoreError::OutcomeUnknown {
+                    write: Box::new(StoreError::Timeout(std::time::Duration::from_secs(1))),
+                    read: Box::new(StoreError::Timeout(std::time::Duration::from_secs(1))),
+                }
+                .into(),
                 tonic::Code::Unavailable,
             ),
             (

@@ -10,6 +10,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use tokio::time::Instant;
+
 use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
 use killswitch_proto::prost::Message;
 use killswitch_proto::v1::{self, store};
@@ -21,6 +23,9 @@ use crate::status::ReplicaSummary;
 
 /// Attempts of one mutation before giving up under contention.
 pub const MAX_ATTEMPTS: usize = 16;
+
+/// How long one etcd request retries while etcd is unavailable, unless configured.
+pub const DEFAULT_BUDGET: Duration = Duration::from_secs(3);
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +60,21 @@ pub enum StoreError {
     /// The program changed after the resume statement was signed.
     #[error("the program changed since the resume was signed; run the command again")]
     StaleStatement,
+    /// etcd did not answer within this time. Retryable.
+    #[error("etcd did not answer within {0:?}")]
+    Timeout(Duration),
+    /// A change was sent but etcd never confirmed it, and reading it back failed too: it
+    /// may or may not have been applied.
+    #[error(
+        "etcd did not confirm the change ({write}) and it could not be read back ({read}): \
+         it may or may not have been applied"
+    )]
+    OutcomeUnknown {
+        /// Why the write got no answer.
+        write: Box<StoreError>,
+        /// Why reading it back failed.
+        read: Box<StoreError>,
+    },
     /// Every attempt lost a race with a concurrent change. Retryable.
     #[error("gave up after {MAX_ATTEMPTS} attempts: other changes kept winning the race")]
     Contention,
@@ -83,7 +103,8 @@ impl StoreError {
                 etcd_client::Error::TransportError(_)
                 | etcd_client::Error::IoError(_)
                 | etcd_client::Error::WatchError(_),
-            ) => true,
+            )
+            | Self::Timeout(_) => true,
             _ => false,
         }
     }
@@ -212,6 +233,7 @@ pub struct Listing {
 pub struct Store {
     client: etcd_client::Client,
     keys: Keys,
+    budget: Duration,
 }
 
 impl std::fmt::Debug for Store {
@@ -243,16 +265,112 @@ impl Store {
             .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3))
             .with_require_leader(true);
         let client = etcd_client::Client::connect(endpoints, Some(options)).await?;
-        Ok(Self::from_client(client, prefix))
+        Ok(Self::from_client(client, prefix).with_budget(timeout))
     }
 
-    /// Wraps an existing etcd client.
+    /// Wraps an existing etcd client, with the default budget of [`DEFAULT_BUDGET`].
     #[must_use]
     pub fn from_client(client: etcd_client::Client, prefix: &str) -> Self {
         Self {
             client,
             keys: Keys::new(prefix),
+            budget: DEFAULT_BUDGET,
         }
+    }
+
+    /// How long one etcd request may keep retrying while etcd is unavailable (a dead
+    /// member, an election) before the call fails; each attempt gets a third of it.
+    #[must_use]
+    pub fn with_budget(mut self, budget: Duration) -> Self {
+        self.budget = budget.max(Duration::from_millis(30));
+        self
+    }
+
+    /// Runs an idempotent etcd request, retrying while etcd is unavailable with a short
+    /// backoff, within the budget. etcd's client balances over every endpoint, including
+    /// dead ones, so a request can fail on one member and succeed on the next.
+    async fn call<T, F, Fut>(&self, mut request: F) -> Result<T, StoreError>
+    where
+        F: FnMut(etcd_client::Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let deadline = Instant::now() + self.budget;
+        let mut failures: u32 = 0;
+        loop {
+            let attempt = (self.budget / 3).min(deadline.saturating_duration_since(Instant::now()));
+            let error = match tokio::time::timeout(attempt, request(self.client.clone())).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(error)) => StoreError::from(error),
+                Err(_) => StoreError::Timeout(attempt),
+            };
+            if !error.is_unavailable() {
+                return Err(error);
+            }
+            failures = failures.saturating_add(1);
+            let pause = Duration::from_millis(25u64 << failures.min(4));
+            if Instant::now() + pause >= deadline {
+                return Err(error);
+            }
+            tracing::debug!(%error, failures, "etcd unavailable; retrying");
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// A retried range read.
+    async fn get(
+        &self,
+        key: impl Into<Vec<u8>>,
+        options: Option<GetOptions>,
+    ) -> Result<etcd_client::GetResponse, StoreError> {
+        let key: Vec<u8> = key.into();
+        self.call(|mut client| {
+            let (key, options) = (key.clone(), options.clone());
+            async move { client.get(key, options).await }
+        })
+        .await
+    }
+
+    /// Sends an audited compare-and-swap transaction and says honestly whether it
+    /// committed: the transaction's revision, or `None` when its comparison failed (a
+    /// concurrent change won; nothing was written). Resending is safe because the
+    /// comparison includes the audit head, which the transaction moves; so when an attempt
+    /// fails without an answer, or a resent one finds the comparison failed, `entry` is
+    /// looked up in the audit log to learn whether an earlier attempt committed.
+    async fn commit(
+        &self,
+        txn: Txn,
+        entry: &store::AuditEntry,
+    ) -> Result<Option<Generation>, StoreError> {
+        let sent = self
+            .call(|mut client| {
+                let txn = txn.clone();
+                async move { client.txn(txn).await }
+            })
+            .await;
+        match sent {
+            Ok(response) if response.succeeded() => Ok(Some(txn_revision(&response))),
+            Ok(_) => self.committed(entry).await,
+            Err(error) if error.is_unavailable() => match self.committed(entry).await {
+                Ok(Some(generation)) => Ok(Some(generation)),
+                Ok(None) => Err(error),
+                Err(read) => Err(StoreError::OutcomeUnknown {
+                    write: Box::new(error),
+                    read: Box::new(read),
+                }),
+            },
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The revision that wrote `entry`, when it is in the audit log.
+    async fn committed(&self, entry: &store::AuditEntry) -> Result<Option<Generation>, StoreError> {
+        let response = self.get(self.keys.audit(entry.seq), None).await?;
+        let mine = entry.encode_to_vec();
+        Ok(response
+            .kvs()
+            .first()
+            .filter(|kv| kv.value() == mine.as_slice())
+            .map(|kv| revision(kv.mod_revision())))
     }
 
     /// The underlying etcd client (shares the connection).
@@ -328,9 +446,7 @@ impl Store {
                         TxnOp::put(self.keys.state(name), stored_state.encode_to_vec(), None),
                     ],
                 ));
-            let response = self.client.clone().txn(txn).await?;
-            if response.succeeded() {
-                let generation = txn_revision(&response);
+            if let Some(generation) = self.commit(txn, &entry).await? {
                 let program = Program::from_store(name.clone(), &stored_program);
                 let state = ProgramState::from_store(name.clone(), generation, &stored_state);
                 return Ok((program, state));
@@ -368,8 +484,6 @@ impl Store {
     /// Every program with its state, sorted by name.
     pub async fn list_programs(&self) -> Result<Vec<(Program, ProgramState)>, StoreError> {
         let response = self
-            .client
-            .clone()
             .get(self.keys.programs(), Some(GetOptions::new().with_prefix()))
             .await?;
         let listing = self
@@ -402,11 +516,7 @@ impl Store {
     /// Every program's state as it was at revision `at` (0: the latest).
     pub(crate) async fn list_states_at(&self, at: i64) -> Result<Listing, StoreError> {
         let options = GetOptions::new().with_prefix().with_revision(at);
-        let response = self
-            .client
-            .clone()
-            .get(self.keys.states(), Some(options))
-            .await?;
+        let response = self.get(self.keys.states(), Some(options)).await?;
         let revision = response.header().map_or(at, |h| h.revision());
         let mut states = Vec::with_capacity(response.kvs().len());
         for kv in response.kvs() {
@@ -519,10 +629,8 @@ impl Store {
                     &entry,
                     vec![TxnOp::put(state_key.as_str(), stored.encode_to_vec(), None)],
                 ));
-            let response = self.client.clone().txn(txn).await?;
-            if response.succeeded() {
-                let state =
-                    ProgramState::from_store(name.clone(), txn_revision(&response), &stored);
+            if let Some(generation) = self.commit(txn, &entry).await? {
+                let state = ProgramState::from_store(name.clone(), generation, &stored);
                 return Ok(ChangeOutcome {
                     state,
                     changed: true,
@@ -600,10 +708,8 @@ impl Store {
                         TxnOp::put(state_key.as_str(), stored_state.encode_to_vec(), None),
                     ],
                 ));
-            let response = self.client.clone().txn(txn).await?;
-            if response.succeeded() {
-                let state =
-                    ProgramState::from_store(name.clone(), txn_revision(&response), &stored_state);
+            if let Some(generation) = self.commit(txn, &entry).await? {
+                let state = ProgramState::from_store(name.clone(), generation, &stored_state);
                 return Ok((Program::from_store(name.clone(), &stored_program), state));
             }
             tracing::debug!(program = %name, "lost a race with a concurrent change; retrying");
@@ -613,7 +719,7 @@ impl Store {
 
     /// Reads and decodes one key: its mod_revision and value, `None` when absent.
     async fn read<M: Message + Default>(&self, key: &str) -> Result<Option<(i64, M)>, StoreError> {
-        let response = self.client.clone().get(key, None).await?;
+        let response = self.get(key, None).await?;
         response
             .kvs()
             .first()
@@ -664,8 +770,6 @@ impl Store {
     pub async fn audit_entries(&self) -> Result<Vec<store::AuditEntry>, StoreError> {
         let prefix = format!("{}/audit/0", self.keys.prefix);
         let response = self
-            .client
-            .clone()
             .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
             .await?;
         response
@@ -758,19 +862,18 @@ impl Store {
                         Some(etcd_client::PutOptions::new().with_lease(lease)),
                     )],
                 ));
-            let response = self.client.clone().txn(txn).await;
-            match response {
-                Ok(response) if response.succeeded() => {
+            match self.commit(txn, &entry).await {
+                Ok(Some(_)) => {
                     return Ok(ResumeOutcome::Requested {
                         state: current,
                         id,
                         expires_at,
                     });
                 }
-                Ok(_) => {}
+                Ok(None) => {}
                 Err(error) => {
                     self.forget_lease(lease).await;
-                    return Err(error.into());
+                    return Err(error);
                 }
             }
             self.forget_lease(lease).await;
@@ -787,8 +890,6 @@ impl Store {
     ) -> Result<(ProgramName, store::ApprovalRequest, i64, i64), StoreError> {
         let prefix = self.keys.approvals();
         let response = self
-            .client
-            .clone()
             .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
             .await?;
         for kv in response.kvs() {
@@ -890,10 +991,9 @@ impl Store {
                         TxnOp::delete(request_key.as_str(), None),
                     ],
                 ));
-            let response = self.client.clone().txn(txn).await?;
-            if response.succeeded() {
+            if let Some(generation) = self.commit(txn, &entry).await? {
                 self.forget_lease(lease).await;
-                let state = ProgramState::from_store(name, txn_revision(&response), &stored);
+                let state = ProgramState::from_store(name, generation, &stored);
                 return Ok(ChangeOutcome {
                     state,
                     changed: true,
@@ -964,7 +1064,7 @@ impl Store {
         mut visit: impl FnMut(&str, &[u8]),
     ) -> Result<Option<Vec<u8>>, StoreError> {
         let head_key = self.keys.audit_head();
-        let response = self.client.clone().get(head_key.as_str(), None).await?;
+        let response = self.get(head_key.as_str(), None).await?;
         let revision = response.header().map_or(0, |h| h.revision());
         let head = response.kvs().first().map(|kv| kv.value().to_vec());
 
@@ -977,7 +1077,7 @@ impl Store {
                 .with_range(end.as_str())
                 .with_revision(revision)
                 .with_limit(AUDIT_PAGE);
-            let page = self.client.clone().get(from.clone(), Some(options)).await?;
+            let page = self.get(from.clone(), Some(options)).await?;
             for kv in page.kvs() {
                 if kv.key() == head_key.as_bytes() {
                     continue;
@@ -1006,12 +1106,17 @@ impl Store {
     /// Grants a lease of `ttl` and returns its id.
     pub async fn grant_lease(&self, ttl: Duration) -> Result<i64, StoreError> {
         let seconds = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
-        Ok(self.client.clone().lease_grant(seconds, None).await?.id())
+        // A lease granted by an attempt whose answer was lost simply expires.
+        let lease = self
+            .call(|mut client| async move { client.lease_grant(seconds, None).await })
+            .await?;
+        Ok(lease.id())
     }
 
     /// Revokes a lease, deleting every key bound to it.
     pub async fn revoke_lease(&self, lease: i64) -> Result<(), StoreError> {
-        self.client.clone().lease_revoke(lease).await?;
+        self.call(|mut client| async move { client.lease_revoke(lease).await })
+            .await?;
         Ok(())
     }
 
@@ -1024,10 +1129,12 @@ impl Store {
     ) -> Result<(), StoreError> {
         let key = format!("{}{id}", self.keys.replicas());
         let options = etcd_client::PutOptions::new().with_lease(lease);
-        self.client
-            .clone()
-            .put(key, replica.encode_to_vec(), Some(options))
-            .await?;
+        let value = replica.encode_to_vec();
+        self.call(|mut client| {
+            let (key, value, options) = (key.clone(), value.clone(), options.clone());
+            async move { client.put(key, value, Some(options)).await }
+        })
+        .await?;
         Ok(())
     }
 
@@ -1035,8 +1142,6 @@ impl Store {
     pub async fn list_replicas(&self) -> Result<Vec<(String, store::Replica)>, StoreError> {
         let prefix = self.keys.replicas();
         let response = self
-            .client
-            .clone()
             .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
             .await?;
         response
@@ -1073,7 +1178,13 @@ impl Store {
             })
             .collect();
         if !ops.is_empty() {
-            self.client.clone().txn(Txn::new().and_then(ops)).await?;
+            // Unconditional puts of the same values: safe to resend.
+            let txn = Txn::new().and_then(ops);
+            self.call(|mut client| {
+                let txn = txn.clone();
+                async move { client.txn(txn).await }
+            })
+            .await?;
         }
         Ok(())
     }
@@ -1102,8 +1213,6 @@ impl Store {
         };
         let prefix = self.keys.acks(name);
         let response = self
-            .client
-            .clone()
             .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
             .await?;
         let mut summaries = Vec::with_capacity(response.kvs().len());
@@ -1117,11 +1226,7 @@ impl Store {
         }
         let prefix = self.keys.replicas();
         let options = GetOptions::new().with_prefix().with_keys_only();
-        let response = self
-            .client
-            .clone()
-            .get(prefix.as_str(), Some(options))
-            .await?;
+        let response = self.get(prefix.as_str(), Some(options)).await?;
         let registered = response
             .kvs()
             .iter()

@@ -12,23 +12,42 @@ use anyhow::{Context, bail};
 /// What to run when `etcd` is missing.
 const SETUP_HINT: &str = "install it with `ops/scripts/test.sh` (or `apt-get install etcd-server`)";
 
-/// A single-member etcd, started for one test.
+/// An etcd cluster on loopback, started for one test: one member by default
+/// ([`Etcd::start`]) or several ([`Etcd::cluster`]) whose members a test can kill, stop
+/// and restart.
 #[derive(Debug)]
 pub struct Etcd {
-    child: Child,
-    endpoint: String,
-    _dir: tempfile::TempDir,
+    members: Vec<Member>,
+    dir: tempfile::TempDir,
+}
+
+/// One etcd member: its process (while running) and its URLs.
+#[derive(Debug)]
+struct Member {
+    name: String,
+    client_url: String,
+    peer_url: String,
+    child: Option<Child>,
 }
 
 impl Etcd {
-    /// Starts etcd from `PATH` on free loopback ports and waits until it serves requests.
+    /// Starts a single-member etcd from `PATH` on free loopback ports and waits until it
+    /// serves requests.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::cluster(1).await
+    }
+
+    /// Starts a cluster of `size` members and waits until every member serves and they
+    /// have elected a leader. Members use a 50 ms heartbeat and a 500 ms election
+    /// timeout, so a test that kills the leader sees a new one within about a second.
+    pub async fn cluster(size: usize) -> anyhow::Result<Self> {
+        anyhow::ensure!(size >= 1, "an etcd cluster needs at least one member");
         let binary =
             find_on_path("etcd").with_context(|| format!("etcd is not on PATH: {SETUP_HINT}"))?;
         let mut last_error = None;
         // A free port can be taken by someone else between probing and etcd binding it.
         for _ in 0..3 {
-            match Self::start_once(&binary).await {
+            match Self::start_once(&binary, size).await {
                 Ok(etcd) => return Ok(etcd),
                 Err(error) => last_error = Some(error),
             }
@@ -36,62 +55,126 @@ impl Etcd {
         Err(last_error.unwrap_or_else(|| anyhow::anyhow!("etcd did not start")))
     }
 
-    async fn start_once(binary: &Path) -> anyhow::Result<Self> {
+    async fn start_once(binary: &Path, size: usize) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir().context("cannot create a temp dir for etcd")?;
-        let (client, peer) = (free_port()?, free_port()?);
-        let endpoint = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
+        let mut members = Vec::with_capacity(size);
+        for index in 0..size {
+            members.push(Member {
+                name: format!("m{index}"),
+                client_url: format!("http://127.0.0.1:{}", free_port()?),
+                peer_url: format!("http://127.0.0.1:{}", free_port()?),
+                child: None,
+            });
+        }
+        let mut etcd = Self { members, dir };
+        for index in 0..size {
+            etcd.spawn(binary, index)?;
+        }
+        etcd.wait_ready(Duration::from_secs(15)).await?;
+        Ok(etcd)
+    }
+
+    fn spawn(&mut self, binary: &Path, index: usize) -> anyhow::Result<()> {
+        let initial_cluster = self
+            .members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url))
+            .collect::<Vec<_>>()
+            .join(",");
+        let dir = self.dir.path().to_owned();
+        let member = &mut self.members[index];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("{}.log", member.name)))
+            .context("cannot create the etcd log")?;
         let child = Command::new(binary)
-            .arg("--name=test")
-            .arg(format!("--data-dir={}", dir.path().join("data").display()))
-            .arg(format!("--listen-client-urls={endpoint}"))
-            .arg(format!("--advertise-client-urls={endpoint}"))
-            .arg(format!("--listen-peer-urls={peer_url}"))
-            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster=test={peer_url}"))
+            .arg(format!("--name={}", member.name))
+            .arg(format!(
+                "--data-dir={}",
+                dir.join(format!("{}.data", member.name)).display()
+            ))
+            .arg(format!("--listen-client-urls={}", member.client_url))
+            .arg(format!("--advertise-client-urls={}", member.client_url))
+            .arg(format!("--listen-peer-urls={}", member.peer_url))
+            .arg(format!("--initial-advertise-peer-urls={}", member.peer_url))
+            .arg(format!("--initial-cluster={initial_cluster}"))
+            .args(["--heartbeat-interval=50", "--election-timeout=500"])
             .arg("--log-level=error")
             .arg("--logger=zap")
             .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.path().join("etcd.log"))
-                    .context("cannot create etcd.log")?,
-            ))
+            .stderr(Stdio::from(log))
             .spawn()
             .with_context(|| format!("cannot start {}", binary.display()))?;
-        let mut etcd = Self {
-            child,
-            endpoint,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(15);
+        member.child = Some(child);
+        Ok(())
+    }
+
+    /// Waits until every running member answers and knows a leader.
+    async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
         loop {
-            if let Some(status) = etcd.child.try_wait()? {
-                bail!("etcd exited with {status} before serving");
+            let mut ready = true;
+            for index in 0..self.members.len() {
+                let Some(child) = self.members[index].child.as_mut() else {
+                    continue;
+                };
+                if let Some(status) = child.try_wait()? {
+                    bail!(
+                        "etcd member {} exited with {status}",
+                        self.members[index].name
+                    );
+                }
+                ready &= self.has_leader(index).await;
             }
-            if etcd.client().await.is_ok() {
-                return Ok(etcd);
+            if ready {
+                return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("etcd did not serve on {} within 15s", etcd.endpoint);
+                bail!("etcd did not serve with a leader within {timeout:?}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
-    /// The client URL, e.g. `http://127.0.0.1:40123`.
-    #[must_use]
-    pub fn endpoint(&self) -> &str {
-        &self.endpoint
+    async fn has_leader(&self, index: usize) -> bool {
+        match self.member_client(index).await {
+            Ok(mut client) => client.status().await.is_ok_and(|s| s.leader() != 0),
+            Err(_) => false,
+        }
     }
 
-    /// A connected client that has completed one request.
+    /// The first member's client URL, e.g. `http://127.0.0.1:40123`.
+    #[must_use]
+    pub fn endpoint(&self) -> &str {
+        &self.members[0].client_url
+    }
+
+    /// Every member's client URL.
+    #[must_use]
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.client_url.clone()).collect()
+    }
+
+    /// Every member's client URL, comma-separated, as `--etcd` takes them.
+    #[must_use]
+    pub fn endpoints_arg(&self) -> String {
+        self.endpoints().join(",")
+    }
+
+    /// A client of every member that has completed one request.
     pub async fn client(&self) -> anyhow::Result<etcd_client::Client> {
-        let options = etcd_client::ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(1))
-            .with_timeout(Duration::from_secs(5));
-        let mut client = etcd_client::Client::connect([&self.endpoint], Some(options)).await?;
-        client.status().await?;
-        Ok(client)
+        let running: Vec<&str> = self
+            .members
+            .iter()
+            .filter(|m| m.child.is_some())
+            .map(|m| m.client_url.as_str())
+            .collect();
+        connect(&running).await
+    }
+
+    async fn member_client(&self, index: usize) -> anyhow::Result<etcd_client::Client> {
+        connect(&[self.members[index].client_url.as_str()]).await
     }
 
     /// Every key and value under `prefix`, for asserting that nothing changed.
@@ -108,14 +191,70 @@ impl Etcd {
             .collect())
     }
 
-    /// Sends `signal` (e.g. `STOP`, `CONT`) to the etcd process.
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to every running member.
     pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        (0..self.members.len()).try_for_each(|index| self.signal_member(index, signal))
+    }
+
+    /// Sends `signal` to member `index`, if it runs.
+    pub fn signal_member(&self, index: usize, signal: &str) -> anyhow::Result<()> {
+        let Some(child) = self.members[index].child.as_ref() else {
+            return Ok(());
+        };
         let status = Command::new("kill")
             .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
+            .arg(child.id().to_string())
             .status()?;
         anyhow::ensure!(status.success(), "kill -{signal} failed");
         Ok(())
+    }
+
+    /// Kills member `index` with SIGKILL and waits for it to exit.
+    pub fn kill_member(&mut self, index: usize) -> anyhow::Result<()> {
+        if let Some(mut child) = self.members[index].child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Restarts a killed member on its data dir and ports. It serves once a quorum runs:
+    /// wait for that with [`Etcd::ready`].
+    pub fn restart_member(&mut self, index: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.members[index].child.is_none(),
+            "etcd member {index} is running"
+        );
+        let binary =
+            find_on_path("etcd").with_context(|| format!("etcd is not on PATH: {SETUP_HINT}"))?;
+        self.spawn(&binary, index)
+    }
+
+    /// Waits until every running member serves and knows a leader.
+    pub async fn ready(&mut self) -> anyhow::Result<()> {
+        self.wait_ready(Duration::from_secs(15)).await
+    }
+
+    /// The index of the member that is the leader now, as the members report it.
+    pub async fn leader(&self) -> anyhow::Result<usize> {
+        for index in 0..self.members.len() {
+            if self.members[index].child.is_none() {
+                continue;
+            }
+            let Ok(mut client) = self.member_client(index).await else {
+                continue;
+            };
+            let Ok(status) = client.status().await else {
+                continue;
+            };
+            if status
+                .header()
+                .is_some_and(|h| h.member_id() == status.leader())
+            {
+                return Ok(index);
+            }
+        }
+        bail!("no etcd member reports itself the leader")
     }
 
     /// The current etcd revision.
@@ -128,9 +267,22 @@ impl Etcd {
 impl Drop for Etcd {
     fn drop(&mut self) {
         let _ = self.signal("CONT");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for member in &mut self.members {
+            if let Some(mut child) = member.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
     }
+}
+
+async fn connect(endpoints: &[&str]) -> anyhow::Result<etcd_client::Client> {
+    let options = etcd_client::ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(1))
+        .with_timeout(Duration::from_secs(5));
+    let mut client = etcd_client::Client::connect(endpoints, Some(options)).await?;
+    client.status().await?;
+    Ok(client)
 }
 
 /// A `killswitch-control` process. Killed (SIGKILL) when dropped; [`Replica::stop`] sends
@@ -147,9 +299,19 @@ impl Replica {
     /// waits until it listens. Unless `extra` has `--tls-cert`, it runs with
     /// `--insecure-dev`: plain text, every caller an admin.
     pub fn start(etcd_endpoint: &str, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), etcd_endpoint, extra)
+    }
+
+    /// [`Replica::start`] on a given address, e.g. the one a stopped replica had, so its
+    /// collectors find the new process where they knew the old one.
+    pub fn start_on(
+        listen: SocketAddr,
+        etcd_endpoint: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         let tls = extra.iter().any(|arg| arg.starts_with("--tls-cert"));
         let mut child = Command::new(control_binary()?)
-            .args(["--listen", "127.0.0.1:0", "--etcd", etcd_endpoint])
+            .args(["--listen", &listen.to_string(), "--etcd", etcd_endpoint])
             .args((!tls).then_some("--insecure-dev"))
             .args(extra)
             .env(

@@ -4,47 +4,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use killswitch_control::cache::{StateCache, WatchTiming, run_watcher};
-use killswitch_control::domain::{FailurePolicy, LostContact, Program, ProgramName, RunState};
-use killswitch_control::store::{Change, Store, StoreError, audit_hash};
+use killswitch_control::domain::{FailurePolicy, LostContact, RunState};
+use killswitch_control::store::{Store, StoreError, audit_hash};
 use killswitch_control::testing::{Etcd, Proxy, wait_until};
 use killswitch_proto::v1::{self, admin_service_client::AdminServiceClient};
 use tokio_util::sync::CancellationToken;
 
-const PREFIX: &str = "/killswitch/v1";
+mod common;
 
-fn name(n: &str) -> ProgramName {
-    ProgramName::parse(n).expect("valid program name")
-}
-
-fn change(actor: &str, reason: &str) -> Change {
-    Change {
-        actor: actor.into(),
-        reason: reason.into(),
-        incident_id: String::new(),
-    }
-}
-
-async fn store(endpoint: &str) -> Store {
-    Store::connect(&[endpoint.to_owned()], PREFIX, Duration::from_secs(5))
-        .await
-        .expect("connect to etcd")
-}
-
-async fn create(store: &Store, program: &str) {
-    let program = Program {
-        name: name(program),
-        owner: "team".into(),
-        description: String::new(),
-        created_at: None,
-        created_by: String::new(),
-        policy: FailurePolicy::default(),
-        resume_approvals: 1,
-    };
-    store
-        .create_program(&program, &change("tester", "create"))
-        .await
-        .expect("create program");
-}
+use common::{PREFIX, change, create, name, store, timing};
 
 #[tokio::test]
 async fn concurrent_pause_and_resume_never_lose_an_update() {
@@ -450,12 +418,4 @@ async fn a_stalled_etcd_makes_the_watch_unhealthy_until_it_answers_again() {
     .expect("healthy again");
     stop.cancel();
     watcher.await.expect("watcher stops on cancel");
-}
-
-/// Probes every second; reconciles rarely enough that it never hides a watch bug.
-fn timing() -> WatchTiming {
-    WatchTiming {
-        probe_interval: Duration::from_secs(1),
-        reconcile_interval: Duration::from_secs(3600),
-    }
 }

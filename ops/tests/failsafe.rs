@@ -115,10 +115,7 @@ async fn a_replica_that_loses_etcd_stops_vouching_and_its_collectors_pause_withi
         &["--heartbeat-interval", "1s", "--replica-id", "r1"],
     )
     .expect("replica");
-    let system = System {
-        replicas: vec![Some(replica)],
-        etcd,
-    };
+    let system = System::of(etcd, vec![replica]);
     two_policies(&system).await;
     let collector = Collector::builder("c1", &["closed", "open"]).start(&[system.endpoint(0)]);
     until("both gates to open", || {

@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-
-use common::{Collector, System, parse, until};
+use common::{Collector, System, blocking_hook, parse, until};
 use serde_json::Value;
 
 fn ids(list: &Value) -> Vec<String> {
@@ -89,18 +87,6 @@ async fn status_from_either_replica_counts_every_collector_and_wait_returns_once
     assert_eq!(listed["unreachable_replicas"], serde_json::json!([]));
 }
 
-/// Unblocks a hook when dropped.
-struct Release(Arc<Mutex<bool>>);
-
-impl Drop for Release {
-    fn drop(&mut self) {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
-    }
-}
-
 #[tokio::test]
 async fn a_blocked_hook_is_pending_and_a_failing_hook_is_errored() {
     let system = System::start().await;
@@ -109,15 +95,9 @@ async fn a_blocked_hook_is_pending_and_a_failing_hook_is_errored() {
     let endpoint = [system.endpoint(0)];
     // The stuck collector's pause hook blocks until the test releases it, also when the
     // test fails (the runtime waits for blocking hooks before it shuts down).
-    let release = Release(Arc::new(Mutex::new(false)));
-    let released = release.0.clone();
+    let (release, hook) = blocking_hook();
     let stuck = Collector::builder("stuck", &["demo"])
-        .on_pause(move |_| {
-            while !*released.lock().expect("lock") {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Ok(())
-        })
+        .on_pause(hook)
         .start(&endpoint);
     let broken = Collector::builder("broken", &["demo"])
         .on_pause(|_| Err("disk full".into()))

@@ -20,6 +20,8 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 pub struct System {
     pub replicas: Vec<Option<Replica>>,
     pub etcd: Etcd,
+    /// The flags each replica was started with, to restart it the same way.
+    args: Vec<Vec<String>>,
 }
 
 impl System {
@@ -30,16 +32,71 @@ impl System {
 
     /// etcd and `n` replicas, each started with `extra` flags.
     pub async fn with_replicas(n: usize, extra: &[&str]) -> Self {
-        let etcd = Etcd::start().await.expect("start etcd");
-        let replicas = (1..=n)
+        Self::on(Etcd::start().await.expect("start etcd"), n, extra)
+    }
+
+    /// A three-member etcd cluster and `n` replicas that know every member.
+    pub async fn cluster(n: usize, extra: &[&str]) -> Self {
+        Self::on(Etcd::cluster(3).await.expect("start etcd"), n, extra)
+    }
+
+    fn on(etcd: Etcd, n: usize, extra: &[&str]) -> Self {
+        let args: Vec<Vec<String>> = (1..=n)
             .map(|i| {
                 let id = format!("r{i}");
-                let mut args = vec!["--heartbeat-interval", "1s", "--replica-id", &id];
-                args.extend_from_slice(extra);
-                Some(Replica::start(etcd.endpoint(), &args).expect("start replica"))
+                ["--heartbeat-interval", "1s", "--replica-id", &id]
+                    .iter()
+                    .chain(extra)
+                    .map(|a| (*a).to_owned())
+                    .collect()
             })
             .collect();
-        Self { replicas, etcd }
+        let replicas = args
+            .iter()
+            .map(|args| {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                Some(Replica::start(&etcd.endpoints_arg(), &args).expect("start replica"))
+            })
+            .collect();
+        Self {
+            replicas,
+            etcd,
+            args,
+        }
+    }
+
+    /// Replicas a test started itself, with its own flags (not restartable).
+    pub fn of(etcd: Etcd, replicas: Vec<Replica>) -> Self {
+        Self {
+            replicas: replicas.into_iter().map(Some).collect(),
+            etcd,
+            args: Vec::new(),
+        }
+    }
+
+    /// Stops replica `i` gracefully (SIGTERM: it drains its collectors) and starts it
+    /// again on the same address.
+    pub async fn restart(&mut self, i: usize) {
+        assert!(i < self.args.len(), "replica {i} was not started by System");
+        let old = self.replicas[i].take().expect("replica running");
+        let addr = old.addr();
+        // Waiting for the exit blocks, and the collectors in this test's runtime must keep
+        // running meanwhile to leave the draining replica.
+        let stopped = tokio::task::spawn_blocking(move || old.stop())
+            .await
+            .expect("stop task");
+        assert!(stopped.expect("stop replica"), "replica {i} exited cleanly");
+        let args: Vec<&str> = self.args[i].iter().map(String::as_str).collect();
+        self.replicas[i] = Some(
+            Replica::start_on(addr, &self.etcd.endpoints_arg(), &args).expect("restart replica"),
+        );
+    }
+
+    /// Every replica's endpoint, starting with replica `first`: the order a collector
+    /// tries them in.
+    pub fn endpoints_from(&self, first: usize) -> Vec<String> {
+        let n = self.replicas.len();
+        (0..n).map(|k| self.endpoint((first + k) % n)).collect()
     }
 
     /// The endpoint of replica `i` (0-based).
@@ -144,6 +201,23 @@ impl System {
     pub fn collector(&self, id: &str, programs: &[&str]) -> Collector {
         Collector::builder(id, programs).start(&[self.endpoint(0)])
     }
+}
+
+/// The demo collector (`agent-sdk/examples/collector.rs`), built by `ops/scripts/test.sh`
+/// before the tests run: a collector in its own process, for faults a process suffers.
+pub fn demo_collector() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/<profile>/deps");
+    let binary = profile.join("examples").join("collector");
+    assert!(
+        binary.is_file(),
+        "{} is missing: build it with `cargo build --examples` (ops/scripts/test.sh does)",
+        binary.display()
+    );
+    binary
 }
 
 /// Parses the CLI's JSON output.
@@ -310,6 +384,38 @@ impl Collector {
     pub fn resumes(&self) -> usize {
         self.resumes.load(Ordering::SeqCst)
     }
+}
+
+/// Unblocks the hooks of [`blocking_hook`] when dropped.
+pub struct Release(Arc<Mutex<bool>>);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+    }
+}
+
+/// A hook that blocks until the [`Release`] is dropped, also when the test fails (the
+/// runtime waits for blocking hooks before it shuts down).
+pub fn blocking_hook() -> (
+    Release,
+    impl Fn(&StateEvent) -> HookResult + Send + Sync + 'static,
+) {
+    let release = Release(Arc::new(Mutex::new(false)));
+    let released = release.0.clone();
+    let hook = move |_: &StateEvent| {
+        while !*released
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    };
+    (release, hook)
 }
 
 /// Waits until `condition` holds, failing the test after [`DEADLINE`].

@@ -1,0 +1,59 @@
+//! Helpers shared by the control crate's integration tests.
+
+#![allow(dead_code, unreachable_pub)] // Each test binary uses a different part.
+
+use std::time::Duration;
+
+use killswitch_control::cache::WatchTiming;
+use killswitch_control::domain::{FailurePolicy, Program, ProgramName};
+use killswitch_control::store::{Change, Store};
+
+/// The default etcd key prefix.
+pub const PREFIX: &str = "/killswitch/v1";
+
+pub fn name(n: &str) -> ProgramName {
+    ProgramName::parse(n).expect("valid program name")
+}
+
+pub fn change(actor: &str, reason: &str) -> Change {
+    Change {
+        actor: actor.into(),
+        reason: reason.into(),
+        incident_id: String::new(),
+    }
+}
+
+/// A store on `endpoints` whose requests retry for up to 5 s.
+pub async fn store_on(endpoints: &[String]) -> Store {
+    Store::connect(endpoints, PREFIX, Duration::from_secs(5))
+        .await
+        .expect("connect to etcd")
+}
+
+pub async fn store(endpoint: &str) -> Store {
+    store_on(&[endpoint.to_owned()]).await
+}
+
+pub async fn create(store: &Store, program: &str) {
+    let program = Program {
+        name: name(program),
+        owner: "team".into(),
+        description: String::new(),
+        created_at: None,
+        created_by: String::new(),
+        policy: FailurePolicy::default(),
+        resume_approvals: 1,
+    };
+    store
+        .create_program(&program, &change("tester", "create"))
+        .await
+        .expect("create program");
+}
+
+/// Probes every second; reconciles rarely enough that it never hides a watch bug.
+pub fn timing() -> WatchTiming {
+    WatchTiming {
+        probe_interval: Duration::from_secs(1),
+        reconcile_interval: Duration::from_secs(3600),
+    }
+}
