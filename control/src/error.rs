@@ -68,7 +68,10 @@ impl From<ApiError> for Status {
             }
             ApiError::Store(store) if store.is_unavailable() => {
                 tracing::warn!(error = %store, "etcd unavailable");
-                Status::unavailable(format!("etcd is unavailable, nothing was changed: {store}"))
+                Status::unavailable(format!(
+                    "etcd is unavailable, nothing was changed: {}",
+                    store.brief()
+                ))
             }
             ApiError::Store(store) => {
                 tracing::error!(error = %store, "internal error");

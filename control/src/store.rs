@@ -91,6 +91,27 @@ impl StoreError {
         )
     }
 
+    /// A short account of an etcd failure for an operator: the message and its root cause
+    /// (e.g. `tcp connect error: Connection refused (os error 111)`), without the layers
+    /// of client types in between.
+    #[must_use]
+    pub fn brief(&self) -> String {
+        let Self::Etcd(etcd_client::Error::GRpcStatus(status)) = self else {
+            return self.to_string();
+        };
+        let mut root: Option<&dyn std::error::Error> = None;
+        let mut next = std::error::Error::source(status);
+        while let Some(cause) = next {
+            root = Some(cause);
+            next = cause.source();
+        }
+        match root {
+            Some(root) if !status.message().is_empty() => format!("{}: {root}", status.message()),
+            Some(root) => root.to_string(),
+            None => status.message().to_owned(),
+        }
+    }
+
     /// Whether etcd itself was unreachable or unavailable (as opposed to a logic error).
     #[must_use]
     pub fn is_unavailable(&self) -> bool {
