@@ -7,7 +7,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "killswitch/v1/admin.proto",
         "killswitch/v1/store.proto",
     ];
-    tonic_prost_build::configure().compile_protos(&protos, &["."])?;
+    // The descriptor set lets the control replica serve gRPC reflection.
+    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out_dir.join("killswitch_descriptor.bin"))
+        .compile_protos(&protos, &["."])?;
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

@@ -16,7 +16,10 @@
 //! - [`auth`]: who is calling (client certificate or bearer token) and the role table.
 //! - [`signing`]: checking an operator's signed resume statement and key.
 //! - [`error`]: the one mapping from failures to gRPC statuses.
-//! - [`server`]: wiring and graceful shutdown.
+//! - [`server`]: wiring, health and reflection services, and graceful shutdown.
+//! - [`config`]: the binary's settings: flags, `KILLSWITCH_*` variables and the
+//!   `--config` TOML file, merged.
+//! - [`logging`]: log format (`--log-format pretty|json`) and the `RUST_LOG` filter.
 //! - `testing` (feature `testing`): start a real etcd and real replicas for tests.
 
 pub mod acks;
@@ -24,9 +27,11 @@ pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod cache;
+pub mod config;
 pub mod domain;
 pub mod error;
 pub mod latency;
+pub mod logging;
 pub mod publish;
 pub mod selector;
 pub mod server;

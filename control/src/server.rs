@@ -11,9 +11,13 @@ use std::time::Duration;
 use killswitch_proto::v1::admin_service_server::AdminServiceServer;
 use killswitch_proto::v1::collector_service_server::CollectorServiceServer;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::server::NamedService;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 use x509_parser::pem::Pem;
 
 use crate::acks::AckBook;
@@ -43,7 +47,8 @@ pub struct Config {
     pub lease_ttl: Duration,
     /// Wait after an acknowledgement before publishing the summary. Default 100 ms.
     pub ack_debounce: Duration,
-    /// How long an etcd request may take before it fails. Default 3 s.
+    /// How long an etcd request may take, retries on UNAVAILABLE included, before it
+    /// fails. Default 3 s.
     pub etcd_timeout: Duration,
     /// How often the watcher compares its whole cache with a fresh listing, to catch an
     /// event the watch missed. Default 30 s.
@@ -469,11 +474,63 @@ pub enum ServerError {
     /// The gRPC server failed.
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The reflection service could not read the compiled protobuf descriptors (a build
+    /// problem, not a configuration one).
+    #[error("cannot set up gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// The services whose `grpc.health.v1` status follows the etcd watch: the whole server
+/// (`""`) and each Killswitch service.
+const HEALTH_CHECKED: [&str; 3] = [
+    "",
+    <CollectorServiceServer<Sessions> as NamedService>::NAME,
+    <AdminServiceServer<Admin> as NamedService>::NAME,
+];
+
+/// Reports SERVING on `grpc.health.v1` while the etcd watch is healthy, NOT_SERVING
+/// otherwise, and NOT_SERVING from the moment the replica starts draining, so load
+/// balancers send new connections elsewhere. Ends when `stop` fires or the cache is gone.
+async fn report_health(
+    reporter: HealthReporter,
+    mut healthy: watch::Receiver<bool>,
+    stop: CancellationToken,
+) {
+    loop {
+        let serving = *healthy.borrow_and_update();
+        let status = if serving {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        for service in HEALTH_CHECKED {
+            reporter.set_service_status(service, status).await;
+        }
+        tokio::select! {
+            changed = healthy.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+            () = stop.cancelled() => break,
+        }
+    }
+    for service in HEALTH_CHECKED {
+        reporter
+            .set_service_status(service, ServingStatus::NotServing)
+            .await;
+    }
 }
 
 /// Serves the collector and admin APIs on `listener` until `shutdown` completes, then
 /// drains: stops accepting, sends Drain to every collector and waits up to
 /// [`Config::shutdown_grace`] for them to leave.
+///
+/// The same listener serves the standard `grpc.health.v1.Health` service (SERVING only
+/// while the etcd watch is healthy; `""` and each Killswitch service) and gRPC server
+/// reflection (`grpc.reflection.v1` and `v1alpha`), both without credentials, as load
+/// balancers and `grpcurl` expect: they reveal nothing but the replica's health and its
+/// public API's schema. Every Killswitch RPC authorizes its caller itself.
 ///
 /// Refuses [`Security::InsecureDev`] unless `listener` is on a loopback address.
 pub async fn serve(
@@ -499,10 +556,27 @@ pub async fn serve(
     let client = etcd_client::Client::connect(&config.etcd_endpoints, Some(options))
         .await
         .map_err(StoreError::from)?;
-    let store = Store::from_client(client, &config.prefix);
+    let store = Store::from_client(client, &config.prefix).with_budget(config.etcd_timeout);
     let cache = Arc::new(StateCache::new());
     let book = Arc::new(AckBook::new());
     let stop = CancellationToken::new();
+
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(killswitch_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+
+    // Starts NOT_SERVING: the watch is not healthy until it has listed the state.
+    let (reporter, health) = tonic_health::server::health_reporter();
+    for service in HEALTH_CHECKED {
+        reporter
+            .set_service_status(service, ServingStatus::NotServing)
+            .await;
+    }
+    let health_task = tokio::spawn(report_health(reporter, cache.health(), stop.clone()));
 
     let timing = WatchTiming {
         probe_interval: config.session.heartbeat_interval,
@@ -559,6 +633,9 @@ pub async fn serve(
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
         .add_service(collectors)
         .add_service(admin)
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
     tokio::pin!(server);
 
@@ -575,7 +652,11 @@ pub async fn serve(
         }
     };
     stop.cancel();
-    for (task, name) in [(watcher, "etcd watcher"), (publisher, "publisher")] {
+    for (task, name) in [
+        (watcher, "etcd watcher"),
+        (publisher, "publisher"),
+        (health_task, "health reporter"),
+    ] {
         if let Err(error) = task.await {
             tracing::error!(%error, "{name} task failed");
         }

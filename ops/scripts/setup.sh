@@ -19,3 +19,15 @@ command -v cargo >/dev/null 2>&1 || {
   echo "setup: cargo is missing; install Rust from your distribution or with rustup" >&2
   exit 1
 }
+
+# Python grpcio, health checking and reflection: a gRPC client that is not ours, which
+# control/tests/operability.rs runs (control/tests/grpc_probe.py) against a replica.
+command -v python3 >/dev/null 2>&1 || {
+  echo "setup: python3 is missing; install it (3.8 or newer, with pip) from your distribution" >&2
+  exit 1
+}
+if ! python3 -c 'import grpc, grpc_health, grpc_reflection' >/dev/null 2>&1; then
+  echo "setup: installing grpcio, grpcio-health-checking and grpcio-reflection for python3" >&2
+  python3 -m pip install --quiet --disable-pip-version-check \
+    grpcio grpcio-health-checking grpcio-reflection
+fi

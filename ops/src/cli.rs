@@ -1,10 +1,19 @@
 //! The command line, as clap derive definitions. Values are parsed into the validated
 //! types of [`crate::input`], so clap reports bad input as a usage error (exit 2).
+//!
+//! [`command`] is the whole command line: [`Cli`]'s commands plus [`Generate`]'s
+//! `completions` and `man`, which describe the command line itself and need nothing else;
+//! [`parse`] tells them apart.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgGroup, Args, Parser, Subcommand};
+use clap::builder::Resettable;
+use clap::{ArgGroup, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap_complete::Shell;
+
+use crate::exit::{Error, Exit};
+use crate::sink::Sink;
 
 use crate::exit::EXIT_CODES_HELP;
 use crate::input::{
@@ -149,6 +158,128 @@ pub enum Command {
     /// Show who changed what, when and why; `audit verify` checks nothing was tampered with
     #[command(after_help = AUDIT_HELP)]
     Audit(AuditArgs),
+}
+
+/// What the command line asks for: a command for the control plane (or a local one), or a
+/// description of the command line itself.
+#[derive(Debug)]
+pub enum Invocation {
+    /// One of [`Cli`]'s commands.
+    Run(Box<Cli>),
+    /// `completions` or `man`.
+    Generate(Generate),
+}
+
+/// Commands that print the command line's own description for the shell and the manual.
+/// They are added to [`Cli`] by [`command`] rather than being [`Command`]s: they need no
+/// control plane, no credentials and no output format.
+#[derive(Debug, Subcommand)]
+pub enum Generate {
+    /// Print a shell completion script
+    #[command(after_help = COMPLETIONS_HELP)]
+    Completions(CompletionsArgs),
+
+    /// Print the manual page (roff), or write one page per command into a directory
+    #[command(after_help = MAN_HELP)]
+    Man(ManArgs),
+}
+
+/// `killswitch completions`
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: Shell,
+}
+
+/// `killswitch man`
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write killswitch.1 and one page per command (killswitch-pause.1, ...) into DIR
+    /// instead of printing killswitch.1
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+/// After `completions --help`.
+const COMPLETIONS_HELP: &str = "\
+Install it where your shell looks for completions, e.g.:
+  bash:  killswitch completions bash > /etc/bash_completion.d/killswitch
+  zsh:   killswitch completions zsh > \"${fpath[1]}/_killswitch\"
+  fish:  killswitch completions fish > ~/.config/fish/completions/killswitch.fish";
+
+/// After `man --help`.
+const MAN_HELP: &str = "\
+Read it with `killswitch man | man -l -`, or install the pages with
+`killswitch man --dir /usr/local/share/man/man1`.";
+
+/// The whole command line: [`Cli`] and the [`Generate`] commands.
+#[must_use]
+pub fn command() -> clap::Command {
+    let cli = Cli::command();
+    // The derive also gives the command `Generate`'s doc comment as its description:
+    // keep `Cli`'s.
+    let (about, long_about) = (cli.get_about().cloned(), cli.get_long_about().cloned());
+    let reset =
+        |text: Option<clap::builder::StyledStr>| text.map_or(Resettable::Reset, Resettable::Value);
+    Generate::augment_subcommands(cli)
+        .about(reset(about))
+        .long_about(reset(long_about))
+}
+
+/// Parses `argv` (with the environment) into what it asks for. A usage error, `--help`
+/// or `--version` comes back as clap's error, to print and exit with.
+pub fn parse<I, T>(argv: I) -> Result<Invocation, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let matches = command().try_get_matches_from(argv)?;
+    invocation(&matches)
+}
+
+fn invocation(matches: &ArgMatches) -> Result<Invocation, clap::Error> {
+    match matches.subcommand_name() {
+        Some(name) if Generate::has_subcommand(name) => {
+            Ok(Invocation::Generate(Generate::from_arg_matches(matches)?))
+        }
+        _ => Ok(Invocation::Run(Box::new(Cli::from_arg_matches(matches)?))),
+    }
+}
+
+impl Generate {
+    /// Prints the completion script or the manual page to `out`, or writes the pages.
+    pub fn run(&self, out: &mut Sink<'_>) -> Result<(), Error> {
+        match self {
+            Generate::Completions(args) => {
+                // Rendered into memory: the generators panic if the writer fails.
+                let mut script = Vec::new();
+                clap_complete::generate(args.shell, &mut command(), "killswitch", &mut script);
+                out.write(&String::from_utf8_lossy(&script))
+            }
+            Generate::Man(ManArgs { dir: None }) => {
+                let mut page = Vec::new();
+                clap_mangen::Man::new(command())
+                    .render(&mut page)
+                    .map_err(|err| {
+                        Error::new(Exit::Error, format!("cannot render the manual page: {err}"))
+                    })?;
+                out.write(&String::from_utf8_lossy(&page))
+            }
+            Generate::Man(ManArgs { dir: Some(dir) }) => {
+                clap_mangen::generate_to(command(), dir).map_err(|err| {
+                    Error::new(
+                        Exit::Error,
+                        format!(
+                            "cannot write the manual pages into {}: {err} (does the directory exist and can you write to it?)",
+                            dir.display()
+                        ),
+                    )
+                })?;
+                out.write(&format!("wrote the manual pages into {}\n", dir.display()))
+            }
+        }
+    }
 }
 
 /// After `audit --help`.
@@ -472,6 +603,47 @@ mod tests {
     #[test]
     fn definition_is_consistent() {
         Cli::command().debug_assert();
+        command().debug_assert();
+        assert_eq!(
+            command().get_about().map(ToString::to_string),
+            Cli::command().get_about().map(ToString::to_string)
+        );
+    }
+
+    #[test]
+    fn generate_commands_are_told_apart_from_the_others() {
+        let invocation = |args: &[&str]| {
+            super::parse(std::iter::once("killswitch").chain(args.iter().copied())).unwrap()
+        };
+        for (args, shell) in [
+            (&["completions", "bash"][..], Shell::Bash),
+            (&["completions", "zsh"][..], Shell::Zsh),
+            (&["completions", "fish"][..], Shell::Fish),
+            (&["completions", "elvish"][..], Shell::Elvish),
+            (&["completions", "powershell"][..], Shell::PowerShell),
+        ] {
+            let Invocation::Generate(Generate::Completions(parsed)) = invocation(args) else {
+                panic!("{args:?} is not completions");
+            };
+            assert_eq!(parsed.shell, shell, "{args:?}");
+        }
+        assert!(matches!(
+            invocation(&["man"]),
+            Invocation::Generate(Generate::Man(ManArgs { dir: None }))
+        ));
+        let Invocation::Run(cli) = invocation(&["status", "demo"]) else {
+            panic!("status is not run");
+        };
+        assert!(matches!(cli.command, Command::Status(_)), "{cli:?}");
+        for args in [
+            &["completions"][..],
+            &["completions", "tcsh"],
+            &["man", "extra"],
+        ] {
+            let err = super::parse(std::iter::once("killswitch").chain(args.iter().copied()))
+                .unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}: {err}");
+        }
     }
 
     #[test]

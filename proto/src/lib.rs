@@ -18,6 +18,10 @@ pub mod v1 {
     }
 }
 
+/// The encoded `FileDescriptorSet` of every `killswitch/v1/*.proto`, for gRPC server
+/// reflection (`tonic-reflection`).
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("killswitch_descriptor");
+
 pub use prost;
 pub use prost_types;
 
