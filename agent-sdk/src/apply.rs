@@ -57,6 +57,12 @@ impl From<ProgramState> for Incoming {
             purge,
             policy,
             authorization,
+            // The control plane sends each collector its own effective state: rules,
+            // staged resumes and the stop-all are already applied to `state`.
+            rules: _,
+            rollout: _,
+            scope: _,
+            stop_all: _,
         } = state;
         let mut event = StateEvent::new(program, generation, Cause::Update);
         event.reason = reason;
@@ -415,7 +421,7 @@ mod tests {
                 on_lost_contact: LostContact::Keep.into(),
                 grace_ms: 2_000,
             }),
-            authorization: None,
+            ..ProgramState::default()
         });
         assert_eq!(incoming.desired, Desired::Running);
         assert_eq!(incoming.policy, Policy::new(OnLostContact::Keep, 2_000));

@@ -15,6 +15,8 @@ use tokio::sync::Notify;
 
 use crate::domain::{CollectorId, Generation, ProgramName, RunState};
 use crate::latency::Histogram;
+use crate::metrics::{AckResult, Metrics};
+use crate::targeting::Targeting;
 
 /// Identifies one session, so an old session cannot remove its successor's entry.
 pub type SessionId = u64;
@@ -101,6 +103,7 @@ pub struct AckBook {
     // Short, await-free critical sections only.
     inner: Mutex<Inner>,
     changed: Notify,
+    metrics: Arc<Metrics>,
 }
 
 impl AckBook {
@@ -108,6 +111,16 @@ impl AckBook {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty book that counts acknowledgements and their commit-to-ack time in
+    /// `metrics`.
+    #[must_use]
+    pub fn with_metrics(metrics: Arc<Metrics>) -> Self {
+        Self {
+            metrics,
+            ..Self::default()
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -202,13 +215,27 @@ impl AckBook {
 
     /// Records an acknowledgement; ignored when the session was replaced or when it is
     /// older than the one already recorded.
+    ///
+    /// Every acknowledgement is counted in the metrics by its result. `current` is this
+    /// replica's cached state of the program (its generation and commit time, as for
+    /// [`AckBook::summary`]): the first acknowledgement of that generation from the
+    /// session also records its commit-to-ack time (`applied_at` minus the commit time,
+    /// the value the summary's latency histogram holds), so a collector repeating its
+    /// Ack is not counted twice.
     pub fn ack(
         &self,
         session: SessionId,
         collector: &CollectorId,
         program: &ProgramName,
         record: AckRecord,
+        current: Option<(Generation, SystemTime)>,
     ) {
+        self.metrics
+            .ack(match (record.error.is_empty(), record.purged) {
+                (false, _) => AckResult::Error,
+                (true, true) => AckResult::Purged,
+                (true, false) => AckResult::Ok,
+            });
         let mut inner = self.lock();
         let Some(entry) = inner
             .programs
@@ -225,8 +252,24 @@ impl AckBook {
         {
             return;
         }
+        let first = entry
+            .ack
+            .as_ref()
+            .is_none_or(|old| old.generation < record.generation);
+        let latency = match (current, record.applied_at) {
+            (Some((generation, committed)), Some(applied))
+                if first && generation == record.generation =>
+            {
+                Some(applied.duration_since(committed).unwrap_or_default())
+            }
+            _ => None,
+        };
         entry.ack = Some(record);
         self.touch(&mut inner, program);
+        drop(inner);
+        if let Some(latency) = latency {
+            self.metrics.commit_to_ack(latency);
+        }
     }
 
     /// The bounded summary of `program`, judged against `current` (this replica's cached
@@ -235,10 +278,14 @@ impl AckBook {
     /// `None` for a program that neither exists nor is followed: the publisher deletes
     /// its key.
     #[must_use]
+    ///
+    /// With `scope`, only the collectors the last change was aimed at are counted (see
+    /// [`Targeting::in_scope`]): a scoped pause is done when those have acknowledged.
     pub fn summary(
         &self,
         program: &ProgramName,
         current: Option<(Generation, SystemTime)>,
+        scope: Option<&Targeting>,
     ) -> Option<store::AckSummary> {
         let mut inner = self.lock();
         let now = SystemTime::now();
@@ -257,9 +304,14 @@ impl AckBook {
             inner.programs.remove(program);
             return empty();
         }
+        let counted: BTreeMap<&CollectorId, &Entry> = book
+            .collectors
+            .iter()
+            .filter(|(id, e)| scope.is_none_or(|t| t.in_scope(id.as_str(), &e.labels)))
+            .collect();
         let mut summary = store::AckSummary {
             generation,
-            connected: book.collectors.len() as u64,
+            connected: counted.len() as u64,
             disconnected_count: book.disconnected.len() as u64,
             ..Default::default()
         };
@@ -267,7 +319,7 @@ impl AckBook {
         let mut generations: BTreeMap<Generation, store::GenerationCount> = BTreeMap::new();
         let mut latency = Histogram::default();
         let mut last_ack: Option<SystemTime> = None;
-        for ack in book.collectors.values().filter_map(|e| e.ack.as_ref()) {
+        for ack in counted.values().filter_map(|e| e.ack.as_ref()) {
             let counts =
                 generations
                     .entry(ack.generation)
@@ -294,16 +346,17 @@ impl AckBook {
         summary.latency = Some(latency.to_store());
         summary.last_ack_at = last_ack.map(killswitch_proto::timestamp);
 
-        let mut laggards: Vec<(&CollectorId, &Entry)> = book.collectors.iter().collect();
+        let mut laggards: Vec<(&CollectorId, &Entry)> =
+            counted.iter().map(|(id, e)| (*id, *e)).collect();
         laggards.sort_by_key(|(id, e)| (e.acked_generation(), *id));
         summary.laggards = laggards
             .into_iter()
             .take(SUMMARY_LIST_LIMIT)
             .map(|(id, e)| collector_ack(id, e))
             .collect();
-        summary.errored = book
-            .collectors
+        summary.errored = counted
             .iter()
+            .map(|(id, e)| (*id, *e))
             .filter(|(_, e)| e.ack.as_ref().is_some_and(|a| !a.error.is_empty()))
             .take(SUMMARY_LIST_LIMIT)
             .map(|(id, e)| collector_ack(id, e))
@@ -415,21 +468,24 @@ mod tests {
         for (session, c) in [(1, "c1"), (2, "c2"), (3, "c3"), (4, "c4")] {
             connect(&book, session, c);
         }
+        let current = Some((7, committed));
         book.ack(
             1,
             &id("c1"),
             &demo(),
             ack(7, "", committed + Duration::from_millis(10)),
+            current,
         );
         book.ack(
             2,
             &id("c2"),
             &demo(),
             ack(7, "disk full", committed + Duration::from_millis(30)),
+            current,
         );
-        book.ack(3, &id("c3"), &demo(), ack(5, "", committed));
+        book.ack(3, &id("c3"), &demo(), ack(5, "", committed), current);
         let summary = book
-            .summary(&demo(), Some((7, committed)))
+            .summary(&demo(), Some((7, committed)), None)
             .expect("followed");
         assert_eq!((summary.generation, summary.connected), (7, 4));
         let generations: Vec<_> = summary
@@ -464,7 +520,7 @@ mod tests {
         let book = AckBook::new();
         connect(&book, 1, "c1");
         connect(&book, 2, "c1");
-        book.ack(1, &id("c1"), &demo(), ack(7, "", SystemTime::now()));
+        book.ack(1, &id("c1"), &demo(), ack(7, "", SystemTime::now()), None);
         assert!(
             book.collectors(&demo(), 7, Filter::Pending, "r").len() == 1,
             "ack from the old session ignored"
@@ -476,10 +532,10 @@ mod tests {
             "old session's disconnect ignored"
         );
         book.disconnect(2, &id("c1"), &[demo()]);
-        let summary = book.summary(&demo(), None).expect("recently disconnected");
+        let summary = book.summary(&demo(), None, None).expect("recently disconnected");
         assert_eq!((summary.connected, summary.disconnected_count), (0, 1));
         connect(&book, 3, "c1");
-        let summary = book.summary(&demo(), None).expect("followed");
+        let summary = book.summary(&demo(), None, None).expect("followed");
         assert_eq!(
             (summary.connected, summary.disconnected_count),
             (1, 0),
@@ -491,8 +547,8 @@ mod tests {
     fn an_older_ack_does_not_replace_a_newer_one() {
         let book = AckBook::new();
         connect(&book, 1, "c1");
-        book.ack(1, &id("c1"), &demo(), ack(9, "", SystemTime::now()));
-        book.ack(1, &id("c1"), &demo(), ack(4, "late", SystemTime::now()));
+        book.ack(1, &id("c1"), &demo(), ack(9, "", SystemTime::now()), None);
+        book.ack(1, &id("c1"), &demo(), ack(4, "late", SystemTime::now()), None);
         let listed = book.collectors(&demo(), 9, Filter::All, "r");
         assert_eq!((listed[0].generation, listed[0].error.as_str()), (9, ""));
     }
@@ -503,8 +559,8 @@ mod tests {
         connect(&book, 1, "c1");
         connect(&book, 2, "c2");
         connect(&book, 3, "c3");
-        book.ack(2, &id("c2"), &demo(), ack(3, "", SystemTime::now()));
-        book.ack(3, &id("c3"), &demo(), ack(3, "boom", SystemTime::now()));
+        book.ack(2, &id("c2"), &demo(), ack(3, "", SystemTime::now()), None);
+        book.ack(3, &id("c3"), &demo(), ack(3, "boom", SystemTime::now()), None);
         let ids = |filter| -> Vec<String> {
             book.collectors(&demo(), 3, filter, "r")
                 .into_iter()
@@ -521,10 +577,44 @@ mod tests {
     #[test]
     fn a_program_nobody_follows_is_reported_empty_while_it_exists() {
         let book = AckBook::new();
-        assert!(book.summary(&demo(), None).is_none());
+        assert!(book.summary(&demo(), None, None).is_none());
         let summary = book
-            .summary(&demo(), Some((4, SystemTime::now())))
+            .summary(&demo(), Some((4, SystemTime::now())), None)
             .expect("exists");
         assert_eq!((summary.generation, summary.connected), (4, 0));
+    }
+
+    /// Each Ack is counted by result; commit-to-ack is recorded once per collector and
+    /// generation, only for the current generation, with the collector's `applied_at`.
+    #[test]
+    fn acks_are_counted_and_timed_once() {
+        let metrics = Arc::new(Metrics::new());
+        let book = AckBook::with_metrics(metrics.clone());
+        let committed = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let current = Some((7, committed));
+        connect(&book, 1, "c1");
+        connect(&book, 2, "c2");
+        let applied = committed + Duration::from_millis(40);
+        book.ack(1, &id("c1"), &demo(), ack(7, "", applied), current);
+        book.ack(1, &id("c1"), &demo(), ack(7, "", applied), current);
+        book.ack(2, &id("c2"), &demo(), ack(6, "", applied), current);
+        book.ack(2, &id("c2"), &demo(), ack(7, "hook failed", applied), current);
+        let mut purged = ack(7, "", applied);
+        purged.purged = true;
+        book.ack(9, &id("c9"), &demo(), purged, current);
+
+        let text = metrics.encode_events();
+        for (series, value) in [
+            ("killswitch_acks_total{result=\"ok\"}", "3"),
+            ("killswitch_acks_total{result=\"error\"}", "1"),
+            ("killswitch_acks_total{result=\"purged\"}", "1"),
+            ("killswitch_commit_to_ack_seconds_count", "2"),
+            ("killswitch_commit_to_ack_seconds_sum", "0.08"),
+        ] {
+            assert!(
+                text.lines().any(|line| line == format!("{series} {value}")),
+                "no {series} {value} in:\n{text}"
+            );
+        }
     }
 }

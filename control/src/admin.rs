@@ -22,11 +22,15 @@ use crate::acks::{AckBook, Filter};
 use crate::audit;
 use crate::auth::{Action, Auth};
 use crate::cache::StateCache;
-use crate::domain::{self, FailurePolicy, Program, ProgramName, ProgramState, RunState};
+use crate::domain::{
+    self, FailurePolicy, InvalidInput, Program, ProgramName, ProgramState, RunState,
+};
 use crate::error::ApiError;
+use crate::selector::Selector;
 use crate::signing;
 use crate::status;
-use crate::store::{Change, ResumeOutcome, SignedResume, Store, StoreError};
+use crate::store::{Change, ResumeOutcome, SignedResume, Staged, Store, StoreError};
+use crate::targeting;
 
 /// How long WatchStatus waits after a change before reading status, to coalesce bursts.
 const STATUS_DEBOUNCE: Duration = Duration::from_millis(50);
@@ -82,32 +86,45 @@ impl Admin {
         action: Action,
         program: Option<&str>,
     ) -> Result<String, Status> {
-        Ok(self
+        let actor = self
             .auth
             .authorize(request, action, program)
-            .map_err(ApiError::from)?)
+            .map_err(ApiError::from)?;
+        // The `admin` span opened by the metrics layer names the caller from here on.
+        tracing::Span::current().record("operator", actor.as_str());
+        Ok(actor)
     }
 
-    async fn set_state(
+    /// A pause of the whole program, or of the collectors its selector matches.
+    async fn pause_program(
         &self,
         actor: String,
-        program: &str,
-        reason: &str,
-        incident_id: &str,
-        target: RunState,
-        purge: bool,
+        request: &v1::PauseRequest,
     ) -> Result<v1::ChangeResponse, ApiError> {
-        let name = ProgramName::parse(program)?;
-        let change = Change {
-            actor,
-            reason: domain::reason(reason)?,
-            incident_id: domain::incident_id(incident_id)?,
+        let name = ProgramName::parse(&request.program)?;
+        let change = change(actor, &request.reason, &request.incident_id)?;
+        let outcome = match optional_selector(&request.selector)? {
+            Some(selector) => {
+                if request.purge {
+                    return Err(InvalidInput::Conflict(
+                        "--purge applies to whole-program pauses only".to_owned(),
+                    )
+                    .into());
+                }
+                self.store
+                    .set_scoped(&name, RunState::Paused, &selector, &change, None)
+                    .await?
+            }
+            None => {
+                self.store
+                    .set_state(&name, RunState::Paused, request.purge, &change)
+                    .await?
+            }
         };
-        let outcome = self.store.set_state(&name, target, purge, &change).await?;
         if outcome.changed {
             tracing::info!(
-                program = %name, state = %target, generation = outcome.state.generation,
-                actor = change.actor, reason = change.reason, "state changed"
+                program = %name, selector = request.selector, generation = outcome.state.generation,
+                actor = change.actor, reason = change.reason, "paused"
             );
         }
         Ok(change_response(outcome))
@@ -125,6 +142,23 @@ impl Admin {
             incident_id: domain::incident_id(&request.incident_id)?,
         };
         let ttl = domain::approval_ttl(request.ttl_ms)?;
+        let selector = optional_selector(&request.selector)?;
+        let staged = if request.stages_percent.is_empty() {
+            None
+        } else {
+            if selector.is_some() {
+                return Err(InvalidInput::Conflict(
+                    "a staged resume covers the whole program: give --stages or --selector, \
+                     not both"
+                        .to_owned(),
+                )
+                .into());
+            }
+            Some(Staged {
+                stages: targeting::stages(&request.stages_percent)?,
+                interval: Duration::from_millis(request.stage_interval_ms),
+            })
+        };
         let signing = self.auth.signing(&change.actor);
         let authorization = request.authorization.as_ref();
         let signed = match authorization {
@@ -152,9 +186,22 @@ impl Admin {
                 })
             }
         };
+        if let Some(selector) = &selector {
+            let outcome = self
+                .store
+                .set_scoped(&name, RunState::Running, selector, &change, signed.as_ref())
+                .await?;
+            if outcome.changed {
+                tracing::info!(
+                    program = %name, %selector, generation = outcome.state.generation,
+                    actor = change.actor, reason = change.reason, "scoped resume"
+                );
+            }
+            return Ok(change_response(outcome));
+        }
         match self
             .store
-            .resume(&name, ttl, &change, signed.as_ref())
+            .resume(&name, ttl, &change, signed.as_ref(), staged.as_ref())
             .await?
         {
             ResumeOutcome::Changed(outcome) => {
@@ -186,6 +233,31 @@ impl Admin {
             }
         }
     }
+}
+
+/// The who, why and incident of a change, validated.
+fn change(actor: String, reason: &str, incident_id: &str) -> Result<Change, InvalidInput> {
+    Ok(Change {
+        actor,
+        reason: domain::reason(reason)?,
+        incident_id: domain::incident_id(incident_id)?,
+    })
+}
+
+/// A label selector from a request; empty means every collector.
+fn optional_selector(selector: &str) -> Result<Option<Selector>, InvalidInput> {
+    if selector.trim().is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Selector::parse(selector)?))
+}
+
+/// A required label selector from a request.
+fn required_selector(selector: &str) -> Result<Selector, InvalidInput> {
+    optional_selector(selector)?.ok_or(InvalidInput::Missing {
+        field: "selector",
+        hint: "say which collectors, e.g. --selector 'region=emea'",
+    })
 }
 
 fn change_response(outcome: crate::store::ChangeOutcome) -> v1::ChangeResponse {
@@ -310,16 +382,7 @@ impl AdminService for Admin {
     ) -> Result<Response<v1::ChangeResponse>, Status> {
         let actor = self.authorize(&request, Action::Pause, Some(&request.get_ref().program))?;
         let r = request.get_ref();
-        let response = self
-            .set_state(
-                actor,
-                &r.program,
-                &r.reason,
-                &r.incident_id,
-                RunState::Paused,
-                r.purge,
-            )
-            .await?;
+        let response = self.pause_program(actor, r).await?;
         Ok(Response::new(response))
     }
 
@@ -518,6 +581,140 @@ impl AdminService for Admin {
         Ok(Response::new(result?))
     }
 
+    async fn abort_rollout(
+        &self,
+        request: Request<v1::AbortRolloutRequest>,
+    ) -> Result<Response<v1::ChangeResponse>, Status> {
+        let actor = self.authorize(&request, Action::Pause, Some(&request.get_ref().program))?;
+        let r = request.get_ref();
+        let result = async {
+            let name = ProgramName::parse(&r.program)?;
+            let change = change(actor, &r.reason, &r.incident_id)?;
+            let outcome = self
+                .store
+                .abort_rollout(&name, &change, "aborted by an operator")
+                .await?;
+            tracing::warn!(program = %name, actor = change.actor, "staged resume aborted");
+            Ok::<_, ApiError>(change_response(outcome))
+        }
+        .await;
+        Ok(Response::new(result?))
+    }
+
+    async fn stop_all(
+        &self,
+        request: Request<v1::StopAllRequest>,
+    ) -> Result<Response<v1::StopAllResponse>, Status> {
+        let actor = self.authorize(&request, Action::StopAll, None)?;
+        let r = request.get_ref();
+        let result = async {
+            let change = change(actor, &r.reason, &r.incident_id)?;
+            let (stop_all, changed) = self.store.stop_all(&change).await?;
+            if changed {
+                tracing::warn!(actor = change.actor, reason = change.reason, "STOP-ALL set");
+            }
+            Ok::<_, ApiError>(v1::StopAllResponse {
+                stop_all: Some(stop_all),
+                changed,
+                approval_request_id: String::new(),
+            })
+        }
+        .await;
+        Ok(Response::new(result?))
+    }
+
+    async fn clear_stop_all(
+        &self,
+        request: Request<v1::ClearStopAllRequest>,
+    ) -> Result<Response<v1::StopAllResponse>, Status> {
+        let actor = self.authorize(&request, Action::StopAll, None)?;
+        let r = request.get_ref();
+        let result = async {
+            let change = change(actor, &r.reason, &r.incident_id)?;
+            // Clearing is a resume of every program: as many operators as the strictest
+            // program's resume needs.
+            let needs_two = self
+                .store
+                .list_programs()
+                .await?
+                .iter()
+                .any(|(program, _)| program.resume_approvals >= 2);
+            let approve = (!r.approve.is_empty()).then_some(r.approve.as_str());
+            let (stop_all, changed) = self
+                .store
+                .clear_stop_all(&change, needs_two, approve)
+                .await?;
+            if changed {
+                tracing::warn!(
+                    actor = change.actor,
+                    reason = change.reason,
+                    "STOP-ALL cleared"
+                );
+            }
+            let approval_request_id = if changed || !stop_all.active {
+                String::new()
+            } else {
+                stop_all.clear_request_id.clone()
+            };
+            Ok::<_, ApiError>(v1::StopAllResponse {
+                stop_all: Some(stop_all),
+                changed,
+                approval_request_id,
+            })
+        }
+        .await;
+        Ok(Response::new(result?))
+    }
+
+    async fn get_stop_all(
+        &self,
+        request: Request<v1::GetStopAllRequest>,
+    ) -> Result<Response<v1::StopAllResponse>, Status> {
+        self.authorize(&request, Action::Status, None)?;
+        let stop_all = self.store.get_stop_all().await.map_err(ApiError::from)?;
+        Ok(Response::new(v1::StopAllResponse {
+            stop_all: Some(stop_all),
+            changed: false,
+            approval_request_id: String::new(),
+        }))
+    }
+
+    async fn start_drill(
+        &self,
+        request: Request<v1::DrillRequest>,
+    ) -> Result<Response<v1::ChangeResponse>, Status> {
+        let actor = self.authorize(&request, Action::Pause, Some(&request.get_ref().program))?;
+        let r = request.get_ref();
+        let result = async {
+            let name = ProgramName::parse(&r.program)?;
+            let selector = required_selector(&r.selector)?;
+            let change = change(actor, &r.reason, &r.incident_id)?;
+            let outcome = self.store.start_drill(&name, &selector, &change).await?;
+            tracing::info!(program = %name, %selector, actor = change.actor, "drill started");
+            Ok::<_, ApiError>(change_response(outcome))
+        }
+        .await;
+        Ok(Response::new(result?))
+    }
+
+    async fn end_drill(
+        &self,
+        request: Request<v1::DrillRequest>,
+    ) -> Result<Response<v1::ChangeResponse>, Status> {
+        let actor = self.authorize(&request, Action::Pause, Some(&request.get_ref().program))?;
+        let r = request.get_ref();
+        let result = async {
+            let name = ProgramName::parse(&r.program)?;
+            let selector = required_selector(&r.selector)?;
+            let change = change(actor, &r.reason, &r.incident_id)?;
+            let outcome = self.store.end_drill(&name, &selector, &change).await?;
+            tracing::info!(program = %name, %selector, actor = change.actor, "drill ended");
+            Ok::<_, ApiError>(change_response(outcome))
+        }
+        .await;
+        Ok(Response::new(result?))
+    }
+
     async fn verify_audit(
         &self,
         request: Request<v1::VerifyAuditRequest>,
@@ -542,7 +739,11 @@ impl Admin {
             .read_status(name)
             .await?
             .ok_or_else(|| StoreError::NotFound(name.clone()))?;
-        Ok(status::aggregate(&state, &summaries, &registered))
+        let mut response = status::aggregate(&state, &summaries, &registered);
+        // The program's state carries the stop-all mark in the same transaction as the
+        // flag, so the banner comes from the state that was read, not a second read.
+        response.stop_all = state.targeting.stop_all.as_ref().map(|s| s.to_wire());
+        Ok(response)
     }
 
     /// Sends a new status whenever the program's state or a summary changes.

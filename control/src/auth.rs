@@ -22,6 +22,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -33,6 +34,7 @@ use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use crate::admin::ACTOR_METADATA;
 use crate::domain::{self, CollectorId, InvalidInput, ProgramName};
+use crate::metrics::Metrics;
 
 /// The actor recorded under `--insecure-dev` when a request names none.
 const ANONYMOUS: &str = "anonymous";
@@ -105,11 +107,13 @@ pub enum Action {
     CreateProgram,
     /// `SetPolicy`.
     SetPolicy,
+    /// `StopAll` and `ClearStopAll`: every program at once.
+    StopAll,
 }
 
 impl Action {
     /// Every action, for tables and tests.
-    pub const ALL: [Action; 13] = [
+    pub const ALL: [Action; 14] = [
         Action::GetProgram,
         Action::ListPrograms,
         Action::Status,
@@ -123,6 +127,7 @@ impl Action {
         Action::Approve,
         Action::CreateProgram,
         Action::SetPolicy,
+        Action::StopAll,
     ];
 
     /// The least role that may perform the action: the role table.
@@ -141,6 +146,7 @@ impl Action {
             Action::Resume | Action::Approve | Action::CreateProgram | Action::SetPolicy => {
                 Role::Owner
             }
+            Action::StopAll => Role::Admin,
         }
     }
 
@@ -161,6 +167,7 @@ impl Action {
             Action::GetApproval => "GetApproval",
             Action::CreateProgram => "CreateProgram",
             Action::SetPolicy => "SetPolicy",
+            Action::StopAll => "StopAll",
         }
     }
 }
@@ -265,6 +272,28 @@ impl AuthError {
                 | AuthError::UnknownToken
                 | AuthError::BadCertificate(_)
         )
+    }
+
+    /// A short, fixed name for the kind of refusal, the `reason` label of
+    /// `killswitch_auth_failures_total` (see [`crate::metrics`]).
+    #[must_use]
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::NoCredentials => "no_credentials",
+            AuthError::MalformedAuthorization => "malformed_authorization",
+            AuthError::UnknownToken => "unknown_token",
+            AuthError::BadCertificate(_) => "bad_certificate",
+            AuthError::ForeignTrustDomain { .. } => "foreign_trust_domain",
+            AuthError::UnknownOperator(_) => "unknown_operator",
+            AuthError::CertificateNotAllowed(_) => "certificate_not_allowed",
+            AuthError::CollectorOnAdmin => "collector_on_admin",
+            AuthError::NotACollector(_) => "not_a_collector",
+            AuthError::ReplicaOnAdmin(_) => "replica_on_admin",
+            AuthError::RoleTooLow { .. } => "role_too_low",
+            AuthError::OutOfScope { .. } => "out_of_scope",
+            AuthError::HelloMismatch { .. } => "hello_mismatch",
+            AuthError::InvalidActor(_) => "invalid_actor",
+        }
     }
 }
 
@@ -781,6 +810,7 @@ pub fn check_hello(
 #[derive(Debug, Clone)]
 pub struct Auth {
     mode: Mode,
+    metrics: Arc<Metrics>,
 }
 
 #[derive(Debug, Clone)]
@@ -799,6 +829,7 @@ impl Auth {
     pub fn insecure_dev() -> Self {
         Self {
             mode: Mode::InsecureDev,
+            metrics: Arc::default(),
         }
     }
 
@@ -813,7 +844,15 @@ impl Auth {
                 own_cert,
                 peer_tls: Box::new(peer_tls),
             },
+            metrics: Arc::default(),
         }
+    }
+
+    /// Counts refusals in `metrics` (`killswitch_auth_failures_total`).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// How to connect to a peer replica: `None` for plain text.
@@ -852,9 +891,12 @@ impl Auth {
         action: Action,
         program: Option<&str>,
     ) -> Result<String, AuthError> {
-        let result = self.caller(request)?.authorize(action, program);
+        let result = self
+            .caller(request)
+            .and_then(|caller| caller.authorize(action, program));
         if let Err(error) = &result {
             tracing::info!(rpc = action.rpc(), program, %error, "denied");
+            self.metrics.auth_failure(error);
         }
         result
     }
@@ -877,12 +919,30 @@ impl Auth {
         if matches!(self.mode, Mode::InsecureDev) {
             return Ok(None);
         }
-        match self.caller(request)? {
-            Caller::Collector(id) => Ok(Some(id)),
-            Caller::Developer(_) => Ok(None),
-            Caller::Operator(_) => Err(AuthError::NotACollector("operator")),
-            Caller::Replica(_) => Err(AuthError::NotACollector("replica")),
+        let result = match self.caller(request) {
+            Ok(Caller::Collector(id)) => Ok(Some(id)),
+            Ok(Caller::Developer(_)) => Ok(None),
+            Ok(Caller::Operator(_)) => Err(AuthError::NotACollector("operator")),
+            Ok(Caller::Replica(_)) => Err(AuthError::NotACollector("replica")),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = &result {
+            self.metrics.auth_failure(error);
         }
+        result
+    }
+
+    /// [`check_hello`], counting a mismatch in the metrics.
+    pub fn check_hello(
+        &self,
+        certified: Option<&CollectorId>,
+        claimed: &CollectorId,
+    ) -> Result<(), AuthError> {
+        let result = check_hello(certified, claimed);
+        if let Err(error) = &result {
+            self.metrics.auth_failure(error);
+        }
+        result
     }
 }
 
@@ -964,6 +1024,7 @@ token_sha256 = "{vic}"
             (GetApproval, true, true, true, true),
             (CreateProgram, false, false, true, true),
             (SetPolicy, false, false, true, true),
+            (StopAll, false, false, false, true),
         ];
         assert_eq!(table.len(), Action::ALL.len());
         for (action, viewer, responder, owner, admin) in table {

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use etcd_client::{EventType, WatchOptions};
 use tokio::sync::watch;
@@ -27,6 +27,8 @@ pub struct StateCache {
     revision: watch::Sender<u64>,
     healthy: watch::Sender<bool>,
     reconcile_differences: AtomicU64,
+    /// When the watcher last heard from etcd; the cache's creation until it does.
+    heard: Mutex<Instant>,
 }
 
 impl Default for StateCache {
@@ -36,6 +38,7 @@ impl Default for StateCache {
             revision: watch::Sender::new(0),
             healthy: watch::Sender::new(false),
             reconcile_differences: AtomicU64::new(0),
+            heard: Mutex::new(Instant::now()),
         }
     }
 }
@@ -174,6 +177,26 @@ impl StateCache {
         self.reconcile_differences.load(Ordering::Relaxed)
     }
 
+    /// How long since the watcher last heard from etcd: a watch event or progress
+    /// notification, or a listing. Since the cache was created if it never did. It stays
+    /// below two heartbeat intervals while the watch is healthy (the watch is declared
+    /// broken when etcd leaves two progress probes unanswered) and grows while etcd is
+    /// out of reach.
+    #[must_use]
+    pub fn since_heard(&self) -> Duration {
+        self.heard
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .elapsed()
+    }
+
+    fn heard_from_etcd(&self) {
+        *self
+            .heard
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+    }
+
     /// Whether the etcd watch is healthy, so this replica may vouch for its view.
     #[must_use]
     pub fn is_healthy(&self) -> bool {
@@ -246,6 +269,7 @@ pub async fn run_watcher(
         let result = match phase {
             Phase::Listing => match store.list_states().await {
                 Ok(listing) => {
+                    cache.heard_from_etcd();
                     let changed = cache.replace_all(listing.states);
                     tracing::info!(
                         revision = listing.revision,
@@ -365,6 +389,7 @@ impl Watch<'_> {
                 }
                 Err(error) => return WatchEnd::Broken(error.into()),
             };
+            self.cache.heard_from_etcd();
             if response.compact_revision() > 0 {
                 return WatchEnd::Compacted;
             }
@@ -424,6 +449,7 @@ impl Watch<'_> {
             Err(error) if error.is_compacted() => return Err(WatchEnd::Compacted),
             Err(error) => return Err(WatchEnd::Broken(error)),
         };
+        self.cache.heard_from_etcd();
         let differences = self.cache.replace_all(listing.states);
         if differences > 0 {
             self.cache
@@ -463,6 +489,7 @@ mod tests {
             purge: false,
             policy: crate::domain::FailurePolicy::default(),
             authorization: None,
+            targeting: crate::targeting::Targeting::default(),
         }
     }
 

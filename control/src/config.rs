@@ -47,6 +47,11 @@ pub struct Settings {
     /// Address to listen on for collectors and operators (port 0 picks a free port).
     #[arg(long, env = "KILLSWITCH_LISTEN", default_value = "127.0.0.1:7070")]
     pub listen: SocketAddr,
+    /// Address to serve Prometheus metrics on, as plain HTTP `GET /metrics` [default: no
+    /// metrics listener]. They reveal counts and timings, no program or collector names.
+    #[arg(long, env = "KILLSWITCH_METRICS_LISTEN", value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
     /// etcd endpoints, comma-separated.
     #[arg(
         long,
@@ -162,6 +167,8 @@ pub struct ConfigFile {
     pub log_format: Option<LogFormat>,
     /// `listen`.
     pub listen: Option<SocketAddr>,
+    /// `metrics_listen`.
+    pub metrics_listen: Option<SocketAddr>,
     /// `etcd`: an array of endpoints.
     pub etcd: Option<Vec<String>>,
     /// `prefix`.
@@ -319,6 +326,7 @@ impl Settings {
         let ConfigFile {
             log_format,
             listen,
+            metrics_listen,
             etcd,
             prefix,
             replica_id,
@@ -370,6 +378,7 @@ impl Settings {
             insecure_dev
         );
         take_optional!(
+            metrics_listen,
             replica_id,
             advertise_url,
             tls_cert,
@@ -536,6 +545,7 @@ mod tests {
             r#"
             log_format = "json"
             listen = "0.0.0.0:7070"
+            metrics_listen = "0.0.0.0:9090"
             etcd = ["https://etcd-1:2379", "https://etcd-2:2379"]
             replica_id = "cp-1"
             max_sessions = 10
@@ -548,6 +558,10 @@ mod tests {
         settings.merge_file(file, |id| overrides_file(matches.value_source(id)));
         assert_eq!(settings.log_format, LogFormat::Json);
         assert_eq!(settings.listen.to_string(), "0.0.0.0:7070");
+        assert_eq!(
+            settings.metrics_listen.map(|a| a.to_string()).as_deref(),
+            Some("0.0.0.0:9090")
+        );
         assert_eq!(settings.etcd.len(), 2);
         assert_eq!(settings.replica_id.as_deref(), Some("from-flag"));
         assert_eq!(settings.max_sessions, 10);
@@ -591,6 +605,7 @@ mod tests {
             ("heartbeat_interval = \"soon\"", "invalid duration \"soon\""),
             ("heartbeat_interval = 5", "heartbeat_interval"),
             ("listen = \"nowhere\"", "listen"),
+            ("metrics_listen = \"nowhere\"", "metrics_listen"),
             ("log_format = \"xml\"", "log_format"),
             ("etcd = \"http://x:2379\"", "etcd"),
             ("[tls]\ncert = \"x\"", "unknown field `tls`"),

@@ -8,6 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use killswitch_proto::v1;
 
+use crate::targeting::Targeting;
+
 /// Longest reason accepted, in bytes.
 pub const MAX_REASON_BYTES: usize = 1024;
 /// Longest description accepted, in bytes.
@@ -26,6 +28,15 @@ const MAX_QUOTED_BYTES: usize = 128;
 /// Input that breaks a rule of the API. Each message says what was wrong and what to do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidInput {
+    /// A staged resume's stages are not ascending percentages ending at 100.
+    #[error("invalid stages: {0}")]
+    Stages(String),
+    /// A label selector does not parse.
+    #[error(transparent)]
+    Selector(#[from] crate::selector::SelectorError),
+    /// A change that cannot be combined with the program's current state or another field.
+    #[error("{0}")]
+    Conflict(String),
     /// The program name does not match `^[a-z][a-z0-9-]{0,62}$`.
     #[error(
         "invalid program name {0:?}: use 1 to 63 characters of a-z, 0-9 and '-', starting with a letter"
@@ -483,6 +494,8 @@ pub struct ProgramState {
     pub policy: FailurePolicy,
     /// The signed resume that made it RUNNING, carried to collectors unchanged.
     pub authorization: Option<Authorization>,
+    /// Scoped rules, a staged resume and the stop-all: which collectors the state is for.
+    pub targeting: Targeting,
 }
 
 /// A signed resume as stored: the encoded statement and its signatures, opaque to the
@@ -545,12 +558,38 @@ impl ProgramState {
             purge: stored.purge,
             policy: FailurePolicy::from_store(stored.policy.as_ref()),
             authorization: stored.authorization.as_ref().map(Authorization::from_wire),
+            targeting: Targeting::from_store(stored),
         }
     }
 
-    /// The wire form sent to collectors and operators.
+    /// The wire form operators see: the base state with its targeting.
     #[must_use]
     pub fn to_wire(&self) -> v1::ProgramState {
+        let mut wire = self.to_collector_base();
+        self.targeting.wire_into(&mut wire);
+        wire
+    }
+
+    /// What the collector `id` with `labels` receives: its effective state, without the
+    /// rules (a collector needs only its own outcome).
+    #[must_use]
+    pub fn to_collector_wire(
+        &self,
+        id: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> v1::ProgramState {
+        let mut wire = self.to_collector_base();
+        if !self.targeting.is_plain() {
+            wire.state = self.targeting.effective(self.state, id, labels).to_wire() as i32;
+            if let Some(stop_all) = &self.targeting.stop_all {
+                wire.reason = format!("stop-all: {}", stop_all.reason);
+                wire.stop_all = Some(stop_all.to_wire());
+            }
+        }
+        wire
+    }
+
+    fn to_collector_base(&self) -> v1::ProgramState {
         v1::ProgramState {
             program: self.program.to_string(),
             state: self.state.to_wire() as i32,
@@ -562,6 +601,7 @@ impl ProgramState {
             purge: self.purge,
             policy: Some(self.policy.to_wire()),
             authorization: self.authorization.as_ref().map(Authorization::to_wire),
+            ..v1::ProgramState::default()
         }
     }
 }

@@ -30,7 +30,13 @@ pub enum ApiError {
 impl From<ApiError> for Status {
     fn from(error: ApiError) -> Self {
         match error {
-            ApiError::Invalid(invalid) | ApiError::Auth(AuthError::InvalidActor(invalid)) => {
+            ApiError::Invalid(conflict @ InvalidInput::Conflict(_))
+            | ApiError::Store(StoreError::Invalid(conflict @ InvalidInput::Conflict(_))) => {
+                Status::failed_precondition(conflict.to_string())
+            }
+            ApiError::Invalid(invalid)
+            | ApiError::Auth(AuthError::InvalidActor(invalid))
+            | ApiError::Store(StoreError::Invalid(invalid)) => {
                 Status::invalid_argument(invalid.to_string())
             }
             ApiError::Auth(auth) if auth.is_unauthenticated() => {

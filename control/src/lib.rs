@@ -13,9 +13,12 @@
 //! - [`status`]: fleet-wide status from every replica's summary.
 //! - [`latency`]: a small mergeable histogram of commit-to-ack times.
 //! - [`admin`]: `AdminService`, the operator API.
+//! - [`metrics`]: Prometheus metrics (`--metrics-listen`) and the admin-call layer.
 //! - [`auth`]: who is calling (client certificate or bearer token) and the role table.
 //! - [`signing`]: checking an operator's signed resume statement and key.
 //! - [`error`]: the one mapping from failures to gRPC statuses.
+//! - [`targeting`]: scoped rules, staged resumes and stop-all: a collector's effective
+//!   state. [`rollout`]: the driver that moves staged resumes on, one replica at a time.
 //! - [`server`]: wiring, health and reflection services, and graceful shutdown.
 //! - [`config`]: the binary's settings: flags, `KILLSWITCH_*` variables and the
 //!   `--config` TOML file, merged.
@@ -32,12 +35,15 @@ pub mod domain;
 pub mod error;
 pub mod latency;
 pub mod logging;
+pub mod metrics;
 pub mod publish;
+pub mod rollout;
 pub mod selector;
 pub mod server;
 pub mod session;
 pub mod signing;
 pub mod status;
+pub mod targeting;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

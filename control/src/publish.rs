@@ -142,8 +142,9 @@ async fn publish_with(
                 let summaries: Vec<_> = dirty
                     .into_iter()
                     .map(|program| {
-                        let current = cache.get(&program).map(|s| (s.generation, s.changed_at.unwrap_or(SystemTime::UNIX_EPOCH)));
-                        let summary = book.summary(&program, current);
+                        let state = cache.get(&program);
+                        let current = state.as_ref().map(|s| (s.generation, s.changed_at.unwrap_or(SystemTime::UNIX_EPOCH)));
+                        let summary = book.summary(&program, current, state.as_ref().map(|s| &s.targeting));
                         (program, summary)
                     })
                     .collect();

@@ -24,6 +24,7 @@ use crate::acks::AckBook;
 use crate::admin::Admin;
 use crate::auth::{Auth, AuthConfig, AuthFileError};
 use crate::cache::{StateCache, WatchTiming, run_watcher};
+use crate::metrics::{AdminMetrics, Metrics, ReplicaState, serve_metrics};
 use crate::publish::{PublishConfig, run_publisher};
 use crate::session::{MAX_MESSAGE_BYTES, SessionConfig, Sessions};
 use crate::store::{Store, StoreError};
@@ -62,6 +63,9 @@ pub struct Config {
     pub security: Security,
     /// How to authenticate to etcd. Default: plain text, no user.
     pub etcd: EtcdAccess,
+    /// Where to serve Prometheus metrics (plain HTTP `GET /metrics`, see
+    /// [`crate::metrics`]). Default: nowhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -86,6 +90,7 @@ impl Config {
             shutdown_grace: Duration::from_secs(5),
             security: Security::InsecureDev,
             etcd: EtcdAccess::default(),
+            metrics_listen: None,
         }
     }
 
@@ -107,6 +112,13 @@ impl Config {
     #[must_use]
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
+        self
+    }
+
+    /// Serves Prometheus metrics on `addr`.
+    #[must_use]
+    pub fn metrics_listen(mut self, addr: SocketAddr) -> Self {
+        self.metrics_listen = Some(addr);
         self
     }
 
@@ -468,6 +480,15 @@ pub enum ServerError {
     /// The listener's address cannot be read.
     #[error("cannot read the listening address: {0}")]
     Listener(#[source] std::io::Error),
+    /// The metrics listener cannot be opened.
+    #[error("cannot serve metrics on {addr}: {source}")]
+    MetricsListen {
+        /// `--metrics-listen`.
+        addr: SocketAddr,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
     /// The TLS certificate or key was refused.
     #[error("cannot use --tls-cert, --tls-key and --client-ca: {}", error_chain(.0))]
     Tls(#[source] tonic::transport::Error),
@@ -532,6 +553,9 @@ async fn report_health(
 /// balancers and `grpcurl` expect: they reveal nothing but the replica's health and its
 /// public API's schema. Every Killswitch RPC authorizes its caller itself.
 ///
+/// With [`Config::metrics_listen`], Prometheus metrics are served there (see
+/// [`crate::metrics`]) until the drain is over.
+///
 /// Refuses [`Security::InsecureDev`] unless `listener` is on a loopback address.
 pub async fn serve(
     config: Config,
@@ -551,14 +575,28 @@ pub async fn serve(
                 .map_err(ServerError::Tls)?;
         }
     }
-    let auth = Arc::new(config.security.auth());
+    // Opened first, so that a taken port fails the start rather than going unnoticed.
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::MetricsListen { addr, source })?;
+            let addr = listener
+                .local_addr()
+                .map_err(|source| ServerError::MetricsListen { addr, source })?;
+            Some((listener, addr))
+        }
+        None => None,
+    };
+    let metrics = Arc::new(Metrics::new());
+    let auth = Arc::new(config.security.auth().with_metrics(metrics.clone()));
     let options = config.etcd.connect_options(config.etcd_timeout);
     let client = etcd_client::Client::connect(&config.etcd_endpoints, Some(options))
         .await
         .map_err(StoreError::from)?;
     let store = Store::from_client(client, &config.prefix).with_budget(config.etcd_timeout);
     let cache = Arc::new(StateCache::new());
-    let book = Arc::new(AckBook::new());
+    let book = Arc::new(AckBook::with_metrics(metrics.clone()));
     let stop = CancellationToken::new();
 
     let reflection = || {
@@ -601,13 +639,29 @@ pub async fn serve(
         publish,
         stop.child_token(),
     ));
+    let driver = tokio::spawn(crate::rollout::run_driver(
+        store.clone(),
+        config.replica_id.clone(),
+        config.lease_ttl,
+        stop.child_token(),
+    ));
     let sessions = Sessions::new(
         cache.clone(),
         book.clone(),
         config.session.clone(),
         stop.clone(),
         auth.clone(),
-    );
+    )
+    .with_metrics(metrics.clone());
+    // Serves through the drain, so the sessions gauge shows collectors leaving; stops
+    // when this function returns or its future is dropped.
+    let metrics_stop = CancellationToken::new();
+    let _metrics_stop = metrics_stop.clone().drop_guard();
+    let metrics_task = metrics_listener.map(|(listener, addr)| {
+        tracing::info!(%addr, "serving Prometheus metrics on http://{addr}/metrics");
+        let registry = metrics.registry(ReplicaState::new(cache.clone(), sessions.clone()));
+        tokio::spawn(serve_metrics(listener, registry, metrics_stop.clone()))
+    });
     let admin = Admin::new(
         store,
         book,
@@ -627,7 +681,10 @@ pub async fn serve(
     let collectors = CollectorServiceServer::new(sessions)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let admin = AdminServiceServer::new(admin).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let admin = AdminMetrics::new(
+        AdminServiceServer::new(admin).max_decoding_message_size(MAX_MESSAGE_BYTES),
+        metrics,
+    );
     let server = server
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
@@ -652,11 +709,18 @@ pub async fn serve(
         }
     };
     stop.cancel();
-    for (task, name) in [
-        (watcher, "etcd watcher"),
-        (publisher, "publisher"),
-        (health_task, "health reporter"),
-    ] {
+    metrics_stop.cancel();
+    let tasks = [
+        (Some(watcher), "etcd watcher"),
+        (Some(publisher), "publisher"),
+        (Some(driver), "rollout driver"),
+        (Some(health_task), "health reporter"),
+        (metrics_task, "metrics server"),
+    ];
+    for (task, name) in tasks
+        .into_iter()
+        .filter_map(|(task, name)| Some((task?, name)))
+    {
         if let Err(error) = task.await {
             tracing::error!(%error, "{name} task failed");
         }

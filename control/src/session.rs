@@ -23,12 +23,13 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use crate::acks::{AckBook, AckRecord, Labels, SessionId};
-use crate::auth::{self, Auth};
+use crate::auth::Auth;
 use crate::cache::{Slot, StateCache};
 use crate::domain::{
     self, CollectorId, Generation, InvalidInput, ProgramName, RunState, label_key, label_value,
 };
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 
 /// Most programs one collector may follow.
 pub const MAX_PROGRAMS_PER_SESSION: usize = 64;
@@ -120,6 +121,7 @@ pub struct Sessions {
     next_id: Arc<AtomicU64>,
     open: SessionCount,
     auth: Arc<Auth>,
+    metrics: Arc<Metrics>,
 }
 
 impl Sessions {
@@ -141,7 +143,15 @@ impl Sessions {
             next_id: Arc::new(AtomicU64::new(1)),
             open: SessionCount::default(),
             auth,
+            metrics: Arc::default(),
         }
+    }
+
+    /// Counts heartbeats in `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// How many sessions are open on this replica, Hello received or not.
@@ -186,7 +196,12 @@ impl CollectorService for Sessions {
                 let _slot = slot;
                 this.run(id, inbound, tx, certified).await;
             }
-            .instrument(tracing::info_span!("session", id, remote = ?remote)),
+            .instrument(tracing::info_span!(
+                "session",
+                id,
+                remote = ?remote,
+                collector = tracing::field::Empty
+            )),
         );
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -203,6 +218,14 @@ pub struct Hello {
     /// Its labels: at most [`MAX_LABELS`], keys as [`label_key`] and values as
     /// [`label_value`] accept them.
     pub labels: Labels,
+}
+
+impl Hello {
+    /// What this collector receives of `state`: its own effective state (see
+    /// [`crate::targeting`]).
+    fn view(&self, state: &crate::domain::ProgramState) -> v1::ProgramState {
+        state.to_collector_wire(self.collector.as_str(), &self.labels)
+    }
 }
 
 /// Validates the Hello a session opens with; public so that the fuzz targets in `fuzz/`
@@ -281,12 +304,17 @@ impl Sessions {
         certified: Option<CollectorId>,
     ) {
         let hello = self.read_hello(&mut inbound).await.and_then(|hello| {
-            auth::check_hello(certified.as_ref(), &hello.collector)
+            self.auth
+                .check_hello(certified.as_ref(), &hello.collector)
                 .map(|()| hello)
                 .map_err(|error| Status::from(ApiError::from(error)))
         });
         let hello = match hello {
-            Ok(hello) => hello,
+            Ok(hello) => {
+                tracing::Span::current()
+                    .record("collector", tracing::field::display(&hello.collector));
+                hello
+            }
             Err(status) => {
                 tracing::info!(error = %status.message(), "rejected session");
                 let _ = tx.send(Err(status)).await;
@@ -318,7 +346,7 @@ impl Sessions {
             match rx.borrow_and_update().as_deref() {
                 Some(state) => {
                     sent.insert(program.clone(), state.generation);
-                    snapshot.states.push(state.to_wire());
+                    snapshot.states.push(hello.view(state));
                 }
                 None => snapshot.unknown_programs.push(program.to_string()),
             }
@@ -340,7 +368,7 @@ impl Sessions {
                 }
                 () = tx.closed() => return,
                 Some((program, slot)) = changes.next() => {
-                    if !self.forward(&tx, &mut sent, &program, slot).await {
+                    if !self.forward(&tx, &hello, &mut sent, &program, slot).await {
                         return;
                     }
                 }
@@ -363,6 +391,7 @@ impl Sessions {
                         if !send(&tx, control_message::Msg::Heartbeat(beat)).await {
                             return;
                         }
+                        self.metrics.heartbeat();
                     }
                 }
                 message = inbound.message() => match message {
@@ -404,7 +433,7 @@ impl Sessions {
             if let Some(state) = self.cache.get(program) {
                 sent.insert(program.clone(), state.generation);
                 let update = v1::Update {
-                    state: Some(state.to_wire()),
+                    state: Some(hello.view(&state)),
                 };
                 if !send(tx, control_message::Msg::Update(update)).await {
                     return false;
@@ -418,6 +447,7 @@ impl Sessions {
     async fn forward(
         &self,
         tx: &Outbound,
+        hello: &Hello,
         sent: &mut HashMap<ProgramName, Generation>,
         program: &ProgramName,
         slot: Slot,
@@ -430,7 +460,7 @@ impl Sessions {
         send(
             tx,
             control_message::Msg::Update(v1::Update {
-                state: Some(state.to_wire()),
+                state: Some(hello.view(&state)),
             }),
         )
         .await
@@ -455,7 +485,12 @@ impl Sessions {
                     purged: ack.purged,
                 };
                 tracing::debug!(collector = %hello.collector, %program, generation = record.generation, "ack");
-                self.book.ack(id, &hello.collector, program, record);
+                let current = self
+                    .cache
+                    .get(program)
+                    .and_then(|state| Some((state.generation, state.changed_at?)));
+                self.book
+                    .ack(id, &hello.collector, program, record, current);
             }
             Some(collector_message::Msg::Hello(_)) => tracing::debug!("ignoring a second Hello"),
             None => tracing::debug!("ignoring an empty message"),

@@ -124,6 +124,7 @@ pub fn aggregate(
             propagation_us: micros(propagation),
         }),
         replicas_behind,
+        stop_all: None,
     }
 }
 
@@ -146,6 +147,7 @@ mod tests {
             purge: false,
             policy: crate::domain::FailurePolicy::default(),
             authorization: None,
+            targeting: crate::targeting::Targeting::default(),
         }
     }
 

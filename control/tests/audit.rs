@@ -100,9 +100,7 @@ impl Replica {
         let resume = |program: &str| v1::ResumeRequest {
             program: program.into(),
             reason: format!("{program} is safe again"),
-            incident_id: String::new(),
-            ttl_ms: 0,
-            authorization: None,
+            ..Default::default()
         };
         self.admin.resume(resume("demo")).await.expect("resume");
         self.admin.resume(resume("other")).await.expect("resume");
@@ -112,6 +110,7 @@ impl Replica {
                 reason: "leaking PII".into(),
                 incident_id: "INC-42".into(),
                 purge: true,
+                ..Default::default()
             })
             .await
             .expect("pause");

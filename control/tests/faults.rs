@@ -89,10 +89,17 @@ async fn changes_report_what_really_happened_while_the_leader_dies() {
             *seen.entry(entry.reason).or_default() += 1;
             seen
         });
+    // Replay the calls in order against what the audit says was applied: each report
+    // must match it, given the state the earlier calls left.
     let mut expected = RunState::Paused;
     for (reason, result) in &outcomes {
         let in_audit = audited.get(reason).copied().unwrap_or(0);
         assert!(in_audit <= 1, "{reason} was applied {in_audit} times");
+        let target = if reason_index(reason) % 2 == 0 {
+            RunState::Running
+        } else {
+            RunState::Paused
+        };
         match result {
             Ok(ChangeOutcome { changed: true, .. }) => {
                 assert_eq!(
@@ -101,7 +108,11 @@ async fn changes_report_what_really_happened_while_the_leader_dies() {
                 );
             }
             Ok(ChangeOutcome { changed: false, .. }) => {
-                panic!("{reason} reported no change, but every call flips the state")
+                assert_eq!(in_audit, 0, "{reason} reported no change but is audited");
+                assert_eq!(
+                    expected, target,
+                    "{reason} reported no change, but the state was {expected}"
+                );
             }
             Err(StoreError::OutcomeUnknown { .. }) => {}
             Err(error) => {
@@ -112,11 +123,7 @@ async fn changes_report_what_really_happened_while_the_leader_dies() {
             }
         }
         if in_audit == 1 {
-            expected = if reason_index(reason) % 2 == 0 {
-                RunState::Running
-            } else {
-                RunState::Paused
-            };
+            expected = target;
         }
     }
     let successes = outcomes.iter().filter(|(_, r)| r.is_ok()).count();

@@ -280,8 +280,7 @@ async fn bad_input_is_rejected_and_leaves_etcd_unchanged() {
                     program: "demo".into(),
                     reason: "ok".into(),
                     incident_id: "i".repeat(129),
-                    ttl_ms: 0,
-                    authorization: None,
+                    ..Default::default()
                 })
                 .await
                 .expect_err("rejected"),
@@ -291,6 +290,62 @@ async fn bad_input_is_rejected_and_leaves_etcd_unchanged() {
             admin
                 .status(v1::StatusRequest {
                     program: "ghost".into(),
+                })
+                .await
+                .expect_err("rejected"),
+        ),
+        (
+            "bad selector",
+            admin
+                .pause(v1::PauseRequest {
+                    selector: "region in (emea".into(),
+                    ..pause("demo", "leak".into())
+                })
+                .await
+                .expect_err("rejected"),
+        ),
+        (
+            "bad stages",
+            admin
+                .resume(v1::ResumeRequest {
+                    program: "demo".into(),
+                    reason: "ok".into(),
+                    stages_percent: vec![50, 10],
+                    ..Default::default()
+                })
+                .await
+                .expect_err("rejected"),
+        ),
+        (
+            "drill without selector",
+            admin
+                .start_drill(v1::DrillRequest {
+                    program: "demo".into(),
+                    reason: "drill".into(),
+                    ..Default::default()
+                })
+                .await
+                .expect_err("rejected"),
+        ),
+        (
+            "end of no drill",
+            admin
+                .end_drill(v1::DrillRequest {
+                    program: "demo".into(),
+                    selector: "region=emea".into(),
+                    reason: "drill".into(),
+                    ..Default::default()
+                })
+                .await
+                .expect_err("rejected"),
+        ),
+        (
+            "abort without rollout",
+            admin
+                .abort_rollout(v1::AbortRolloutRequest {
+                    program: "demo".into(),
+                    reason: "x".into(),
+                    ..Default::default()
                 })
                 .await
                 .expect_err("rejected"),
@@ -305,7 +360,13 @@ async fn bad_input_is_rejected_and_leaves_etcd_unchanged() {
         tonic::Code::NotFound,
         tonic::Code::InvalidArgument,
         tonic::Code::NotFound,
+        tonic::Code::InvalidArgument,
+        tonic::Code::InvalidArgument,
+        tonic::Code::InvalidArgument,
+        tonic::Code::FailedPrecondition,
+        tonic::Code::FailedPrecondition,
     ];
+    assert_eq!(cases.len(), expected.len());
     for ((case, status), code) in cases.iter().zip(expected) {
         assert_eq!(status.code(), code, "{case}: {}", status.message());
         assert!(!status.message().is_empty(), "{case} explains itself");

@@ -12,13 +12,20 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
+mod targeting;
+
+pub use targeting::MAX_STOP_ALL_PROGRAMS;
+use targeting::{Edit, whole};
+
 use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
 use killswitch_proto::prost::Message;
 use killswitch_proto::v1::{self, store};
 use sha2::{Digest, Sha256};
 
 use crate::audit::{AuditList, Chain, Query, Selection, Verdict};
-use crate::domain::{FailurePolicy, Generation, Program, ProgramName, ProgramState, RunState};
+use crate::domain::{
+    FailurePolicy, Generation, InvalidInput, Program, ProgramName, ProgramState, RunState,
+};
 use crate::status::ReplicaSummary;
 
 /// Attempts of one mutation before giving up under contention.
@@ -57,6 +64,10 @@ pub enum StoreError {
     /// The program changed after the resume was requested.
     #[error("the program changed since the request; request the resume again")]
     StaleApproval,
+    /// The request conflicts with the program's state or breaks a rule of the API;
+    /// nothing was changed.
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
     /// The program changed after the resume statement was signed.
     #[error("the program changed since the resume was signed; run the command again")]
     StaleStatement,
@@ -81,6 +92,25 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the request certainly never reached etcd: the connection was refused.
+    #[must_use]
+    pub fn is_connect_failure(&self) -> bool {
+        let Self::Etcd(etcd_client::Error::GRpcStatus(status)) = self else {
+            return matches!(self, Self::Etcd(etcd_client::Error::TransportError(_)));
+        };
+        let mut next = std::error::Error::source(status);
+        while let Some(cause) = next {
+            if cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+            {
+                return true;
+            }
+            next = cause.source();
+        }
+        false
+    }
+
     /// Whether etcd compacted the revision a read asked for.
     #[must_use]
     pub fn is_compacted(&self) -> bool {
@@ -116,10 +146,17 @@ impl StoreError {
     #[must_use]
     pub fn is_unavailable(&self) -> bool {
         match self {
-            Self::Etcd(etcd_client::Error::GRpcStatus(status)) => matches!(
-                status.code(),
-                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
-            ),
+            Self::Etcd(etcd_client::Error::GRpcStatus(status)) => {
+                matches!(
+                    status.code(),
+                    tonic::Code::Unavailable
+                        | tonic::Code::DeadlineExceeded
+                        | tonic::Code::Cancelled
+                ) || (status.code() == tonic::Code::Unknown
+                    // An UNKNOWN the client made from a broken connection, not one etcd
+                    // answered with.
+                    && std::error::Error::source(status).is_some())
+            }
             Self::Etcd(
                 etcd_client::Error::TransportError(_)
                 | etcd_client::Error::IoError(_)
@@ -177,6 +214,16 @@ pub struct SignedResume {
     pub replaces: Generation,
 }
 
+/// A staged resume's plan: validated stages (see [`crate::targeting::stages`]) and the
+/// least time between them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Staged {
+    /// Ascending percentages, the last 100.
+    pub stages: Vec<u32>,
+    /// The least time a stage runs before the next starts.
+    pub interval: Duration,
+}
+
 /// A stored approval request, for `GetApproval` and `Approve`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PendingApproval {
@@ -229,6 +276,14 @@ impl Keys {
 
     fn approvals(&self) -> String {
         format!("{}/approvals/", self.prefix)
+    }
+
+    pub(crate) fn global(&self) -> String {
+        format!("{}/global", self.prefix)
+    }
+
+    fn driver(&self) -> String {
+        format!("{}/rollout-driver", self.prefix)
     }
 
     fn approval(&self, program: &ProgramName, id: &str) -> String {
@@ -353,34 +408,98 @@ impl Store {
 
     /// Sends an audited compare-and-swap transaction and says honestly whether it
     /// committed: the transaction's revision, or `None` when its comparison failed (a
-    /// concurrent change won; nothing was written). Resending is safe because the
-    /// comparison includes the audit head, which the transaction moves; so when an attempt
-    /// fails without an answer, or a resent one finds the comparison failed, `entry` is
-    /// looked up in the audit log to learn whether an earlier attempt committed.
+    /// concurrent change won; nothing was written).
+    ///
+    /// Attempts that fail while etcd is unavailable are resent within the budget, which
+    /// is safe because the comparison includes the audit head (at `head_revision`) that
+    /// the transaction moves. When an attempt may have reached etcd without an answer,
+    /// the outcome is settled before returning: `entry` found in the audit log means it
+    /// committed; otherwise the head is rewritten unchanged (a fence), after which the
+    /// lost attempt can never apply. Only when etcd cannot be reached to settle it is the
+    /// outcome reported as unknown.
     async fn commit(
         &self,
         txn: Txn,
         entry: &store::AuditEntry,
+        head_revision: i64,
     ) -> Result<Option<Generation>, StoreError> {
-        let sent = self
-            .call(|mut client| {
-                let txn = txn.clone();
-                async move { client.txn(txn).await }
-            })
-            .await;
-        match sent {
-            Ok(response) if response.succeeded() => Ok(Some(txn_revision(&response))),
-            Ok(_) => self.committed(entry).await,
-            Err(error) if error.is_unavailable() => match self.committed(entry).await {
-                Ok(Some(generation)) => Ok(Some(generation)),
-                Ok(None) => Err(error),
-                Err(read) => Err(StoreError::OutcomeUnknown {
-                    write: Box::new(error),
-                    read: Box::new(read),
-                }),
-            },
-            Err(error) => Err(error),
+        let deadline = Instant::now() + self.budget;
+        let mut uncertain = false;
+        let mut failures: u32 = 0;
+        let error = loop {
+            let attempt = (self.budget / 3).min(deadline.saturating_duration_since(Instant::now()));
+            let error =
+                match tokio::time::timeout(attempt, self.client.clone().txn(txn.clone())).await {
+                    Ok(Ok(response)) if response.succeeded() => {
+                        return Ok(Some(txn_revision(&response)));
+                    }
+                    Ok(Ok(_)) if uncertain => return self.committed(entry).await,
+                    Ok(Ok(_)) => return Ok(None),
+                    Ok(Err(error)) => StoreError::from(error),
+                    Err(_) => StoreError::Timeout(attempt),
+                };
+            if !error.is_unavailable() {
+                return Err(error);
+            }
+            uncertain |= !error.is_connect_failure();
+            failures = failures.saturating_add(1);
+            let pause = Duration::from_millis(25u64 << failures.min(4));
+            if Instant::now() + pause >= deadline {
+                break error;
+            }
+            tracing::debug!(%error, failures, "etcd unavailable; resending the transaction");
+            tokio::time::sleep(pause).await;
+        };
+        if !uncertain {
+            return Err(error);
         }
+        match self.settle(entry, head_revision).await {
+            Ok(outcome) => outcome.map_or(Err(error), |generation| Ok(Some(generation))),
+            Err(read) => Err(StoreError::OutcomeUnknown {
+                write: Box::new(error),
+                read: Box::new(read),
+            }),
+        }
+    }
+
+    /// Settles a transaction that may or may not have reached etcd: `Some` with its
+    /// revision if `entry` is in the audit log, `None` if it is not and never will be.
+    async fn settle(
+        &self,
+        entry: &store::AuditEntry,
+        head_revision: i64,
+    ) -> Result<Option<Generation>, StoreError> {
+        if let Some(generation) = self.committed(entry).await? {
+            return Ok(Some(generation));
+        }
+        if head_revision == 0 {
+            // No head to fence with before the very first entry.
+            return Err(StoreError::Timeout(self.budget));
+        }
+        let previous = store::AuditHead {
+            seq: entry.seq.saturating_sub(1),
+            hash: entry.prev_hash.clone(),
+        };
+        let head_key = self.keys.audit_head();
+        let fence = Txn::new()
+            .when([Compare::mod_revision(
+                head_key.as_str(),
+                CompareOp::Equal,
+                head_revision,
+            )])
+            .and_then([TxnOp::put(
+                head_key.as_str(),
+                previous.encode_to_vec(),
+                None,
+            )]);
+        self.call(|mut client| {
+            let fence = fence.clone();
+            async move { client.txn(fence).await }
+        })
+        .await?;
+        // Fenced or not, the head has moved past `head_revision`: the lost attempt cannot
+        // apply any more, so the audit log now says for good whether it did.
+        self.committed(entry).await
     }
 
     /// The revision that wrote `entry`, when it is in the audit log.
@@ -404,6 +523,11 @@ impl Store {
         &self.keys
     }
 
+    /// The key whose holder drives staged resumes (see [`crate::rollout`]).
+    pub(crate) fn driver_key(&self) -> String {
+        self.keys.driver()
+    }
+
     /// Creates a program, PAUSED (default deny), with its audit entry, in one transaction.
     pub async fn create_program(
         &self,
@@ -420,21 +544,23 @@ impl Store {
             policy: Some(program.policy.to_wire()),
             resume_approvals: program.resume_approvals,
         };
-        let stored_state = store::ProgramState {
+        let mut stored_state = store::ProgramState {
             state: v1::RunState::Paused as i32,
             reason: change.reason.clone(),
             incident_id: change.incident_id.clone(),
             actor: change.actor.clone(),
             changed_at: Some(killswitch_proto::timestamp(now)),
-            purge: false,
             policy: Some(program.policy.to_wire()),
-            authorization: None,
+            ..store::ProgramState::default()
         };
         for _ in 0..MAX_ATTEMPTS {
+            // Created during a stop-all, it carries the mark like every other program.
+            let (global_revision, global) = self.read_global().await?;
+            stored_state.stop_all = global.active.then_some(global);
             let head = self.audit_head().await?;
             let what = Audited {
                 action: "create",
-                program: name,
+                program: name.as_str(),
                 from: RunState::Paused,
                 to: RunState::Paused,
                 detail: if program.resume_approvals > 1 {
@@ -453,6 +579,7 @@ impl Store {
             let txn = Txn::new()
                 .when([
                     Compare::create_revision(self.keys.program(name), CompareOp::Equal, 0),
+                    Compare::mod_revision(self.keys.global(), CompareOp::Equal, global_revision),
                     Compare::create_revision(self.keys.state(name), CompareOp::Equal, 0),
                     Compare::mod_revision(self.keys.audit_head(), CompareOp::Equal, head.revision),
                 ])
@@ -467,7 +594,7 @@ impl Store {
                         TxnOp::put(self.keys.state(name), stored_state.encode_to_vec(), None),
                     ],
                 ));
-            if let Some(generation) = self.commit(txn, &entry).await? {
+            if let Some(generation) = self.commit(txn, &entry, head.revision).await? {
                 let program = Program::from_store(name.clone(), &stored_program);
                 let state = ProgramState::from_store(name.clone(), generation, &stored_state);
                 return Ok((program, state));
@@ -584,8 +711,9 @@ impl Store {
         self.change_state(name, target, purge, change, None).await
     }
 
-    /// [`set_state`](Self::set_state), for a resume carrying `signed`: the state must
-    /// still be the generation it replaces, and keeps its authorization.
+    /// [`set_state`](Self::set_state), for a resume carrying `signed` (the state must
+    /// still be the generation it replaces, and keeps its authorization) and, with
+    /// `staged`, a staged resume. A whole-program change clears every scoped rule.
     async fn change_state(
         &self,
         name: &ProgramName,
@@ -594,72 +722,51 @@ impl Store {
         change: &Change,
         signed: Option<&SignedResume>,
     ) -> Result<ChangeOutcome, StoreError> {
-        let state_key = self.keys.state(name);
-        for _ in 0..MAX_ATTEMPTS {
-            let current = self
-                .get_state(name)
-                .await?
-                .ok_or_else(|| StoreError::NotFound(name.clone()))?;
-            let same =
-                current.state == target && (target == RunState::Running || current.purge || !purge);
+        self.edit_state(name, change, |current, stored| {
+            let plain = current.targeting.rules.is_empty()
+                && current.targeting.rollout.is_none()
+                && current.targeting.scope.is_none();
+            let same = plain
+                && current.state == target
+                && (target == RunState::Running || current.purge || !purge);
             if same {
-                return Ok(ChangeOutcome {
-                    state: current,
-                    changed: false,
-                });
+                return Ok(None);
             }
             if signed.is_some_and(|s| s.replaces != current.generation) {
                 return Err(StoreError::StaleStatement);
             }
-            let head = self.audit_head().await?;
-            let now = SystemTime::now();
-            let stored = store::ProgramState {
-                state: target.to_wire() as i32,
-                reason: change.reason.clone(),
-                incident_id: change.incident_id.clone(),
-                actor: change.actor.clone(),
-                changed_at: Some(killswitch_proto::timestamp(now)),
+            let new = store::ProgramState {
                 purge: target == RunState::Paused && purge,
-                policy: Some(current.policy.to_wire()),
                 authorization: signed
                     .filter(|_| target == RunState::Running)
                     .map(|s| s.authorization.clone()),
+                ..whole(stored, target)
             };
-            let what = Audited {
-                action: target.action(),
-                program: name,
-                from: current.state,
-                to: target,
-                detail: if target == RunState::Paused && purge {
-                    "purge".to_owned()
-                } else {
-                    String::new()
-                },
+            let detail = if target == RunState::Paused && purge {
+                "purge".to_owned()
+            } else {
+                String::new()
             };
-            let entry = audit_entry(&head, now, change, what);
-            let txn = Txn::new()
-                .when([
-                    Compare::mod_revision(
-                        state_key.as_str(),
-                        CompareOp::Equal,
-                        current.generation as i64,
-                    ),
-                    Compare::mod_revision(self.keys.audit_head(), CompareOp::Equal, head.revision),
-                ])
-                .and_then(self.audited_puts(
-                    &entry,
-                    vec![TxnOp::put(state_key.as_str(), stored.encode_to_vec(), None)],
-                ));
-            if let Some(generation) = self.commit(txn, &entry).await? {
-                let state = ProgramState::from_store(name.clone(), generation, &stored);
-                return Ok(ChangeOutcome {
-                    state,
-                    changed: true,
-                });
-            }
-            tracing::debug!(program = %name, "lost a race with a concurrent change; retrying");
-        }
-        Err(StoreError::Contention)
+            Ok(Some(Edit::new(new, target.action(), detail)))
+        })
+        .await
+    }
+
+    /// Starts a staged resume of a PAUSED program (see [`crate::targeting::Rollout`]):
+    /// the first stage's collectors resume now, the next stages as the rollout driver
+    /// advances it. A program already RUNNING for everyone is returned unchanged.
+    pub async fn start_rollout(
+        &self,
+        name: &ProgramName,
+        stages: &[u32],
+        interval: Duration,
+        change: &Change,
+        signed: Option<&SignedResume>,
+    ) -> Result<ChangeOutcome, StoreError> {
+        self.edit_state(name, change, |current, stored| {
+            rollout_edit(current, stored, stages, interval, signed)
+        })
+        .await
     }
 
     /// Changes a program's failure policy and how many operators a resume needs: the
@@ -710,7 +817,7 @@ impl Store {
             let current = RunState::from_wire(stored_state.state);
             let what = Audited {
                 action: "policy",
-                program: name,
+                program: name.as_str(),
                 from: current,
                 to: current,
                 detail: details.join("; "),
@@ -729,7 +836,7 @@ impl Store {
                         TxnOp::put(state_key.as_str(), stored_state.encode_to_vec(), None),
                     ],
                 ));
-            if let Some(generation) = self.commit(txn, &entry).await? {
+            if let Some(generation) = self.commit(txn, &entry, head.revision).await? {
                 let state = ProgramState::from_store(name.clone(), generation, &stored_state);
                 return Ok((Program::from_store(name.clone(), &stored_program), state));
             }
@@ -813,15 +920,23 @@ impl Store {
         ttl: Duration,
         change: &Change,
         signed: Option<&SignedResume>,
+        staged: Option<&Staged>,
     ) -> Result<ResumeOutcome, StoreError> {
         let (_, stored_program) = self
             .read::<store::Program>(&self.keys.program(name))
             .await?
             .ok_or_else(|| StoreError::NotFound(name.clone()))?;
         if stored_program.resume_approvals <= 1 {
-            let outcome = self
-                .change_state(name, RunState::Running, false, change, signed)
-                .await?;
+            let outcome = match staged {
+                None => {
+                    self.change_state(name, RunState::Running, false, change, signed)
+                        .await?
+                }
+                Some(staged) => {
+                    self.start_rollout(name, &staged.stages, staged.interval, change, signed)
+                        .await?
+                }
+            };
             return Ok(ResumeOutcome::Changed(outcome));
         }
         let state_key = self.keys.state(name);
@@ -851,10 +966,14 @@ impl Store {
                 created_at: Some(killswitch_proto::timestamp(now)),
                 expires_at: Some(killswitch_proto::timestamp(expires_at)),
                 authorization: signed.map(|s| s.authorization.clone()),
+                stages_percent: staged.map(|s| s.stages.clone()).unwrap_or_default(),
+                stage_interval_ms: staged.map_or(0, |s| {
+                    u64::try_from(s.interval.as_millis()).unwrap_or(u64::MAX)
+                }),
             };
             let what = Audited {
                 action: "resume-request",
-                program: name,
+                program: name.as_str(),
                 from: current.state,
                 to: current.state,
                 detail: format!(
@@ -883,7 +1002,7 @@ impl Store {
                         Some(etcd_client::PutOptions::new().with_lease(lease)),
                     )],
                 ));
-            match self.commit(txn, &entry).await {
+            match self.commit(txn, &entry, head.revision).await {
                 Ok(Some(_)) => {
                     return Ok(ResumeOutcome::Requested {
                         state: current,
@@ -954,75 +1073,56 @@ impl Store {
         change: &Change,
         signature: Option<&v1::Signature>,
     ) -> Result<ChangeOutcome, StoreError> {
-        for _ in 0..MAX_ATTEMPTS {
-            let (name, request, request_revision, lease) = self.find_approval(id).await?;
-            if request.requester == change.actor {
-                return Err(StoreError::SelfApproval);
-            }
-            let current = self
-                .get_state(&name)
-                .await?
-                .ok_or_else(|| StoreError::NotFound(name.clone()))?;
-            if current.generation != request.replaces_generation {
-                return Err(StoreError::StaleApproval);
-            }
-            let state_key = self.keys.state(&name);
-            let request_key = self.keys.approval(&name, id);
-            let head = self.audit_head().await?;
-            let now = SystemTime::now();
-            let mut authorization = request.authorization.clone();
-            if let (Some(authorization), Some(signature)) = (authorization.as_mut(), signature) {
-                authorization.signatures.push(signature.clone());
-            }
-            let stored = store::ProgramState {
-                state: v1::RunState::Running as i32,
-                reason: change.reason.clone(),
-                incident_id: change.incident_id.clone(),
-                actor: change.actor.clone(),
-                changed_at: Some(killswitch_proto::timestamp(now)),
-                purge: false,
-                policy: Some(current.policy.to_wire()),
-                authorization,
-            };
-            let what = Audited {
-                action: RunState::Running.action(),
-                program: &name,
-                from: current.state,
-                to: RunState::Running,
-                detail: format!(
-                    "approved by {}, requested by {}",
-                    change.actor, request.requester
-                ),
-            };
-            let entry = audit_entry(&head, now, change, what);
-            let txn = Txn::new()
-                .when([
-                    Compare::mod_revision(
-                        state_key.as_str(),
-                        CompareOp::Equal,
-                        current.generation as i64,
-                    ),
-                    Compare::mod_revision(request_key.as_str(), CompareOp::Equal, request_revision),
-                    Compare::mod_revision(self.keys.audit_head(), CompareOp::Equal, head.revision),
-                ])
-                .and_then(self.audited_puts(
-                    &entry,
-                    vec![
-                        TxnOp::put(state_key.as_str(), stored.encode_to_vec(), None),
-                        TxnOp::delete(request_key.as_str(), None),
-                    ],
-                ));
-            if let Some(generation) = self.commit(txn, &entry).await? {
-                self.forget_lease(lease).await;
-                let state = ProgramState::from_store(name, generation, &stored);
-                return Ok(ChangeOutcome {
-                    state,
-                    changed: true,
-                });
-            }
-            tracing::debug!(program = %name, "lost a race with a concurrent change; retrying");
+        let (name, request, request_revision, lease) = self.find_approval(id).await?;
+        if request.requester == change.actor {
+            return Err(StoreError::SelfApproval);
         }
-        Err(StoreError::Contention)
+        let request_key = self.keys.approval(&name, id);
+        let mut authorization = request.authorization.clone();
+        if let (Some(authorization), Some(signature)) = (authorization.as_mut(), signature) {
+            authorization.signatures.push(signature.clone());
+        }
+        let detail = format!(
+            "approved by {}, requested by {}",
+            change.actor, request.requester
+        );
+        let outcome = self
+            .edit_state(&name, change, |current, stored| {
+                if current.generation != request.replaces_generation {
+                    return Err(StoreError::StaleApproval);
+                }
+                let signed = authorization.clone().map(|authorization| SignedResume {
+                    authorization,
+                    replaces: current.generation,
+                });
+                let mut edit = if request.stages_percent.is_empty() {
+                    let new = store::ProgramState {
+                        authorization: signed.map(|s| s.authorization),
+                        ..whole(stored, RunState::Running)
+                    };
+                    Edit::new(new, RunState::Running.action(), String::new())
+                } else {
+                    let interval = Duration::from_millis(request.stage_interval_ms);
+                    let stages = &request.stages_percent;
+                    rollout_edit(current, stored, stages, interval, signed.as_ref())?
+                        .ok_or_else(|| StoreError::StaleApproval)?
+                };
+                edit.detail = if edit.detail.is_empty() {
+                    detail.clone()
+                } else {
+                    format!("{}; {detail}", edit.detail)
+                };
+                edit.compares.push(Compare::mod_revision(
+                    request_key.as_str(),
+                    CompareOp::Equal,
+                    request_revision,
+                ));
+                edit.ops.push(TxnOp::delete(request_key.as_str(), None));
+                Ok(Some(edit))
+            })
+            .await?;
+        self.forget_lease(lease).await;
+        Ok(outcome)
     }
 
     /// Revokes a lease nothing needs any more; on failure it simply expires.
@@ -1264,7 +1364,8 @@ impl Store {
 /// What an audit entry records beyond who and why.
 struct Audited<'a> {
     action: &'a str,
-    program: &'a ProgramName,
+    /// The program's name, or `*` for every program (stop-all).
+    program: &'a str,
     from: RunState,
     to: RunState,
     detail: String,
@@ -1282,7 +1383,7 @@ fn audit_entry(
         at: Some(killswitch_proto::timestamp(at)),
         actor: change.actor.clone(),
         action: what.action.to_owned(),
-        program: what.program.to_string(),
+        program: what.program.to_owned(),
         from: what.from.to_wire() as i32,
         to: what.to.to_wire() as i32,
         reason: change.reason.clone(),
@@ -1321,4 +1422,44 @@ fn txn_revision(response: &etcd_client::TxnResponse) -> Generation {
 #[must_use]
 pub fn revision(value: i64) -> Generation {
     u64::try_from(value).unwrap_or(0)
+}
+
+/// The edit that starts a staged resume of a PAUSED program; `None` when it is already
+/// RUNNING for everyone.
+fn rollout_edit(
+    current: &ProgramState,
+    stored: &store::ProgramState,
+    stages: &[u32],
+    interval: Duration,
+    signed: Option<&SignedResume>,
+) -> Result<Option<Edit>, StoreError> {
+    let stages = crate::targeting::stages(stages)?;
+    if current.state == RunState::Running && current.targeting.rules.is_empty() {
+        return Ok(None);
+    }
+    if signed.is_some_and(|s| s.replaces != current.generation) {
+        return Err(StoreError::StaleStatement);
+    }
+    let rollout = crate::targeting::Rollout {
+        stages,
+        stage: 0,
+        interval,
+        stage_started_at: Some(SystemTime::now()),
+    };
+    let detail = format!(
+        "staged: {} every {}",
+        rollout
+            .stages
+            .iter()
+            .map(|p| format!("{p}%"))
+            .collect::<Vec<_>>()
+            .join(","),
+        humantime::format_duration(interval)
+    );
+    let new = store::ProgramState {
+        rollout: Some(rollout.to_wire()),
+        authorization: signed.map(|s| s.authorization.clone()),
+        ..whole(stored, RunState::Paused)
+    };
+    Ok(Some(Edit::new(new, "resume", detail)))
 }

@@ -1,0 +1,556 @@
+//! Changes to which collectors a state applies to: scoped pauses and resumes, drills,
+//! staged resumes and the emergency stop-all (see [`crate::targeting`]).
+//!
+//! Every change to a program's state goes through [`Store::edit_state`]: it reads the
+//! state and the stop-all flag, lets the caller decide the new state, and commits it with
+//! its audit entry in one transaction that also compares the flag, so no state is ever
+//! written without the stop-all mark while a stop-all is active.
+
+use std::time::{Duration, SystemTime};
+
+use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
+use killswitch_proto::prost::Message;
+use killswitch_proto::v1::{self, store};
+
+use super::{
+    Audited, Change, ChangeOutcome, MAX_ATTEMPTS, SignedResume, Store, StoreError, audit_entry,
+    decode, revision,
+};
+use crate::domain::{InvalidInput, ProgramName, ProgramState, RunState};
+use crate::selector::Selector;
+use crate::targeting::{self, MAX_RULES, Rollout, Rule, StopAll};
+
+/// Most programs one stop-all covers: it is one etcd transaction, and etcd allows 128
+/// operations in one (`--max-txn-ops`).
+pub const MAX_STOP_ALL_PROGRAMS: usize = 120;
+
+/// How long a request to clear the stop-all waits for a second admin.
+const CLEAR_REQUEST_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// The new state a change decided on.
+pub(crate) struct Edit {
+    /// The new stored state; actor, reason, time and the stop-all mark are filled in.
+    pub(crate) stored: store::ProgramState,
+    /// The audit action.
+    pub(crate) action: &'static str,
+    /// The audit detail.
+    pub(crate) detail: String,
+    /// Further comparisons and operations of the same transaction.
+    pub(crate) compares: Vec<Compare>,
+    pub(crate) ops: Vec<TxnOp>,
+}
+
+impl Edit {
+    pub(crate) fn new(stored: store::ProgramState, action: &'static str, detail: String) -> Self {
+        Self {
+            stored,
+            action,
+            detail,
+            compares: Vec::new(),
+            ops: Vec::new(),
+        }
+    }
+}
+
+/// A whole-program state: the base state alone, every rule, staged resume and scope gone.
+pub(crate) fn whole(current: &store::ProgramState, target: RunState) -> store::ProgramState {
+    store::ProgramState {
+        state: target.to_wire() as i32,
+        policy: current.policy,
+        stop_all: current.stop_all.clone(),
+        ..store::ProgramState::default()
+    }
+}
+
+/// The stop-all flag as stored, with its key's mod_revision (0 when never set).
+struct Global {
+    revision: i64,
+    value: v1::StopAll,
+}
+
+impl Store {
+    async fn global(&self) -> Result<Global, StoreError> {
+        let (revision, value) = self.read_global().await?;
+        Ok(Global { revision, value })
+    }
+
+    /// The stop-all flag and its key's mod_revision (0 and an inactive flag when unset).
+    pub(crate) async fn read_global(&self) -> Result<(i64, v1::StopAll), StoreError> {
+        Ok(self
+            .read::<v1::StopAll>(&self.keys.global())
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// The stop-all flag, with the generation that last changed it.
+    pub async fn get_stop_all(&self) -> Result<v1::StopAll, StoreError> {
+        let global = self.global().await?;
+        Ok(v1::StopAll {
+            generation: revision(global.revision),
+            ..global.value
+        })
+    }
+
+    /// Reads a program's state and the stop-all flag, asks `edit` for the new state
+    /// (`None`: nothing to change) and commits it with its audit entry. A lost race reads
+    /// again, at most [`MAX_ATTEMPTS`] times.
+    pub(crate) async fn edit_state<F>(
+        &self,
+        name: &ProgramName,
+        change: &Change,
+        mut edit: F,
+    ) -> Result<ChangeOutcome, StoreError>
+    where
+        F: FnMut(&ProgramState, &store::ProgramState) -> Result<Option<Edit>, StoreError>,
+    {
+        let state_key = self.keys.state(name);
+        for _ in 0..MAX_ATTEMPTS {
+            let (at, stored) = self
+                .read::<store::ProgramState>(&state_key)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(name.clone()))?;
+            let current = ProgramState::from_store(name.clone(), revision(at), &stored);
+            let Some(mut edit) = edit(&current, &stored)? else {
+                return Ok(ChangeOutcome {
+                    state: current,
+                    changed: false,
+                });
+            };
+            let global = self.global().await?;
+            let head = self.audit_head().await?;
+            let now = SystemTime::now();
+            let new = &mut edit.stored;
+            new.reason.clone_from(&change.reason);
+            new.incident_id.clone_from(&change.incident_id);
+            new.actor.clone_from(&change.actor);
+            new.changed_at = Some(killswitch_proto::timestamp(now));
+            new.stop_all = global.value.active.then(|| global.value.clone());
+            let to = RunState::from_wire(new.state);
+            let entry = audit_entry(
+                &head,
+                now,
+                change,
+                Audited {
+                    action: edit.action,
+                    program: name.as_str(),
+                    from: current.state,
+                    to,
+                    detail: std::mem::take(&mut edit.detail),
+                },
+            );
+            let mut compares = vec![
+                Compare::mod_revision(state_key.as_str(), CompareOp::Equal, at),
+                Compare::mod_revision(self.keys.audit_head(), CompareOp::Equal, head.revision),
+                Compare::mod_revision(self.keys.global(), CompareOp::Equal, global.revision),
+            ];
+            compares.append(&mut edit.compares);
+            let mut ops = vec![TxnOp::put(
+                state_key.as_str(),
+                edit.stored.encode_to_vec(),
+                None,
+            )];
+            ops.append(&mut edit.ops);
+            let txn = Txn::new()
+                .when(compares)
+                .and_then(self.audited_puts(&entry, ops));
+            if let Some(generation) = self.commit(txn, &entry, head.revision).await? {
+                return Ok(ChangeOutcome {
+                    state: ProgramState::from_store(name.clone(), generation, &edit.stored),
+                    changed: true,
+                });
+            }
+            tracing::debug!(program = %name, "lost a race with a concurrent change; retrying");
+        }
+        Err(StoreError::Contention)
+    }
+
+    /// Pauses or resumes only the collectors `selector` matches: a rule appended to the
+    /// program's state. The same rule as the last one changes nothing.
+    pub async fn set_scoped(
+        &self,
+        name: &ProgramName,
+        target: RunState,
+        selector: &Selector,
+        change: &Change,
+        signed: Option<&SignedResume>,
+    ) -> Result<ChangeOutcome, StoreError> {
+        self.edit_state(name, change, |current, stored| {
+            if signed.is_some_and(|s| s.replaces != current.generation) {
+                return Err(StoreError::StaleStatement);
+            }
+            let last = current.targeting.rules.last();
+            if last.is_some_and(|r| r.state == target && r.selector.as_ref() == Some(selector))
+                && current.targeting.scope.as_ref() == Some(selector)
+            {
+                return Ok(None);
+            }
+            add_rule(current, stored, target, selector, false, change).map(|mut new| {
+                if let Some(signed) = signed {
+                    new.authorization = Some(signed.authorization.clone());
+                }
+                Some(Edit::new(
+                    new,
+                    target.action(),
+                    format!("selector: {selector}"),
+                ))
+            })
+        })
+        .await
+    }
+
+    /// Starts a drill: pauses the collectors `selector` matches with a drill rule.
+    pub async fn start_drill(
+        &self,
+        name: &ProgramName,
+        selector: &Selector,
+        change: &Change,
+    ) -> Result<ChangeOutcome, StoreError> {
+        self.edit_state(name, change, |current, stored| {
+            if current
+                .targeting
+                .rules
+                .iter()
+                .any(|r| r.drill && r.selector.as_ref() == Some(selector))
+            {
+                return Err(StoreError::Invalid(InvalidInput::Conflict(format!(
+                    "a drill of {selector} is already running on {name}: end it with \
+                     `killswitch drill {name} --selector '{selector}' --end`"
+                ))));
+            }
+            add_rule(current, stored, RunState::Paused, selector, true, change).map(|new| {
+                Some(Edit::new(
+                    new,
+                    "drill-start",
+                    format!("selector: {selector}"),
+                ))
+            })
+        })
+        .await
+    }
+
+    /// Ends a drill: removes its rule, so its collectors return to their state before it.
+    pub async fn end_drill(
+        &self,
+        name: &ProgramName,
+        selector: &Selector,
+        change: &Change,
+    ) -> Result<ChangeOutcome, StoreError> {
+        self.edit_state(name, change, |current, stored| {
+            let keep: Vec<v1::Rule> = stored
+                .rules
+                .iter()
+                .zip(&current.targeting.rules)
+                .filter(|(_, rule)| !(rule.drill && rule.selector.as_ref() == Some(selector)))
+                .map(|(wire, _)| wire.clone())
+                .collect();
+            if keep.len() == stored.rules.len() {
+                return Err(StoreError::Invalid(InvalidInput::Conflict(format!(
+                    "no drill of {selector} is running on {name}"
+                ))));
+            }
+            let new = store::ProgramState {
+                rules: keep,
+                scope: selector.to_string(),
+                ..stored.clone()
+            };
+            Ok(Some(Edit::new(
+                new,
+                "drill-end",
+                format!("selector: {selector}"),
+            )))
+        })
+        .await
+    }
+
+    /// Returns a staged resume to PAUSED for every collector.
+    pub async fn abort_rollout(
+        &self,
+        name: &ProgramName,
+        change: &Change,
+        why: &str,
+    ) -> Result<ChangeOutcome, StoreError> {
+        self.edit_state(name, change, |current, stored| {
+            let Some(rollout) = &current.targeting.rollout else {
+                return Err(StoreError::Invalid(InvalidInput::Conflict(format!(
+                    "{name} has no staged resume in progress"
+                ))));
+            };
+            Ok(Some(Edit::new(
+                whole(stored, RunState::Paused),
+                "rollout-abort",
+                format!(
+                    "at stage {} ({}%): {why}",
+                    rollout.stage + 1,
+                    rollout.percent()
+                ),
+            )))
+        })
+        .await
+    }
+
+    /// Moves a staged resume on from the stage it was at in `generation`: to the next
+    /// stage, or, after the last, to RUNNING for everyone. Changes nothing if the state
+    /// moved on since (another replica advanced it, or an operator changed it).
+    pub async fn advance_rollout(
+        &self,
+        name: &ProgramName,
+        generation: u64,
+        change: &Change,
+    ) -> Result<ChangeOutcome, StoreError> {
+        self.edit_state(name, change, |current, stored| {
+            let Some(rollout) = &current.targeting.rollout else {
+                return Ok(None);
+            };
+            if current.generation != generation {
+                return Ok(None);
+            }
+            if rollout.is_last_stage() {
+                let new = store::ProgramState {
+                    authorization: stored.authorization.clone(),
+                    ..whole(stored, RunState::Running)
+                };
+                return Ok(Some(Edit::new(
+                    new,
+                    "rollout-complete",
+                    "every stage acknowledged".to_owned(),
+                )));
+            }
+            let next = Rollout {
+                stage: rollout.stage + 1,
+                stage_started_at: Some(SystemTime::now()),
+                ..rollout.clone()
+            };
+            let detail = format!(
+                "stage {} of {}: {}%",
+                next.stage + 1,
+                next.stages.len(),
+                next.percent()
+            );
+            let new = store::ProgramState {
+                rollout: Some(next.to_wire()),
+                ..stored.clone()
+            };
+            Ok(Some(Edit::new(new, "rollout-advance", detail)))
+        })
+        .await
+    }
+
+    /// Every program's state with a staged resume in progress.
+    pub async fn list_rollouts(&self) -> Result<Vec<ProgramState>, StoreError> {
+        Ok(self
+            .list_states()
+            .await?
+            .states
+            .into_iter()
+            .filter(|s| s.targeting.rollout.is_some())
+            .collect())
+    }
+
+    /// Sets the emergency stop-all: the flag and a mark on every program's state, so every
+    /// collector of every program pauses, in one audited transaction.
+    pub async fn stop_all(&self, change: &Change) -> Result<(v1::StopAll, bool), StoreError> {
+        let flag = StopAll {
+            reason: change.reason.clone(),
+            incident_id: change.incident_id.clone(),
+            actor: change.actor.clone(),
+            at: Some(SystemTime::now()),
+        };
+        self.set_global(change, Some(flag), "stop-all").await
+    }
+
+    /// Clears the stop-all: every program returns to its own state. When `needs_two`, the
+    /// first admin's call stores a request (its id is returned) and a second admin's call
+    /// with `approve` set to that id clears it.
+    pub async fn clear_stop_all(
+        &self,
+        change: &Change,
+        needs_two: bool,
+        approve: Option<&str>,
+    ) -> Result<(v1::StopAll, bool), StoreError> {
+        if !needs_two {
+            return self.set_global(change, None, "stop-all-clear").await;
+        }
+        let global = self.global().await?;
+        if !global.value.active {
+            return Ok((global.value, false));
+        }
+        match approve {
+            None => self.request_clear(change, global).await,
+            Some(id) => {
+                if global.value.clear_request_id != id {
+                    return Err(StoreError::NoApprovalRequest(id.to_owned()));
+                }
+                let expired = global
+                    .value
+                    .clear_request_expires_at
+                    .and_then(|t| SystemTime::try_from(t).ok())
+                    .is_none_or(|t| t < SystemTime::now());
+                if expired {
+                    return Err(StoreError::NoApprovalRequest(id.to_owned()));
+                }
+                if global.value.clear_requested_by == change.actor {
+                    return Err(StoreError::SelfApproval);
+                }
+                self.set_global(change, None, "stop-all-clear").await
+            }
+        }
+    }
+
+    async fn request_clear(
+        &self,
+        change: &Change,
+        global: Global,
+    ) -> Result<(v1::StopAll, bool), StoreError> {
+        let head = self.audit_head().await?;
+        let now = SystemTime::now();
+        let id = format!("{:08x}", fastrand::u32(..));
+        let value = v1::StopAll {
+            clear_request_id: id.clone(),
+            clear_requested_by: change.actor.clone(),
+            clear_request_expires_at: Some(killswitch_proto::timestamp(now + CLEAR_REQUEST_TTL)),
+            ..global.value
+        };
+        let entry = audit_entry(
+            &head,
+            now,
+            change,
+            Audited {
+                action: "stop-all-clear-request",
+                program: "*",
+                from: RunState::Paused,
+                to: RunState::Paused,
+                detail: format!("request {id}, needs a second admin"),
+            },
+        );
+        let txn = Txn::new()
+            .when([
+                Compare::mod_revision(self.keys.global(), CompareOp::Equal, global.revision),
+                Compare::mod_revision(self.keys.audit_head(), CompareOp::Equal, head.revision),
+            ])
+            .and_then(self.audited_puts(
+                &entry,
+                vec![TxnOp::put(self.keys.global(), value.encode_to_vec(), None)],
+            ));
+        match self.commit(txn, &entry, head.revision).await? {
+            Some(_) => Ok((value, false)),
+            None => Err(StoreError::Contention),
+        }
+    }
+
+    /// Writes the flag (`Some`: active) and re-marks every program's state in one audited
+    /// transaction; the same flag again changes nothing.
+    async fn set_global(
+        &self,
+        change: &Change,
+        flag: Option<StopAll>,
+        action: &'static str,
+    ) -> Result<(v1::StopAll, bool), StoreError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let global = self.global().await?;
+            if global.value.active == flag.is_some() {
+                return Ok((global.value, false));
+            }
+            let prefix = self.keys.states();
+            let states = self
+                .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
+                .await?;
+            if states.kvs().len() > MAX_STOP_ALL_PROGRAMS {
+                return Err(StoreError::Invalid(InvalidInput::Conflict(format!(
+                    "stop-all covers at most {MAX_STOP_ALL_PROGRAMS} programs in one etcd \
+                     transaction and there are {}: pause the programs one by one",
+                    states.kvs().len()
+                ))));
+            }
+            let value = flag
+                .as_ref()
+                .map_or_else(v1::StopAll::default, StopAll::to_wire);
+            let mut compares = vec![Compare::mod_revision(
+                self.keys.global(),
+                CompareOp::Equal,
+                global.revision,
+            )];
+            let mut ops = vec![TxnOp::put(self.keys.global(), value.encode_to_vec(), None)];
+            for kv in states.kvs() {
+                let key = String::from_utf8_lossy(kv.key()).into_owned();
+                let mut stored: store::ProgramState = decode(&key, kv.value())?;
+                stored.stop_all = flag.as_ref().map(StopAll::to_wire);
+                compares.push(Compare::mod_revision(
+                    key.as_str(),
+                    CompareOp::Equal,
+                    kv.mod_revision(),
+                ));
+                ops.push(TxnOp::put(key.as_str(), stored.encode_to_vec(), None));
+            }
+            let head = self.audit_head().await?;
+            compares.push(Compare::mod_revision(
+                self.keys.audit_head(),
+                CompareOp::Equal,
+                head.revision,
+            ));
+            let (from, to) = if flag.is_some() {
+                (RunState::Running, RunState::Paused)
+            } else {
+                (RunState::Paused, RunState::Running)
+            };
+            let entry = audit_entry(
+                &head,
+                SystemTime::now(),
+                change,
+                Audited {
+                    action,
+                    program: "*",
+                    from,
+                    to,
+                    detail: format!("{} programs", states.kvs().len()),
+                },
+            );
+            let txn = Txn::new()
+                .when(compares)
+                .and_then(self.audited_puts(&entry, ops));
+            if let Some(generation) = self.commit(txn, &entry, head.revision).await? {
+                return Ok((
+                    v1::StopAll {
+                        generation,
+                        ..value
+                    },
+                    true,
+                ));
+            }
+            tracing::debug!("stop-all lost a race with a concurrent change; retrying");
+        }
+        Err(StoreError::Contention)
+    }
+}
+
+/// The state with one more rule (bounded by [`MAX_RULES`]) and `selector` as its scope.
+fn add_rule(
+    current: &ProgramState,
+    stored: &store::ProgramState,
+    target: RunState,
+    selector: &Selector,
+    drill: bool,
+    change: &Change,
+) -> Result<store::ProgramState, StoreError> {
+    if current.targeting.rules.len() >= MAX_RULES {
+        return Err(StoreError::Invalid(InvalidInput::Conflict(format!(
+            "{} already has {MAX_RULES} scoped rules: pause or resume the whole program to \
+             start again from one state",
+            current.program
+        ))));
+    }
+    let rule = Rule {
+        selector: Some(selector.clone()),
+        state: target,
+        actor: change.actor.clone(),
+        reason: change.reason.clone(),
+        at: Some(SystemTime::now()),
+        drill,
+    };
+    let mut new = stored.clone();
+    let mut targeting = targeting::Targeting::from_store(stored);
+    targeting.rules.push(rule);
+    targeting.scope = Some(selector.clone());
+    targeting.store_into(&mut new);
+    new.purge = false;
+    Ok(new)
+}
