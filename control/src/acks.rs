@@ -532,7 +532,9 @@ mod tests {
             "old session's disconnect ignored"
         );
         book.disconnect(2, &id("c1"), &[demo()]);
-        let summary = book.summary(&demo(), None, None).expect("recently disconnected");
+        let summary = book
+            .summary(&demo(), None, None)
+            .expect("recently disconnected");
         assert_eq!((summary.connected, summary.disconnected_count), (0, 1));
         connect(&book, 3, "c1");
         let summary = book.summary(&demo(), None, None).expect("followed");
@@ -548,7 +550,13 @@ mod tests {
         let book = AckBook::new();
         connect(&book, 1, "c1");
         book.ack(1, &id("c1"), &demo(), ack(9, "", SystemTime::now()), None);
-        book.ack(1, &id("c1"), &demo(), ack(4, "late", SystemTime::now()), None);
+        book.ack(
+            1,
+            &id("c1"),
+            &demo(),
+            ack(4, "late", SystemTime::now()),
+            None,
+        );
         let listed = book.collectors(&demo(), 9, Filter::All, "r");
         assert_eq!((listed[0].generation, listed[0].error.as_str()), (9, ""));
     }
@@ -560,7 +568,13 @@ mod tests {
         connect(&book, 2, "c2");
         connect(&book, 3, "c3");
         book.ack(2, &id("c2"), &demo(), ack(3, "", SystemTime::now()), None);
-        book.ack(3, &id("c3"), &demo(), ack(3, "boom", SystemTime::now()), None);
+        book.ack(
+            3,
+            &id("c3"),
+            &demo(),
+            ack(3, "boom", SystemTime::now()),
+            None,
+        );
         let ids = |filter| -> Vec<String> {
             book.collectors(&demo(), 3, filter, "r")
                 .into_iter()
@@ -598,7 +612,13 @@ mod tests {
         book.ack(1, &id("c1"), &demo(), ack(7, "", applied), current);
         book.ack(1, &id("c1"), &demo(), ack(7, "", applied), current);
         book.ack(2, &id("c2"), &demo(), ack(6, "", applied), current);
-        book.ack(2, &id("c2"), &demo(), ack(7, "hook failed", applied), current);
+        book.ack(
+            2,
+            &id("c2"),
+            &demo(),
+            ack(7, "hook failed", applied),
+            current,
+        );
         let mut purged = ack(7, "", applied);
         purged.purged = true;
         book.ack(9, &id("c9"), &demo(), purged, current);

@@ -187,6 +187,19 @@ impl Admin {
             }
         };
         if let Some(selector) = &selector {
+            let program = self
+                .store
+                .get_program(&name)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(name.clone()))?;
+            if program.0.resume_approvals >= 2 {
+                return Err(InvalidInput::Conflict(format!(
+                    "{name} needs two operators to resume, and scoped resumes cannot be \
+                     approved: resume the whole program (a second operator approves it), or \
+                     pause the rest with --selector first"
+                ))
+                .into());
+            }
             let outcome = self
                 .store
                 .set_scoped(&name, RunState::Running, selector, &change, signed.as_ref())
@@ -232,6 +245,16 @@ impl Admin {
                 })
             }
         }
+    }
+}
+
+/// The next message of the summaries' watch, or never while there is none.
+async fn next_summary(
+    stream: Option<&mut etcd_client::WatchStream>,
+) -> Result<Option<etcd_client::WatchResponse>, etcd_client::Error> {
+    match stream {
+        Some(stream) => stream.message().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -753,13 +776,10 @@ impl Admin {
             return;
         }
         let mut state = self.cache.subscribe(&name);
-        let mut summaries = match self.store.watch_summaries(&name).await {
-            Ok(stream) => stream,
-            Err(error) => {
-                let _ = tx.send(Err(ApiError::from(error).into())).await;
-                return;
-            }
-        };
+        // The acknowledgement summaries' watch; `None` while etcd is away (an election, a
+        // dead member), re-established on the next refresh. A brief etcd outage must not
+        // end a responder's `--wait`.
+        let mut summaries = self.store.watch_summaries(&name).await.ok();
         // Summaries that vanish with an expired lease are watch events too; the periodic
         // refresh is a safety net that also keeps quiet streams alive.
         let mut refresh = tokio::time::interval(STATUS_REFRESH);
@@ -768,12 +788,15 @@ impl Admin {
                 () = self.drain.cancelled() => return,
                 () = tx.closed() => return,
                 changed = state.changed() => if changed.is_err() { return },
-                message = summaries.message() => if !matches!(message, Ok(Some(_))) {
-                    let lost = Status::unavailable("lost the etcd watch of acknowledgements; run the command again");
-                    let _ = tx.send(Err(lost)).await;
-                    return;
+                message = next_summary(summaries.as_mut()) => if !matches!(message, Ok(Some(_))) {
+                    tracing::debug!(program = %name, "acknowledgement watch broke; following by refresh");
+                    summaries = None;
                 },
-                _ = refresh.tick() => {}
+                _ = refresh.tick() => {
+                    if summaries.is_none() {
+                        summaries = self.store.watch_summaries(&name).await.ok();
+                    }
+                }
             }
             tokio::select! {
                 () = self.drain.cancelled() => return,
@@ -786,6 +809,9 @@ impl Admin {
                     if tx.send(Ok(status)).await.is_err() {
                         return;
                     }
+                }
+                Err(ApiError::Store(error)) if error.is_unavailable() => {
+                    tracing::debug!(program = %name, %error, "status refresh failed; retrying");
                 }
                 Err(error) => {
                     let _ = tx.send(Err(error.into())).await;

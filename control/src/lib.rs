@@ -43,8 +43,8 @@ pub mod server;
 pub mod session;
 pub mod signing;
 pub mod status;
-pub mod targeting;
 pub mod store;
+pub mod targeting;
 #[cfg(feature = "testing")]
 pub mod testing;
 

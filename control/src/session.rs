@@ -161,7 +161,10 @@ impl Sessions {
     }
 }
 
-type Outbound = mpsc::Sender<Result<ControlMessage, Status>>;
+/// A session's queue towards its collector. Messages are boxed: a channel allocates its
+/// slots in blocks of 32, and an unboxed `ControlMessage` would make that block several
+/// KiB per idle session.
+type Outbound = mpsc::Sender<Result<Box<ControlMessage>, Box<Status>>>;
 
 #[tonic::async_trait]
 impl CollectorService for Sessions {
@@ -203,7 +206,9 @@ impl CollectorService for Sessions {
                 collector = tracing::field::Empty
             )),
         );
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            ReceiverStream::new(rx).map(|message| message.map(|m| *m).map_err(|s| *s)),
+        )))
     }
 }
 
@@ -317,7 +322,7 @@ impl Sessions {
             }
             Err(status) => {
                 tracing::info!(error = %status.message(), "rejected session");
-                let _ = tx.send(Err(status)).await;
+                let _ = tx.send(Err(Box::new(status))).await;
                 return;
             }
         };
@@ -326,7 +331,7 @@ impl Sessions {
             let status = Status::unavailable(
                 "this replica has lost etcd and cannot vouch for program state; try another replica",
             );
-            let _ = tx.send(Err(status)).await;
+            let _ = tx.send(Err(Box::new(status))).await;
             return;
         }
         tracing::info!(collector = %hello.collector, programs = ?hello.programs, labels = ?hello.labels, "collector connected");
@@ -499,7 +504,9 @@ impl Sessions {
 }
 
 async fn send(tx: &Outbound, msg: control_message::Msg) -> bool {
-    tx.send(Ok(ControlMessage { msg: Some(msg) })).await.is_ok()
+    tx.send(Ok(Box::new(ControlMessage { msg: Some(msg) })))
+        .await
+        .is_ok()
 }
 
 fn millis(duration: Duration) -> u64 {

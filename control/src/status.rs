@@ -35,7 +35,14 @@ pub fn aggregate(
     let mut latency = Histogram::default();
     let mut last_ack: Option<SystemTime> = None;
 
+    // A summary from before the current generation counted the previous change's scope:
+    // when the scope is narrower than "everyone", its counts would mislead until the
+    // replica reports again (it is listed in `replicas_behind` meanwhile).
+    let scoped = state.targeting.scope.is_some() || state.targeting.rollout.is_some();
     for ReplicaSummary { replica, summary } in summaries {
+        if scoped && summary.generation < current {
+            continue;
+        }
         counts.connected = counts.connected.saturating_add(summary.connected);
         for generation in summary
             .generations

@@ -18,7 +18,8 @@ use crate::sink::Sink;
 use crate::exit::EXIT_CODES_HELP;
 use crate::input::{
     Actor, BearerToken, CollectorFilter, EndpointUrl, Grace, LostContact, MAX_AUDIT_LIMIT,
-    ProgramName, Reason, Since, parse_request_id, parse_timeout, parse_ttl, parse_wait,
+    ProgramName, Reason, SelectorArg, Since, Stages, parse_interval, parse_request_id,
+    parse_timeout, parse_ttl, parse_wait,
 };
 use crate::output::OutputFormat;
 use crate::view::PolicyView;
@@ -124,13 +125,25 @@ pub enum Command {
     #[command(subcommand)]
     Program(ProgramCommand),
 
-    /// Stop a program from collecting, fleet-wide
-    #[command(after_help = WAIT_HELP)]
+    /// Stop a program from collecting, fleet-wide or on the collectors a selector matches
+    #[command(after_help = format!("{SELECTOR_HELP}\n\n{WAIT_HELP}"))]
     Pause(PauseArgs),
 
     /// Let a paused program collect again (or request it, when it needs two operators)
-    #[command(after_help = format!("{APPROVAL_HELP}\n\n{WAIT_HELP}"))]
+    #[command(after_help = format!("{SELECTOR_HELP}\n\n{STAGES_HELP}\n\n{APPROVAL_HELP}\n\n{WAIT_HELP}"))]
     Resume(ResumeArgs),
+
+    /// Act on a staged resume in progress
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
+
+    /// Emergency stop of every program for every collector, or clear it (admins only)
+    #[command(after_help = STOP_ALL_HELP)]
+    StopAll(StopAllArgs),
+
+    /// Rehearse a pause: pause the selected collectors, check they all confirm, restore
+    #[command(after_help = DRILL_HELP)]
+    Drill(DrillArgs),
 
     /// Approve another operator's resume request: the program resumes
     #[command(after_help = WAIT_HELP)]
@@ -299,6 +312,47 @@ generation (exit 0). It fails with exit 1 when nothing is pending but some colle
 hooks failed, or when a newer change supersedes it, and with exit 3 when DURATION passes
 first; the stragglers are then listed. Progress goes to stderr, the result to stdout.";
 
+/// After `pause --help` and `resume --help`: what a selector does.
+const SELECTOR_HELP: &str = "\
+With --selector, only the collectors whose labels match change (e.g. 'region=emea',
+'region in (emea,apac),version!=2'); the others keep their state. The last matching
+scoped change wins; a pause or resume without --selector applies to every collector and
+clears every scoped change. status and --wait then count only the selected collectors.
+A selector that does not parse is refused (exit 2) with the column of the problem.";
+
+/// After `resume --help`: staged resumes.
+const STAGES_HELP: &str = "\
+With --stages (e.g. 1%,10%,50%,100%), the resume reaches the collectors in stages, by a
+stable hash of their id. The control plane starts the next stage once every collector of
+the current one acknowledged without error and --interval has passed; an errored
+acknowledgement aborts the resume (PAUSED for everyone). With --wait, the command
+follows every stage: exit 0 once RUNNING is acknowledged everywhere, 1 if it was
+aborted, 3 on timeout. `killswitch rollout abort NAME` stops it.";
+
+/// After `stop-all --help`.
+const STOP_ALL_HELP: &str = "\
+stop-all pauses every program for every collector at once, whatever their state or
+scoped changes, until it is cleared; programs keep their own state underneath. Clearing
+returns each program to it. When any program needs two operators to resume, clearing
+needs two admins: the first `stop-all --clear` prints a request id, and a second admin
+runs `stop-all --clear --approve ID --reason TEXT`.
+
+With --wait, every program is followed until all its connected collectors acknowledged
+(exit 3 on timeout, naming the programs that did not get there).";
+
+/// After `drill --help`.
+const DRILL_HELP: &str = "\
+A drill pauses the collectors --selector matches (audited as drill-start), waits until
+every one of them acknowledged, ends the drill (drill-end: they return to the state they
+had before) and waits again. It reports how many collectors took part and the time to
+safe: from the drill's commit to the last collector's acknowledgement, by the control
+plane's ack times (collectors' clocks), and as the CLI observed it.
+
+Exit 0 when every selected collector confirmed both; 1 when none matched, a hook failed
+or the drill could not be ended; 3 when --wait passed first (the drill is still ended,
+and the stragglers listed). Ctrl-C ends the drill before exiting. `drill NAME --selector
+SEL --end --reason TEXT` ends a drill left running.";
+
 /// After `resume --help`: two-person resumes.
 const APPROVAL_HELP: &str = "\
 A program created or set with --resume-approvals 2 does not resume on one operator's word:
@@ -445,9 +499,14 @@ pub struct PauseArgs {
     #[arg(long = "incident", value_name = "ID")]
     pub incident_id: Option<String>,
 
-    /// Also ask collectors to delete buffered data not yet uploaded
-    #[arg(long)]
+    /// Also ask collectors to delete buffered data not yet uploaded (whole-program pauses
+    /// only)
+    #[arg(long, conflicts_with = "selector")]
     pub purge: bool,
+
+    /// Pause only the collectors whose labels match, e.g. 'region=emea'
+    #[arg(long, value_name = "SELECTOR", value_parser = SelectorArg::parse)]
+    pub selector: Option<SelectorArg>,
 
     /// Wait up to DURATION (e.g. 30s) for every connected collector to acknowledge
     #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
@@ -470,9 +529,28 @@ pub struct ResumeArgs {
     pub incident_id: Option<String>,
 
     /// Wait up to DURATION (e.g. 30s) for every connected collector to acknowledge (not
-    /// when the resume waits for approval)
+    /// when the resume waits for approval); with --stages, for the last stage
     #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
     pub wait: Option<Duration>,
+
+    /// Resume only the collectors whose labels match, e.g. 'region=emea'
+    #[arg(long, value_name = "SELECTOR", value_parser = SelectorArg::parse)]
+    pub selector: Option<SelectorArg>,
+
+    /// Resume in stages: growing percentages of the collectors, the last 100%, e.g.
+    /// 1%,10%,50%,100%
+    #[arg(
+        long,
+        value_name = "PERCENTAGES",
+        value_parser = Stages::parse,
+        conflicts_with = "selector"
+    )]
+    pub stages: Option<Stages>,
+
+    /// With --stages: the least time each stage runs before the next one starts (0s to
+    /// 24h) [default: 30s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval, requires = "stages")]
+    pub interval: Option<Duration>,
 
     /// How long a resume request waits for approval, for programs that need two
     /// operators (2s to 24h)
@@ -483,6 +561,105 @@ pub struct ResumeArgs {
     /// when auth.toml gives you a signing_key
     #[arg(long, env = "KILLSWITCH_SIGNING_KEY", value_name = "FILE")]
     pub signing_key: Option<PathBuf>,
+}
+
+impl ResumeArgs {
+    /// The interval between stages when --stages is given without --interval.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+}
+
+/// `killswitch rollout ...`
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// Stop a staged resume: the program returns to PAUSED for every collector
+    #[command(after_help = WAIT_HELP)]
+    Abort(RolloutAbortArgs),
+}
+
+/// `killswitch rollout abort`
+#[derive(Debug, Args)]
+pub struct RolloutAbortArgs {
+    /// Program name
+    #[arg(value_name = "NAME", value_parser = ProgramName::parse)]
+    pub name: ProgramName,
+
+    /// Why, recorded in the audit (at most 1024 bytes)
+    #[arg(long, value_name = "TEXT", value_parser = Reason::parse)]
+    pub reason: Reason,
+
+    /// Incident identifier, recorded with the change
+    #[arg(long = "incident", value_name = "ID")]
+    pub incident_id: Option<String>,
+
+    /// Wait up to DURATION (e.g. 30s) for every connected collector to acknowledge
+    #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
+    pub wait: Option<Duration>,
+}
+
+/// `killswitch stop-all`
+#[derive(Debug, Args)]
+pub struct StopAllArgs {
+    /// Clear the stop-all: every program returns to its own state
+    #[arg(long)]
+    pub clear: bool,
+
+    /// Only show whether a stop-all is active (any operator may)
+    #[arg(
+        long,
+        conflicts_with_all = ["clear", "reason", "incident_id", "approve", "wait"]
+    )]
+    pub show: bool,
+
+    /// Why, recorded in the audit (at most 1024 bytes)
+    #[arg(
+        long,
+        value_name = "TEXT",
+        value_parser = Reason::parse,
+        required_unless_present = "show"
+    )]
+    pub reason: Option<Reason>,
+
+    /// Incident identifier, recorded with the change
+    #[arg(long = "incident", value_name = "ID")]
+    pub incident_id: Option<String>,
+
+    /// With --clear: approve another admin's request to clear (the id it printed)
+    #[arg(long, value_name = "ID", value_parser = parse_request_id, requires = "clear")]
+    pub approve: Option<String>,
+
+    /// Wait up to DURATION (e.g. 30s) for every connected collector of every program to
+    /// acknowledge
+    #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
+    pub wait: Option<Duration>,
+}
+
+/// `killswitch drill`
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// Program name
+    #[arg(value_name = "NAME", value_parser = ProgramName::parse)]
+    pub name: ProgramName,
+
+    /// The collectors the drill pauses, e.g. 'region=emea'
+    #[arg(long, value_name = "SELECTOR", value_parser = SelectorArg::parse)]
+    pub selector: SelectorArg,
+
+    /// Why, recorded in the audit (at most 1024 bytes)
+    #[arg(long, value_name = "TEXT", value_parser = Reason::parse)]
+    pub reason: Reason,
+
+    /// Incident identifier, recorded with the drill
+    #[arg(long = "incident", value_name = "ID")]
+    pub incident_id: Option<String>,
+
+    /// How long to wait for the acknowledgements, once for the drill and once for the
+    /// restore (e.g. 60s)
+    #[arg(long, value_name = "DURATION", value_parser = parse_wait, default_value = "60s")]
+    pub wait: Duration,
+
+    /// Only end a drill of this selector that was left running
+    #[arg(long)]
+    pub end: bool,
 }
 
 /// `killswitch approve`
@@ -832,6 +1009,187 @@ mod tests {
     }
 
     #[test]
+    fn targeting_arguments() {
+        let Command::Pause(args) = parse(&[
+            "pause",
+            "demo",
+            "--selector",
+            "region=emea",
+            "--reason",
+            "x",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("expected pause");
+        };
+        assert_eq!(args.selector.unwrap().as_str(), "region=emea");
+
+        let Command::Resume(args) =
+            parse(&["resume", "demo", "--stages", "1%,10%,100%", "--reason", "x"])
+                .unwrap()
+                .command
+        else {
+            panic!("expected resume");
+        };
+        assert_eq!(args.stages.unwrap().percentages(), [1, 10, 100]);
+        assert_eq!(args.interval, None, "the default is applied when sending");
+        assert_eq!(args.selector, None);
+        let Command::Resume(args) = parse(&[
+            "resume",
+            "demo",
+            "--stages",
+            "50%,100%",
+            "--interval",
+            "2s",
+            "--reason",
+            "x",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("expected resume");
+        };
+        assert_eq!(args.interval, Some(Duration::from_secs(2)));
+
+        let Command::Rollout(RolloutCommand::Abort(args)) =
+            parse(&["rollout", "abort", "demo", "--reason", "x", "--wait", "5s"])
+                .unwrap()
+                .command
+        else {
+            panic!("expected rollout abort");
+        };
+        assert_eq!(
+            (args.name.as_str(), args.wait),
+            ("demo", Some(Duration::from_secs(5)))
+        );
+
+        let stop_all = |flags: &[&str]| {
+            let mut all = vec!["stop-all"];
+            all.extend_from_slice(flags);
+            let Command::StopAll(args) = parse(&all).unwrap().command else {
+                panic!("expected stop-all");
+            };
+            args
+        };
+        let set = stop_all(&["--reason", "leak", "--incident", "INC-9", "--wait", "9s"]);
+        assert!(!set.clear && !set.show);
+        assert_eq!(set.incident_id.as_deref(), Some("INC-9"));
+        let clear = stop_all(&["--clear", "--reason", "ok", "--approve", "0badcafe"]);
+        assert!(clear.clear);
+        assert_eq!(clear.approve.as_deref(), Some("0badcafe"));
+        let show = stop_all(&["--show"]);
+        assert!(show.show && show.reason.is_none());
+
+        let Command::Drill(args) = parse(&[
+            "drill",
+            "demo",
+            "--selector",
+            "region=emea",
+            "--reason",
+            "drill",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("expected drill");
+        };
+        assert_eq!(args.selector.as_str(), "region=emea");
+        assert_eq!((args.wait, args.end), (Duration::from_secs(60), false));
+        let Command::Drill(args) = parse(&[
+            "drill",
+            "demo",
+            "--selector",
+            "a=b",
+            "--reason",
+            "x",
+            "--end",
+            "--wait",
+            "5s",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("expected drill");
+        };
+        assert_eq!((args.wait, args.end), (Duration::from_secs(5), true));
+    }
+
+    #[test]
+    fn targeting_usage_errors() {
+        let cases: &[&[&str]] = &[
+            &["pause", "demo", "--reason", "x", "--selector", ""],
+            &[
+                "pause",
+                "demo",
+                "--reason",
+                "x",
+                "--selector",
+                "a=b",
+                "--purge",
+            ],
+            &["resume", "demo", "--reason", "x", "--selector", " "],
+            &["resume", "demo", "--reason", "x", "--stages", "10%"],
+            &["resume", "demo", "--reason", "x", "--stages", "1.5%,100%"],
+            &["resume", "demo", "--reason", "x", "--interval", "1s"],
+            &[
+                "resume",
+                "demo",
+                "--reason",
+                "x",
+                "--stages",
+                "100%",
+                "--interval",
+                "25h",
+            ],
+            &[
+                "resume",
+                "demo",
+                "--reason",
+                "x",
+                "--stages",
+                "100%",
+                "--selector",
+                "a=b",
+            ],
+            &["rollout", "abort", "demo"],
+            &["rollout", "demo", "--reason", "x"],
+            &["stop-all"],
+            &["stop-all", "--clear"],
+            &["stop-all", "--show", "--reason", "x"],
+            &["stop-all", "--show", "--clear"],
+            &["stop-all", "--reason", "x", "--approve", "0badcafe"],
+            &[
+                "stop-all",
+                "--clear",
+                "--reason",
+                "x",
+                "--approve",
+                "nothex!!",
+            ],
+            &["drill", "demo", "--reason", "x"],
+            &["drill", "demo", "--selector", "a=b"],
+            &["drill", "demo", "--selector", "", "--reason", "x"],
+            &[
+                "drill",
+                "demo",
+                "--selector",
+                "a=b",
+                "--reason",
+                "x",
+                "--wait",
+                "0s",
+            ],
+        ];
+        for args in cases {
+            let err = parse(args).err();
+            let err = err.unwrap_or_else(|| panic!("{args:?} parsed"));
+            assert_eq!(err.exit_code(), 2, "{args:?}: {err}");
+            assert_ne!(err.kind(), ErrorKind::DisplayHelp, "{args:?}");
+        }
+    }
+
+    #[test]
     fn audit_arguments() {
         let Command::Audit(args) = parse(&["audit"]).unwrap().command else {
             panic!("expected audit");
@@ -956,6 +1314,12 @@ mod tests {
             ("program set", "fail closed"),
             ("audit", "the newest N that match"),
             ("audit", "exits 0 when it is"),
+            ("pause", "the column of the problem"),
+            ("resume", "aborts the resume"),
+            ("rollout abort", "exit 3 when DURATION passes"),
+            ("stop-all", "needs two admins"),
+            ("drill", "how many collectors took part"),
+            ("drill", "Ctrl-C ends the drill"),
         ] {
             let mut sub = &mut cli;
             for name in command.split(' ') {

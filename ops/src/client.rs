@@ -20,6 +20,7 @@ use crate::exit::{Error, Exit};
 use crate::input::{Actor, CollectorFilter, EndpointUrl};
 use crate::view::{
     AuditListView, AuditVerdictView, ChangeView, CollectorListView, ProgramView, StatusView,
+    StopAllResultView,
 };
 
 /// The gRPC metadata key carrying who is acting. A control plane run with
@@ -266,6 +267,51 @@ impl Session {
     pub async fn verify_audit(&mut self) -> Result<AuditVerdictView, Error> {
         let response = self.client.verify_audit(v1::VerifyAuditRequest {}).await;
         Ok(self.check(response)?.into())
+    }
+
+    /// `AbortRollout`: a staged resume back to PAUSED for every collector.
+    pub async fn abort_rollout(
+        &mut self,
+        request: v1::AbortRolloutRequest,
+    ) -> Result<ChangeView, Error> {
+        let response = self.client.abort_rollout(request).await;
+        self.check(response)?.try_into()
+    }
+
+    /// `StopAll`.
+    pub async fn stop_all(
+        &mut self,
+        request: v1::StopAllRequest,
+    ) -> Result<StopAllResultView, Error> {
+        let response = self.client.stop_all(request).await;
+        self.check(response)?.try_into()
+    }
+
+    /// `ClearStopAll`.
+    pub async fn clear_stop_all(
+        &mut self,
+        request: v1::ClearStopAllRequest,
+    ) -> Result<StopAllResultView, Error> {
+        let response = self.client.clear_stop_all(request).await;
+        self.check(response)?.try_into()
+    }
+
+    /// `GetStopAll`.
+    pub async fn get_stop_all(&mut self) -> Result<StopAllResultView, Error> {
+        let response = self.client.get_stop_all(v1::GetStopAllRequest {}).await;
+        self.check(response)?.try_into()
+    }
+
+    /// `StartDrill`.
+    pub async fn start_drill(&mut self, request: v1::DrillRequest) -> Result<ChangeView, Error> {
+        let response = self.client.start_drill(request).await;
+        self.check(response)?.try_into()
+    }
+
+    /// `EndDrill`.
+    pub async fn end_drill(&mut self, request: v1::DrillRequest) -> Result<ChangeView, Error> {
+        let response = self.client.end_drill(request).await;
+        self.check(response)?.try_into()
     }
 
     /// Unwraps a response, or maps its status to an [`Error`].

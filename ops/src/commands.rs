@@ -12,18 +12,22 @@ use killswitch_proto::v1;
 use tokio::time::Instant;
 
 use crate::cli::{
-    ApproveArgs, AuditArgs, AuditCommand, Cli, CollectorsArgs, Command, CreateArgs, PauseArgs,
-    ProgramCommand, ResumeArgs, SetArgs, ShowArgs, StatusArgs,
+    ApproveArgs, AuditArgs, AuditCommand, Cli, CollectorsArgs, Command, CreateArgs, DrillArgs,
+    PauseArgs, ProgramCommand, ResumeArgs, RolloutAbortArgs, RolloutCommand, SetArgs, ShowArgs,
+    StatusArgs, StopAllArgs,
 };
 use crate::client::Session;
 use crate::exit::{Error, Exit};
-use crate::input::Actor;
+use crate::input::{Actor, SelectorArg};
 use crate::keys::{self, SigningKey};
-use crate::output::{self, OutputFormat, WatchRenderer};
+use crate::output::{self, OutputFormat, StopAllMode, WatchRenderer, clean};
 use crate::progress::Progress;
 use crate::sink::Sink;
-use crate::view::{ChangeView, PolicyView, WaitedChangeView};
-use crate::wait;
+use crate::view::{
+    ChangeView, DrillView, Micros, PolicyView, StatusView, StopAllResultView, WaitedChangeView,
+    WaitedProgramView, WaitedRolloutView,
+};
+use crate::wait::{self, Outcome, Waited};
 
 /// Runs a parsed command line, writing what it shows to `out`.
 ///
@@ -61,6 +65,11 @@ pub async fn run(cli: Cli, out: &mut Sink<'_>) -> Result<(), Error> {
         Command::Pause(args) => pause(&mut session, args, format, out).await,
         Command::Resume(args) => resume(&mut session, args, format, out).await,
         Command::Approve(args) => approve(&mut session, args, format, out).await,
+        Command::Rollout(RolloutCommand::Abort(args)) => {
+            rollout_abort(&mut session, args, format, out).await
+        }
+        Command::StopAll(args) => stop_all(&mut session, args, format, out).await,
+        Command::Drill(args) => drill(&mut session, args, format, out).await,
         Command::Status(args) => status(&mut session, args, format, out).await,
         Command::Collectors(args) => collectors(&mut session, args, format, out).await,
         Command::Audit(args) => audit(&mut session, args, format, out).await,
@@ -143,7 +152,8 @@ pub async fn program_set(
     out.write(&output::program(&program, format)?)
 }
 
-/// `killswitch pause NAME --reason TEXT [--incident ID] [--purge] [--wait DURATION]`
+/// `killswitch pause NAME --reason TEXT [--incident ID] [--purge | --selector SELECTOR]
+/// [--wait DURATION]`
 pub async fn pause(
     session: &mut Session,
     args: PauseArgs,
@@ -155,12 +165,34 @@ pub async fn pause(
         reason: args.reason.into_string(),
         incident_id: args.incident_id.unwrap_or_default(),
         purge: args.purge,
+        selector: selector_text(args.selector.as_ref()),
     };
-    let change = session.pause(request).await?;
+    let change = session
+        .pause(request)
+        .await
+        .map_err(|err| with_pointer(err, args.selector.as_ref()))?;
     finish_change(session, change, args.wait, format, out).await
 }
 
-/// `killswitch resume NAME --reason TEXT [--incident ID] [--wait DURATION]`
+/// The selector as sent: empty for every collector.
+fn selector_text(selector: Option<&SelectorArg>) -> String {
+    selector.map(|s| s.as_str().to_owned()).unwrap_or_default()
+}
+
+/// A selector the control plane refused, with the selector drawn under the message and a
+/// caret at the column it named.
+fn with_pointer(err: Error, selector: Option<&SelectorArg>) -> Error {
+    let picture = selector
+        .filter(|_| err.exit() == Exit::Usage)
+        .and_then(|selector| output::selector_pointer(err.message(), selector.as_str()));
+    match picture {
+        Some(picture) => Error::new(err.exit(), format!("{}\n{picture}", err.message())),
+        None => err,
+    }
+}
+
+/// `killswitch resume NAME --reason TEXT [--incident ID] [--selector SELECTOR | --stages
+/// PERCENTAGES [--interval DURATION]] [--wait DURATION]`
 pub async fn resume(
     session: &mut Session,
     args: ResumeArgs,
@@ -194,13 +226,437 @@ pub async fn resume(
         incident_id: args.incident_id.unwrap_or_default(),
         ttl_ms: u64::try_from(args.ttl.as_millis()).unwrap_or(u64::MAX),
         authorization,
+        selector: selector_text(args.selector.as_ref()),
+        stages_percent: args
+            .stages
+            .as_ref()
+            .map(|stages| stages.percentages().to_vec())
+            .unwrap_or_default(),
+        stage_interval_ms: args.stages.as_ref().map_or(0, |_| {
+            let interval = args.interval.unwrap_or(ResumeArgs::DEFAULT_INTERVAL);
+            u64::try_from(interval.as_millis()).unwrap_or(u64::MAX)
+        }),
     };
-    let change = session.resume(request).await?;
+    let change = session
+        .resume(request)
+        .await
+        .map_err(|err| with_pointer(err, args.selector.as_ref()))?;
     if change.approval.is_some() {
         // Nothing changed yet: there is nothing for collectors to acknowledge.
         return out.write(&output::change(&change, format)?);
     }
+    match (args.wait, change.state.rollout.is_some()) {
+        (Some(limit), true) => finish_rollout(session, change, limit, format, out).await,
+        _ => finish_change(session, change, args.wait, format, out).await,
+    }
+}
+
+/// Prints a staged resume after following it with `--wait`, stage after stage, until it
+/// completes or is aborted.
+async fn finish_rollout(
+    session: &mut Session,
+    change: ChangeView,
+    limit: Duration,
+    format: OutputFormat,
+    out: &mut Sink<'_>,
+) -> Result<(), Error> {
+    let program = change.state.program.clone();
+    let first = change.state.generation;
+    let began = Instant::now();
+    let clock = std::time::Instant::now();
+    // The progress of the generation being shown: one per stage, then the completion.
+    let mut shown: Option<(u64, Progress)> = None;
+    let waited = wait::wait_rollout(session, &program, first, began, limit, |status| {
+        let generation = status.state.generation;
+        if generation < first {
+            return;
+        }
+        if shown.as_ref().map(|(g, _)| *g) != Some(generation) {
+            if let Some((_, old)) = shown.take() {
+                old.finish();
+            }
+            let label = match &status.state.rollout {
+                Some(r) => format!(
+                    "{} stage {}/{} ({}%)",
+                    clean(&program),
+                    r.stage,
+                    r.stage_count(),
+                    r.percent
+                ),
+                None => format!("{} {}", clean(&program), status.state.state),
+            };
+            let progress = Progress::labelled(&label, generation, clock);
+            progress.note(&format!("{label}: generation {generation}"));
+            shown = Some((generation, progress));
+        }
+        if let Some((_, progress)) = shown.as_mut() {
+            progress.update(status);
+        }
+    })
+    .await;
+    if let Some((_, progress)) = shown {
+        progress.finish();
+    }
+    let result = waited.result();
+    let view = WaitedRolloutView {
+        complete: waited.complete(),
+        outcome: waited.outcome.as_str(),
+        change,
+        stages: waited.stages,
+        status: waited.last,
+    };
+    out.write(&output::waited_rollout(&view, format)?)?;
+    result
+}
+
+/// `killswitch rollout abort NAME --reason TEXT [--incident ID] [--wait DURATION]`
+pub async fn rollout_abort(
+    session: &mut Session,
+    args: RolloutAbortArgs,
+    format: OutputFormat,
+    out: &mut Sink<'_>,
+) -> Result<(), Error> {
+    let request = v1::AbortRolloutRequest {
+        program: args.name.as_str().to_owned(),
+        reason: args.reason.into_string(),
+        incident_id: args.incident_id.unwrap_or_default(),
+    };
+    let change = session.abort_rollout(request).await?;
     finish_change(session, change, args.wait, format, out).await
+}
+
+/// `killswitch stop-all --reason TEXT [--incident ID] [--wait DURATION]`, `killswitch
+/// stop-all --clear --reason TEXT [--approve ID] [--wait DURATION]`, `killswitch stop-all
+/// --show`
+pub async fn stop_all(
+    session: &mut Session,
+    args: StopAllArgs,
+    format: OutputFormat,
+    out: &mut Sink<'_>,
+) -> Result<(), Error> {
+    if args.show {
+        let view = session.get_stop_all().await?;
+        return out.write(&output::stop_all(&view, StopAllMode::Show, format)?);
+    }
+    // clap requires --reason unless --show.
+    let reason = args
+        .reason
+        .ok_or_else(|| Error::usage("--reason is required (it is recorded in the audit)"))?
+        .into_string();
+    let incident_id = args.incident_id.unwrap_or_default();
+    let (mut view, mode) = if args.clear {
+        let request = v1::ClearStopAllRequest {
+            reason,
+            incident_id,
+            approve: args.approve.unwrap_or_default(),
+        };
+        (session.clear_stop_all(request).await?, StopAllMode::Clear)
+    } else {
+        let request = v1::StopAllRequest {
+            reason,
+            incident_id,
+        };
+        (session.stop_all(request).await?, StopAllMode::Set)
+    };
+    // Wait only once the flag is as asked: a clear waiting for approval changed nothing.
+    let as_asked = view.stop_all.active == (mode == StopAllMode::Set);
+    let result = match args.wait {
+        Some(limit) if as_asked => wait_every_program(session, limit, &mut view).await,
+        _ => Ok(()),
+    };
+    out.write(&output::stop_all(&view, mode, format)?)?;
+    result
+}
+
+/// Follows every program until all its connected collectors acknowledged the generation
+/// it is at now, within one deadline for all; the programs' results go into `view`.
+async fn wait_every_program(
+    session: &mut Session,
+    limit: Duration,
+    view: &mut StopAllResultView,
+) -> Result<(), Error> {
+    let start = Instant::now();
+    let programs = session.list_programs().await?;
+    let mut timed_out = Vec::new();
+    let mut failed = Vec::new();
+    for program in programs {
+        let (name, generation) = (program.name, program.state.generation);
+        let mut progress = Progress::start(&name, generation);
+        let waited = wait::wait(session, &name, generation, start, limit, |status| {
+            progress.update(status);
+        })
+        .await;
+        progress.finish();
+        match &waited.outcome {
+            Outcome::Done => {}
+            Outcome::TimedOut => timed_out.push(clean(&name)),
+            _ => failed.push(format!(
+                "{}: {}",
+                clean(&name),
+                waited
+                    .result()
+                    .err()
+                    .map(|e| e.message().to_owned())
+                    .unwrap_or_default()
+            )),
+        }
+        view.programs.push(WaitedProgramView {
+            program: name,
+            generation,
+            complete: waited.complete(),
+            status: waited.last,
+        });
+    }
+    if !failed.is_empty() {
+        return Err(Error::new(Exit::Error, failed.join("; ")));
+    }
+    if !timed_out.is_empty() {
+        return Err(Error::new(
+            Exit::AckTimeout,
+            format!(
+                "timed out after {} before every collector of {} acknowledged",
+                humantime::format_duration(limit),
+                timed_out.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `killswitch drill NAME --selector SELECTOR --reason TEXT [--incident ID] [--wait
+/// DURATION] [--end]`: start the drill, wait for every selected collector to confirm, end
+/// it, wait again, report. Once started, the drill is always ended before returning,
+/// also on a timeout, a failure or Ctrl-C.
+pub async fn drill(
+    session: &mut Session,
+    args: DrillArgs,
+    format: OutputFormat,
+    out: &mut Sink<'_>,
+) -> Result<(), Error> {
+    let program = args.name.as_str().to_owned();
+    let selector = args.selector.as_str().to_owned();
+    let request = v1::DrillRequest {
+        program: program.clone(),
+        selector: selector.clone(),
+        reason: args.reason.into_string(),
+        incident_id: args.incident_id.unwrap_or_default(),
+    };
+    if args.end {
+        let change = session
+            .end_drill(request)
+            .await
+            .map_err(|err| with_pointer(err, Some(&args.selector)))?;
+        return finish_change(session, change, Some(args.wait), format, out).await;
+    }
+    // Listened for before the drill starts, so a Ctrl-C at any moment ends it.
+    let mut interrupt = Interrupt::listen();
+    let sent = Instant::now();
+    let started = session
+        .start_drill(request.clone())
+        .await
+        .map_err(|err| with_pointer(err, Some(&args.selector)))?;
+    let drill_generation = started.state.generation;
+    let label = format!("{} drill", clean(&program));
+    let (drilled, interrupted) = wait_interruptibly(
+        session,
+        &program,
+        drill_generation,
+        (sent, args.wait),
+        &label,
+        &mut interrupt,
+    )
+    .await;
+    let observed = drilled
+        .as_ref()
+        .filter(|w| w.complete())
+        .map(|_| micros(sent.elapsed()));
+
+    // Whatever happened, the drill ends here.
+    let ended = session.end_drill(request).await;
+    let (restore_generation, restored, end_error) = match ended {
+        // Interrupted: the drill is ended; whoever pressed Ctrl-C wants out, not a wait.
+        Ok(change) if interrupted => (Some(change.state.generation), None, None),
+        Ok(change) => {
+            let generation = change.state.generation;
+            let label = format!("{} restore", clean(&program));
+            let (waited, _) = wait_interruptibly(
+                session,
+                &program,
+                generation,
+                (Instant::now(), args.wait),
+                &label,
+                &mut interrupt,
+            )
+            .await;
+            (Some(generation), waited, None)
+        }
+        Err(err) => (None, None, Some(err)),
+    };
+
+    let drill_status = drilled.as_ref().and_then(|w| w.last.clone());
+    let restore_status = restored.as_ref().and_then(|w| w.last.clone());
+    let counts = drill_status
+        .as_ref()
+        .filter(|s| s.state.generation == drill_generation)
+        .map(|s| &s.collectors);
+    let view = DrillView {
+        program: program.clone(),
+        selector: selector.clone(),
+        drill_generation,
+        restore_generation,
+        collectors: counts.map_or(0, |c| c.connected),
+        acked: counts.map_or(0, |c| c.acked),
+        safe: drilled.as_ref().is_some_and(Waited::complete),
+        time_to_safe_ms: drilled
+            .as_ref()
+            .filter(|w| w.complete())
+            .and_then(|w| w.last.as_ref())
+            .and_then(|s| s.ack_times)
+            .map(|t| t.propagation_ms),
+        observed_ms: observed,
+        restored: restored.as_ref().is_some_and(Waited::complete),
+        drill_status,
+        restore_status,
+    };
+    out.write(&output::drill(&view, format)?)?;
+
+    if let Some(err) = end_error {
+        return Err(Error::new(
+            Exit::Error,
+            format!(
+                "the drill could not be ended: {}; the selected collectors may STILL BE \
+                 PAUSED: end it with `killswitch drill {} --selector '{}' --end --reason TEXT`",
+                err.message(),
+                clean(&program),
+                clean(&selector)
+            ),
+        ));
+    }
+    if interrupted {
+        return Err(Error::new(
+            Exit::Error,
+            "interrupted: the drill was ended, without waiting for its acknowledgements \
+             (check with `killswitch status`)",
+        ));
+    }
+    phase_result("drill", drilled.as_ref())?;
+    phase_result("restore", restored.as_ref())?;
+    if view.collectors == 0 {
+        return Err(Error::new(
+            Exit::Error,
+            format!(
+                "no connected collector of {} matches {}: the drill tested nothing (check \
+                 the labels with `killswitch collectors {}`)",
+                clean(&program),
+                clean(&selector),
+                clean(&program)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Waits for `generation` as [`wait::wait`] does (from `start`, up to `limit`), with
+/// progress under `label`, unless `interrupt` comes first: then `(None, true)`.
+async fn wait_interruptibly(
+    session: &mut Session,
+    program: &str,
+    generation: u64,
+    (start, limit): (Instant, Duration),
+    label: &str,
+    interrupt: &mut Interrupt,
+) -> (Option<Waited>, bool) {
+    let mut progress = Progress::labelled(label, generation, std::time::Instant::now());
+    let waited = tokio::select! {
+        waited = wait::wait(session, program, generation, start, limit, |status| {
+            progress.update(status);
+        }) => Some(waited),
+        () = interrupt.recv() => None,
+    };
+    progress.finish();
+    let interrupted = waited.is_none();
+    (waited, interrupted)
+}
+
+/// Ctrl-C (SIGINT), listened for from [`Interrupt::listen`] on: once listening, Ctrl-C no
+/// longer kills the process, so a drill can end what it started.
+struct Interrupt {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Interrupt {
+    /// Starts listening. If the handler cannot be installed, Ctrl-C keeps its default
+    /// effect and [`Interrupt::recv`] never returns.
+    fn listen() -> Self {
+        Self {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok(),
+        }
+    }
+
+    /// Returns once Ctrl-C was pressed (also before this call, since [`listen`]).
+    ///
+    /// [`listen`]: Interrupt::listen
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(signal) = &mut self.signal {
+            if signal.recv().await.is_some() {
+                return;
+            }
+        }
+        #[cfg(not(unix))]
+        if tokio::signal::ctrl_c().await.is_ok() {
+            return;
+        }
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The error of one phase of a drill, naming the stragglers when it timed out.
+fn phase_result(phase: &str, waited: Option<&Waited>) -> Result<(), Error> {
+    let Some(waited) = waited else {
+        return Ok(());
+    };
+    waited.result().map_err(|err| {
+        let stragglers = waited
+            .last
+            .as_ref()
+            .filter(|_| waited.outcome == Outcome::TimedOut)
+            .map(stragglers)
+            .unwrap_or_default();
+        Error::new(
+            err.exit(),
+            format!("{phase}: {}{stragglers}", err.message()),
+        )
+    })
+}
+
+/// `; pending: c1, c2 and 3 more`, or nothing when none is pending.
+fn stragglers(status: &StatusView) -> String {
+    let c = &status.collectors;
+    if c.pending_count == 0 {
+        return String::new();
+    }
+    let mut text = format!(
+        "; pending: {}",
+        c.pending
+            .iter()
+            .take(10)
+            .map(|id| clean(id))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let listed = u64::try_from(c.pending.len().min(10)).unwrap_or(u64::MAX);
+    if c.pending_count > listed {
+        text.push_str(&format!(" and {} more", c.pending_count - listed));
+    }
+    text
+}
+
+/// A duration as the microseconds the views carry.
+fn micros(duration: Duration) -> Micros {
+    Micros(u64::try_from(duration.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// `killswitch approve ID --reason TEXT [--incident ID] [--wait DURATION]`
@@ -226,7 +682,11 @@ pub async fn approve(
         signature,
     };
     let change = session.approve(request).await?;
-    finish_change(session, change, args.wait, format, out).await
+    // The approved request may be a staged resume: then follow its stages.
+    match (args.wait, change.state.rollout.is_some()) {
+        (Some(limit), true) => finish_rollout(session, change, limit, format, out).await,
+        _ => finish_change(session, change, args.wait, format, out).await,
+    }
 }
 
 /// Prints a committed change; with `--wait`, first follows it until every connected

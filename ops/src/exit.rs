@@ -18,12 +18,14 @@ pub enum Exit {
     Success,
     /// 1: the control plane is unreachable or answered with an error not listed below
     /// (not found, already exists, internal, ...); with `--wait`, a collector's hook failed
-    /// or a newer change superseded ours, or the status stream broke; `collectors` could
-    /// not reach every replica.
+    /// or a newer change superseded ours, a staged resume was aborted, or the status
+    /// stream broke; `collectors` could not reach every replica; a drill reached no
+    /// collector, a hook failed in it, or it could not be ended.
     Error,
     /// 2: bad flags or values, or the control plane answered `INVALID_ARGUMENT`.
     Usage,
-    /// 3: `--wait` timed out before every connected collector acknowledged.
+    /// 3: `--wait` (or a drill's wait) timed out before every connected collector
+    /// acknowledged.
     AckTimeout,
     /// 4: `PERMISSION_DENIED` or `UNAUTHENTICATED`.
     Denied,
@@ -65,8 +67,9 @@ pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  success (also when the program already was in the requested state)
   1  error: control plane unreachable, not found, already exists, internal; a collector's
-     hook failed (--wait); superseded by a newer change during --wait; a replica did not
-     answer (collectors)
+     hook failed (--wait); superseded by a newer change during --wait; a staged resume was
+     aborted (--wait); a replica did not answer (collectors); a drill reached no collector,
+     failed or could not be ended
   2  usage or invalid input (bad flags or values, or INVALID_ARGUMENT from the control plane)
   3  timed out waiting for acknowledgements (--wait)
   4  denied (PERMISSION_DENIED or UNAUTHENTICATED)";

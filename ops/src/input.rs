@@ -1,6 +1,7 @@
 //! Validated command-line input: program names, reasons, the actor, the endpoint, the
-//! bearer token, the RPC timeout and `--wait` duration, the failure policy's parts, the collector filter,
-//! and where `audit --since` starts.
+//! bearer token, the RPC timeout and `--wait` duration, the failure policy's parts, the
+//! collector filter, where `audit --since` starts, label selectors, and the stages and
+//! interval of a staged resume.
 //!
 //! Each type is built by a `parse` function that clap uses as its value parser, so an
 //! invalid value is rejected as a usage error (exit 2) before anything is sent, and the
@@ -273,6 +274,123 @@ fn parse_positive_duration(s: &str, what: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// A label selector as typed (`--selector 'region=emea'`), sent to the control plane as
+/// it is: the control plane parses it and answers `INVALID_ARGUMENT` naming the column of
+/// the first problem. Only what would change the command's meaning is refused here: a
+/// blank selector, which the control plane reads as "every collector".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelectorArg(String);
+
+impl SelectorArg {
+    /// Longest selector sent, in bytes (the control plane's limit).
+    pub const MAX_BYTES: usize = 4096;
+
+    /// Accepts any selector that is not blank and not absurdly long.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.trim().is_empty() {
+            return Err(
+                "the selector is empty: give one, e.g. --selector 'region=emea', or \
+                        leave --selector out to act on every collector"
+                    .to_owned(),
+            );
+        }
+        if s.len() > Self::MAX_BYTES {
+            return Err(format!(
+                "the selector is {} bytes long, at most {} are allowed: select on fewer or \
+                 broader labels",
+                s.len(),
+                Self::MAX_BYTES
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The selector as typed.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Most stages a staged resume may have (the control plane's limit).
+pub const MAX_STAGES: usize = 10;
+
+/// `--stages`: the percentages of a staged resume, e.g. `1%,10%,50%,100%`. Checked here
+/// (the control plane checks again), so a typo is a usage error before anything is sent:
+/// 1 to [`MAX_STAGES`] whole percentages from 1 to 100, each written `N%` or `N`, strictly
+/// growing, the last one 100.
+pub fn parse_stages(s: &str) -> Result<Vec<u32>, String> {
+    const EXAMPLE: &str = "e.g. --stages 1%,10%,50%,100%";
+    let mut stages = Vec::new();
+    for (i, item) in s.split(',').enumerate() {
+        let n = i + 1;
+        if item.is_empty() {
+            return Err(format!("stage {n} is empty ({EXAMPLE})"));
+        }
+        let digits = item.strip_suffix('%').unwrap_or(item);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "stage {n} ({item:?}) is not a whole percentage ({EXAMPLE})"
+            ));
+        }
+        let percent: u32 = digits
+            .parse()
+            .ok()
+            .filter(|p| (1..=100).contains(p))
+            .ok_or_else(|| format!("stage {n} ({item}) is not a percentage from 1% to 100%"))?;
+        if let Some(&previous) = stages.last() {
+            if percent <= previous {
+                return Err(format!(
+                    "stage {n} ({percent}%) does not grow from stage {i} ({previous}%): each \
+                     stage covers more collectors than the one before ({EXAMPLE})"
+                ));
+            }
+        }
+        stages.push(percent);
+    }
+    if stages.len() > MAX_STAGES {
+        return Err(format!(
+            "{} stages given, at most {MAX_STAGES} are allowed",
+            stages.len()
+        ));
+    }
+    if stages.last() != Some(&100) {
+        return Err(format!(
+            "the last stage must be 100%, so that the resume reaches every collector \
+             ({EXAMPLE})"
+        ));
+    }
+    Ok(stages)
+}
+
+/// The stages of a staged resume, parsed by [`parse_stages`]: one flag value holding the
+/// whole list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stages(Vec<u32>);
+
+impl Stages {
+    /// Parses `1%,10%,50%,100%` (see [`parse_stages`]).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        parse_stages(s).map(Self)
+    }
+
+    /// The percentages, ascending, the last 100.
+    #[must_use]
+    pub fn percentages(&self) -> &[u32] {
+        &self.0
+    }
+}
+
+/// `--interval`: the least time each stage of a staged resume runs before the next one
+/// starts, 0s (as soon as it is acknowledged) to 24h.
+pub fn parse_interval(s: &str) -> Result<Duration, String> {
+    let interval = humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 30s, 5m)"))?;
+    if interval > Duration::from_secs(24 * 3600) {
+        return Err("use 0s to 24h".to_owned());
+    }
+    Ok(interval)
+}
+
 /// What a program's collectors do when they lose contact with the control plane. JSON
 /// shows it as `pause` or `keep`, the values the flag takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -382,6 +500,81 @@ pub enum CollectorFilter {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn selectors_are_sent_as_typed_unless_blank() {
+        for ok in ["region=emea", " region = emea ", "a,,b", "x in (", "!k"] {
+            assert_eq!(SelectorArg::parse(ok).unwrap().as_str(), ok);
+        }
+        for bad in ["", "  ", "\t"] {
+            let err = SelectorArg::parse(bad).unwrap_err();
+            assert!(err.contains("leave --selector out"), "{bad:?}: {err}");
+        }
+        let long = "a".repeat(SelectorArg::MAX_BYTES + 1);
+        assert!(
+            SelectorArg::parse(&long)
+                .unwrap_err()
+                .contains("4097 bytes")
+        );
+    }
+
+    #[test]
+    fn stages() {
+        let cases: &[(&str, Result<&[u32], &str>)] = &[
+            ("100%", Ok(&[100])),
+            ("100", Ok(&[100])),
+            ("1%,10%,50%,100%", Ok(&[1, 10, 50, 100])),
+            ("20,100%", Ok(&[20, 100])),
+            (
+                "1%,2%,3%,4%,5%,6%,7%,8%,9%,100%",
+                Ok(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 100]),
+            ),
+            ("", Err("stage 1 is empty")),
+            ("10%,,100%", Err("stage 2 is empty")),
+            ("10%,100%,", Err("stage 3 is empty")),
+            (
+                "10%, 100%",
+                Err("stage 2 (\" 100%\") is not a whole percentage"),
+            ),
+            ("0.5%,100%", Err("is not a whole percentage")),
+            ("%,100%", Err("is not a whole percentage")),
+            ("-5%,100%", Err("is not a whole percentage")),
+            ("10%%,100%", Err("is not a whole percentage")),
+            (
+                "0%,100%",
+                Err("stage 1 (0%) is not a percentage from 1% to 100%"),
+            ),
+            ("101%", Err("is not a percentage from 1% to 100%")),
+            ("99999999999%", Err("is not a percentage from 1% to 100%")),
+            (
+                "50%,10%,100%",
+                Err("stage 2 (10%) does not grow from stage 1 (50%)"),
+            ),
+            ("10%,10%,100%", Err("does not grow")),
+            ("10%,50%", Err("the last stage must be 100%")),
+            (
+                "1%,2%,3%,4%,5%,6%,7%,8%,9%,10%,100%",
+                Err("11 stages given, at most 10"),
+            ),
+        ];
+        for (input, expected) in cases {
+            match (parse_stages(input), expected) {
+                (Ok(got), Ok(want)) => assert_eq!(got, *want, "{input:?}"),
+                (Err(got), Err(want)) => assert!(got.contains(want), "{input:?}: {got}"),
+                (got, want) => panic!("{input:?}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn intervals() {
+        assert_eq!(parse_interval("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_interval("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_interval("24h"), Ok(Duration::from_secs(86_400)));
+        assert!(parse_interval("24h 1s").is_err());
+        assert!(parse_interval("soon").is_err());
+        assert!(parse_interval("30").is_err());
+    }
 
     #[test]
     fn program_names() {

@@ -8,10 +8,11 @@
 //! # Layout
 //! - [`cli`]: clap definitions of the commands and global flags.
 //! - [`input`]: validated argument types (program name, reason, actor, endpoint, timeout,
-//!   failure policy).
+//!   failure policy, label selector, staged-resume stages).
 //! - [`commands`]: one function per command, and [`run`] to dispatch.
 //! - [`client`]: the connection; sends the actor, converts responses and statuses.
-//! - [`wait`]: `--wait`, following `WatchStatus` until a change is acknowledged fleet-wide.
+//! - [`wait`]: `--wait`, following `WatchStatus` until a change is acknowledged fleet-wide,
+//!   or a staged resume has gone through its stages.
 //! - [`progress`]: the `--wait` progress bar or lines on stderr.
 //! - [`view`]: what commands show; its serde structs are the `--output json` contract.
 //! - [`output`]: pure table and JSON rendering of the views.

@@ -16,7 +16,8 @@ use crate::exit::{Error, Exit};
 use crate::input::LostContact;
 use crate::view::{
     AckTimesView, AuditEntryView, AuditListView, AuditVerdictView, ChangeView, CollectorListView,
-    CollectorView, Micros, PolicyView, ProgramView, StateView, StatusView, Time, WaitedChangeView,
+    CollectorView, DrillView, Micros, PolicyView, ProgramView, RolloutView, RuleView, StateView,
+    StatusView, StopAllResultView, StopAllView, Time, WaitedChangeView, WaitedRolloutView,
 };
 
 /// How results are printed.
@@ -47,7 +48,7 @@ pub fn program(view: &ProgramView, format: OutputFormat) -> Result<String, Error
                 Row::new("resume needs", &operators(view.resume_approvals)),
             ];
             rows.extend(state_rows(&view.state));
-            Ok(block(&rows))
+            Ok(with_banner(view.state.stop_all.as_ref(), block(&rows)))
         }
     }
 }
@@ -81,7 +82,9 @@ pub fn programs(views: &[ProgramView], format: OutputFormat) -> Result<String, E
                     ]
                 })
                 .collect();
-            Ok(columns(header.map(str::to_owned), &rows))
+            // Every program carries the flag; the first one active is the banner.
+            let flag = views.iter().find_map(|p| p.state.stop_all.as_ref());
+            Ok(with_banner(flag, columns(header.map(str::to_owned), &rows)))
         }
     }
 }
@@ -124,11 +127,116 @@ fn change_line(view: &ChangeView) -> String {
             "{program}: resume requested as {id}; another operator must run: killswitch approve {id} --reason ...\n"
         );
     }
-    if view.changed {
+    let st = &view.state;
+    let mut line = if let Some(rollout) = &st.rollout {
+        let verb = if view.changed {
+            "started"
+        } else {
+            "already in progress"
+        };
+        format!(
+            "{program}: staged resume {verb} at generation {generation}: stage {} of {} \
+             ({}% of collectors RUNNING); the next stage starts once this one is acknowledged \
+             and {} have passed\n",
+            rollout.stage,
+            rollout.stage_count(),
+            rollout.percent,
+            interval(rollout.interval_ms)
+        )
+    } else if let Some(rule) = st.scoped_rule() {
+        let what = if rule.drill { "drill: " } else { "" };
+        let selector = clean(&rule.selector);
+        let rule_state = rule.state;
+        if view.changed {
+            format!(
+                "{program}: {what}{rule_state} for {selector} at generation {generation} \
+                 (other collectors unchanged)\n"
+            )
+        } else {
+            format!(
+                "{program}: {what}already {rule_state} for {selector} at generation \
+                 {generation} (nothing changed)\n"
+            )
+        }
+    } else if view.changed {
         format!("{program}: {state} at generation {generation}\n")
     } else {
         format!("{program}: already {state} at generation {generation} (nothing changed)\n")
+    };
+    if st.stop_all.is_some() {
+        line.push_str(
+            "note: a STOP-ALL is active: every collector stays PAUSED until it is cleared \
+             (killswitch stop-all --show)\n",
+        );
     }
+    line
+}
+
+/// A stage interval for people: `30s`, `1m 30s`, `0s`.
+fn interval(ms: u64) -> String {
+    humantime::format_duration(Duration::from_millis(ms)).to_string()
+}
+
+/// `resume --stages --wait`: the start line, a row per stage seen, the end, and the last
+/// status; or one JSON document.
+pub fn waited_rollout(view: &WaitedRolloutView, format: OutputFormat) -> Result<String, Error> {
+    if format == OutputFormat::Json {
+        return json(view);
+    }
+    let mut out = change_line(&view.change);
+    if !view.stages.is_empty() {
+        let header = [
+            "STAGE",
+            "PERCENT",
+            "GENERATION",
+            "COLLECTORS",
+            "ACKNOWLEDGED",
+            "ALL ACKNOWLEDGED AFTER",
+        ]
+        .map(str::to_owned);
+        let rows: Vec<[String; 6]> = view
+            .stages
+            .iter()
+            .map(|stage| {
+                [
+                    stage.stage.to_string(),
+                    format!("{}%", stage.percent),
+                    stage.generation.to_string(),
+                    stage.collectors.to_string(),
+                    stage.acked.to_string(),
+                    stage
+                        .acknowledged_after_ms
+                        .map_or_else(|| "-".to_owned(), seconds),
+                ]
+            })
+            .collect();
+        out.push('\n');
+        out.push_str(&columns(header, &rows));
+    }
+    if let Some(status) = &view.status {
+        let program = clean(&status.state.program);
+        let generation = status.state.generation;
+        let end = match view.outcome {
+            "complete" => format!(
+                "{program}: staged resume complete: RUNNING for every collector at generation \
+                 {generation}\n"
+            ),
+            "aborted" => format!(
+                "{program}: staged resume ABORTED: PAUSED for every collector at generation \
+                 {generation}\n"
+            ),
+            _ => String::new(),
+        };
+        out.push('\n');
+        out.push_str(&end);
+        out.push_str(&status_block(status));
+    }
+    Ok(out)
+}
+
+/// Seconds for people, from a CLI-measured duration: `0.4s`, `12.0s`.
+fn seconds(duration: Micros) -> String {
+    format!("{:.1}s", duration.as_millis_f64() / 1000.0)
 }
 
 /// `status`: the state, then who has acknowledged it.
@@ -179,6 +287,18 @@ fn status_block(view: &StatusView) -> String {
     // Only a purge pause asks for deletion; elsewhere a purged count is noise.
     if view.state.purge {
         let _ = write!(counts, ", {} purged", c.purged);
+    }
+    // The counts cover only the collectors the last change was aimed at.
+    if view.state.stop_all.is_some() {
+        counts.push_str(" (every collector: stop-all)");
+    } else if let Some(scope) = &view.state.scope {
+        let _ = write!(counts, " (only {})", clean(scope));
+    } else if let Some(rollout) = &view.state.rollout {
+        let _ = write!(
+            counts,
+            " (only stage {}'s {}%)",
+            rollout.stage, rollout.percent
+        );
     }
     rows.push(Row::new("collectors", &counts));
     if let Some(times) = &view.ack_times {
@@ -234,7 +354,307 @@ fn status_block(view: &StatusView) -> String {
         );
         rows.push(Row::new("behind", &behind));
     }
-    block(&rows)
+    with_banner(view.state.stop_all.as_ref(), block(&rows))
+}
+
+/// `text` under the STOP-ALL banner when `flag` is set.
+fn with_banner(flag: Option<&StopAllView>, text: String) -> String {
+    match flag {
+        Some(flag) if flag.active => format!("{}\n{text}", stop_all_banner(flag)),
+        _ => text,
+    }
+}
+
+/// Lines that cannot be missed: a stop-all is active, by whom, why, and how it ends.
+fn stop_all_banner(flag: &StopAllView) -> String {
+    let mut out = String::from(
+        "!! STOP-ALL ACTIVE: every program is PAUSED for every collector, whatever its \
+         own state\n",
+    );
+    let _ = write!(
+        out,
+        "!! set by {} at {}: {}",
+        or_dash(clean(&flag.actor)),
+        time(flag.at.as_ref()),
+        or_dash(clean(&flag.reason))
+    );
+    if !flag.incident_id.is_empty() {
+        let _ = write!(out, " (incident {})", clean(&flag.incident_id));
+    }
+    out.push('\n');
+    match &flag.clear_request {
+        Some(request) => {
+            let _ = writeln!(
+                out,
+                "!! clearing requested by {} as {}, waiting for a second admin (expires {}): \
+                 killswitch stop-all --clear --approve {} --reason TEXT",
+                clean(&request.requested_by),
+                clean(&request.id),
+                time(request.expires_at.as_ref()),
+                clean(&request.id)
+            );
+        }
+        None => out.push_str("!! clear it with: killswitch stop-all --clear --reason TEXT\n"),
+    }
+    out
+}
+
+/// What `stop-all` was asked to do, for its output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopAllMode {
+    /// `stop-all --reason`
+    Set,
+    /// `stop-all --clear`
+    Clear,
+    /// `stop-all --show`
+    Show,
+}
+
+/// `stop-all`, `stop-all --clear` and `stop-all --show`: what happened to the flag (and
+/// with `--wait`, a row per program), or one JSON document.
+pub fn stop_all(
+    view: &StopAllResultView,
+    mode: StopAllMode,
+    format: OutputFormat,
+) -> Result<String, Error> {
+    if format == OutputFormat::Json {
+        return json(view);
+    }
+    let flag = &view.stop_all;
+    let mut out = match (mode, flag.active, view.changed) {
+        (StopAllMode::Set, true, true) => format!(
+            "STOP-ALL SET at generation {}: every program is now PAUSED for every collector\n",
+            flag.generation
+        ),
+        (StopAllMode::Set, true, false) => format!(
+            "a stop-all was already active (nothing changed): set by {} at {}\n",
+            or_dash(clean(&flag.actor)),
+            time(flag.at.as_ref())
+        ),
+        (StopAllMode::Clear, false, true) => format!(
+            "stop-all cleared at generation {}: every program is back to its own state \
+             (see killswitch program list)\n",
+            flag.generation
+        ),
+        (StopAllMode::Clear | StopAllMode::Show, false, _) => "no stop-all is active\n".to_owned(),
+        (StopAllMode::Clear, true, _) => match &view.approval_request_id {
+            Some(id) => {
+                let id = clean(id);
+                let expires = flag
+                    .clear_request
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), |r| time(r.expires_at.as_ref()));
+                format!(
+                    "clearing the stop-all needs a second admin (a program needs two operators \
+                     to resume): requested as {id}, expires {expires}\n\
+                     another admin must run: killswitch stop-all --clear --approve {id} \
+                     --reason TEXT\n"
+                )
+            }
+            None => "the stop-all is still active (nothing changed)\n".to_owned(),
+        },
+        (StopAllMode::Show, true, _) | (StopAllMode::Set, false, _) => String::new(),
+    };
+    if flag.active && (mode == StopAllMode::Show || view.changed) {
+        out.push_str(&stop_all_banner(flag));
+    } else if mode == StopAllMode::Set && !flag.active {
+        out.push_str("the stop-all is not active: the control plane did not set it\n");
+    }
+    if !view.programs.is_empty() {
+        let header = [
+            "PROGRAM",
+            "GENERATION",
+            "CONNECTED",
+            "ACKNOWLEDGED",
+            "PENDING",
+            "ERRORED",
+            "COMPLETE",
+        ]
+        .map(str::to_owned);
+        let rows: Vec<[String; 7]> = view
+            .programs
+            .iter()
+            .map(|p| {
+                let c = p.status.as_ref().map(|s| &s.collectors);
+                let count = |f: fn(&crate::view::CollectorsView) -> u64| {
+                    c.map_or_else(|| "-".to_owned(), |c| f(c).to_string())
+                };
+                [
+                    clean(&p.program),
+                    p.generation.to_string(),
+                    count(|c| c.connected),
+                    count(|c| c.acked),
+                    count(|c| c.pending_count),
+                    count(|c| c.errored_count),
+                    if p.complete { "yes" } else { "NO" }.to_owned(),
+                ]
+            })
+            .collect();
+        out.push('\n');
+        out.push_str(&columns(header, &rows));
+    }
+    Ok(out)
+}
+
+/// `drill`: who took part, the time to safe, and whether everything was restored; or
+/// one JSON document.
+pub fn drill(view: &DrillView, format: OutputFormat) -> Result<String, Error> {
+    if format == OutputFormat::Json {
+        return json(view);
+    }
+    let program = clean(&view.program);
+    let selector = clean(&view.selector);
+    let verdict = match (view.safe, view.restored) {
+        _ if view.collectors == 0 && view.safe => format!(
+            "drill of {program} on {selector}: NO connected collector matched: nothing was \
+             tested"
+        ),
+        (true, true) => format!(
+            "drill of {program} on {selector}: {} collector{} paused, confirmed and restored",
+            view.collectors,
+            plural(view.collectors)
+        ),
+        (true, false) => format!(
+            "drill of {program} on {selector}: {} collector{} paused and confirmed; the \
+             restore was NOT confirmed by all",
+            view.collectors,
+            plural(view.collectors)
+        ),
+        (false, _) => format!(
+            "drill of {program} on {selector}: NOT every selected collector confirmed the \
+             pause ({} of {})",
+            view.acked, view.collectors
+        ),
+    };
+    let mut rows = vec![Row::new(
+        "time to safe",
+        &view.time_to_safe_ms.map_or_else(
+            || "-".to_owned(),
+            |t| {
+                format!(
+                    "{} (from the drill's commit to the last acknowledgement, by the control \
+                     plane's ack times)",
+                    millis(t)
+                )
+            },
+        ),
+    )];
+    rows.push(Row::new(
+        "observed",
+        &view.observed_ms.map_or_else(
+            || "-".to_owned(),
+            |t| {
+                format!(
+                    "{} (by this command: from sending the drill to seeing every \
+                     acknowledgement)",
+                    millis(t)
+                )
+            },
+        ),
+    ));
+    rows.push(Row::new(
+        "drill",
+        &phase(view.drill_generation, view.drill_status.as_ref()),
+    ));
+    rows.push(Row::new(
+        "restore",
+        &view.restore_generation.map_or_else(
+            || "NOT ENDED: the drill is still active".to_owned(),
+            |generation| phase(generation, view.restore_status.as_ref()),
+        ),
+    ));
+    for (key, status) in [
+        ("drill pending", view.drill_status.as_ref()),
+        ("restore pending", view.restore_status.as_ref()),
+    ] {
+        if let Some(status) = status.filter(|s| s.collectors.pending_count > 0) {
+            let c = &status.collectors;
+            let mut line = c
+                .pending
+                .iter()
+                .map(|id| clean(id))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if let Some(more) = more(c.pending_count, c.pending.len()) {
+                let _ = write!(line, " and {more} more");
+            }
+            rows.push(Row::lines(key, [line]));
+        }
+    }
+    for (key, status) in [
+        ("drill errored", view.drill_status.as_ref()),
+        ("restore errored", view.restore_status.as_ref()),
+    ] {
+        if let Some(status) = status.filter(|s| s.collectors.errored_count > 0) {
+            let lines = status.errors.iter().map(|e| {
+                format!(
+                    "{}: {}",
+                    collector(&e.collector_id, &e.replica),
+                    clean(&e.error)
+                )
+            });
+            rows.push(Row::lines(
+                key,
+                with_more(lines, status.collectors.errored_count, status.errors.len()),
+            ));
+        }
+    }
+    Ok(format!("{verdict}\n{}", block(&rows)))
+}
+
+/// `generation 14, 2/2 acknowledged, 0 pending, 0 errored`, or just the generation when
+/// no status of it was seen.
+fn phase(generation: u64, status: Option<&StatusView>) -> String {
+    match status.filter(|s| s.state.generation == generation) {
+        Some(status) => {
+            let c = &status.collectors;
+            format!(
+                "generation {generation}, {}/{} acknowledged, {} pending, {} errored",
+                c.acked, c.connected, c.pending_count, c.errored_count
+            )
+        }
+        None => format!("generation {generation}, no status seen"),
+    }
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// The control plane's `invalid selector at column N: ...` message followed by the
+/// selector with a caret under column N, as the control plane's `SelectorError::pointer`
+/// draws it; `None` for any other message. The CLI does not link the control plane's
+/// parser, so it reads the column back from the message; if the wording ever changes,
+/// the message is simply shown without the picture.
+#[must_use]
+pub fn selector_pointer(message: &str, selector: &str) -> Option<String> {
+    const CONTEXT: usize = 30;
+    let rest = message.strip_prefix("invalid selector at column ")?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    if !rest[digits..].starts_with(':') {
+        return None;
+    }
+    let column: usize = rest[..digits].parse().ok()?;
+    let at = column.checked_sub(1)?;
+    let from = at.saturating_sub(CONTEXT);
+    let mut line = String::new();
+    if from > 0 {
+        line.push_str("...");
+    }
+    let caret = line.len() + (at - from);
+    let mut shown = selector.chars().skip(from);
+    for c in shown.by_ref().take(at - from + CONTEXT + 1) {
+        line.push(if c.is_whitespace() || c.is_control() {
+            ' '
+        } else {
+            c
+        });
+    }
+    if shown.next().is_some() {
+        line.push_str("...");
+    }
+    let shown = format!("  {line}");
+    Some(format!("{}\n  {}^", shown.trim_end(), " ".repeat(caret)))
 }
 
 /// `pause after 30s` or `keep (fail open)`, for `program show`.
@@ -319,10 +739,17 @@ fn with_more(lines: impl Iterator<Item = String>, total: u64, listed: usize) -> 
 /// `demo: 2/3 acknowledged, 1 pending, 0 errored (0.4s)`.
 #[must_use]
 pub fn progress_line(view: &StatusView, elapsed: Duration) -> String {
+    counts_line(&clean(&view.state.program), view, elapsed)
+}
+
+/// [`progress_line`] under another `label` (already escaped), e.g. `demo stage 1/2
+/// (20%): 2/2 acknowledged, 0 pending, 0 errored (0.4s)`.
+#[must_use]
+pub fn counts_line(label: &str, view: &StatusView, elapsed: Duration) -> String {
     let c = &view.collectors;
     format!(
         "{}: {}/{} acknowledged, {} pending, {} errored ({:.1}s)\n",
-        clean(&view.state.program),
+        label,
         c.acked,
         c.connected,
         c.pending_count,
@@ -514,8 +941,21 @@ fn collector_row(c: &CollectorView) -> [String; 7] {
 /// The rows every state shows, after the program's name. `purge` only when set, so the
 /// common case stays short.
 fn state_rows(state: &StateView) -> Vec<Row> {
+    // The base state alone would mislead when something overrides it.
+    let shown = if state.stop_all.is_some() {
+        format!(
+            "{} (overridden: STOP-ALL, every collector is PAUSED)",
+            state.state
+        )
+    } else if state.rollout.is_some() {
+        format!("{} (except the staged resume's current stage)", state.state)
+    } else if !state.rules.is_empty() {
+        format!("{} (where no rule below matches)", state.state)
+    } else {
+        state.state.to_string()
+    };
     let mut rows = vec![
-        Row::new("state", state.state.as_str()),
+        Row::new("state", &shown),
         Row::new("generation", &state.generation.to_string()),
         Row::new("reason", &state.reason),
         Row::new("incident", &state.incident_id),
@@ -525,7 +965,48 @@ fn state_rows(state: &StateView) -> Vec<Row> {
     if state.purge {
         rows.push(Row::new("purge", "yes"));
     }
+    if let Some(scope) = &state.scope {
+        rows.push(Row::new("scope", scope));
+    }
+    if !state.rules.is_empty() {
+        rows.push(Row::lines("rules", state.rules.iter().map(rule_line)));
+    }
+    if let Some(rollout) = &state.rollout {
+        rows.push(Row::new("rollout", &rollout_line(rollout)));
+    }
     rows
+}
+
+/// `PAUSED for region=emea by alice at 2026-11-29T09:00:00Z: leak`, `drill:` first for
+/// a drill's rule.
+fn rule_line(rule: &RuleView) -> String {
+    format!(
+        "{}{} for {} by {} at {}: {}",
+        if rule.drill { "drill: " } else { "" },
+        rule.state,
+        clean(&rule.selector),
+        or_dash(clean(&rule.actor)),
+        time(rule.at.as_ref()),
+        or_dash(clean(&rule.reason))
+    )
+}
+
+/// `stage 1 of 3 (10%) since 2026-11-29T09:00:00Z; stages 10%,50%,100%, each at least 30s`
+fn rollout_line(rollout: &RolloutView) -> String {
+    let stages: Vec<String> = rollout
+        .stages_percent
+        .iter()
+        .map(|p| format!("{p}%"))
+        .collect();
+    format!(
+        "stage {} of {} ({}%) since {}; stages {}, each at least {}",
+        rollout.stage,
+        rollout.stage_count(),
+        rollout.percent,
+        time(rollout.stage_started_at.as_ref()),
+        stages.join(","),
+        interval(rollout.interval_ms)
+    )
 }
 
 /// One key of a key/value block; a value may span several lines.
@@ -662,6 +1143,7 @@ mod tests {
     use super::*;
     use crate::view::{
         ApprovalView, CollectorErrorView, CollectorsView, DisconnectedView, Hex, RunState,
+        StageView, WaitedProgramView,
     };
 
     /// 2026-11-29T09:00:00Z
@@ -683,6 +1165,10 @@ mod tests {
             changed_at: at(0),
             purge: false,
             policy: PolicyView::default(),
+            scope: None,
+            rules: vec![],
+            rollout: None,
+            stop_all: None,
         }
     }
 
@@ -697,6 +1183,10 @@ mod tests {
             changed_at: None,
             purge: false,
             policy: PolicyView::default(),
+            scope: None,
+            rules: vec![],
+            rollout: None,
+            stop_all: None,
         }
     }
 
@@ -853,6 +1343,10 @@ mod tests {
             "changed_at": "2026-11-29T09:00:00Z",
             "purge": false,
             "policy": {"on_lost_contact": "pause", "grace_ms": 30000},
+            "scope": null,
+            "rules": [],
+            "rollout": null,
+            "stop_all": null,
         })
     }
 
@@ -1622,5 +2116,459 @@ SEQ  TIME                  ACTOR  ACTION  PROGRAM  FROM→TO         INCIDENT  R
             "",
             Some("audit chain BROKEN at entry 2: the control plane did not say what is wrong"),
         );
+    }
+
+    fn rule(selector: &str, state: RunState, drill: bool) -> RuleView {
+        RuleView {
+            selector: selector.to_owned(),
+            state,
+            actor: "alice".to_owned(),
+            reason: "emea leak".to_owned(),
+            at: at(60),
+            drill,
+        }
+    }
+
+    fn flag() -> StopAllView {
+        StopAllView {
+            active: true,
+            reason: "credential leak".to_owned(),
+            incident_id: "INC-9".to_owned(),
+            actor: "alice".to_owned(),
+            at: at(120),
+            generation: 42,
+            clear_request: None,
+        }
+    }
+
+    const BANNER: &str = "\
+!! STOP-ALL ACTIVE: every program is PAUSED for every collector, whatever its own state
+!! set by alice at 2026-11-29T09:02:00Z: credential leak (incident INC-9)
+!! clear it with: killswitch stop-all --clear --reason TEXT
+";
+
+    fn scoped() -> StatusView {
+        let mut view = all_acked();
+        view.state.scope = Some("region=emea".to_owned());
+        view.state.rules = vec![
+            rule("region=emea", RunState::Paused, false),
+            rule("region=emea", RunState::Paused, true),
+        ];
+        view.collectors.connected = 2;
+        view.collectors.acked = 2;
+        view
+    }
+
+    #[test]
+    fn status_table_with_rules_rollout_and_stop_all() {
+        assert_eq!(
+            status(&scoped(), OutputFormat::Table).unwrap(),
+            "\
+program:     demo
+state:       RUNNING (where no rule below matches)
+generation:  12
+reason:      all clear
+incident:    -
+actor:       bob
+changed:     -
+scope:       region=emea
+rules:       PAUSED for region=emea by alice at 2026-11-29T09:01:00Z: emea leak
+             drill: PAUSED for region=emea by alice at 2026-11-29T09:01:00Z: emea leak
+collectors:  2 connected, 2 acknowledged, 0 pending, 0 errored (only region=emea)
+replicas:    -
+"
+        );
+
+        let mut staged = all_acked();
+        staged.state.state = RunState::Paused;
+        staged.state.rollout = Some(RolloutView {
+            stage: 2,
+            stages_percent: vec![10, 50, 100],
+            percent: 50,
+            interval_ms: 90_000,
+            stage_started_at: at(30),
+        });
+        let shown = status(&staged, OutputFormat::Table).unwrap();
+        for line in [
+            "state:       PAUSED (except the staged resume's current stage)\n",
+            "rollout:     stage 2 of 3 (50%) since 2026-11-29T09:00:30Z; stages 10%,50%,100%, \
+             each at least 1m 30s\n",
+            "collectors:  3 connected, 3 acknowledged, 0 pending, 0 errored (only stage 2's 50%)\n",
+        ] {
+            assert!(shown.contains(line), "{line:?} in:\n{shown}");
+        }
+
+        let mut stopped = all_acked();
+        stopped.state.stop_all = Some(flag());
+        let shown = status(&stopped, OutputFormat::Table).unwrap();
+        assert!(
+            shown.starts_with(&format!("{BANNER}\nprogram:     demo\n")),
+            "{shown}"
+        );
+        assert!(
+            shown.contains(
+                "state:       RUNNING (overridden: STOP-ALL, every collector is PAUSED)\n"
+            ) && shown.contains("0 errored (every collector: stop-all)\n"),
+            "{shown}"
+        );
+        let value = parse(&status(&stopped, OutputFormat::Json).unwrap());
+        assert_eq!(
+            value["stop_all"],
+            json!({
+                "active": true,
+                "reason": "credential leak",
+                "incident_id": "INC-9",
+                "actor": "alice",
+                "at": "2026-11-29T09:02:00Z",
+                "generation": 42,
+                "clear_request": null,
+            })
+        );
+        let value = parse(&status(&scoped(), OutputFormat::Json).unwrap());
+        assert_eq!(value["scope"], "region=emea");
+        assert_eq!(
+            value["rules"][1],
+            json!({
+                "selector": "region=emea",
+                "state": "PAUSED",
+                "actor": "alice",
+                "reason": "emea leak",
+                "at": "2026-11-29T09:01:00Z",
+                "drill": true,
+            })
+        );
+    }
+
+    #[test]
+    fn program_list_and_show_carry_the_banner() {
+        let mut stopped = demo();
+        stopped.state.stop_all = Some(flag());
+        let list = programs(&[demo(), stopped.clone()], OutputFormat::Table).unwrap();
+        assert!(list.starts_with(&format!("{BANNER}\nNAME ")), "{list}");
+        let show = program(&stopped, OutputFormat::Table).unwrap();
+        assert!(show.starts_with(&format!("{BANNER}\nname:")), "{show}");
+        assert!(
+            !programs(&[demo()], OutputFormat::Table)
+                .unwrap()
+                .contains("STOP-ALL")
+        );
+
+        let mut waiting = flag();
+        waiting.clear_request = Some(crate::view::ClearRequestView {
+            id: "0badcafe".to_owned(),
+            requested_by: "bob".to_owned(),
+            expires_at: at(900),
+        });
+        assert!(stop_all_banner(&waiting).ends_with(
+            "!! clearing requested by bob as 0badcafe, waiting for a second admin (expires \
+             2026-11-29T09:15:00Z): killswitch stop-all --clear --approve 0badcafe --reason TEXT\n"
+        ));
+    }
+
+    #[test]
+    fn change_lines_say_which_collectors() {
+        let change = |state: StateView, changed: bool| {
+            super::change(
+                &ChangeView {
+                    state,
+                    changed,
+                    approval: None,
+                },
+                OutputFormat::Table,
+            )
+            .unwrap()
+        };
+        let scoped = scoped().state;
+        assert_eq!(
+            change(scoped.clone(), true),
+            "demo: drill: PAUSED for region=emea at generation 12 (other collectors unchanged)\n"
+        );
+        let mut paused = scoped.clone();
+        paused.rules.pop();
+        assert_eq!(
+            change(paused.clone(), false),
+            "demo: already PAUSED for region=emea at generation 12 (nothing changed)\n"
+        );
+        let mut staged = paused;
+        staged.rules.clear();
+        staged.scope = None;
+        staged.rollout = Some(RolloutView {
+            stage: 1,
+            stages_percent: vec![20, 100],
+            percent: 20,
+            interval_ms: 1000,
+            stage_started_at: None,
+        });
+        assert_eq!(
+            change(staged, true),
+            "demo: staged resume started at generation 12: stage 1 of 2 (20% of collectors \
+             RUNNING); the next stage starts once this one is acknowledged and 1s have passed\n"
+        );
+        let mut stopped = running("demo");
+        stopped.stop_all = Some(flag());
+        assert_eq!(
+            change(stopped, true),
+            "demo: RUNNING at generation 12\nnote: a STOP-ALL is active: every collector stays \
+             PAUSED until it is cleared (killswitch stop-all --show)\n"
+        );
+    }
+
+    #[test]
+    fn stop_all_results() {
+        let result = |flag: StopAllView, changed: bool, approval: Option<&str>| StopAllResultView {
+            stop_all: flag,
+            changed,
+            approval_request_id: approval.map(str::to_owned),
+            programs: vec![],
+        };
+        let inactive = StopAllView {
+            active: false,
+            generation: 43,
+            ..flag()
+        };
+        let table =
+            |view: &StopAllResultView, mode| stop_all(view, mode, OutputFormat::Table).unwrap();
+        assert_eq!(
+            table(&result(flag(), true, None), StopAllMode::Set),
+            format!(
+                "STOP-ALL SET at generation 42: every program is now PAUSED for every \
+                 collector\n{BANNER}"
+            )
+        );
+        assert_eq!(
+            table(&result(flag(), false, None), StopAllMode::Set),
+            "a stop-all was already active (nothing changed): set by alice at \
+             2026-11-29T09:02:00Z\n"
+        );
+        assert_eq!(
+            table(&result(inactive.clone(), true, None), StopAllMode::Clear),
+            "stop-all cleared at generation 43: every program is back to its own state (see \
+             killswitch program list)\n"
+        );
+        assert_eq!(
+            table(&result(inactive.clone(), false, None), StopAllMode::Clear),
+            "no stop-all is active\n"
+        );
+        assert_eq!(
+            table(&result(inactive.clone(), false, None), StopAllMode::Show),
+            "no stop-all is active\n"
+        );
+        assert_eq!(
+            table(&result(flag(), false, None), StopAllMode::Show),
+            BANNER
+        );
+        let requested = table(&result(flag(), false, Some("0badcafe")), StopAllMode::Clear);
+        assert!(
+            requested.starts_with("clearing the stop-all needs a second admin")
+                && requested.contains(
+                    "another admin must run: killswitch stop-all --clear --approve 0badcafe \
+                     --reason TEXT\n"
+                ),
+            "{requested}"
+        );
+
+        let mut waited = result(flag(), true, None);
+        waited.programs = vec![
+            WaitedProgramView {
+                program: "a".to_owned(),
+                generation: 42,
+                complete: true,
+                status: Some(all_acked()),
+            },
+            WaitedProgramView {
+                program: "b".to_owned(),
+                generation: 42,
+                complete: false,
+                status: None,
+            },
+        ];
+        assert!(
+            table(&waited, StopAllMode::Set).ends_with(
+                "\n\
+PROGRAM  GENERATION  CONNECTED  ACKNOWLEDGED  PENDING  ERRORED  COMPLETE
+a        42          3          3             0        0        yes
+b        42          -          -             -        -        NO
+"
+            ),
+            "{}",
+            table(&waited, StopAllMode::Set)
+        );
+        let value = parse(&stop_all(&waited, StopAllMode::Set, OutputFormat::Json).unwrap());
+        assert_eq!(value["changed"], true);
+        assert_eq!(value["approval_request_id"], Value::Null);
+        assert_eq!(value["stop_all"]["generation"], 42);
+        assert_eq!(value["programs"][1]["complete"], false);
+    }
+
+    fn drill_view() -> DrillView {
+        let mut drilled = scoped();
+        drilled.state.generation = 14;
+        let mut restored = scoped();
+        restored.state.generation = 15;
+        DrillView {
+            program: "demo".to_owned(),
+            selector: "region=emea".to_owned(),
+            drill_generation: 14,
+            restore_generation: Some(15),
+            collectors: 2,
+            acked: 2,
+            safe: true,
+            time_to_safe_ms: Some(Micros(4_200)),
+            observed_ms: Some(Micros(153_900)),
+            restored: true,
+            drill_status: Some(drilled),
+            restore_status: Some(restored),
+        }
+    }
+
+    #[test]
+    fn drill_tables() {
+        assert_eq!(
+            drill(&drill_view(), OutputFormat::Table).unwrap(),
+            "\
+drill of demo on region=emea: 2 collectors paused, confirmed and restored
+time to safe:  4.2ms (from the drill's commit to the last acknowledgement, by the control plane's ack times)
+observed:      153.9ms (by this command: from sending the drill to seeing every acknowledgement)
+drill:         generation 14, 2/2 acknowledged, 0 pending, 0 errored
+restore:       generation 15, 2/2 acknowledged, 0 pending, 0 errored
+"
+        );
+
+        let mut late = drill_view();
+        late.safe = false;
+        late.acked = 1;
+        late.time_to_safe_ms = None;
+        late.observed_ms = None;
+        late.restore_generation = None;
+        late.restore_status = None;
+        if let Some(status) = late.drill_status.as_mut() {
+            status.collectors.acked = 1;
+            status.collectors.pending_count = 1;
+            status.collectors.pending = vec!["stuck".to_owned()];
+        }
+        let shown = drill(&late, OutputFormat::Table).unwrap();
+        for line in [
+            "drill of demo on region=emea: NOT every selected collector confirmed the pause (1 of 2)\n",
+            "time to safe:   -\n",
+            "drill:          generation 14, 1/2 acknowledged, 1 pending, 0 errored\n",
+            "restore:        NOT ENDED: the drill is still active\n",
+            "drill pending:  stuck\n",
+        ] {
+            assert!(shown.contains(line), "{line:?} in:\n{shown}");
+        }
+
+        let nobody = DrillView {
+            collectors: 0,
+            acked: 0,
+            time_to_safe_ms: None,
+            ..drill_view()
+        };
+        assert!(
+            drill(&nobody, OutputFormat::Table)
+                .unwrap()
+                .starts_with("drill of demo on region=emea: NO connected collector matched"),
+        );
+        let value = parse(&drill(&drill_view(), OutputFormat::Json).unwrap());
+        assert_eq!(value["time_to_safe_ms"], 4.2);
+        assert_eq!(value["observed_ms"], 153.9);
+        assert_eq!(value["collectors"], 2);
+        assert_eq!(value["drill_status"]["generation"], 14);
+    }
+
+    #[test]
+    fn waited_rollout_table() {
+        let view = WaitedRolloutView {
+            change: ChangeView {
+                state: StateView {
+                    rollout: Some(RolloutView {
+                        stage: 1,
+                        stages_percent: vec![20, 100],
+                        percent: 20,
+                        interval_ms: 1000,
+                        stage_started_at: None,
+                    }),
+                    generation: 9,
+                    ..paused()
+                },
+                changed: true,
+                approval: None,
+            },
+            complete: true,
+            outcome: "complete",
+            stages: vec![
+                StageView {
+                    stage: 1,
+                    percent: 20,
+                    generation: 9,
+                    collectors: 2,
+                    acked: 2,
+                    acknowledged_after_ms: Some(Micros(150_000)),
+                },
+                StageView {
+                    stage: 2,
+                    percent: 100,
+                    generation: 11,
+                    collectors: 10,
+                    acked: 9,
+                    acknowledged_after_ms: None,
+                },
+            ],
+            status: Some(all_acked()),
+        };
+        let shown = waited_rollout(&view, OutputFormat::Table).unwrap();
+        assert!(
+            shown.contains(
+                "\n\
+STAGE  PERCENT  GENERATION  COLLECTORS  ACKNOWLEDGED  ALL ACKNOWLEDGED AFTER
+1      20%      9           2           2             0.1s
+2      100%     11          10          9             -
+
+demo: staged resume complete: RUNNING for every collector at generation 12
+program:     demo
+"
+            ),
+            "{shown}"
+        );
+        let value = parse(&waited_rollout(&view, OutputFormat::Json).unwrap());
+        assert_eq!(value["outcome"], "complete");
+        assert_eq!(value["rollout"]["stage"], 1);
+        assert_eq!(value["stages"][0]["acknowledged_after_ms"], 150.0);
+        assert_eq!(value["stages"][1]["acknowledged_after_ms"], Value::Null);
+    }
+
+    #[test]
+    fn selector_pointers_match_the_control_planes() {
+        use killswitch_control::selector::Selector;
+        let long = format!("{},,b=c", "a=b,".repeat(20));
+        let cases = [
+            "region=emea,,version=1",
+            "region in (emea",
+            ",",
+            "a=b,",
+            "a b",
+            "a=x,a=y",
+            "naïve=1,,",
+            "tab\there,,",
+            long.as_str(),
+        ];
+        for selector in cases {
+            let err = Selector::parse(selector).unwrap_err();
+            assert_eq!(
+                selector_pointer(&err.to_string(), selector),
+                Some(err.pointer(selector)),
+                "{selector:?}: {err}"
+            );
+        }
+        for message in [
+            "reason is required",
+            "invalid selector at column x: y",
+            "invalid selector at column 0: y",
+            "invalid selector at column 3 y",
+            "invalid selector at column 99999999999999999999999: y",
+        ] {
+            assert_eq!(selector_pointer(message, "a=b"), None, "{message}");
+        }
+        // A column past the end still draws, without panicking.
+        assert!(selector_pointer("invalid selector at column 50: x", "a=b").is_some());
     }
 }

@@ -22,6 +22,7 @@ const BAR: &str = "{prefix} [{bar:30}] {pos}/{len} acknowledged, {msg} ({elapsed
 #[derive(Debug)]
 pub struct Progress {
     generation: u64,
+    label: String,
     started: Instant,
     display: Display,
 }
@@ -36,10 +37,17 @@ impl Progress {
     /// Starts showing progress for `generation` of `program`, timed from now.
     #[must_use]
     pub fn start(program: &str, generation: u64) -> Self {
+        Self::labelled(&output::clean(program), generation, Instant::now())
+    }
+
+    /// Starts showing progress for `generation` under `label` (already escaped, e.g.
+    /// `demo stage 2/3 (50%)`), timed from `started`.
+    #[must_use]
+    pub fn labelled(label: &str, generation: u64, started: Instant) -> Self {
         let display = if io::stderr().is_terminal() {
             let bar = ProgressBar::new_spinner()
                 .with_style(style(SPINNER))
-                .with_prefix(format!("{}:", output::clean(program)))
+                .with_prefix(format!("{label}:"))
                 .with_message(format!(
                     "waiting for the replicas to report generation {generation}"
                 ));
@@ -53,8 +61,20 @@ impl Progress {
         };
         Self {
             generation,
-            started: Instant::now(),
+            label: label.to_owned(),
+            started,
             display,
+        }
+    }
+
+    /// Prints `line` (already escaped, without its newline) on stderr above the bar, to
+    /// stay: e.g. that a new stage started.
+    pub fn note(&self, line: &str) {
+        match &self.display {
+            Display::Bar { bar, .. } => bar.println(line),
+            Display::Lines(_) => {
+                let _ = writeln!(io::stderr().lock(), "{line}");
+            }
         }
     }
 
@@ -62,6 +82,12 @@ impl Progress {
     /// have not caught up, and their counts would mislead.
     pub fn update(&mut self, status: &StatusView) {
         if status.state.generation != self.generation {
+            return;
+        }
+        // Every replica's summary still predates our generation: its counts are of the
+        // previous change (which may have covered other collectors).
+        let behind = &status.replicas_behind;
+        if !behind.is_empty() && status.replicas.iter().all(|r| behind.contains(r)) {
             return;
         }
         match &mut self.display {
@@ -79,7 +105,7 @@ impl Progress {
                 ));
             }
             Display::Lines(filter) => {
-                if let Some(line) = filter.line(status, self.started.elapsed()) {
+                if let Some(line) = filter.line(&self.label, status, self.started.elapsed()) {
                     // Progress is best effort: a closed stderr must not fail the wait.
                     let _ = io::stderr().lock().write_all(line.as_bytes());
                 }
@@ -109,14 +135,14 @@ struct LineFilter {
 }
 
 impl LineFilter {
-    fn line(&mut self, status: &StatusView, elapsed: Duration) -> Option<String> {
+    fn line(&mut self, label: &str, status: &StatusView, elapsed: Duration) -> Option<String> {
         let c = &status.collectors;
         let counts = [c.acked, c.connected, c.pending_count, c.errored_count];
         if self.last == Some(counts) {
             return None;
         }
         self.last = Some(counts);
-        Some(output::progress_line(status, elapsed))
+        Some(output::counts_line(label, status, elapsed))
     }
 }
 
@@ -143,6 +169,7 @@ mod tests {
             replicas: vec![],
             replicas_behind: vec![],
             ack_times: None,
+            stop_all: None,
         })
         .unwrap()
     }
@@ -152,7 +179,7 @@ mod tests {
         let mut filter = LineFilter::default();
         let mut lines = vec![];
         for (acked, pending, ms) in [(1, 2, 100), (1, 2, 200), (2, 1, 400), (2, 1, 500)] {
-            lines.extend(filter.line(&status(acked, pending), Duration::from_millis(ms)));
+            lines.extend(filter.line("demo", &status(acked, pending), Duration::from_millis(ms)));
         }
         assert_eq!(
             lines,

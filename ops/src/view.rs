@@ -210,6 +210,28 @@ pub struct StateView {
     pub purge: bool,
     /// The failure policy collectors received with this state.
     pub policy: PolicyView,
+    /// The collectors the last change was aimed at, as a canonical label selector; `null`
+    /// for every collector. Status counts only these (for a staged resume: the current
+    /// stage's collectors).
+    pub scope: Option<String>,
+    /// Scoped pauses and resumes on top of `state`, oldest first: a collector's state is
+    /// that of the last rule whose selector matches its labels, else `state`.
+    pub rules: Vec<RuleView>,
+    /// A staged resume in progress (`state` is then `PAUSED`); `null` when none.
+    pub rollout: Option<RolloutView>,
+    /// The emergency stop-all, while active: every collector of every program is paused
+    /// whatever the fields above say; `null` when not active.
+    pub stop_all: Option<StopAllView>,
+}
+
+impl StateView {
+    /// The rule the last change added, when it was a scoped one: the last rule, if its
+    /// selector is the scope.
+    #[must_use]
+    pub fn scoped_rule(&self) -> Option<&RuleView> {
+        let scope = self.scope.as_deref()?;
+        self.rules.last().filter(|rule| rule.selector == scope)
+    }
 }
 
 impl From<v1::ProgramState> for StateView {
@@ -224,8 +246,188 @@ impl From<v1::ProgramState> for StateView {
             actor: state.actor,
             purge: state.purge,
             policy: PolicyView::from_wire(state.policy),
+            scope: Some(state.scope).filter(|scope| !scope.trim().is_empty()),
+            rules: state.rules.into_iter().map(RuleView::from).collect(),
+            rollout: state.rollout.map(RolloutView::from),
+            stop_all: state.stop_all.and_then(StopAllView::from_wire),
         }
     }
+}
+
+/// A scoped pause or resume (one of a state's `rules`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleView {
+    /// Which collectors, as a canonical label selector.
+    pub selector: String,
+    /// Their state.
+    pub state: RunState,
+    /// Who added it.
+    pub actor: String,
+    /// Why.
+    pub reason: String,
+    /// When; `null` when unknown.
+    pub at: Option<Time>,
+    /// Added by `killswitch drill`, removed when the drill ends.
+    pub drill: bool,
+}
+
+impl From<v1::Rule> for RuleView {
+    fn from(rule: v1::Rule) -> Self {
+        Self {
+            state: RunState::from_wire(rule.state),
+            at: rule.at.as_ref().and_then(Time::from_wire),
+            selector: rule.selector,
+            actor: rule.actor,
+            reason: rule.reason,
+            drill: rule.drill,
+        }
+    }
+}
+
+/// A staged resume in progress: the collectors whose stable bucket falls below the
+/// current stage's percentage are RUNNING, the others PAUSED.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RolloutView {
+    /// The current stage, counted from 1.
+    pub stage: u32,
+    /// Every stage's percentage of the collectors, ascending, the last 100.
+    pub stages_percent: Vec<u32>,
+    /// The current stage's percentage.
+    pub percent: u32,
+    /// The least time a stage runs before the next one starts.
+    pub interval_ms: u64,
+    /// When the current stage started; `null` when unknown.
+    pub stage_started_at: Option<Time>,
+}
+
+impl RolloutView {
+    /// How many stages there are.
+    #[must_use]
+    pub fn stage_count(&self) -> usize {
+        self.stages_percent.len()
+    }
+}
+
+impl From<v1::Rollout> for RolloutView {
+    fn from(rollout: v1::Rollout) -> Self {
+        // A stage index past the list only comes from a broken control plane: shown as
+        // the last stage's percentage rather than failing over it.
+        let percent = usize::try_from(rollout.stage)
+            .ok()
+            .and_then(|i| rollout.stages_percent.get(i))
+            .or(rollout.stages_percent.last())
+            .copied()
+            .unwrap_or(100);
+        Self {
+            stage: rollout.stage.saturating_add(1),
+            percent,
+            stages_percent: rollout.stages_percent,
+            interval_ms: rollout.interval_ms,
+            stage_started_at: rollout.stage_started_at.as_ref().and_then(Time::from_wire),
+        }
+    }
+}
+
+/// The emergency stop-all flag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StopAllView {
+    /// Every program is paused for every collector while it is set.
+    pub active: bool,
+    /// Why.
+    pub reason: String,
+    /// Incident given with it, empty when none.
+    pub incident_id: String,
+    /// Who set it.
+    pub actor: String,
+    /// When; `null` when unknown.
+    pub at: Option<Time>,
+    /// The generation that last changed the flag; 0 when the control plane did not say.
+    pub generation: u64,
+    /// A request to clear it that waits for a second admin; `null` when none.
+    pub clear_request: Option<ClearRequestView>,
+}
+
+/// A request to clear the stop-all, waiting for a second admin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClearRequestView {
+    /// What the second admin passes to `stop-all --clear --approve`.
+    pub id: String,
+    /// Who asked.
+    pub requested_by: String,
+    /// When the request expires; `null` when unknown.
+    pub expires_at: Option<Time>,
+}
+
+impl StopAllView {
+    /// The flag as the control plane sent it, active or not.
+    #[must_use]
+    pub fn from_flag(flag: v1::StopAll) -> Self {
+        let clear_request = (!flag.clear_request_id.is_empty()).then(|| ClearRequestView {
+            expires_at: flag
+                .clear_request_expires_at
+                .as_ref()
+                .and_then(Time::from_wire),
+            id: flag.clear_request_id,
+            requested_by: flag.clear_requested_by,
+        });
+        Self {
+            active: flag.active,
+            at: flag.at.as_ref().and_then(Time::from_wire),
+            reason: flag.reason,
+            incident_id: flag.incident_id,
+            actor: flag.actor,
+            generation: flag.generation,
+            clear_request,
+        }
+    }
+
+    /// The flag carried in a program's state or status: `None` unless active.
+    #[must_use]
+    pub fn from_wire(flag: v1::StopAll) -> Option<Self> {
+        flag.active.then(|| Self::from_flag(flag))
+    }
+}
+
+/// The answer to `stop-all`, `stop-all --clear` and `stop-all --show`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StopAllResultView {
+    /// The flag after the call.
+    pub stop_all: StopAllView,
+    /// False when the flag already was as asked, or the clear waits for approval.
+    pub changed: bool,
+    /// Set when clearing waits for a second admin: the id they approve.
+    pub approval_request_id: Option<String>,
+    /// With `--wait`: each program's acknowledgements of the stop-all; empty otherwise.
+    pub programs: Vec<WaitedProgramView>,
+}
+
+impl TryFrom<v1::StopAllResponse> for StopAllResultView {
+    type Error = Error;
+
+    fn try_from(response: v1::StopAllResponse) -> Result<Self, Error> {
+        let flag = response
+            .stop_all
+            .ok_or_else(|| Error::bad_response("missing stop-all flag"))?;
+        Ok(Self {
+            stop_all: StopAllView::from_flag(flag),
+            changed: response.changed,
+            approval_request_id: Some(response.approval_request_id).filter(|id| !id.is_empty()),
+            programs: Vec::new(),
+        })
+    }
+}
+
+/// One program's acknowledgements of a change that covers several (`stop-all --wait`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WaitedProgramView {
+    /// Program name.
+    pub program: String,
+    /// The generation waited for.
+    pub generation: u64,
+    /// Every connected collector acknowledged it without error.
+    pub complete: bool,
+    /// The last status received; `null` when none arrived.
+    pub status: Option<StatusView>,
 }
 
 /// A program definition with its current state (`program show|create|list`).
@@ -422,9 +624,14 @@ impl TryFrom<v1::StatusResponse> for StatusView {
     type Error = Error;
 
     fn try_from(response: v1::StatusResponse) -> Result<Self, Error> {
-        let state = response
+        let mut state: StateView = response
             .state
-            .ok_or_else(|| Error::bad_response("missing program state"))?;
+            .ok_or_else(|| Error::bad_response("missing program state"))?
+            .into();
+        // The status carries the flag too; either one set means it is active.
+        if let Some(flag) = response.stop_all.and_then(StopAllView::from_wire) {
+            state.stop_all = Some(flag);
+        }
         // No counts means no collector has reported: zeros are the truthful reading.
         let counts = response.collectors.unwrap_or_default();
         let errors: Vec<CollectorErrorView> = counts
@@ -446,7 +653,7 @@ impl TryFrom<v1::StatusResponse> for StatusView {
             })
             .collect();
         Ok(Self {
-            state: state.into(),
+            state,
             collectors: CollectorsView {
                 connected: counts.connected,
                 acked: counts.acked,
@@ -484,6 +691,73 @@ pub struct WaitedChangeView {
     pub complete: bool,
     /// The last status received; `null` when none arrived.
     pub status: Option<StatusView>,
+}
+
+/// One stage of a staged resume, as `resume --stages --wait` saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StageView {
+    /// Counted from 1.
+    pub stage: u32,
+    /// Its percentage of the collectors.
+    pub percent: u32,
+    /// The generation that started it.
+    pub generation: u64,
+    /// Its collectors (connected, in scope) in the last status seen of it.
+    pub collectors: u64,
+    /// Of those, how many acknowledged it without error.
+    pub acked: u64,
+    /// When every one of them had acknowledged, measured by the CLI from when it started
+    /// waiting; `null` when it never saw that.
+    pub acknowledged_after_ms: Option<Micros>,
+}
+
+/// The result of `resume --stages --wait`: the change's fields, how the staged resume
+/// ended, its stages and the last status seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WaitedRolloutView {
+    /// The resume, as without `--wait` (its state is the first stage's).
+    #[serde(flatten)]
+    pub change: ChangeView,
+    /// RUNNING for every collector, and every connected collector acknowledged it.
+    pub complete: bool,
+    /// `complete`, `aborted`, `failed` (resume hooks failed at the end), `superseded`,
+    /// `timed_out` or `broken` (the status stream failed).
+    pub outcome: &'static str,
+    /// The stages seen, in order.
+    pub stages: Vec<StageView>,
+    /// The last status received; `null` when none arrived.
+    pub status: Option<StatusView>,
+}
+
+/// The result of `drill`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DrillView {
+    /// Program name.
+    pub program: String,
+    /// The selector, as given.
+    pub selector: String,
+    /// The generation that started the drill.
+    pub drill_generation: u64,
+    /// The generation that ended it; `null` when it could not be ended.
+    pub restore_generation: Option<u64>,
+    /// Collectors the drill reached (connected and selected, at the drill's generation).
+    pub collectors: u64,
+    /// Of those, how many acknowledged the drill without error.
+    pub acked: u64,
+    /// Every selected collector acknowledged the drill without error.
+    pub safe: bool,
+    /// From the drill's commit to the last selected collector's acknowledgement, by the
+    /// control plane's ack times (collectors' clocks); `null` when none was timed.
+    pub time_to_safe_ms: Option<Micros>,
+    /// From sending the drill to seeing every acknowledgement, by the CLI's clock; `null`
+    /// when it did not see them all.
+    pub observed_ms: Option<Micros>,
+    /// Every selected collector acknowledged the end of the drill.
+    pub restored: bool,
+    /// The last status seen of the drill's generation.
+    pub drill_status: Option<StatusView>,
+    /// The last status seen of the restore's generation.
+    pub restore_status: Option<StatusView>,
 }
 
 /// One connected collector (`collectors`).
@@ -876,6 +1150,7 @@ mod tests {
             replicas: vec![],
             replicas_behind: vec![],
             ack_times: None,
+            stop_all: None,
         })
         .unwrap();
         assert_eq!(view.collectors, CollectorsView::default());
@@ -911,6 +1186,7 @@ mod tests {
             }),
             replicas: vec!["r1".to_owned(), "r2".to_owned()],
             replicas_behind: vec![],
+            stop_all: None,
             ack_times: Some(v1::AckTimes {
                 count: 3,
                 p50_us: 1200,
@@ -968,6 +1244,7 @@ mod tests {
             replicas: vec![],
             replicas_behind: vec![],
             ack_times: None,
+            stop_all: None,
         })
         .unwrap();
         let c = &view.collectors;
@@ -1026,5 +1303,133 @@ mod tests {
         assert_eq!(first.labels.keys().collect::<Vec<_>>(), ["region", "zone"]);
         assert_eq!(view.program, "demo");
         assert_eq!(view.unreachable_replicas, ["r3"]);
+    }
+
+    fn ts(seconds: i64) -> Option<Timestamp> {
+        Some(Timestamp { seconds, nanos: 0 })
+    }
+
+    #[test]
+    fn targeting_is_converted() {
+        let state = StateView::from(v1::ProgramState {
+            program: "demo".to_owned(),
+            state: v1::RunState::Running.into(),
+            scope: "region=emea".to_owned(),
+            rules: vec![
+                v1::Rule {
+                    selector: "region=emea".to_owned(),
+                    state: v1::RunState::Paused.into(),
+                    actor: "alice".to_owned(),
+                    reason: "leak".to_owned(),
+                    at: ts(1_795_942_800),
+                    drill: true,
+                },
+                v1::Rule {
+                    selector: "version=2".to_owned(),
+                    state: v1::RunState::Running.into(),
+                    ..v1::Rule::default()
+                },
+            ],
+            ..v1::ProgramState::default()
+        });
+        assert_eq!(state.scope.as_deref(), Some("region=emea"));
+        assert_eq!(state.rules.len(), 2);
+        assert_eq!(state.rules[0].state, RunState::Paused);
+        assert!(state.rules[0].drill);
+        assert_eq!(
+            state.rules[0].at.map(|t| t.to_string()).as_deref(),
+            Some("2026-11-29T09:00:00Z")
+        );
+        // The scope is not the last rule's selector: the last change was not that rule.
+        assert_eq!(state.scoped_rule(), None);
+        let plain = StateView::from(v1::ProgramState {
+            scope: "  ".to_owned(),
+            ..v1::ProgramState::default()
+        });
+        assert_eq!(
+            (
+                plain.scope,
+                plain.rules.len(),
+                plain.rollout,
+                plain.stop_all
+            ),
+            (None, 0, None, None)
+        );
+    }
+
+    #[test]
+    fn rollout_stages_count_from_one() {
+        let rollout = |stage: u32| {
+            RolloutView::from(v1::Rollout {
+                stages_percent: vec![10, 50, 100],
+                stage,
+                interval_ms: 30_000,
+                stage_started_at: ts(-1),
+            })
+        };
+        let cases = [
+            (0, 1, 10),
+            (1, 2, 50),
+            (2, 3, 100),
+            (7, 8, 100),
+            (u32::MAX, u32::MAX, 100),
+        ];
+        for (wire, stage, percent) in cases {
+            let view = rollout(wire);
+            assert_eq!((view.stage, view.percent), (stage, percent), "{wire}");
+            assert_eq!(view.stage_count(), 3);
+            assert_eq!(view.stage_started_at, None);
+        }
+        let empty = RolloutView::from(v1::Rollout::default());
+        assert_eq!((empty.stage, empty.percent), (1, 100));
+    }
+
+    #[test]
+    fn stop_all_flags() {
+        let flag = v1::StopAll {
+            active: true,
+            reason: "leak".to_owned(),
+            actor: "alice".to_owned(),
+            generation: 42,
+            clear_request_id: "0badcafe".to_owned(),
+            clear_requested_by: "bob".to_owned(),
+            clear_request_expires_at: ts(1_795_942_800),
+            ..v1::StopAll::default()
+        };
+        let view = StopAllView::from_wire(flag.clone()).unwrap();
+        assert_eq!((view.active, view.generation), (true, 42));
+        let request = view.clear_request.unwrap();
+        assert_eq!(
+            (request.id.as_str(), request.requested_by.as_str()),
+            ("0badcafe", "bob")
+        );
+        let inactive = v1::StopAll {
+            active: false,
+            ..flag
+        };
+        assert_eq!(StopAllView::from_wire(inactive.clone()), None);
+        assert!(!StopAllView::from_flag(inactive).active);
+
+        // The status's flag wins over a state that does not carry it.
+        let status = StatusView::try_from(v1::StatusResponse {
+            state: Some(v1::ProgramState::default()),
+            stop_all: Some(v1::StopAll {
+                active: true,
+                ..v1::StopAll::default()
+            }),
+            ..v1::StatusResponse::default()
+        })
+        .unwrap();
+        assert!(status.state.stop_all.is_some_and(|f| f.active));
+
+        let err = StopAllResultView::try_from(v1::StopAllResponse::default()).unwrap_err();
+        assert_eq!(err.exit(), Exit::Error);
+        let result = StopAllResultView::try_from(v1::StopAllResponse {
+            stop_all: Some(v1::StopAll::default()),
+            changed: true,
+            approval_request_id: String::new(),
+        })
+        .unwrap();
+        assert_eq!(result.approval_request_id, None);
     }
 }

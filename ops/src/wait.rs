@@ -3,10 +3,13 @@
 //! superseded G, or the deadline passes.
 //!
 //! [`decide`] is the whole rule, a pure function of G and one status; [`wait`] only feeds
-//! it statuses. There is no reconnecting: a broken stream ends the wait, because silently
+//! it statuses. A staged resume (`resume --stages --wait`) moves through several
+//! generations, one per stage: [`decide_rollout`] judges it and [`wait_rollout`] follows
+//! it until it completes (RUNNING for everyone, acknowledged) or is aborted. There is no reconnecting: a broken stream ends the wait, because silently
 //! resuming could hide the very window a responder needs to know about.
 
 use std::cmp::Ordering;
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -14,7 +17,7 @@ use tokio::time::Instant;
 use crate::client::Session;
 use crate::exit::{Error, Exit};
 use crate::output::clean;
-use crate::view::StatusView;
+use crate::view::{Micros, RunState, StageView, StatusView};
 
 /// What one status means for a wait on generation G.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +187,288 @@ pub async fn wait(
     }
 }
 
+/// What one status means for a wait on a staged resume that started at generation S.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RolloutDecision {
+    /// The rollout is still going (the replicas' driver moves it on), or the status
+    /// predates S, or the last generation is not acknowledged everywhere yet.
+    Continue,
+    /// The rollout completed: RUNNING for every collector, and every connected collector
+    /// acknowledged that generation without error.
+    Done,
+    /// It completed, but some collectors' resume hooks failed at the last generation.
+    Failed,
+    /// It ended PAUSED for everyone, and every connected collector acknowledged that (or
+    /// failed to): the driver aborted it (an errored acknowledgement), or an operator
+    /// aborted it or paused the program.
+    Aborted,
+    /// Another kind of change replaced it (a scoped pause or resume, a drill).
+    Superseded,
+}
+
+/// Judges `status` for a wait on the staged resume that started at generation `start`.
+#[must_use]
+pub fn decide_rollout(start: u64, status: &StatusView) -> RolloutDecision {
+    let state = &status.state;
+    if state.generation < start || state.rollout.is_some() {
+        return RolloutDecision::Continue;
+    }
+    let whole = state.rules.is_empty() && state.scope.is_none();
+    match state.state {
+        RunState::Running if whole => match decide(state.generation, status) {
+            Decision::Continue | Decision::Superseded => RolloutDecision::Continue,
+            Decision::Done => RolloutDecision::Done,
+            Decision::Failed => RolloutDecision::Failed,
+        },
+        // Aborted: once its pause is acknowledged (or failed) everywhere, so the result
+        // shows that every collector closed again.
+        RunState::Paused if whole => match decide(state.generation, status) {
+            Decision::Continue | Decision::Superseded => RolloutDecision::Continue,
+            Decision::Done | Decision::Failed => RolloutDecision::Aborted,
+        },
+        _ => RolloutDecision::Superseded,
+    }
+}
+
+/// Whether `status` shows the staged resume that started at `start` ended PAUSED for
+/// everyone, acknowledged or not.
+fn is_aborted(start: u64, status: &StatusView) -> bool {
+    let state = &status.state;
+    state.generation > start
+        && state.rollout.is_none()
+        && state.rules.is_empty()
+        && state.scope.is_none()
+        && state.state == RunState::Paused
+}
+
+/// How a wait on a staged resume ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RolloutOutcome {
+    /// Completed and acknowledged.
+    Done,
+    /// Completed, with failed resume hooks at the last generation.
+    Failed,
+    /// Ended PAUSED for everyone (its pause acknowledged, or the deadline passed).
+    Aborted,
+    /// Replaced by another kind of change.
+    Superseded,
+    /// The deadline passed first.
+    TimedOut,
+    /// The stream could not be opened, failed, or ended.
+    Broken(Error),
+}
+
+impl RolloutOutcome {
+    /// The name scripts see in `outcome`.
+    #[must_use]
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Done => "complete",
+            Self::Failed => "failed",
+            Self::Aborted => "aborted",
+            Self::Superseded => "superseded",
+            Self::TimedOut => "timed_out",
+            Self::Broken(_) => "broken",
+        }
+    }
+}
+
+/// The end of a wait on a staged resume: how it ended, every stage seen, and the last
+/// status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitedRollout {
+    /// How it ended.
+    pub outcome: RolloutOutcome,
+    /// The stages seen, in order.
+    pub stages: Vec<StageView>,
+    /// The last status received.
+    pub last: Option<StatusView>,
+    start: u64,
+    limit: Duration,
+}
+
+impl WaitedRollout {
+    /// Whether the resume reached every collector and they all acknowledged it.
+    #[must_use]
+    pub fn complete(&self) -> bool {
+        self.outcome == RolloutOutcome::Done
+    }
+
+    /// `Ok` when complete, else the error to report once the result is printed: exit 3
+    /// on timeout, 1 otherwise.
+    pub fn result(&self) -> Result<(), Error> {
+        let start = self.start;
+        let last = self.last.as_ref();
+        let by = |status: &StatusView| {
+            format!(
+                "generation {} by {}: {}",
+                status.state.generation,
+                clean(&status.state.actor),
+                clean(&status.state.reason)
+            )
+        };
+        let message = match (&self.outcome, last) {
+            (RolloutOutcome::Done, _) => return Ok(()),
+            (RolloutOutcome::Broken(err), _) => return Err(err.clone()),
+            (RolloutOutcome::TimedOut, status) => {
+                return Err(Error::new(Exit::AckTimeout, self.timeout_message(status)));
+            }
+            (RolloutOutcome::Aborted, Some(status)) => format!(
+                "the staged resume that started at generation {start} was aborted: the program \
+                 is PAUSED for every collector ({})",
+                by(status)
+            ),
+            (RolloutOutcome::Failed, Some(status)) => {
+                let c = &status.collectors;
+                format!(
+                    "the staged resume completed, but resume hooks failed on {} of {} \
+                     connected collectors at generation {}",
+                    c.errored_count, c.connected, status.state.generation
+                )
+            }
+            (RolloutOutcome::Superseded, Some(status)) => format!(
+                "the staged resume that started at generation {start} was replaced by \
+                 another change ({})",
+                by(status)
+            ),
+            (
+                RolloutOutcome::Aborted | RolloutOutcome::Failed | RolloutOutcome::Superseded,
+                None,
+            ) => {
+                format!("the staged resume that started at generation {start} did not complete")
+            }
+        };
+        Err(Error::new(Exit::Error, message))
+    }
+
+    fn timeout_message(&self, last: Option<&StatusView>) -> String {
+        let limit = humantime::format_duration(self.limit);
+        let Some(status) = last else {
+            return format!("timed out after {limit} before the control plane sent a status");
+        };
+        let c = &status.collectors;
+        let mut at = match &status.state.rollout {
+            Some(r) => format!(
+                "the staged resume is at stage {} of {} ({}%), generation {}",
+                r.stage,
+                r.stage_count(),
+                r.percent,
+                status.state.generation
+            ),
+            None => format!(
+                "the staged resume reached generation {}",
+                status.state.generation
+            ),
+        };
+        let _ = write!(
+            at,
+            ": {} pending, {} errored of {} connected",
+            c.pending_count, c.errored_count, c.connected
+        );
+        if !c.pending.is_empty() {
+            let shown: Vec<String> = c.pending.iter().take(10).map(|id| clean(id)).collect();
+            let _ = write!(at, " (pending: {}", shown.join(", "));
+            if c.pending_count > 10 {
+                let _ = write!(at, " and {} more", c.pending_count - 10);
+            }
+            at.push(')');
+        }
+        format!("timed out after {limit}: {at}")
+    }
+}
+
+/// Follows `WatchStatus` for a staged resume of `program` that started at generation
+/// `start`, stage after stage, until [`decide_rollout`] ends it, the stream breaks, or
+/// `limit` has passed since `began`. `on_status` sees every status.
+pub async fn wait_rollout(
+    session: &mut Session,
+    program: &str,
+    start: u64,
+    began: Instant,
+    limit: Duration,
+    mut on_status: impl FnMut(&StatusView),
+) -> WaitedRollout {
+    let mut last = None;
+    let mut stages: Vec<StageView> = Vec::new();
+    let follow = async {
+        let mut stream = session.watch_status(program).await?;
+        while let Some(status) = stream.next().await? {
+            on_status(&status);
+            record_stage(&mut stages, start, &status, began.elapsed());
+            let decision = decide_rollout(start, &status);
+            last = Some(status);
+            match decision {
+                RolloutDecision::Continue => {}
+                RolloutDecision::Done => return Ok(RolloutOutcome::Done),
+                RolloutDecision::Failed => return Ok(RolloutOutcome::Failed),
+                RolloutDecision::Aborted => return Ok(RolloutOutcome::Aborted),
+                RolloutDecision::Superseded => return Ok(RolloutOutcome::Superseded),
+            }
+        }
+        Err(Error::new(
+            Exit::Error,
+            format!(
+                "the control plane ended the status stream before the staged resume that \
+                 started at generation {start} completed"
+            ),
+        ))
+    };
+    let outcome = match tokio::time::timeout_at(began + limit, follow).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(err)) => RolloutOutcome::Broken(err),
+        // An abort whose pause was not acknowledged everywhere in time is still an abort.
+        Err(_elapsed) if last.as_ref().is_some_and(|s| is_aborted(start, s)) => {
+            RolloutOutcome::Aborted
+        }
+        Err(_elapsed) => RolloutOutcome::TimedOut,
+    };
+    WaitedRollout {
+        outcome,
+        stages,
+        last,
+        start,
+        limit,
+    }
+}
+
+/// Notes what `status` says about the stage it is at, if it is a stage of the rollout
+/// that started at `start`.
+fn record_stage(stages: &mut Vec<StageView>, start: u64, status: &StatusView, elapsed: Duration) {
+    let state = &status.state;
+    let Some(rollout) = &state.rollout else {
+        return;
+    };
+    if state.generation < start {
+        return;
+    }
+    let c = &status.collectors;
+    let acknowledged = decide(state.generation, status) == Decision::Done;
+    let seen = match stages.last_mut() {
+        Some(seen) if seen.generation == state.generation => seen,
+        _ => {
+            stages.push(StageView {
+                stage: rollout.stage,
+                percent: rollout.percent,
+                generation: state.generation,
+                collectors: 0,
+                acked: 0,
+                acknowledged_after_ms: None,
+            });
+            let Some(seen) = stages.last_mut() else {
+                return;
+            };
+            seen
+        }
+    };
+    seen.collectors = c.connected;
+    seen.acked = c.acked;
+    if acknowledged && seen.acknowledged_after_ms.is_none() {
+        seen.acknowledged_after_ms = Some(Micros(
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        ));
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -228,6 +513,7 @@ mod tests {
             replicas: vec!["r1".to_owned()],
             replicas_behind: vec![],
             ack_times: None,
+            stop_all: None,
         }
     }
 
@@ -256,6 +542,193 @@ mod tests {
         check(G - 1, 3, 0, 1, Decision::Continue);
         check(G + 1, 3, 0, 0, Decision::Superseded);
         check(G + 1, 3, 2, 1, Decision::Superseded);
+    }
+
+    /// A status of a staged resume: `stage` (0-based) of 20%,100% while in progress,
+    /// else the whole program in `state`; `rule` adds a scoped rule.
+    fn staged(
+        generation: u64,
+        state: v1::RunState,
+        stage: Option<u32>,
+        rule: bool,
+        counts: (u64, u64, u64),
+    ) -> StatusView {
+        view(staged_wire(generation, state, stage, rule, counts))
+    }
+
+    /// [`staged`] as the control plane sends it.
+    fn staged_wire(
+        generation: u64,
+        state: v1::RunState,
+        stage: Option<u32>,
+        rule: bool,
+        (connected, pending, errored): (u64, u64, u64),
+    ) -> v1::StatusResponse {
+        let mut response = status(generation, connected, pending, errored);
+        let wire = response.state.as_mut().unwrap();
+        wire.state = state.into();
+        wire.rollout = stage.map(|stage| v1::Rollout {
+            stages_percent: vec![20, 100],
+            stage,
+            ..v1::Rollout::default()
+        });
+        if rule {
+            wire.scope = "region=emea".to_owned();
+            wire.rules = vec![v1::Rule {
+                selector: "region=emea".to_owned(),
+                state: v1::RunState::Paused.into(),
+                ..v1::Rule::default()
+            }];
+        }
+        response
+    }
+
+    #[test]
+    fn rollout_decisions() {
+        use RolloutDecision::{Aborted, Continue, Done, Failed, Superseded};
+        use v1::RunState::{Paused, Running};
+        let cases = [
+            // Still going: the driver decides, whatever the counts.
+            (G, Paused, Some(0), false, (3, 1, 0), Continue),
+            (G, Paused, Some(0), false, (3, 0, 1), Continue),
+            (G + 3, Paused, Some(1), false, (3, 0, 0), Continue),
+            // A status from before the resume.
+            (G - 1, Paused, None, false, (3, 0, 0), Continue),
+            (G - 1, Running, None, false, (3, 0, 0), Continue),
+            // Completed: done once acknowledged.
+            (G + 5, Running, None, false, (3, 0, 0), Done),
+            (G + 5, Running, None, false, (0, 0, 0), Done),
+            (G + 5, Running, None, false, (3, 1, 0), Continue),
+            (G + 5, Running, None, false, (3, 0, 1), Failed),
+            // Ended PAUSED for everyone: aborted, by the driver or an operator, once that
+            // is acknowledged.
+            (G + 2, Paused, None, false, (3, 3, 0), Continue),
+            (G + 2, Paused, None, false, (3, 0, 0), Aborted),
+            (G + 2, Paused, None, false, (3, 0, 1), Aborted),
+            // Another kind of change.
+            (G + 2, Running, None, true, (3, 0, 0), Superseded),
+            (G + 2, Paused, None, true, (3, 0, 0), Superseded),
+        ];
+        for (generation, state, stage, rule, counts, expected) in cases {
+            let status = staged(generation, state, stage, rule, counts);
+            assert_eq!(
+                decide_rollout(G, &status),
+                expected,
+                "{generation} {state:?} stage {stage:?} rule {rule} {counts:?}"
+            );
+        }
+        let mut behind = staged(G + 5, Running, None, false, (3, 0, 0));
+        behind.replicas_behind = vec!["r2".to_owned()];
+        assert_eq!(decide_rollout(G, &behind), Continue);
+    }
+
+    #[test]
+    fn rollout_stages_are_recorded_once_each() {
+        use v1::RunState::{Paused, Running};
+        let mut stages = Vec::new();
+        let feed = [
+            (staged(G - 1, Paused, None, false, (3, 0, 0)), 0),
+            (staged(G, Paused, Some(0), false, (1, 1, 0)), 100),
+            (staged(G, Paused, Some(0), false, (1, 0, 0)), 200),
+            (staged(G, Paused, Some(0), false, (1, 0, 0)), 300),
+            (staged(G + 2, Paused, Some(1), false, (3, 2, 0)), 1300),
+            (staged(G + 2, Paused, Some(1), false, (3, 0, 1)), 1400),
+            (staged(G + 4, Running, None, false, (3, 0, 0)), 1500),
+        ];
+        for (status, ms) in &feed {
+            record_stage(&mut stages, G, status, ms_(*ms));
+        }
+        let seen: Vec<_> = stages
+            .iter()
+            .map(|s| (s.stage, s.percent, s.generation, s.collectors, s.acked))
+            .collect();
+        assert_eq!(seen, [(1, 20, G, 1, 1), (2, 100, G + 2, 3, 2)]);
+        assert_eq!(stages[0].acknowledged_after_ms, Some(Micros(200_000)));
+        assert_eq!(
+            stages[1].acknowledged_after_ms, None,
+            "errored: not acknowledged"
+        );
+    }
+
+    fn ms_(millis: u64) -> Duration {
+        Duration::from_millis(millis)
+    }
+
+    #[test]
+    fn rollout_results() {
+        use v1::RunState::{Paused, Running};
+        #[track_caller]
+        fn check(outcome: RolloutOutcome, last: Option<StatusView>, expected: Option<(u8, &str)>) {
+            let waited = WaitedRollout {
+                outcome,
+                stages: vec![],
+                last,
+                start: G,
+                limit: Duration::from_secs(20),
+            };
+            let got = waited.result().err();
+            let got = got.as_ref().map(|e| (e.exit().code(), e.message()));
+            assert_eq!(got, expected);
+        }
+        check(
+            RolloutOutcome::Done,
+            Some(staged(G + 4, Running, None, false, (3, 0, 0))),
+            None,
+        );
+        let mut aborted = staged(G + 2, Paused, None, false, (3, 0, 0));
+        aborted.state.actor = "rollout-driver@r1".to_owned();
+        aborted.state.reason = "1 collector(s) acknowledged stage 1 with an error".to_owned();
+        check(
+            RolloutOutcome::Aborted,
+            Some(aborted),
+            Some((
+                1,
+                "the staged resume that started at generation 7 was aborted: the program is \
+                 PAUSED for every collector (generation 9 by rollout-driver@r1: 1 collector(s) \
+                 acknowledged stage 1 with an error)",
+            )),
+        );
+        check(
+            RolloutOutcome::Failed,
+            Some(staged(G + 4, Running, None, false, (3, 0, 2))),
+            Some((
+                1,
+                "the staged resume completed, but resume hooks failed on 2 of 3 connected \
+                 collectors at generation 11",
+            )),
+        );
+        check(
+            RolloutOutcome::Superseded,
+            Some(staged(G + 1, Running, None, true, (3, 0, 0))),
+            Some((
+                1,
+                "the staged resume that started at generation 7 was replaced by another \
+                 change (generation 8 by bob: )",
+            )),
+        );
+        check(
+            RolloutOutcome::TimedOut,
+            Some(staged(G + 2, Paused, Some(1), false, (3, 2, 0))),
+            Some((
+                3,
+                "timed out after 20s: the staged resume is at stage 2 of 2 (100%), generation \
+                 9: 2 pending, 0 errored of 3 connected (pending: p0, p1)",
+            )),
+        );
+        check(
+            RolloutOutcome::TimedOut,
+            None,
+            Some((
+                3,
+                "timed out after 20s before the control plane sent a status",
+            )),
+        );
+        check(
+            RolloutOutcome::Broken(Error::new(Exit::Error, "the status stream broke: x")),
+            None,
+            Some((1, "the status stream broke: x")),
+        );
+        assert_eq!(RolloutOutcome::TimedOut.as_str(), "timed_out");
     }
 
     #[test]
@@ -468,11 +941,79 @@ mod tests {
         ) -> Result<Response<v1::VerifyAuditResponse>, Status> {
             Err(Status::unimplemented("fake"))
         }
+
+        async fn abort_rollout(
+            &self,
+            _: Request<v1::AbortRolloutRequest>,
+        ) -> Result<Response<v1::ChangeResponse>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+
+        async fn stop_all(
+            &self,
+            _: Request<v1::StopAllRequest>,
+        ) -> Result<Response<v1::StopAllResponse>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+
+        async fn clear_stop_all(
+            &self,
+            _: Request<v1::ClearStopAllRequest>,
+        ) -> Result<Response<v1::StopAllResponse>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+
+        async fn get_stop_all(
+            &self,
+            _: Request<v1::GetStopAllRequest>,
+        ) -> Result<Response<v1::StopAllResponse>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+
+        async fn start_drill(
+            &self,
+            _: Request<v1::DrillRequest>,
+        ) -> Result<Response<v1::ChangeResponse>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+
+        async fn end_drill(
+            &self,
+            _: Request<v1::DrillRequest>,
+        ) -> Result<Response<v1::ChangeResponse>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
     }
 
     /// Serves `fake` on 127.0.0.1:0 for a wait on generation [`G`] with per-RPC `timeout`;
     /// the server stops when the returned sender is dropped.
     async fn wait_against(fake: Fake, timeout: Duration, limit: Duration) -> Waited {
+        let (mut session, stop, server) = serve(fake, timeout).await;
+        let waited = wait(&mut session, "demo", G, Instant::now(), limit, |_| {}).await;
+        drop(session);
+        drop(stop);
+        server.await.unwrap().unwrap();
+        waited
+    }
+
+    /// [`wait_against`] for a staged resume that started at [`G`].
+    async fn wait_rollout_against(fake: Fake, limit: Duration) -> WaitedRollout {
+        let (mut session, stop, server) = serve(fake, Duration::from_secs(10)).await;
+        let waited = wait_rollout(&mut session, "demo", G, Instant::now(), limit, |_| {}).await;
+        drop(session);
+        drop(stop);
+        server.await.unwrap().unwrap();
+        waited
+    }
+
+    type Served = (
+        Session,
+        oneshot::Sender<()>,
+        tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    );
+
+    /// Serves `fake` on 127.0.0.1:0 and connects to it with per-RPC `timeout`.
+    async fn serve(fake: Fake, timeout: Duration) -> Served {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -486,14 +1027,72 @@ mod tests {
         let endpoint = EndpointUrl::parse(&format!("http://{address}")).unwrap();
         let actor = Actor::parse("tester").unwrap();
         let credentials = crate::cli::Credentials::default();
-        let mut session = Session::connect(&endpoint, timeout, &actor, &credentials)
+        let session = Session::connect(&endpoint, timeout, &actor, &credentials)
             .await
             .unwrap();
-        let waited = wait(&mut session, "demo", G, Instant::now(), limit, |_| {}).await;
-        drop(session);
-        drop(stop);
-        server.await.unwrap().unwrap();
-        waited
+        (session, stop, server)
+    }
+
+    #[tokio::test]
+    async fn a_rollout_is_followed_through_its_stages() {
+        use v1::RunState::{Paused, Running};
+        let fake = Fake {
+            script: Mutex::new(vec![
+                (ms(0), Ok(staged_wire(G, Paused, Some(0), false, (1, 1, 0)))),
+                (ms(0), Ok(staged_wire(G, Paused, Some(0), false, (1, 0, 0)))),
+                (
+                    ms(0),
+                    Ok(staged_wire(G + 2, Paused, Some(1), false, (3, 0, 0))),
+                ),
+                (
+                    ms(0),
+                    Ok(staged_wire(G + 4, Running, None, false, (3, 1, 0))),
+                ),
+                (
+                    ms(0),
+                    Ok(staged_wire(G + 4, Running, None, false, (3, 0, 0))),
+                ),
+            ]),
+            then_hang: true,
+        };
+        let waited = wait_rollout_against(fake, Duration::from_secs(10)).await;
+        assert_eq!(waited.outcome, RolloutOutcome::Done);
+        let stages: Vec<(u32, u64)> = waited
+            .stages
+            .iter()
+            .map(|s| (s.stage, s.generation))
+            .collect();
+        assert_eq!(stages, [(1, G), (2, G + 2)]);
+        assert!(waited.result().is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_abort_not_acknowledged_in_time_is_still_an_abort() {
+        use v1::RunState::Paused;
+        let fake = Fake {
+            script: Mutex::new(vec![
+                (ms(0), Ok(staged_wire(G, Paused, Some(0), false, (3, 0, 1)))),
+                (
+                    ms(0),
+                    Ok(staged_wire(G + 1, Paused, None, false, (3, 2, 0))),
+                ),
+            ]),
+            then_hang: true,
+        };
+        let waited = wait_rollout_against(fake, ms(300)).await;
+        assert_eq!(waited.outcome, RolloutOutcome::Aborted);
+        assert_eq!(waited.result().unwrap_err().exit(), Exit::Error);
+
+        let stuck = Fake {
+            script: Mutex::new(vec![(
+                ms(0),
+                Ok(staged_wire(G, Paused, Some(0), false, (3, 1, 0))),
+            )]),
+            then_hang: true,
+        };
+        let waited = wait_rollout_against(stuck, ms(300)).await;
+        assert_eq!(waited.outcome, RolloutOutcome::TimedOut);
+        assert_eq!(waited.result().unwrap_err().exit(), Exit::AckTimeout);
     }
 
     fn ms(millis: u64) -> Duration {

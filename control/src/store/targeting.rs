@@ -214,7 +214,7 @@ impl Store {
             {
                 return Err(StoreError::Invalid(InvalidInput::Conflict(format!(
                     "a drill of {selector} is already running on {name}: end it with \
-                     `killswitch drill {name} --selector '{selector}' --end`"
+                     `killswitch drill {name} --selector '{selector}' --end --reason TEXT`"
                 ))));
             }
             add_rule(current, stored, RunState::Paused, selector, true, change).map(|new| {

@@ -3,6 +3,7 @@
 
 #![allow(dead_code, unreachable_pub)] // Each test binary uses a different part.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -245,9 +246,17 @@ pub struct CollectorBuilder {
     on_resume: Option<Hook>,
     hook_timeout: Option<Duration>,
     state_file: Option<PathBuf>,
+    labels: BTreeMap<String, String>,
 }
 
 impl CollectorBuilder {
+    /// Sets a label the collector sends in Hello (replacing the default `region=test`
+    /// when the key is `region`).
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.labels.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
     /// Runs `hook` inside the pause hook (after it is counted).
     pub fn on_pause(
         mut self,
@@ -303,7 +312,6 @@ impl CollectorBuilder {
         let mut builder = Client::builder()
             .endpoints(endpoints.iter().cloned())
             .collector_id(self.id.as_str())
-            .label("region", "test")
             .on_pause(move |event| {
                 p.fetch_add(1, Ordering::SeqCst);
                 l.store(event.generation, Ordering::SeqCst);
@@ -317,6 +325,9 @@ impl CollectorBuilder {
             });
         for program in self.programs {
             builder = builder.program(program);
+        }
+        for (key, value) in self.labels {
+            builder = builder.label(key, value);
         }
         if let Some(timeout) = self.hook_timeout {
             builder = builder.hook_timeout(timeout);
@@ -356,6 +367,7 @@ impl Collector {
             on_resume: None,
             hook_timeout: None,
             state_file: None,
+            labels: BTreeMap::from([("region".to_owned(), "test".to_owned())]),
         }
     }
 
