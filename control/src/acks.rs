@@ -139,6 +139,33 @@ impl AckBook {
         self.changed.notified().await;
     }
 
+    /// Whether every changed program is settled at its state in `current`: each in-scope
+    /// collector connected here acknowledged that generation (or a newer one). A
+    /// settled summary is final until the next change, so publishing it then costs one
+    /// etcd write per replica per change.
+    pub fn dirty_settled(
+        &self,
+        current: impl Fn(&ProgramName) -> Option<(Generation, Option<Targeting>)>,
+    ) -> bool {
+        let inner = self.lock();
+        inner.dirty.iter().all(|program| {
+            let Some(book) = inner.programs.get(program) else {
+                return true;
+            };
+            let Some((generation, scope)) = current(program) else {
+                return true;
+            };
+            book.collectors
+                .iter()
+                .filter(|(id, e)| {
+                    scope
+                        .as_ref()
+                        .is_none_or(|t| t.in_scope(id.as_str(), &e.labels))
+                })
+                .all(|(_, e)| e.acked_generation() >= generation)
+        })
+    }
+
     /// The programs changed since the last call.
     pub fn take_dirty(&self) -> Vec<ProgramName> {
         self.lock().dirty.drain().collect()
@@ -600,6 +627,28 @@ mod tests {
 
     /// Each Ack is counted by result; commit-to-ack is recorded once per collector and
     /// generation, only for the current generation, with the collector's `applied_at`.
+    #[test]
+    fn a_change_is_settled_once_every_collector_here_acknowledged_it() {
+        let book = AckBook::new();
+        let committed = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        connect(&book, 1, "c1");
+        connect(&book, 2, "c2");
+        let at_seven = |_: &ProgramName| Some((7, None));
+        book.ack(1, &id("c1"), &demo(), ack(7, "", committed), None);
+        assert!(!book.dirty_settled(at_seven), "c2 has not acknowledged");
+        book.ack(2, &id("c2"), &demo(), ack(7, "disk full", committed), None);
+        assert!(book.dirty_settled(at_seven), "an error is an answer too");
+        assert!(
+            !book.dirty_settled(|_| Some((8, None))),
+            "a newer change is not"
+        );
+        book.take_dirty();
+        assert!(
+            book.dirty_settled(|_| Some((8, None))),
+            "nothing changed since"
+        );
+    }
+
     #[test]
     fn acks_are_counted_and_timed_once() {
         let metrics = Arc::new(Metrics::new());

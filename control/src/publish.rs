@@ -32,6 +32,10 @@ pub struct PublishConfig {
     pub lease_ttl: Duration,
     /// Wait after a change before writing summaries. Default 100 ms.
     pub debounce: Duration,
+    /// While collectors are still acknowledging, how often to publish progress anyway.
+    /// Summaries are otherwise written once every collector here has acknowledged, so a
+    /// change costs one write per replica. Default 1 s.
+    pub progress_interval: Duration,
 }
 
 /// Keeps the registration and summaries current until `cancel` fires, then revokes the
@@ -134,9 +138,21 @@ async fn publish_with(
                 }
             },
             () = book.changed() => {
-                tokio::select! {
-                    () = cancel.cancelled() => return Ok(()),
-                    () = tokio::time::sleep(config.debounce) => {}
+                // Wait for the change to settle (every collector here acknowledged), at
+                // most `progress_interval`, checking every `debounce`; the keep-alive
+                // interval is a third of the lease, so a wait this short never costs it.
+                let first = tokio::time::Instant::now();
+                loop {
+                    tokio::select! {
+                        () = cancel.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(config.debounce) => {}
+                    }
+                    let settled = book.dirty_settled(|program| {
+                        cache.get(program).map(|s| (s.generation, Some(s.targeting.clone())))
+                    });
+                    if settled || first.elapsed() >= config.progress_interval {
+                        break;
+                    }
                 }
                 let dirty = book.take_dirty();
                 let summaries: Vec<_> = dirty

@@ -631,6 +631,7 @@ pub async fn serve(
         advertise: config.advertise.clone(),
         lease_ttl: config.lease_ttl,
         debounce: config.ack_debounce,
+        progress_interval: Duration::from_secs(1),
     };
     let publisher = tokio::spawn(run_publisher(
         store.clone(),
