@@ -3,9 +3,12 @@
 //! # Layout
 //! - [`v1`]: the `CollectorService` and `AdminService` APIs and the types they share.
 //! - [`v1::store`]: the protobuf messages stored as etcd values.
+//! - [`codec`]: the codec of every generated client and server (small buffers).
 //!
 //! This crate holds no logic beyond small conversions: validation and domain types live
 //! at the edges that receive these messages (`killswitch-control`, `killswitch-sdk`).
+
+pub mod codec;
 
 /// `killswitch.v1`: services and messages.
 #[allow(missing_docs, unreachable_pub, clippy::all)]
