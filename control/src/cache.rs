@@ -209,7 +209,14 @@ impl StateCache {
     }
 
     fn set_healthy(&self, healthy: bool) {
-        if self.healthy.send_replace(healthy) != healthy {
+        // Only a change notifies: every session follows this channel, and the watch
+        // reports progress every heartbeat interval.
+        let changed = self.healthy.send_if_modified(|current| {
+            let changed = *current != healthy;
+            *current = healthy;
+            changed
+        });
+        if changed {
             if healthy {
                 tracing::info!("etcd watch healthy: vouching for program state");
             } else {

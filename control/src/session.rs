@@ -363,15 +363,19 @@ impl Sessions {
 
         let mut heartbeat = tokio::time::interval(self.config.heartbeat_interval);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Created once, not at every wake-up of the loop below.
+        let drained = self.drain.cancelled();
+        let closed = tx.closed();
+        tokio::pin!(drained, closed);
         loop {
             tokio::select! {
-                () = self.drain.cancelled() => {
+                () = &mut drained => {
                     let delay = self.config.drain_spread.mul_f64(fastrand::f64());
                     let drain = v1::Drain { reconnect_after_ms: millis(delay) };
                     send(&tx, control_message::Msg::Drain(drain)).await;
                     return;
                 }
-                () = tx.closed() => return,
+                () = &mut closed => return,
                 Some((program, slot)) = changes.next() => {
                     if !self.forward(&tx, &hello, &mut sent, &program, slot).await {
                         return;
