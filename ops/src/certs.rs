@@ -24,6 +24,7 @@ use rcgen::{
 use time::OffsetDateTime;
 
 use crate::exit::{Error, Exit};
+use crate::output::OutputFormat;
 use crate::sink::Sink;
 use crate::token::{Credential, OperatorEntry, OperatorName, Role};
 
@@ -526,12 +527,30 @@ fn write_new(path: &Path, file: &File) -> io::Result<()> {
 }
 
 /// Runs `killswitch certs ...`.
-pub fn run(command: CertsCommand, out: &mut Sink<'_>) -> Result<(), Error> {
+pub fn run(command: CertsCommand, format: OutputFormat, out: &mut Sink<'_>) -> Result<(), Error> {
     let CertsCommand::Init(args) = command;
     let plan = Plan::from_args(&args)?;
     let files = plan.generate(SystemTime::now())?;
     write(&args.dir, &files)?;
-    out.write(&plan.summary(&args.dir, &files))
+    match format {
+        OutputFormat::Table => out.write(&plan.summary(&args.dir, &files)),
+        OutputFormat::Json => {
+            let listed: Vec<serde_json::Value> = files
+                .iter()
+                .map(|f| {
+                    serde_json::json!({
+                        "path": args.dir.join(&f.name).display().to_string(),
+                        "what": f.what,
+                        "secret": f.secret,
+                    })
+                })
+                .collect();
+            out.write(&crate::output::json(&serde_json::json!({
+                "dir": args.dir.display().to_string(),
+                "files": listed,
+            }))?)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -35,10 +35,11 @@ use crate::wait::{self, Outcome, Waited};
 /// control plane is down.
 pub async fn run(cli: Cli, out: &mut Sink<'_>) -> Result<(), Error> {
     // Local commands: no control plane, no actor.
+    let format = cli.global.output;
     let cli = match cli.command {
-        Command::Certs(command) => return crate::certs::run(command, out),
-        Command::Token(command) => return crate::token::run(command, out),
-        Command::Keys(command) => return crate::keys::run(command, out),
+        Command::Certs(command) => return crate::certs::run(command, format, out),
+        Command::Token(command) => return crate::token::run(command, format, out),
+        Command::Keys(command) => return crate::keys::run(command, format, out),
         command => Cli { command, ..cli },
     };
     let global = cli.global;

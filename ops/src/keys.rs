@@ -19,6 +19,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{Ed25519KeyPair, KeyPair};
 
 use crate::exit::{Error, Exit};
+use crate::output::OutputFormat;
 use crate::sink::Sink;
 use crate::token::OperatorName;
 
@@ -53,7 +54,7 @@ pub struct NewKeyArgs {
 }
 
 /// Runs `killswitch keys ...`: the public key on `out`, the auth.toml line on stderr.
-pub fn run(command: KeysCommand, out: &mut Sink<'_>) -> Result<(), Error> {
+pub fn run(command: KeysCommand, format: OutputFormat, out: &mut Sink<'_>) -> Result<(), Error> {
     let KeysCommand::New(args) = command;
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
         .map_err(|_| Error::new(Exit::Error, "cannot generate an ed25519 key"))?;
@@ -62,6 +63,14 @@ pub fn run(command: KeysCommand, out: &mut Sink<'_>) -> Result<(), Error> {
     let path = args.out.join(format!("{}.ed25519", args.name));
     write_secret(&path, pkcs8.as_ref())?;
     let public = hex(pair.public_key().as_ref());
+    if format == OutputFormat::Json {
+        return out.write(&crate::output::json(&serde_json::json!({
+            "name": args.name.to_string(),
+            "path": path.display().to_string(),
+            "public_key": public,
+            "auth_toml_line": format!("signing_key = \"{public}\""),
+        }))?);
+    }
     out.write(&format!("{public}\n"))?;
     let instructions = format!(
         "Wrote {path}. Add this line to {name}'s [[operator]] entry in the control plane's \

@@ -1114,7 +1114,7 @@ fn truncate(value: &str, max: usize) -> String {
 }
 
 /// One pretty-printed JSON document and a newline.
-fn json<T: Serialize + ?Sized>(value: &T) -> Result<String, Error> {
+pub(crate) fn json<T: Serialize + ?Sized>(value: &T) -> Result<String, Error> {
     let mut text = serde_json::to_string_pretty(value).map_err(json_error)?;
     text.push('\n');
     Ok(text)

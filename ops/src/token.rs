@@ -15,6 +15,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::exit::{Error, Exit};
 use crate::input::ProgramName;
+use crate::output::OutputFormat;
 use crate::sink::Sink;
 
 /// Random bytes in a token.
@@ -277,7 +278,7 @@ pub fn check_scope(role: Role, programs: &[ProgramName]) -> Result<(), Error> {
 }
 
 /// Runs `killswitch token ...`: the token on `out`, the entry on stderr.
-pub fn run(command: TokenCommand, out: &mut Sink<'_>) -> Result<(), Error> {
+pub fn run(command: TokenCommand, format: OutputFormat, out: &mut Sink<'_>) -> Result<(), Error> {
     let TokenCommand::New(args) = command;
     check_scope(args.role, &args.programs)?;
     let token = new_token()?;
@@ -289,6 +290,13 @@ pub fn run(command: TokenCommand, out: &mut Sink<'_>) -> Result<(), Error> {
             sha256: token_sha256(&token),
         },
     };
+    if format == OutputFormat::Json {
+        return out.write(&crate::output::json(&serde_json::json!({
+            "name": entry.name.to_string(),
+            "token": token,
+            "auth_toml_entry": entry.to_toml(),
+        }))?);
+    }
     out.write(&format!("{token}\n"))?;
     std::io::stderr()
         .lock()

@@ -172,3 +172,58 @@ async fn health_and_reflection_need_no_credentials_over_tls() {
     ]);
     assert_eq!(output.status.code(), Some(4), "{}", text(&output.stderr));
 }
+
+#[test]
+fn local_commands_speak_json_too() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pki = dir.path().join("pki");
+    let out = killswitch(&[
+        "--output",
+        "json",
+        "certs",
+        "init",
+        path(&pki),
+        "--collectors",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let certs: Value = serde_json::from_slice(&out.stdout).expect("certs init JSON");
+    let files = certs["files"].as_array().expect("files");
+    assert!(
+        files
+            .iter()
+            .any(|f| f["path"].as_str().is_some_and(|p| p.ends_with("ca.pem")))
+    );
+    assert!(
+        files
+            .iter()
+            .all(|f| std::path::Path::new(f["path"].as_str().expect("path")).is_file())
+    );
+
+    let out = killswitch(&[
+        "--output", "json", "token", "new", "dana", "--role", "viewer",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let token: Value = serde_json::from_slice(&out.stdout).expect("token new JSON");
+    assert_eq!(token["name"], "dana");
+    assert!(token["token"].as_str().is_some_and(|t| t.len() > 20));
+    assert!(
+        token["auth_toml_entry"]
+            .as_str()
+            .is_some_and(|e| e.contains("token_sha256"))
+    );
+
+    let out = killswitch(&[
+        "--output",
+        "json",
+        "keys",
+        "new",
+        "dana",
+        "--out",
+        path(dir.path()),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let key: Value = serde_json::from_slice(&out.stdout).expect("keys new JSON");
+    assert_eq!(key["public_key"].as_str().map(str::len), Some(64));
+    assert!(std::path::Path::new(key["path"].as_str().expect("path")).is_file());
+}
