@@ -706,36 +706,14 @@ impl AdminService for Admin {
         &self,
         request: Request<v1::DrillRequest>,
     ) -> Result<Response<v1::ChangeResponse>, Status> {
-        let actor = self.authorize(&request, Action::Pause, Some(&request.get_ref().program))?;
-        let r = request.get_ref();
-        let result = async {
-            let name = ProgramName::parse(&r.program)?;
-            let selector = required_selector(&r.selector)?;
-            let change = change(actor, &r.reason, &r.incident_id)?;
-            let outcome = self.store.start_drill(&name, &selector, &change).await?;
-            tracing::info!(program = %name, %selector, actor = change.actor, "drill started");
-            Ok::<_, ApiError>(change_response(outcome))
-        }
-        .await;
-        Ok(Response::new(result?))
+        self.drill(request, true).await
     }
 
     async fn end_drill(
         &self,
         request: Request<v1::DrillRequest>,
     ) -> Result<Response<v1::ChangeResponse>, Status> {
-        let actor = self.authorize(&request, Action::Pause, Some(&request.get_ref().program))?;
-        let r = request.get_ref();
-        let result = async {
-            let name = ProgramName::parse(&r.program)?;
-            let selector = required_selector(&r.selector)?;
-            let change = change(actor, &r.reason, &r.incident_id)?;
-            let outcome = self.store.end_drill(&name, &selector, &change).await?;
-            tracing::info!(program = %name, %selector, actor = change.actor, "drill ended");
-            Ok::<_, ApiError>(change_response(outcome))
-        }
-        .await;
-        Ok(Response::new(result?))
+        self.drill(request, false).await
     }
 
     async fn verify_audit(
@@ -755,6 +733,35 @@ impl AdminService for Admin {
 }
 
 impl Admin {
+    /// Starts (`start`) or ends a drill of the collectors the request's selector matches.
+    async fn drill(
+        &self,
+        request: Request<v1::DrillRequest>,
+        start: bool,
+    ) -> Result<Response<v1::ChangeResponse>, Status> {
+        let actor = self.authorize(&request, Action::Pause, Some(&request.get_ref().program))?;
+        let r = request.get_ref();
+        let result = async {
+            let name = ProgramName::parse(&r.program)?;
+            let selector = required_selector(&r.selector)?;
+            let change = change(actor, &r.reason, &r.incident_id)?;
+            let outcome = if start {
+                self.store.start_drill(&name, &selector, &change).await?
+            } else {
+                self.store.end_drill(&name, &selector, &change).await?
+            };
+            let what = if start {
+                "drill started"
+            } else {
+                "drill ended"
+            };
+            tracing::info!(program = %name, %selector, actor = change.actor, "{what}");
+            Ok::<_, ApiError>(change_response(outcome))
+        }
+        .await;
+        Ok(Response::new(result?))
+    }
+
     /// Fleet-wide status of a program, from etcd.
     async fn status_of(&self, name: &ProgramName) -> Result<v1::StatusResponse, ApiError> {
         let (state, summaries, registered) = self

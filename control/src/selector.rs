@@ -54,9 +54,6 @@ pub const MAX_SELECTOR_BYTES: usize = 4096;
 pub const MAX_REQUIREMENTS: usize = 64;
 /// Most characters of an unknown operator quoted back in an error message.
 const MAX_QUOTED_CHARS: usize = 32;
-/// Characters of context shown on each side of the caret by [`SelectorError::pointer`].
-const POINTER_CONTEXT: usize = 30;
-
 /// A selector that did not parse: where, and what was wrong.
 ///
 /// Displays on one line, e.g. `invalid selector at column 8: expected ')' to close the
@@ -97,26 +94,7 @@ impl SelectorError {
     /// picture but no panic. Wide characters can shift the caret.
     #[must_use]
     pub fn pointer(&self, selector: &str) -> String {
-        let at = self.column.saturating_sub(1);
-        let from = at.saturating_sub(POINTER_CONTEXT);
-        let mut line = String::new();
-        if from > 0 {
-            line.push_str("...");
-        }
-        let caret = line.len() + (at - from);
-        let mut shown = selector.chars().skip(from);
-        for c in shown.by_ref().take(at - from + POINTER_CONTEXT + 1) {
-            line.push(if c.is_whitespace() || c.is_control() {
-                ' '
-            } else {
-                c
-            });
-        }
-        if shown.next().is_some() {
-            line.push_str("...");
-        }
-        let shown = format!("  {line}");
-        format!("{}\n  {}^", shown.trim_end(), " ".repeat(caret))
+        killswitch_proto::pointer(selector, self.column)
     }
 }
 
@@ -1141,7 +1119,11 @@ mod tests {
             lines[0].starts_with("  ...") && !lines[0].ends_with("..."),
             "{pointer}"
         );
-        assert_eq!(lines[1].len(), 2 + 3 + POINTER_CONTEXT + 1, "{pointer}");
+        assert_eq!(
+            lines[1].len(),
+            2 + 3 + killswitch_proto::POINTER_CONTEXT + 1,
+            "{pointer}"
+        );
         // A different string gives no panic.
         assert_eq!(error.pointer("").lines().count(), 2);
     }

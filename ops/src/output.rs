@@ -628,33 +628,15 @@ fn plural(n: u64) -> &'static str {
 /// the message is simply shown without the picture.
 #[must_use]
 pub fn selector_pointer(message: &str, selector: &str) -> Option<String> {
-    const CONTEXT: usize = 30;
     let rest = message.strip_prefix("invalid selector at column ")?;
     let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
     if !rest[digits..].starts_with(':') {
         return None;
     }
     let column: usize = rest[..digits].parse().ok()?;
-    let at = column.checked_sub(1)?;
-    let from = at.saturating_sub(CONTEXT);
-    let mut line = String::new();
-    if from > 0 {
-        line.push_str("...");
-    }
-    let caret = line.len() + (at - from);
-    let mut shown = selector.chars().skip(from);
-    for c in shown.by_ref().take(at - from + CONTEXT + 1) {
-        line.push(if c.is_whitespace() || c.is_control() {
-            ' '
-        } else {
-            c
-        });
-    }
-    if shown.next().is_some() {
-        line.push_str("...");
-    }
-    let shown = format!("  {line}");
-    Some(format!("{}\n  {}^", shown.trim_end(), " ".repeat(caret)))
+    column
+        .checked_sub(1)
+        .map(|_| killswitch_proto::pointer(selector, column))
 }
 
 /// `pause after 30s` or `keep (fail open)`, for `program show`.

@@ -47,3 +47,35 @@ pub fn resume_signed_bytes(statement: &[u8]) -> Vec<u8> {
     bytes.extend_from_slice(statement);
     bytes
 }
+
+/// Characters shown on each side of the column [`pointer`] marks.
+pub const POINTER_CONTEXT: usize = 30;
+
+/// Two lines that show `text` around 1-based character `column` with a caret under it,
+/// e.g. for an invalid label selector. Shared by the control plane, which knows the
+/// column, and the CLI, which reads it back from the control plane's message, so both
+/// draw the same picture. Whitespace and control characters show as spaces; text more
+/// than [`POINTER_CONTEXT`] characters away is cut and marked `...`.
+#[must_use]
+pub fn pointer(text: &str, column: usize) -> String {
+    let at = column.saturating_sub(1);
+    let from = at.saturating_sub(POINTER_CONTEXT);
+    let mut line = String::new();
+    if from > 0 {
+        line.push_str("...");
+    }
+    let caret = line.len() + (at - from);
+    let mut shown = text.chars().skip(from);
+    for c in shown.by_ref().take(at - from + POINTER_CONTEXT + 1) {
+        line.push(if c.is_whitespace() || c.is_control() {
+            ' '
+        } else {
+            c
+        });
+    }
+    if shown.next().is_some() {
+        line.push_str("...");
+    }
+    let shown = format!("  {line}");
+    format!("{}\n  {}^", shown.trim_end(), " ".repeat(caret))
+}
