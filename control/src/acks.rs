@@ -166,6 +166,18 @@ impl AckBook {
         })
     }
 
+    /// The most collectors connected here for any one program: how big a change's round
+    /// of acknowledgements is on this replica.
+    #[must_use]
+    pub fn largest_program(&self) -> usize {
+        self.lock()
+            .programs
+            .values()
+            .map(|book| book.collectors.len())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The programs changed since the last call.
     pub fn take_dirty(&self) -> Vec<ProgramName> {
         self.lock().dirty.drain().collect()

@@ -18,6 +18,10 @@ use crate::cache::StateCache;
 use crate::domain::{Generation, ProgramName};
 use crate::store::{Store, StoreError};
 
+/// How much longer the first progress write waits per collector connected here: 1.5 s
+/// more at 15,000 collectors, about what their round of acknowledgements takes.
+const PROGRESS_PER_COLLECTOR: Duration = Duration::from_micros(100);
+
 /// Pause after a failed summary write before the next attempt.
 const PUBLISH_RETRY: Duration = Duration::from_secs(1);
 
@@ -32,9 +36,10 @@ pub struct PublishConfig {
     pub lease_ttl: Duration,
     /// Wait after a change before writing summaries. Default 100 ms.
     pub debounce: Duration,
-    /// While collectors are still acknowledging, how often to publish progress anyway.
-    /// Summaries are otherwise written once every collector here has acknowledged, so a
-    /// change costs one write per replica. Default 1 s.
+    /// While collectors are still acknowledging, how long before publishing progress
+    /// anyway, plus 100 µs per collector connected here. Summaries are otherwise written
+    /// once every collector here has acknowledged, so a change costs one write per
+    /// replica. Default 1 s.
     pub progress_interval: Duration,
 }
 
@@ -141,7 +146,12 @@ async fn publish_with(
                 // Wait for the change to settle (every collector here acknowledged), at
                 // most `progress_interval`, checking every `debounce`; the keep-alive
                 // interval is a third of the lease, so a wait this short never costs it.
+                // A round of acknowledgements takes longer the more collectors a replica
+                // has (tens of µs of CPU each), so the first progress write waits longer
+                // too: a change that settles in time costs one write per replica.
                 let first = tokio::time::Instant::now();
+                let progress = config.progress_interval
+                    + PROGRESS_PER_COLLECTOR * u32::try_from(book.largest_program()).unwrap_or(u32::MAX);
                 loop {
                     tokio::select! {
                         () = cancel.cancelled() => return Ok(()),
@@ -150,7 +160,7 @@ async fn publish_with(
                     let settled = book.dirty_settled(|program| {
                         cache.get(program).map(|s| (s.generation, Some(s.targeting.clone())))
                     });
-                    if settled || first.elapsed() >= config.progress_interval {
+                    if settled || first.elapsed() >= progress {
                         break;
                     }
                 }

@@ -364,6 +364,7 @@ impl Sessions {
         let mut heartbeat = tokio::time::interval(self.config.heartbeat_interval);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Created once, not at every wake-up of the loop below.
+        let mut health_changes = WatchStream::from_changes(health);
         let drained = self.drain.cancelled();
         let closed = tx.closed();
         tokio::pin!(drained, closed);
@@ -381,13 +382,11 @@ impl Sessions {
                         return;
                     }
                 }
-                changed = health.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
+                healthy = health_changes.next() => {
+                    let Some(healthy) = healthy else { return };
                     // Back in touch with etcd: vouch again for the current state, so
                     // collectors that paused for lost contact can reopen.
-                    if *health.borrow_and_update() && !self.resend(&tx, &hello, &mut sent).await {
+                    if healthy && !self.resend(&tx, &hello, &mut sent).await {
                         return;
                     }
                 }

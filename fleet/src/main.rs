@@ -1,3 +1,10 @@
-//! `killswitch-fleet`: the fleet-scale load tool (issue #7; being built).
+//! `killswitch-fleet`: parses the command line and runs it; see the library for what the
+//! commands do.
 
-fn main() {}
+use clap::Parser;
+use killswitch_fleet::cli::Cli;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    Cli::parse().run().await
+}

@@ -1,0 +1,490 @@
+//! A run's results: what the JSON file holds, the summary over rounds, the targets of
+//! issue #7, and the text printed at the end of a run.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::admin::Kind;
+use crate::stats::{Quantiles, median};
+
+/// Everything one `killswitch-fleet run` (or `peers`) measured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunReport {
+    /// Where and when it ran.
+    pub machine: Machine,
+    /// What it ran.
+    pub config: RunSettings,
+    /// Seconds from starting the simulators to every collector in sync.
+    pub connect_secs: f64,
+    /// Each replica's resident memory before and after its collectors connected.
+    pub idle: Vec<IdleMemory>,
+    /// Every pause and resume, in order.
+    pub changes: Vec<ChangeReport>,
+    /// Medians over the pauses.
+    pub pause: Option<Summary>,
+    /// Medians over the resumes.
+    pub resume: Option<Summary>,
+    /// The peers, measured in the same run.
+    pub peers: Vec<PeerReport>,
+}
+
+/// The machine a run measured on.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Machine {
+    /// Logical CPUs.
+    pub cores: usize,
+    /// `/proc/loadavg` (1, 5, 15 minutes) when the run started.
+    pub load_before: Option<[f64; 3]>,
+    /// `/proc/loadavg` when it ended.
+    pub load_after: Option<[f64; 3]>,
+    /// Unix seconds at the start.
+    pub started_at: u64,
+}
+
+/// How a run was configured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunSettings {
+    /// Simulated collectors (0 for a peers-only run).
+    pub collectors: usize,
+    /// Control replicas.
+    pub replicas: usize,
+    /// Simulator processes.
+    pub simulators: usize,
+    /// Whether sessions and admin calls used TLS (mutual TLS for collectors).
+    pub tls: bool,
+    /// Pause/resume rounds.
+    pub rounds: usize,
+    /// Whether this is a release build of the tool.
+    pub release: bool,
+}
+
+/// One replica's memory around connecting its collectors.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct IdleMemory {
+    /// The replica id.
+    pub replica: String,
+    /// Sessions it reported connected.
+    pub sessions: u64,
+    /// VmRSS before any collector connected.
+    pub rss_before_bytes: u64,
+    /// VmRSS with every collector connected and idle.
+    pub rss_after_bytes: u64,
+    /// The difference per session.
+    pub bytes_per_session: f64,
+}
+
+/// One pause or resume.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChangeReport {
+    /// 1-based round.
+    pub round: usize,
+    /// Pause or resume.
+    pub kind: Kind,
+    /// The new generation (etcd revision of the state key).
+    pub generation: u64,
+    /// Collectors in the run.
+    pub collectors: usize,
+    /// Collectors whose hook ran for this generation.
+    pub hooked: usize,
+    /// Collectors whose successful Ack for this generation the replicas counted.
+    pub acked: u64,
+    /// Collectors that acknowledged with an error.
+    pub errored: u64,
+    /// Commit (the state's `changed_at`) to the collector's hook starting, measured in
+    /// the simulators.
+    pub hook: Option<Quantiles>,
+    /// Commit to each Ack as the replicas recorded it (the Ack's `applied_at`, taken by
+    /// the SDK once the hook returned), from the replicas' histograms (within ~5%, max
+    /// exact).
+    pub ack: Option<Quantiles>,
+    /// Commit to the moment etcd held every replica's summary counting every collector:
+    /// when `killswitch status` can first show the pause complete. Includes the
+    /// replicas' 100 ms publishing debounce.
+    pub confirmed_ms: Option<f64>,
+    /// How long the admin RPC took.
+    pub rpc_ms: f64,
+    /// From sending the admin RPC to the commit time it returned.
+    pub commit_after_rpc_ms: f64,
+    /// etcd revisions the change caused: the state transaction plus every summary write,
+    /// counted until etcd was quiet again.
+    pub etcd_writes: i64,
+    /// CPU time (user + system) of all replicas from the RPC to confirmation, per
+    /// collector, in microseconds.
+    pub replica_cpu_us_per_collector: f64,
+}
+
+/// Medians over the rounds of one kind of change.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Summary {
+    /// Rounds counted.
+    pub rounds: usize,
+    /// Whether every collector acknowledged in every round.
+    pub all_acked: bool,
+    /// Median of the rounds' commit-to-hook p50.
+    pub hook_p50_ms: Option<f64>,
+    /// Median of the rounds' commit-to-last-hook.
+    pub hook_max_ms: Option<f64>,
+    /// Median of the rounds' commit-to-ack p50.
+    pub ack_p50_ms: Option<f64>,
+    /// Median of the rounds' commit-to-ack p90.
+    pub ack_p90_ms: Option<f64>,
+    /// Median of the rounds' commit-to-ack p99.
+    pub ack_p99_ms: Option<f64>,
+    /// Median of the rounds' commit-to-last-ack.
+    pub ack_max_ms: Option<f64>,
+    /// Worst round's commit-to-last-ack.
+    pub ack_max_worst_ms: Option<f64>,
+    /// Median of the rounds' commit-to-confirmed.
+    pub confirmed_ms: Option<f64>,
+    /// Median replica CPU per collector per change, microseconds.
+    pub cpu_us_per_collector: Option<f64>,
+    /// Most etcd writes any round caused.
+    pub etcd_writes_max: i64,
+}
+
+impl Summary {
+    /// Summarizes the changes of `kind`; `None` when there are none.
+    #[must_use]
+    pub fn of(changes: &[ChangeReport], kind: Kind) -> Option<Self> {
+        let of_kind: Vec<&ChangeReport> = changes.iter().filter(|c| c.kind == kind).collect();
+        if of_kind.is_empty() {
+            return None;
+        }
+        let med =
+            |f: &dyn Fn(&ChangeReport) -> Option<f64>| median(of_kind.iter().filter_map(|c| f(c)));
+        Some(Self {
+            rounds: of_kind.len(),
+            all_acked: of_kind
+                .iter()
+                .all(|c| c.acked == c.collectors as u64 && c.errored == 0),
+            hook_p50_ms: med(&|c| c.hook.map(|q| q.p50_ms)),
+            hook_max_ms: med(&|c| c.hook.map(|q| q.max_ms)),
+            ack_p50_ms: med(&|c| c.ack.map(|q| q.p50_ms)),
+            ack_p90_ms: med(&|c| c.ack.map(|q| q.p90_ms)),
+            ack_p99_ms: med(&|c| c.ack.map(|q| q.p99_ms)),
+            ack_max_ms: med(&|c| c.ack.map(|q| q.max_ms)),
+            ack_max_worst_ms: of_kind
+                .iter()
+                .filter_map(|c| c.ack.map(|q| q.max_ms))
+                .reduce(f64::max),
+            confirmed_ms: med(&|c| c.confirmed_ms),
+            cpu_us_per_collector: med(&|c| Some(c.replica_cpu_us_per_collector)),
+            etcd_writes_max: of_kind.iter().map(|c| c.etcd_writes).max().unwrap_or(0),
+        })
+    }
+}
+
+/// One peer (etcd watches, directly or through grpc-proxy) at one size.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PeerReport {
+    /// `etcd-direct` or `etcd-grpc-proxy`.
+    pub name: String,
+    /// Watchers.
+    pub watchers: usize,
+    /// etcd or proxy processes the watchers were spread over.
+    pub servers: usize,
+    /// Why it was not measured, if it was not.
+    pub skipped: Option<String>,
+    /// Put-to-notify latencies, one entry per round.
+    pub rounds: Vec<PeerRound>,
+    /// Median of the rounds' put-to-notify p50.
+    pub median_p50_ms: Option<f64>,
+    /// Median of the rounds' put-to-last-notify.
+    pub median_last_ms: Option<f64>,
+    /// Our median commit-to-last-ack (pause) divided by this peer's median
+    /// put-to-last-notify, when both were measured.
+    pub ratio_last_ack_to_last_notify: Option<f64>,
+}
+
+/// One put, as the watchers saw it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PeerRound {
+    /// Watchers notified.
+    pub notified: usize,
+    /// Watchers not notified in time.
+    pub missing: usize,
+    /// From just before the put to each watcher's notification.
+    pub latency: Option<Quantiles>,
+}
+
+impl PeerReport {
+    /// Fills in the medians.
+    pub fn summarize(&mut self) {
+        self.median_p50_ms = median(
+            self.rounds
+                .iter()
+                .filter_map(|r| r.latency.map(|q| q.p50_ms)),
+        );
+        self.median_last_ms = median(
+            self.rounds
+                .iter()
+                .filter_map(|r| r.latency.map(|q| q.max_ms)),
+        );
+    }
+}
+
+impl RunReport {
+    /// Fills in the summaries and the ratios to the peers.
+    pub fn summarize(&mut self) {
+        self.pause = Summary::of(&self.changes, Kind::Pause);
+        self.resume = Summary::of(&self.changes, Kind::Resume);
+        let ours = self.pause.as_ref().and_then(|s| s.ack_max_ms);
+        for peer in &mut self.peers {
+            peer.summarize();
+            peer.ratio_last_ack_to_last_notify = match (ours, peer.median_last_ms) {
+                (Some(ours), Some(theirs)) if theirs > 0.0 => Some(ours / theirs),
+                _ => None,
+            };
+        }
+    }
+
+    /// Bytes per idle session, over every replica.
+    #[must_use]
+    pub fn bytes_per_session(&self) -> Option<f64> {
+        let sessions: u64 = self.idle.iter().map(|i| i.sessions).sum();
+        let grown: i128 = self
+            .idle
+            .iter()
+            .map(|i| i128::from(i.rss_after_bytes) - i128::from(i.rss_before_bytes))
+            .sum();
+        (sessions > 0).then(|| grown as f64 / sessions as f64)
+    }
+
+    /// The report as text: per-change lines, summaries, peers and the targets.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        let c = &self.config;
+        let _ = writeln!(
+            text,
+            "\n{} collectors on {} replica(s), {} simulator process(es), {}, {} round(s); load before {}",
+            c.collectors,
+            c.replicas,
+            c.simulators,
+            if c.tls { "TLS" } else { "plain text" },
+            c.rounds,
+            self.machine.load_before.map_or("?".to_owned(), |l| format!(
+                "{:.2} {:.2} {:.2}",
+                l[0], l[1], l[2]
+            )),
+        );
+        if c.collectors > 0 {
+            let _ = writeln!(
+                text,
+                "connected in {:.1} s; replica memory per idle session: {}",
+                self.connect_secs,
+                self.bytes_per_session()
+                    .map_or("?".to_owned(), |b| format!("{:.1} KiB", b / 1024.0)),
+            );
+            let _ = writeln!(
+                text,
+                "\n| change | acked | hook p50 / max | ack p50 / p90 / p99 / max | confirmed | CPU/collector | etcd writes |\n|---|---|---|---|---|---|---|"
+            );
+            for change in &self.changes {
+                let _ = writeln!(
+                    text,
+                    "| {} {} | {}/{} | {} | {} | {} | {:.1} µs | {} |",
+                    change.kind,
+                    change.round,
+                    change.acked,
+                    change.collectors,
+                    change.hook.map_or("-".to_owned(), |q| format!(
+                        "{:.0} / {:.0} ms",
+                        q.p50_ms, q.max_ms
+                    )),
+                    change.ack.map_or("-".to_owned(), |q| format!(
+                        "{:.0} / {:.0} / {:.0} / {:.0} ms",
+                        q.p50_ms, q.p90_ms, q.p99_ms, q.max_ms
+                    )),
+                    change
+                        .confirmed_ms
+                        .map_or("-".to_owned(), |ms| format!("{ms:.0} ms")),
+                    change.replica_cpu_us_per_collector,
+                    change.etcd_writes,
+                );
+            }
+            for (name, summary) in [("pause", &self.pause), ("resume", &self.resume)] {
+                if let Some(s) = summary {
+                    let _ = writeln!(
+                        text,
+                        "\n{name}: median of {} rounds: hook p50 {} last {}; ack p50 {} p90 {} p99 {} last {} (worst {}); confirmed {}; replica CPU {} per collector; etcd writes <= {}; every collector acked every round: {}",
+                        s.rounds,
+                        ms(s.hook_p50_ms),
+                        ms(s.hook_max_ms),
+                        ms(s.ack_p50_ms),
+                        ms(s.ack_p90_ms),
+                        ms(s.ack_p99_ms),
+                        ms(s.ack_max_ms),
+                        ms(s.ack_max_worst_ms),
+                        ms(s.confirmed_ms),
+                        s.cpu_us_per_collector
+                            .map_or("-".to_owned(), |us| format!("{us:.1} µs")),
+                        s.etcd_writes_max,
+                        s.all_acked,
+                    );
+                }
+            }
+        }
+        for peer in &self.peers {
+            match &peer.skipped {
+                Some(why) => {
+                    let _ = writeln!(
+                        text,
+                        "\n{} with {} watchers: skipped: {why}",
+                        peer.name, peer.watchers
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        text,
+                        "\n{} with {} watchers over {} server(s): median of {} rounds: put to notify p50 {}, to last notify {}; our last ack / their last notify = {}",
+                        peer.name,
+                        peer.watchers,
+                        peer.servers,
+                        peer.rounds.len(),
+                        ms(peer.median_p50_ms),
+                        ms(peer.median_last_ms),
+                        peer.ratio_last_ack_to_last_notify
+                            .map_or("-".to_owned(), |r| format!("{r:.2}")),
+                    );
+                }
+            }
+        }
+        if let Some(pause) = &self.pause {
+            text.push_str(&self.targets(pause));
+        }
+        text
+    }
+
+    /// Issue #7's targets, each with whether this run met it (the latency targets apply
+    /// to 10,000 collectors on one replica; memory and etcd writes to any run).
+    fn targets(&self, pause: &Summary) -> String {
+        let mut text = String::from("\ntargets:\n");
+        let mut line = |what: String, met: Option<bool>| {
+            let verdict = match met {
+                Some(true) => "met",
+                Some(false) => "NOT met",
+                None => "not measured",
+            };
+            let _ = writeln!(text, "  {what}: {verdict}");
+        };
+        line(
+            format!(
+                "commit to last ack <= 250 ms (median {})",
+                ms(pause.ack_max_ms)
+            ),
+            pause.ack_max_ms.map(|v| v <= 250.0),
+        );
+        line(
+            format!(
+                "commit to ack p50 <= 125 ms (median {})",
+                ms(pause.ack_p50_ms)
+            ),
+            pause.ack_p50_ms.map(|v| v <= 125.0),
+        );
+        line(
+            format!(
+                "replica CPU per collector per pause <= 15 µs ({})",
+                pause
+                    .cpu_us_per_collector
+                    .map_or("-".to_owned(), |us| format!("{us:.1} µs"))
+            ),
+            pause.cpu_us_per_collector.map(|v| v <= 15.0),
+        );
+        let per_session = self.bytes_per_session();
+        line(
+            format!(
+                "memory per idle session <= 16 KiB ({})",
+                per_session.map_or("-".to_owned(), |b| format!("{:.1} KiB", b / 1024.0))
+            ),
+            per_session.map(|b| b <= 16.0 * 1024.0),
+        );
+        let allowed = 2 + self.config.replicas as i64;
+        line(
+            format!(
+                "etcd writes per pause <= 2 + replicas = {allowed} (most: {})",
+                pause.etcd_writes_max
+            ),
+            Some(pause.etcd_writes_max <= allowed),
+        );
+        text
+    }
+}
+
+fn ms(value: Option<f64>) -> String {
+    value.map_or("-".to_owned(), |v| format!("{v:.0} ms"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(kind: Kind, max: f64, acked: u64) -> ChangeReport {
+        ChangeReport {
+            round: 1,
+            kind,
+            generation: 1,
+            collectors: 10,
+            hooked: 10,
+            acked,
+            errored: 0,
+            hook: None,
+            ack: Some(Quantiles {
+                p50_ms: max / 2.0,
+                p90_ms: max,
+                p99_ms: max,
+                max_ms: max,
+            }),
+            confirmed_ms: Some(max + 100.0),
+            rpc_ms: 1.0,
+            commit_after_rpc_ms: 0.5,
+            etcd_writes: 3,
+            replica_cpu_us_per_collector: 10.0,
+        }
+    }
+
+    #[test]
+    fn summaries_and_ratios() {
+        let mut report = RunReport {
+            config: RunSettings {
+                collectors: 10,
+                replicas: 1,
+                ..RunSettings::default()
+            },
+            changes: vec![
+                change(Kind::Pause, 100.0, 10),
+                change(Kind::Resume, 50.0, 10),
+                change(Kind::Pause, 300.0, 10),
+                change(Kind::Pause, 200.0, 9),
+            ],
+            peers: vec![PeerReport {
+                name: "etcd-direct".into(),
+                rounds: vec![PeerRound {
+                    notified: 10,
+                    missing: 0,
+                    latency: Quantiles::of(vec![100.0, 400.0]),
+                }],
+                ..PeerReport::default()
+            }],
+            ..RunReport::default()
+        };
+        report.summarize();
+        let pause = report.pause.clone().expect("pauses");
+        assert_eq!(pause.rounds, 3);
+        assert_eq!(pause.ack_max_ms, Some(200.0));
+        assert_eq!(pause.ack_max_worst_ms, Some(300.0));
+        assert!(!pause.all_acked);
+        assert_eq!(report.resume.as_ref().map(|s| s.all_acked), Some(true));
+        assert_eq!(report.peers[0].ratio_last_ack_to_last_notify, Some(0.5));
+        let text = report.render();
+        assert!(
+            text.contains("etcd writes per pause <= 2 + replicas = 3 (most: 3): met"),
+            "{text}"
+        );
+        assert!(
+            text.contains("commit to last ack <= 250 ms (median 200 ms): met"),
+            "{text}"
+        );
+    }
+}
