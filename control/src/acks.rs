@@ -130,7 +130,10 @@ impl AckBook {
     }
 
     fn touch(&self, inner: &mut Inner, program: &ProgramName) {
-        inner.dirty.insert(program.clone());
+        // Most acknowledgements find their program already dirty: no clone for them.
+        if !inner.dirty.contains(program) {
+            inner.dirty.insert(program.clone());
+        }
         self.changed.notify_one();
     }
 
