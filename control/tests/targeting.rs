@@ -304,3 +304,35 @@ async fn stop_all_marks_every_program_and_clearing_restores_each_programs_own_st
         );
     }
 }
+
+#[tokio::test]
+async fn stop_all_is_not_stopped_by_an_unreadable_state() {
+    let etcd = Etcd::start().await.expect("start etcd");
+    let store = store(etcd.endpoint()).await;
+    create(&store, "fine").await;
+    create(&store, "broken").await;
+    let mut client = etcd.client().await.expect("client");
+    client
+        .put(
+            format!("{}/state/broken", common::PREFIX),
+            vec![0xff, 0xff, 0xff],
+            None,
+        )
+        .await
+        .expect("corrupt the state");
+
+    let (flag, changed) = store
+        .stop_all(&change("alice", "breach"))
+        .await
+        .expect("stop-all despite the unreadable state");
+    assert!(changed && flag.active);
+    for program in ["fine", "broken"] {
+        let state = store
+            .get_state(&name(program))
+            .await
+            .expect("readable now")
+            .expect("exists");
+        assert_eq!(state.state, RunState::Paused, "{program}");
+        assert!(state.targeting.stop_all.is_some(), "{program} is marked");
+    }
+}

@@ -472,7 +472,18 @@ impl Store {
             let mut ops = vec![TxnOp::put(self.keys.global(), value.encode_to_vec(), None)];
             for kv in states.kvs() {
                 let key = String::from_utf8_lossy(kv.key()).into_owned();
-                let mut stored: store::ProgramState = decode(&key, kv.value())?;
+                // An emergency stop must not fail on one unreadable state: replicas ignore
+                // such a state (its collectors stay paused), so it is replaced by PAUSED.
+                let mut stored: store::ProgramState =
+                    decode(&key, kv.value()).unwrap_or_else(|error| {
+                        tracing::error!(%error, "replacing an unreadable state with PAUSED");
+                        store::ProgramState {
+                            state: v1::RunState::Paused as i32,
+                            reason: "the stored state was unreadable; replaced by stop-all"
+                                .to_owned(),
+                            ..store::ProgramState::default()
+                        }
+                    });
                 stored.stop_all = flag.as_ref().map(StopAll::to_wire);
                 compares.push(Compare::mod_revision(
                     key.as_str(),
