@@ -306,7 +306,7 @@ async fn stop_all_marks_every_program_and_clearing_restores_each_programs_own_st
 }
 
 #[tokio::test]
-async fn stop_all_is_not_stopped_by_an_unreadable_state() {
+async fn an_unreadable_state_blinds_nothing_and_stop_all_replaces_it() {
     let etcd = Etcd::start().await.expect("start etcd");
     let store = store(etcd.endpoint()).await;
     create(&store, "fine").await;
@@ -320,6 +320,12 @@ async fn stop_all_is_not_stopped_by_an_unreadable_state() {
         )
         .await
         .expect("corrupt the state");
+    let listed = store
+        .list_states()
+        .await
+        .expect("a listing survives one unreadable state");
+    let names: Vec<&str> = listed.states.iter().map(|s| s.program.as_str()).collect();
+    assert_eq!(names, ["fine"], "the unreadable one is left out");
 
     let (flag, changed) = store
         .stop_all(&change("alice", "breach"))

@@ -668,8 +668,13 @@ impl Store {
         let revision = response.header().map_or(at, |h| h.revision());
         let mut states = Vec::with_capacity(response.kvs().len());
         for kv in response.kvs() {
-            if let Some(state) = self.decode_state(kv.key(), kv.value(), kv.mod_revision())? {
-                states.push(state);
+            // One unreadable state must not blind the replica to every other program:
+            // it is left out (its collectors hold, as for an unknown program), as the
+            // watch leaves out such an update.
+            match self.decode_state(kv.key(), kv.value(), kv.mod_revision()) {
+                Ok(Some(state)) => states.push(state),
+                Ok(None) => {}
+                Err(error) => tracing::error!(%error, "ignoring a state this replica cannot read"),
             }
         }
         Ok(Listing { revision, states })
