@@ -26,6 +26,9 @@ use crate::store::{Change, Store, StoreError};
 /// How often the driver looks at the rollouts.
 const TICK: Duration = Duration::from_millis(250);
 
+/// Ticks between two attempts to take the driver key while another replica holds it.
+const CLAIM_EVERY: u32 = 4;
+
 /// Runs until `cancel` fires: competes for the driver key and, while holding it, drives
 /// every staged resume. `lease_ttl` bounds how long a dead driver holds the key.
 pub async fn run_driver(
@@ -63,6 +66,7 @@ async fn hold_and_drive(
     let mut keep_alive = tokio::time::interval(lease_ttl / 3);
     let mut tick = tokio::time::interval(TICK);
     let mut leading = false;
+    let mut ticks: u32 = 0;
     let result = loop {
         tokio::select! {
             () = cancel.cancelled() => break Ok(()),
@@ -80,7 +84,9 @@ async fn hold_and_drive(
                 Err(error) => break Err(error.into()),
             },
             _ = tick.tick() => {
-                if !leading {
+                ticks = ticks.wrapping_add(1);
+                // Competing costs an etcd transaction: once a second is enough.
+                if !leading && ticks % CLAIM_EVERY == 1 {
                     leading = claim(store, replica_id, lease).await?;
                     if leading {
                         tracing::info!(replica = replica_id, "driving staged resumes");
