@@ -136,11 +136,7 @@ impl Admin {
         request: &v1::ResumeRequest,
     ) -> Result<v1::ChangeResponse, ApiError> {
         let name = ProgramName::parse(&request.program)?;
-        let change = Change {
-            actor,
-            reason: domain::reason(&request.reason)?,
-            incident_id: domain::incident_id(&request.incident_id)?,
-        };
+        let change = change(actor, &request.reason, &request.incident_id)?;
         let ttl = domain::approval_ttl(request.ttl_ms)?;
         let selector = optional_selector(&request.selector)?;
         let staged = if request.stages_percent.is_empty() {
@@ -348,11 +344,7 @@ impl AdminService for Admin {
                 (None, Some(_)) => None,
                 (policy, _) => Some(FailurePolicy::parse(policy.as_ref())?),
             };
-            let change = Change {
-                actor,
-                reason: domain::reason(&request.reason)?,
-                incident_id: domain::incident_id(&request.incident_id)?,
-            };
+            let change = change(actor, &request.reason, &request.incident_id)?;
             let (program, state) = self
                 .store
                 .set_policy(&name, policy, approvals, &change)

@@ -170,6 +170,16 @@ impl StateCache {
             .collect()
     }
 
+    /// The programs with a staged resume in progress, as this replica knows them.
+    #[must_use]
+    pub fn rollouts(&self) -> Vec<Arc<ProgramState>> {
+        self.lock()
+            .values()
+            .filter_map(|tx| tx.borrow().clone())
+            .filter(|state| state.targeting.rollout.is_some())
+            .collect()
+    }
+
     /// How many program states the periodic reconcile found different from etcd and
     /// corrected since start. Anything but 0 means the watch missed a change.
     #[must_use]

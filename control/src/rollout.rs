@@ -7,18 +7,21 @@
 //! expires) or shuts down (it revokes the lease). The rollout's state lives in etcd, in the
 //! program's state, so a new driver carries on where the old one stopped.
 //!
-//! For each program with a staged resume, the driver reads the fleet-wide status of the
+//! For each program with a staged resume (found in the replica's [`StateCache`], so an
+//! idle driver reads nothing from etcd), the driver reads the fleet-wide status of the
 //! current stage: an errored acknowledgement aborts the rollout (PAUSED for everyone); a
 //! stage every in-scope collector acknowledged, with every replica reporting, advances
 //! once its interval has passed; after the last stage the program is RUNNING for all.
 //! Each step is an audited change, and each compares the generation it judged, so a
 //! change made meanwhile (by an operator or another driver) wins.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
 use tokio_util::sync::CancellationToken;
 
+use crate::cache::StateCache;
 use crate::domain::ProgramState;
 use crate::status;
 use crate::store::{Change, Store, StoreError};
@@ -33,6 +36,7 @@ const CLAIM_EVERY: u32 = 4;
 /// every staged resume. `lease_ttl` bounds how long a dead driver holds the key.
 pub async fn run_driver(
     store: Store,
+    cache: Arc<StateCache>,
     replica_id: String,
     lease_ttl: Duration,
     cancel: CancellationToken,
@@ -40,7 +44,7 @@ pub async fn run_driver(
     loop {
         let result = tokio::select! {
             () = cancel.cancelled() => return,
-            result = hold_and_drive(&store, &replica_id, lease_ttl, &cancel) => result,
+            result = hold_and_drive(&store, &cache, &replica_id, lease_ttl, &cancel) => result,
         };
         if let Err(error) = result {
             tracing::warn!(%error, "rollout driver lost etcd; competing again");
@@ -57,6 +61,7 @@ pub async fn run_driver(
 /// the lease is lost.
 async fn hold_and_drive(
     store: &Store,
+    cache: &StateCache,
     replica_id: &str,
     lease_ttl: Duration,
     cancel: &CancellationToken,
@@ -93,7 +98,7 @@ async fn hold_and_drive(
                     }
                 }
                 if leading {
-                    drive(store, replica_id).await?;
+                    drive(store, cache, replica_id).await?;
                 }
             }
         }
@@ -127,8 +132,8 @@ async fn claim(store: &Store, replica_id: &str, lease: i64) -> Result<bool, Stor
 }
 
 /// One look at every staged resume.
-async fn drive(store: &Store, replica_id: &str) -> Result<(), StoreError> {
-    for state in store.list_rollouts().await? {
+async fn drive(store: &Store, cache: &StateCache, replica_id: &str) -> Result<(), StoreError> {
+    for state in cache.rollouts() {
         if let Err(error) = step(store, replica_id, &state).await {
             if error.is_unavailable() {
                 return Err(error);

@@ -642,6 +642,7 @@ pub async fn serve(
     ));
     let driver = tokio::spawn(crate::rollout::run_driver(
         store.clone(),
+        cache.clone(),
         config.replica_id.clone(),
         config.lease_ttl,
         stop.child_token(),

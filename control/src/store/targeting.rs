@@ -335,17 +335,6 @@ impl Store {
         .await
     }
 
-    /// Every program's state with a staged resume in progress.
-    pub async fn list_rollouts(&self) -> Result<Vec<ProgramState>, StoreError> {
-        Ok(self
-            .list_states()
-            .await?
-            .states
-            .into_iter()
-            .filter(|s| s.targeting.rollout.is_some())
-            .collect())
-    }
-
     /// Sets the emergency stop-all: the flag and a mark on every program's state, so every
     /// collector of every program pauses, in one audited transaction.
     pub async fn stop_all(&self, change: &Change) -> Result<(v1::StopAll, bool), StoreError> {
