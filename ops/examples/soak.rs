@@ -20,7 +20,6 @@
 //! It exits 0 only when no invariant was broken.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,6 +28,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use killswitch_control::testing::{Etcd, Replica};
 use killswitch_sdk::{Cause, Client, Gate, StateEvent};
+use tokio::process::Command;
 
 /// Soak the control plane under random faults and check its invariants.
 #[derive(Debug, Parser)]
@@ -99,7 +99,7 @@ impl World {
     }
 
     /// Runs the CLI with `--output json` against a running replica.
-    fn cli(&mut self, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+    async fn cli(&mut self, args: &[&str]) -> anyhow::Result<serde_json::Value> {
         let running: Vec<usize> = (0..self.replicas.len())
             .filter(|&i| self.replicas[i].is_some())
             .collect();
@@ -109,6 +109,7 @@ impl World {
             .args(["--output", "json"])
             .args(args)
             .output()
+            .await
             .context("cannot run killswitch")?;
         if !output.status.success() {
             bail!(
@@ -226,13 +227,17 @@ async fn main() -> anyhow::Result<()> {
         faults: 0,
     };
     let grace = humantime::format_duration(args.grace).to_string();
-    world.cli(&[
-        "program", "create", "soak", "--owner", "soak", "--grace", &grace,
-    ])?;
+    world
+        .cli(&[
+            "program", "create", "soak", "--owner", "soak", "--grace", &grace,
+        ])
+        .await?;
 
     let collectors = start_collectors(&world, args.collectors)?;
     println!("connecting {} collectors", collectors.len());
-    let resumed = world.cli(&["resume", "soak", "--reason", "soak start"])?;
+    let resumed = world
+        .cli(&["resume", "soak", "--reason", "soak start"])
+        .await?;
     converge(&world, &collectors, generation(&resumed)?, true).await?;
 
     // A pause must reach every collector within grace (the worst case: cut off just
@@ -247,7 +252,7 @@ async fn main() -> anyhow::Result<()> {
     while started.elapsed() < args.duration {
         world.fault().await?;
         let verb = if paused { "resume" } else { "pause" };
-        match world.cli(&[verb, "soak", "--reason", "soak"]) {
+        match world.cli(&[verb, "soak", "--reason", "soak"]).await {
             Ok(change) => {
                 changes += 1;
                 paused = !paused;
@@ -293,7 +298,9 @@ async fn main() -> anyhow::Result<()> {
 
     println!("healing every process and checking convergence");
     world.heal().await?;
-    let last = world.cli(&["pause", "soak", "--reason", "soak end"])?;
+    let last = world
+        .cli(&["pause", "soak", "--reason", "soak end"])
+        .await?;
     let last = generation(&last)?;
     converge(&world, &collectors, last, false).await?;
     for c in &collectors {
@@ -409,6 +416,7 @@ async fn converge(
                 "soak",
             ])
             .output()
+            .await
             .context("cannot run killswitch status")?;
         let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
         if status["collectors"]["acked"] == n && status["generation"] == generation {
