@@ -5,10 +5,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use killswitch_control::testing::{Etcd, Replica, wait_until};
+use killswitch_control::testing::{self, Etcd, Replica, metric_value as value, wait_until};
 use killswitch_proto::v1::{self, admin_service_client::AdminServiceClient};
 use killswitch_sdk::Client;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Generous for a loaded two-core machine; the test normally takes about two seconds.
 const DEADLINE: Duration = Duration::from_secs(15);
@@ -16,33 +15,15 @@ const DEADLINE: Duration = Duration::from_secs(15);
 /// A loopback address nothing listens on, for `--metrics-listen`: the replica prints
 /// only its gRPC address, so the test chooses the metrics port itself.
 fn free_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("its address")
+    testing::free_addr().expect("a free port")
 }
 
-/// One plain HTTP/1.1 request; returns the status code and the body.
+/// One plain HTTP/1.1 request; returns the status code and the body, checking that a
+/// 200 is Prometheus' text format.
 async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr)
+    let (status, head, body) = testing::http_request(addr, method, path)
         .await
-        .expect("connect to the metrics listener");
-    let request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("send the request");
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .await
-        .expect("read the response");
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {head:?}"));
+        .expect("an HTTP exchange with the metrics listener");
     if status == 200 {
         assert!(
             head.to_ascii_lowercase()
@@ -50,21 +31,13 @@ async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
             "not the Prometheus text format: {head}"
         );
     }
-    (status, body.to_owned())
+    (status, body)
 }
 
 async fn scrape(addr: SocketAddr) -> String {
     let (status, body) = http(addr, "GET", "/metrics").await;
     assert_eq!(status, 200, "{body}");
     body
-}
-
-/// The value of `series` (the metric name and its labels exactly as exposed).
-fn value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|value| value.parse().ok())
 }
 
 /// Scrapes until `check` holds for the exposition; fails with the last one. The replica

@@ -185,6 +185,13 @@ async fn a_second_operator_approves_and_collectors_reopen() {
     let system = Secure::start().await;
     let collector = system.collector();
     let gate = collector.gate("demo").expect("gate");
+    let before = system.ok("bob", &["program", "show", "demo"]).await["state"]["generation"]
+        .as_u64()
+        .expect("generation");
+    until("the collector to apply the paused state", || {
+        collector.applied_generation("demo") == Some(before)
+    })
+    .await;
 
     let (code, stdout, stderr) = system
         .cli("bob", &["resume", "demo", "--reason", "all clear"])
@@ -201,11 +208,12 @@ async fn a_second_operator_approves_and_collectors_reopen() {
         )),
         "{stdout}"
     );
-    // Nothing resumed yet.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!gate.is_active(), "the gate opened before approval");
+    // Nothing resumed yet: the state is the one the collector applied, so no newer state
+    // exists that could have opened its gate.
     let shown = system.ok("bob", &["program", "show", "demo"]).await;
     assert_eq!(shown["state"]["state"], "PAUSED", "{shown}");
+    assert_eq!(shown["state"]["generation"], before, "{shown}");
+    assert!(!gate.is_active(), "the gate opened before approval");
 
     // bob cannot approve his own request; alice, an admin, cannot either once she asks.
     system

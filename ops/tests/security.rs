@@ -8,11 +8,14 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use common::{DEADLINE, ENV, killswitch, parse, path, text, until};
-use killswitch_control::testing::{Etcd, Replica, control_binary};
+use killswitch_control::testing::{
+    Etcd, Replica, control_binary, free_addr, http_request, metric_value, wait_until,
+};
 use killswitch_sdk::Client;
 use serde_json::Value;
 
@@ -105,6 +108,8 @@ impl Pki {
 /// etcd, replicas serving TLS, and the PKI.
 struct Secure {
     replicas: Vec<Replica>,
+    /// Each replica's `--metrics-listen` address.
+    metrics: Vec<SocketAddr>,
     etcd: Etcd,
     pki: Pki,
 }
@@ -115,17 +120,26 @@ impl Secure {
     async fn start(n: usize) -> Self {
         let pki = Pki::create();
         let etcd = Etcd::start().await.expect("start etcd");
-        let replicas = (1..=n)
-            .map(|i| {
-                let id = format!("r{i}");
+        let metrics: Vec<SocketAddr> = (0..n).map(|_| free_addr().expect("a free port")).collect();
+        let replicas = metrics
+            .iter()
+            .enumerate()
+            .map(|(i, metrics)| {
+                let (id, metrics) = (format!("r{}", i + 1), metrics.to_string());
                 let mut args = pki.server_flags();
-                args.extend(["--heartbeat-interval", "1s", "--replica-id", &id].map(String::from));
+                args.extend(
+                    ["--heartbeat-interval", "1s", "--replica-id", &id]
+                        .into_iter()
+                        .chain(["--metrics-listen", &metrics])
+                        .map(String::from),
+                );
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
                 Replica::start(etcd.endpoint(), &args).expect("start replica")
             })
             .collect();
         let system = Self {
             replicas,
+            metrics,
             etcd,
             pki,
         };
@@ -384,8 +398,19 @@ async fn a_collector_cannot_claim_another_id_and_operators_cannot_open_sessions(
     })
     .await;
 
-    // Give the refused ones several reconnection attempts.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Let the refused ones try several times, as the replica counts them.
+    let metrics = system.metrics[0];
+    wait_until(DEADLINE, "three refusals of each", || async {
+        let Ok((_, _, text)) = http_request(metrics, "GET", "/metrics").await else {
+            return false;
+        };
+        ["hello_mismatch", "not_a_collector"].iter().all(|reason| {
+            let series = format!("killswitch_auth_failures_total{{reason=\"{reason}\"}}");
+            metric_value(&text, &series).is_some_and(|n| n >= 3.0)
+        })
+    })
+    .await
+    .expect("the replica refused both several times");
     for (who, client) in [("impostor", &impostor), ("operator", &operator)] {
         assert!(
             !client.gate("demo").expect("gate").is_active(),
