@@ -8,10 +8,9 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{DEADLINE, ENV, killswitch, parse, path, text, until};
+use common::{DEADLINE, Pki, killswitch, parse, run, text, until};
 use killswitch_control::testing::{Etcd, Replica};
 use killswitch_sdk::Client;
 use serde_json::Value;
@@ -26,46 +25,18 @@ const CHANGED_BY_ADMIN_CALLS: &[&str] = &["/programs/", "/state/", "/audit/", "/
 struct Secure {
     replica: Replica,
     etcd: Etcd,
-    dir: tempfile::TempDir,
+    pki: Pki,
 }
 
 impl Secure {
     async fn start() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let pki = dir.path().join("pki");
-        let init = killswitch(&[
-            "certs",
-            "init",
-            path(&pki),
-            "--operator",
-            "alice:admin",
-            "--operator",
-            "bob:owner",
-            "--operator",
-            "carol:owner",
-        ]);
-        assert!(
-            init.status.success(),
-            "certs init failed: {}",
-            text(&init.stderr)
-        );
+        let pki = Pki::init(&["alice:admin", "bob:owner", "carol:owner"]);
         let etcd = Etcd::start().await.expect("start etcd");
-        let file = |name: &str| path(&pki.join(name)).to_owned();
-        let args = [
-            "--tls-cert".to_owned(),
-            file("server.pem"),
-            "--tls-key".to_owned(),
-            file("server-key.pem"),
-            "--client-ca".to_owned(),
-            file("ca.pem"),
-            "--auth-file".to_owned(),
-            file("auth.toml"),
-            "--heartbeat-interval".to_owned(),
-            "1s".to_owned(),
-        ];
+        let mut args = pki.server_flags();
+        args.extend(["--heartbeat-interval", "1s"].map(String::from));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let replica = Replica::start(etcd.endpoint(), &args).expect("start replica");
-        let system = Self { replica, etcd, dir };
+        let system = Self { replica, etcd, pki };
         let created = system
             .ok(
                 "alice",
@@ -84,32 +55,12 @@ impl Secure {
         system
     }
 
-    fn file(&self, name: &str) -> PathBuf {
-        self.dir.path().join("pki").join(name)
-    }
-
     /// Runs the CLI as operator `who` (by certificate); exit code, stdout and stderr.
     async fn cli(&self, who: &str, args: &[&str]) -> (i32, String, String) {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_killswitch"));
-        for var in ENV {
-            command.env_remove(var);
-        }
-        command.args([
-            "--endpoint",
-            &self.replica.endpoint(),
-            "--ca",
-            path(&self.file("ca.pem")),
-            "--cert",
-            path(&self.file(&format!("operator-{who}.pem"))),
-            "--key",
-            path(&self.file(&format!("operator-{who}-key.pem"))),
-        ]);
-        let output = command.args(args).output().await.expect("run killswitch");
-        (
-            output.status.code().unwrap_or(-1),
-            text(&output.stdout),
-            text(&output.stderr),
-        )
+        let cert = format!("operator-{who}");
+        let mut command = self.pki.cli(&self.replica.endpoint(), Some(&cert));
+        command.args(args);
+        run(command).await
     }
 
     /// Runs the CLI with `--output json`, expecting success.
@@ -165,7 +116,7 @@ impl Secure {
 
     /// An SDK client of `demo` with the collector-1 certificate.
     fn collector(&self) -> Client {
-        let read = |name: &str| std::fs::read(self.file(name)).expect("read pki file");
+        let read = |name: &str| self.pki.read(name);
         Client::builder()
             .endpoint(self.replica.endpoint())
             .collector_id("collector-1")

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{killswitch, path, text};
+use common::{Pki, killswitch, path, text};
 use killswitch_control::testing::{Etcd, Replica, wait_until};
 use serde_json::Value;
 
@@ -110,30 +110,14 @@ async fn probe_tls(addr: std::net::SocketAddr, ca: &std::path::Path) -> Value {
 
 #[tokio::test]
 async fn health_and_reflection_need_no_credentials_over_tls() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let pki = dir.path().join("pki");
-    let init = killswitch(&["certs", "init", path(&pki)]);
-    assert!(init.status.success(), "{}", text(&init.stderr));
-    let file = |name: &str| pki.join(name);
+    let pki = Pki::init(&[]);
     let etcd = Etcd::start().await.expect("start etcd");
-    let replica = Replica::start(
-        etcd.endpoint(),
-        &[
-            "--tls-cert",
-            path(&file("server.pem")),
-            "--tls-key",
-            path(&file("server-key.pem")),
-            "--client-ca",
-            path(&file("ca.pem")),
-            "--auth-file",
-            path(&file("auth.toml")),
-            "--heartbeat-interval",
-            "200ms",
-        ],
-    )
-    .expect("start TLS replica");
+    let mut args = pki.server_flags();
+    args.extend(["--heartbeat-interval", "200ms"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let replica = Replica::start(etcd.endpoint(), &args).expect("start TLS replica");
 
-    let (ca, addr) = (file("ca.pem"), replica.addr());
+    let (ca, addr) = (pki.file("ca.pem"), replica.addr());
     let last = std::sync::Arc::new(std::sync::Mutex::new(Value::Null));
     let serving = wait_until(Duration::from_secs(15), "health SERVING over TLS", || {
         let (last, ca) = (last.clone(), ca.clone());

@@ -9,10 +9,9 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{DEADLINE, ENV, killswitch, parse, path, text, until};
+use common::{DEADLINE, ENV, Pki, killswitch, parse, path, run, text, until};
 use killswitch_control::testing::{
     Etcd, Replica, control_binary, free_addr, http_request, metric_value, wait_until,
 };
@@ -39,70 +38,32 @@ enum As<'a> {
 }
 
 /// A PKI from `killswitch certs init` (operators alice:admin and bob:responder,
-/// collector-1..3), plus carol, a responder whose token covers only the program `other`.
-struct Pki {
-    dir: tempfile::TempDir,
-    carol_token: String,
-}
-
-impl Pki {
-    fn create() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let pki = dir.path().join("pki");
-        let init = killswitch(&["certs", "init", path(&pki)]);
-        assert!(
-            init.status.success(),
-            "certs init failed: {}",
-            text(&init.stderr)
-        );
-
-        let token = killswitch(&[
-            "token",
-            "new",
-            "carol",
-            "--role",
-            "responder",
-            "--program",
-            "other",
-        ]);
-        assert!(
-            token.status.success(),
-            "token new failed: {}",
-            text(&token.stderr)
-        );
-        let stderr = text(&token.stderr);
-        let entry = &stderr[stderr.find("[[operator]]").expect("an [[operator]] entry")..];
-        let auth = pki.join("auth.toml");
-        let mut toml = std::fs::read_to_string(&auth).expect("read auth.toml");
-        toml.push('\n');
-        toml.push_str(entry);
-        std::fs::write(&auth, toml).expect("write auth.toml");
-        Self {
-            dir,
-            carol_token: text(&token.stdout).trim().to_owned(),
-        }
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.dir.path().join("pki").join(name)
-    }
-
-    fn read(&self, name: &str) -> Vec<u8> {
-        std::fs::read(self.file(name)).unwrap_or_else(|e| panic!("read {name}: {e}"))
-    }
-
-    /// The control plane's TLS flags.
-    fn server_flags(&self) -> Vec<String> {
-        [
-            ("--tls-cert", "server.pem"),
-            ("--tls-key", "server-key.pem"),
-            ("--client-ca", "ca.pem"),
-            ("--auth-file", "auth.toml"),
-        ]
-        .iter()
-        .flat_map(|(flag, file)| [(*flag).to_owned(), path(&self.file(file)).to_owned()])
-        .collect()
-    }
+/// collector-1..3), plus carol, a responder whose token covers only the program `other`:
+/// the PKI and carol's token.
+fn pki_with_carol() -> (Pki, String) {
+    let pki = Pki::init(&[]);
+    let token = killswitch(&[
+        "token",
+        "new",
+        "carol",
+        "--role",
+        "responder",
+        "--program",
+        "other",
+    ]);
+    assert!(
+        token.status.success(),
+        "token new failed: {}",
+        text(&token.stderr)
+    );
+    let stderr = text(&token.stderr);
+    let entry = &stderr[stderr.find("[[operator]]").expect("an [[operator]] entry")..];
+    let auth = pki.file("auth.toml");
+    let mut toml = std::fs::read_to_string(&auth).expect("read auth.toml");
+    toml.push('\n');
+    toml.push_str(entry);
+    std::fs::write(&auth, toml).expect("write auth.toml");
+    (pki, text(&token.stdout).trim().to_owned())
 }
 
 /// etcd, replicas serving TLS, and the PKI.
@@ -112,13 +73,15 @@ struct Secure {
     metrics: Vec<SocketAddr>,
     etcd: Etcd,
     pki: Pki,
+    /// carol's bearer token (responder, only `other`).
+    carol_token: String,
 }
 
 impl Secure {
     /// etcd, `n` TLS replicas `r1`.., and the programs `demo` and `other`, created by
     /// alice.
     async fn start(n: usize) -> Self {
-        let pki = Pki::create();
+        let (pki, carol_token) = pki_with_carol();
         let etcd = Etcd::start().await.expect("start etcd");
         let metrics: Vec<SocketAddr> = (0..n).map(|_| free_addr().expect("a free port")).collect();
         let replicas = metrics
@@ -142,6 +105,7 @@ impl Secure {
             metrics,
             etcd,
             pki,
+            carol_token,
         };
         for program in ["demo", "other"] {
             system
@@ -156,39 +120,18 @@ impl Secure {
 
     /// Runs the CLI at replica `i` as `who`; returns the exit code, stdout and stderr.
     async fn cli_at(&self, i: usize, who: As<'_>, args: &[&str]) -> (i32, String, String) {
-        let ca = self.pki.file("ca.pem");
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_killswitch"));
-        for var in ENV {
-            command.env_remove(var);
-        }
-        command.args([
-            "--endpoint",
-            &self.replicas[i].endpoint(),
-            "--ca",
-            path(&ca),
-        ]);
+        let cert = match who {
+            As::Cert(name) => Some(name),
+            As::Nobody | As::Token(_) => None,
+        };
+        let mut command = self.pki.cli(&self.replicas[i].endpoint(), cert);
         // An actor claim that TLS must ignore: the audit names the authenticated operator.
         command.args(["--actor", "mallory"]);
-        match who {
-            As::Nobody => {}
-            As::Cert(name) => {
-                command.args([
-                    "--cert",
-                    path(&self.pki.file(&format!("{name}.pem"))),
-                    "--key",
-                    path(&self.pki.file(&format!("{name}-key.pem"))),
-                ]);
-            }
-            As::Token(token) => {
-                command.args(["--token", token]);
-            }
+        if let As::Token(token) = who {
+            command.args(["--token", token]);
         }
-        let output = command.args(args).output().await.expect("run killswitch");
-        (
-            output.status.code().unwrap_or(-1),
-            text(&output.stdout),
-            text(&output.stderr),
-        )
+        command.args(args);
+        run(command).await
     }
 
     async fn cli(&self, who: As<'_>, args: &[&str]) -> (i32, String, String) {
@@ -341,7 +284,7 @@ async fn a_responder_cannot_resume() {
 #[tokio::test]
 async fn a_token_only_covers_its_programs() {
     let system = Secure::start(1).await;
-    let carol = As::Token(&system.pki.carol_token);
+    let carol = As::Token(&system.carol_token);
     // The token is accepted for the program it covers...
     system
         .ok(carol, &["pause", "other", "--reason", "drill"])
@@ -486,7 +429,7 @@ fn the_control_plane_refuses_unsafe_or_incomplete_settings() {
         "{stderr}"
     );
 
-    let pki = Pki::create();
+    let pki = Pki::init(&[]);
     let mut flags = pki.server_flags();
     flags.truncate(6); // without --auth-file
     flags.extend(["--listen".to_owned(), "127.0.0.1:0".to_owned()]);
@@ -494,7 +437,7 @@ fn the_control_plane_refuses_unsafe_or_incomplete_settings() {
     let stderr = run(&flags);
     assert!(stderr.contains("missing --auth-file"), "{stderr}");
 
-    let bad = pki.dir.path().join("bad.toml");
+    let bad = pki.root().join("bad.toml");
     std::fs::write(&bad, "trust_domain = \"killswitch.local\"\n\n[[operator]]\nname = \"x\"\nrole = \"root\"\ncert = true\n")
         .expect("write bad.toml");
     let mut flags = pki.server_flags();

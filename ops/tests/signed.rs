@@ -12,7 +12,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{DEADLINE, ENV, killswitch, parse, path, text, until};
+use common::{DEADLINE, Pki, killswitch, parse, path, run, text, until};
 use killswitch_control::testing::{Etcd, Replica};
 use killswitch_proto::prost::Message;
 use killswitch_proto::v1::{self, store};
@@ -28,28 +28,15 @@ const PREFIX: &str = "/killswitch/v1";
 struct Signed {
     replica: Replica,
     etcd: Etcd,
-    dir: tempfile::TempDir,
+    pki: Pki,
     /// alice's public key, hex.
     alice: String,
 }
 
 impl Signed {
     async fn start() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let pki = dir.path().join("pki");
-        let init = killswitch(&[
-            "certs",
-            "init",
-            path(&pki),
-            "--operator",
-            "alice:admin",
-            "--operator",
-            "bob:owner",
-            "--operator",
-            "carol:owner",
-        ]);
-        assert!(init.status.success(), "{}", text(&init.stderr));
-        let keys = dir.path().join("keys");
+        let pki = Pki::init(&["alice:admin", "bob:owner", "carol:owner"]);
+        let keys = pki.root().join("keys");
         std::fs::create_dir(&keys).expect("keys dir");
         let mut public = Vec::new();
         for name in ["alice", "bob"] {
@@ -65,7 +52,7 @@ impl Signed {
             public.push((name, hex));
         }
         // Register the keys in alice's and bob's entries.
-        let auth = pki.join("auth.toml");
+        let auth = pki.file("auth.toml");
         let mut toml = std::fs::read_to_string(&auth).expect("read auth.toml");
         for (name, hex) in &public {
             let line = format!("name = \"{name}\"\n");
@@ -75,25 +62,14 @@ impl Signed {
         std::fs::write(&auth, toml).expect("write auth.toml");
 
         let etcd = Etcd::start().await.expect("start etcd");
-        let file = |name: &str| path(&pki.join(name)).to_owned();
-        let args = [
-            "--tls-cert".to_owned(),
-            file("server.pem"),
-            "--tls-key".to_owned(),
-            file("server-key.pem"),
-            "--client-ca".to_owned(),
-            file("ca.pem"),
-            "--auth-file".to_owned(),
-            file("auth.toml"),
-            "--heartbeat-interval".to_owned(),
-            "1s".to_owned(),
-        ];
+        let mut args = pki.server_flags();
+        args.extend(["--heartbeat-interval", "1s"].map(String::from));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let replica = Replica::start(etcd.endpoint(), &args).expect("start replica");
         let system = Self {
             replica,
             etcd,
-            dir,
+            pki,
             alice: public[0].1.clone(),
         };
         for program in ["demo", "other"] {
@@ -107,35 +83,15 @@ impl Signed {
         system
     }
 
-    fn pki(&self, name: &str) -> PathBuf {
-        self.dir.path().join("pki").join(name)
-    }
-
     fn key(&self, name: &str) -> PathBuf {
-        self.dir.path().join("keys").join(format!("{name}.ed25519"))
+        self.pki.root().join("keys").join(format!("{name}.ed25519"))
     }
 
     async fn cli(&self, who: &str, args: &[&str]) -> (i32, String, String) {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_killswitch"));
-        for var in ENV {
-            command.env_remove(var);
-        }
-        command.args([
-            "--endpoint",
-            &self.replica.endpoint(),
-            "--ca",
-            path(&self.pki("ca.pem")),
-            "--cert",
-            path(&self.pki(&format!("operator-{who}.pem"))),
-            "--key",
-            path(&self.pki(&format!("operator-{who}-key.pem"))),
-        ]);
-        let output = command.args(args).output().await.expect("run killswitch");
-        (
-            output.status.code().unwrap_or(-1),
-            text(&output.stdout),
-            text(&output.stderr),
-        )
+        let cert = format!("operator-{who}");
+        let mut command = self.pki.cli(&self.replica.endpoint(), Some(&cert));
+        command.args(args);
+        run(command).await
     }
 
     async fn ok(&self, who: &str, args: &[&str]) -> Value {
@@ -148,7 +104,7 @@ impl Signed {
 
     /// A collector of `demo` trusting alice's key and requiring one signature.
     fn collector(&self) -> Client {
-        let read = |name: &str| std::fs::read(self.pki(name)).expect("read pki file");
+        let read = |name: &str| self.pki.read(name);
         Client::builder()
             .endpoint(self.replica.endpoint())
             .collector_id("collector-1")

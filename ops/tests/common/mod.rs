@@ -473,3 +473,86 @@ pub fn path(path: &std::path::Path) -> &str {
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
+
+/// A development PKI made by `killswitch certs init` in a temp dir, for the TLS tests:
+/// the replica's flags, operator CLI calls by certificate, and files for SDK clients.
+pub struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    /// `certs init` with these `--operator NAME:ROLE` entries (none: its defaults, alice
+    /// admin and bob responder).
+    pub fn init(operators: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pki = dir.path().join("pki");
+        let mut args = vec!["certs", "init", path(&pki)];
+        for operator in operators {
+            args.extend(["--operator", operator]);
+        }
+        let init = killswitch(&args);
+        assert!(
+            init.status.success(),
+            "certs init failed: {}",
+            text(&init.stderr)
+        );
+        Self { dir }
+    }
+
+    /// The temp dir the PKI lives in (under `pki/`), for other files of the test.
+    pub fn root(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// A file of the PKI, e.g. `ca.pem` or `auth.toml`.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join("pki").join(name)
+    }
+
+    /// A file of the PKI's contents.
+    pub fn read(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.file(name)).unwrap_or_else(|e| panic!("read {name}: {e}"))
+    }
+
+    /// The control plane's TLS flags.
+    pub fn server_flags(&self) -> Vec<String> {
+        [
+            ("--tls-cert", "server.pem"),
+            ("--tls-key", "server-key.pem"),
+            ("--client-ca", "ca.pem"),
+            ("--auth-file", "auth.toml"),
+        ]
+        .iter()
+        .flat_map(|(flag, file)| [(*flag).to_owned(), path(&self.file(file)).to_owned()])
+        .collect()
+    }
+
+    /// The CLI against `endpoint`, trusting this CA, with none of [`ENV`], presenting the
+    /// certificate `pki/CERT.pem` when given; add further flags before running it.
+    pub fn cli(&self, endpoint: &str, cert: Option<&str>) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_killswitch"));
+        for var in ENV {
+            command.env_remove(var);
+        }
+        command.args(["--endpoint", endpoint, "--ca", path(&self.file("ca.pem"))]);
+        if let Some(cert) = cert {
+            command.args([
+                "--cert",
+                path(&self.file(&format!("{cert}.pem"))),
+                "--key",
+                path(&self.file(&format!("{cert}-key.pem"))),
+            ]);
+        }
+        command
+    }
+}
+
+/// Runs a CLI command; its exit code, stdout and stderr.
+pub async fn run(mut command: tokio::process::Command) -> (i32, String, String) {
+    let output = command.output().await.expect("run killswitch");
+    (
+        output.status.code().unwrap_or(-1),
+        text(&output.stdout),
+        text(&output.stderr),
+    )
+}
