@@ -126,13 +126,7 @@ impl World {
         let back_after = Duration::from_secs(self.rng.u64(2..8));
         if let Some((i, since)) = self.replica_down {
             if now.duration_since(since) >= back_after {
-                let flags = replica_flags(i);
-                let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-                self.replicas[i] = Some(Replica::start_on(
-                    self.addrs[i],
-                    &self.etcd.endpoints_arg(),
-                    &flags,
-                )?);
+                self.replicas[i] = Some(start_replica(&self.etcd, i, Some(self.addrs[i]))?);
                 self.replica_down = None;
                 println!("  replica r{} restarted", i + 1);
             }
@@ -170,22 +164,26 @@ impl World {
         }
         self.etcd.ready().await?;
         if let Some((i, _)) = self.replica_down.take() {
-            let flags = replica_flags(i);
-            let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-            self.replicas[i] = Some(Replica::start_on(
-                self.addrs[i],
-                &self.etcd.endpoints_arg(),
-                &flags,
-            )?);
+            self.replicas[i] = Some(start_replica(&self.etcd, i, Some(self.addrs[i]))?);
         }
         Ok(())
     }
 }
 
-fn replica_flags(i: usize) -> Vec<String> {
-    let mut flags: Vec<String> = REPLICA_FLAGS.iter().map(|f| (*f).to_owned()).collect();
-    flags.extend(["--replica-id".to_owned(), format!("r{}", i + 1)]);
-    flags
+/// Starts replica `r{i+1}` against `etcd`, on `listen` (a restart keeps its address, so
+/// its collectors find it again) or on a free port.
+fn start_replica(
+    etcd: &Etcd,
+    i: usize,
+    listen: Option<std::net::SocketAddr>,
+) -> anyhow::Result<Replica> {
+    let id = format!("r{}", i + 1);
+    let mut flags = REPLICA_FLAGS.to_vec();
+    flags.extend(["--replica-id", &id]);
+    Ok(match listen {
+        Some(addr) => Replica::start_on(addr, &etcd.endpoints_arg(), &flags)?,
+        None => Replica::start(&etcd.endpoints_arg(), &flags)?,
+    })
 }
 
 /// A pause the checker must see applied by every collector once `window` has passed.
@@ -211,9 +209,7 @@ async fn main() -> anyhow::Result<()> {
     let etcd = Etcd::cluster(3).await?;
     let mut replicas = Vec::new();
     for i in 0..args.replicas {
-        let flags = replica_flags(i);
-        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        replicas.push(Some(Replica::start(&etcd.endpoints_arg(), &flags)?));
+        replicas.push(Some(start_replica(&etcd, i, None)?));
     }
     let addrs = replicas.iter().flatten().map(Replica::addr).collect();
     let mut world = World {
