@@ -46,6 +46,12 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// Whether this is the rule of a drill of `selector`.
+    #[must_use]
+    pub fn is_drill_of(&self, selector: &Selector) -> bool {
+        self.drill && self.selector.as_ref() == Some(selector)
+    }
+
     fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         match &self.selector {
             Some(selector) => selector.matches(labels),

@@ -18,7 +18,7 @@ use super::{
 };
 use crate::domain::{InvalidInput, ProgramName, ProgramState, RunState};
 use crate::selector::Selector;
-use crate::targeting::{self, MAX_RULES, Rollout, Rule, StopAll};
+use crate::targeting::{MAX_RULES, Rollout, Rule, StopAll};
 
 /// Most programs one stop-all covers: it is one etcd transaction, and etcd allows 128
 /// operations in one (`--max-txn-ops`).
@@ -210,7 +210,7 @@ impl Store {
                 .targeting
                 .rules
                 .iter()
-                .any(|r| r.drill && r.selector.as_ref() == Some(selector))
+                .any(|r| r.is_drill_of(selector))
             {
                 return Err(StoreError::Invalid(InvalidInput::Conflict(format!(
                     "a drill of {selector} is already running on {name}: end it with \
@@ -236,23 +236,16 @@ impl Store {
         change: &Change,
     ) -> Result<ChangeOutcome, StoreError> {
         self.edit_state(name, change, |current, stored| {
-            let keep: Vec<v1::Rule> = stored
-                .rules
-                .iter()
-                .zip(&current.targeting.rules)
-                .filter(|(_, rule)| !(rule.drill && rule.selector.as_ref() == Some(selector)))
-                .map(|(wire, _)| wire.clone())
-                .collect();
-            if keep.len() == stored.rules.len() {
+            let mut targeting = current.targeting.clone();
+            targeting.rules.retain(|rule| !rule.is_drill_of(selector));
+            if targeting.rules.len() == current.targeting.rules.len() {
                 return Err(StoreError::Invalid(InvalidInput::Conflict(format!(
                     "no drill of {selector} is running on {name}"
                 ))));
             }
-            let new = store::ProgramState {
-                rules: keep,
-                scope: selector.to_string(),
-                ..stored.clone()
-            };
+            targeting.scope = Some(selector.clone());
+            let mut new = stored.clone();
+            targeting.store_into(&mut new);
             Ok(Some(Edit::new(
                 new,
                 "drill-end",
@@ -547,7 +540,7 @@ fn add_rule(
         drill,
     };
     let mut new = stored.clone();
-    let mut targeting = targeting::Targeting::from_store(stored);
+    let mut targeting = current.targeting.clone();
     targeting.rules.push(rule);
     targeting.scope = Some(selector.clone());
     targeting.store_into(&mut new);
