@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use killswitch_proto::v1::collector_service_client::CollectorServiceClient;
 use killswitch_proto::v1::{
-    Ack, CollectorMessage, Hello, ProgramState, ResumeAuthorization, RunState, Seen, Snapshot,
+    Ack, CollectorMessage, Hello, ProgramState, ResumeAuthorization, RunState, Snapshot,
     collector_message, control_message,
 };
 use tokio::sync::mpsc;
@@ -356,30 +356,20 @@ impl Runner {
         }
     }
 
-    /// The first message of a session: who we are, what we obey, what we have applied.
+    /// The first message of a session: who we are and what we obey. What was applied
+    /// before is not sent: the Snapshot carries every state again and each is
+    /// acknowledged.
     fn hello(&self) -> CollectorMessage {
         let programs = self
             .programs
             .iter()
             .map(|(name, _)| name.to_owned())
             .collect();
-        let seen = self
-            .programs
-            .iter()
-            .filter_map(|(name, program)| {
-                let applied = program.applied()?;
-                Some(Seen {
-                    program: name.to_owned(),
-                    generation: applied.generation,
-                })
-            })
-            .collect();
         CollectorMessage {
             msg: Some(collector_message::Msg::Hello(Hello {
                 collector_id: self.collector_id.clone(),
                 labels: self.labels.clone(),
                 programs,
-                seen,
                 sdk_version: env!("CARGO_PKG_VERSION").to_owned(),
             })),
         }
@@ -1190,12 +1180,7 @@ mod tests {
         let Some(collector_message::Msg::Hello(hello)) = runner.hello().msg else {
             panic!("not a Hello");
         };
-        let seen: Vec<(&str, u64)> = hello
-            .seen
-            .iter()
-            .map(|seen| (seen.program.as_str(), seen.generation))
-            .collect();
-        assert_eq!(seen, [("keys", 7), ("mouse", 4)]);
+        assert_eq!(hello.programs, ["keys", "mouse"]);
 
         let (tx, mut rx) = mpsc::channel(16);
         runner.contact();

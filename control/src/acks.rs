@@ -31,13 +31,16 @@ const DISCONNECTED_LIMIT: usize = 1000;
 /// Labels a collector sent in Hello, shared by its entries.
 pub type Labels = Arc<BTreeMap<String, String>>;
 
-/// What a collector reported for a program.
+/// What a collector reported for a program: only ever an acknowledgement of a state its
+/// session sent it (the session checks that before it records one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AckRecord {
     /// Generation applied.
     pub generation: Generation,
     /// The collector's gate after applying it.
     pub effective: RunState,
+    /// The effective state the session sent it for that generation.
+    pub intended: RunState,
     /// Empty when the hooks succeeded.
     pub error: String,
     /// When the hooks finished, by the collector's clock.
@@ -57,6 +60,15 @@ struct Entry {
 impl Entry {
     fn acked_generation(&self) -> Generation {
         self.ack.as_ref().map_or(0, |a| a.generation)
+    }
+}
+
+impl AckRecord {
+    /// Acknowledged without error, but the gate is not in the state sent: PAUSED for
+    /// lost contact while RUNNING was intended.
+    #[must_use]
+    pub fn diverged(&self) -> bool {
+        self.error.is_empty() && self.effective != self.intended
     }
 }
 
@@ -169,6 +181,15 @@ impl AckBook {
         })
     }
 
+    /// How many collectors are connected here for `program`.
+    #[must_use]
+    pub fn connected(&self, program: &ProgramName) -> usize {
+        self.lock()
+            .programs
+            .get(program)
+            .map_or(0, |book| book.collectors.len())
+    }
+
     /// The most collectors connected here for any one program: how big a change's round
     /// of acknowledgements is on this replica.
     #[must_use]
@@ -272,12 +293,14 @@ impl AckBook {
         record: AckRecord,
         current: Option<(Generation, SystemTime)>,
     ) {
-        self.metrics
-            .ack(match (record.error.is_empty(), record.purged) {
-                (false, _) => AckResult::Error,
-                (true, true) => AckResult::Purged,
-                (true, false) => AckResult::Ok,
-            });
+        self.metrics.ack(
+            match (record.error.is_empty(), record.diverged(), record.purged) {
+                (false, _, _) => AckResult::Error,
+                (true, true, _) => AckResult::Diverged,
+                (true, false, true) => AckResult::Purged,
+                (true, false, false) => AckResult::Ok,
+            },
+        );
         let mut inner = self.lock();
         let Some(entry) = inner
             .programs
@@ -369,13 +392,14 @@ impl AckBook {
                         generation: ack.generation,
                         ..Default::default()
                     });
-            match (ack.error.is_empty(), ack.purged) {
-                (true, true) => {
+            match (ack.error.is_empty(), ack.diverged(), ack.purged) {
+                (false, _, _) => counts.errored += 1,
+                (true, true, _) => counts.diverged += 1,
+                (true, false, true) => {
                     counts.ok += 1;
                     counts.purged += 1;
                 }
-                (true, false) => counts.ok += 1,
-                (false, _) => counts.errored += 1,
+                (true, false, false) => counts.ok += 1,
             }
             if let (Some((g, committed)), Some(applied)) = (current, ack.applied_at)
                 && ack.generation == g
@@ -400,6 +424,13 @@ impl AckBook {
             .iter()
             .map(|(id, e)| (*id, *e))
             .filter(|(_, e)| e.ack.as_ref().is_some_and(|a| !a.error.is_empty()))
+            .take(SUMMARY_LIST_LIMIT)
+            .map(|(id, e)| collector_ack(id, e))
+            .collect();
+        summary.diverged = counted
+            .iter()
+            .map(|(id, e)| (*id, *e))
+            .filter(|(_, e)| e.ack.as_ref().is_some_and(AckRecord::diverged))
             .take(SUMMARY_LIST_LIMIT)
             .map(|(id, e)| collector_ack(id, e))
             .collect();
@@ -460,12 +491,23 @@ impl AckBook {
                     .map(killswitch_proto::timestamp),
                 error: e.ack.as_ref().map(|a| a.error.clone()).unwrap_or_default(),
                 connected_at: Some(killswitch_proto::timestamp(e.connected_at)),
+                intended: e
+                    .ack
+                    .as_ref()
+                    .map_or(v1::RunState::Unspecified, |a| a.intended.to_wire())
+                    as i32,
             })
             .collect()
     }
 }
 
 fn collector_ack(id: &CollectorId, entry: &Entry) -> store::CollectorAck {
+    let state = |pick: fn(&AckRecord) -> RunState| {
+        entry
+            .ack
+            .as_ref()
+            .map_or(v1::RunState::Unspecified, |a| pick(a).to_wire()) as i32
+    };
     store::CollectorAck {
         collector_id: id.to_string(),
         generation: entry.acked_generation(),
@@ -474,6 +516,8 @@ fn collector_ack(id: &CollectorId, entry: &Entry) -> store::CollectorAck {
             .as_ref()
             .map(|a| a.error.clone())
             .unwrap_or_default(),
+        effective: state(|a| a.effective),
+        intended: state(|a| a.intended),
     }
 }
 
@@ -493,6 +537,7 @@ mod tests {
         AckRecord {
             generation,
             effective: RunState::Paused,
+            intended: RunState::Paused,
             error: error.into(),
             applied_at: Some(applied_at),
             purged: false,
@@ -585,6 +630,44 @@ mod tests {
             (1, 0),
             "reconnecting clears it"
         );
+    }
+
+    #[test]
+    fn a_diverged_ack_is_neither_ok_nor_pending() {
+        let book = AckBook::new();
+        let committed = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        connect(&book, 1, "c1");
+        connect(&book, 2, "c2");
+        let mut lost = ack(7, "", committed);
+        lost.intended = RunState::Running;
+        book.ack(1, &id("c1"), &demo(), lost, None);
+        let mut open = ack(7, "", committed);
+        (open.effective, open.intended) = (RunState::Running, RunState::Running);
+        book.ack(2, &id("c2"), &demo(), open, None);
+        let summary = book
+            .summary(&demo(), Some((7, committed)), None)
+            .expect("followed");
+        let counts = &summary.generations[0];
+        assert_eq!((counts.ok, counts.errored, counts.diverged), (1, 0, 1));
+        assert_eq!(summary.diverged.len(), 1);
+        assert_eq!(
+            (
+                summary.diverged[0].collector_id.as_str(),
+                summary.diverged[0].effective,
+                summary.diverged[0].intended
+            ),
+            (
+                "c1",
+                v1::RunState::Paused as i32,
+                v1::RunState::Running as i32
+            )
+        );
+        assert!(
+            book.dirty_settled(|_| Some((7, None))),
+            "a diverged collector answered"
+        );
+        let listed = book.collectors(&demo(), 7, Filter::All, "r");
+        assert_eq!(listed[0].intended, v1::RunState::Running as i32);
     }
 
     #[test]

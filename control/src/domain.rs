@@ -60,6 +60,16 @@ pub enum InvalidInput {
         /// The limit in bytes.
         max: usize,
     },
+    /// A list holds more items than allowed.
+    #[error("{count} {field}; at most {max} are allowed")]
+    TooMany {
+        /// What the list holds, plural, as the user knows it ("labels").
+        field: &'static str,
+        /// How many it holds.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A field holds control characters.
     #[error("{field} must not contain control characters")]
     ControlCharacters {

@@ -11,15 +11,18 @@
 //! `admin` span. `docs/metrics.md` lists the metrics with suggested alerts.
 //!
 //! One [`Metrics`] is created per replica in [`crate::serve`] and shared through an
-//! `Arc`; there are no global registries. Labels only take values from fixed sets (RPC
-//! names, gRPC codes, failure reasons), never from what a caller sends, so a caller
-//! cannot grow the number of series.
+//! `Arc`; there are no global registries. Labels take values from fixed sets (RPC
+//! names, gRPC codes, failure reasons), with one bounded exception: refused
+//! acknowledgements name the collector that sent them, for at most
+//! [`REFUSED_ACK_COLLECTORS`] distinct collectors (the rest are counted under
+//! `collector="_other"`), so a caller cannot grow the number of series without bound.
 
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -91,18 +94,31 @@ pub enum AckResult {
     Purged,
     /// A hook failed (the collector still applied the state: pause always wins).
     Error,
+    /// No error, but the gate is not in the state sent (PAUSED for lost contact).
+    Diverged,
 }
 
 impl AckResult {
-    /// The label value: `ok`, `purged` or `error`.
+    /// The label value: `ok`, `purged`, `error` or `diverged`.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             AckResult::Ok => "ok",
             AckResult::Purged => "purged",
             AckResult::Error => "error",
+            AckResult::Diverged => "diverged",
         }
     }
+}
+
+/// Most distinct collector ids `killswitch_refused_acks_total` names; acknowledgements
+/// refused from further collectors are counted under `collector="_other"`.
+pub const REFUSED_ACK_COLLECTORS: usize = 100;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RefusedLabels {
+    reason: &'static str,
+    collector: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -143,6 +159,9 @@ pub struct Metrics {
     auth_failures: Family<ReasonLabel, Counter>,
     admin_calls: Family<CallLabels, Counter>,
     admin_call_duration: HistogramFamily<MethodLabel>,
+    refused_acks: Family<RefusedLabels, Counter>,
+    /// The collector ids `refused_acks` names so far, at most [`REFUSED_ACK_COLLECTORS`].
+    refused_collectors: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Default for Metrics {
@@ -154,6 +173,8 @@ impl Default for Metrics {
             auth_failures: Family::default(),
             admin_calls: Family::default(),
             admin_call_duration: Family::new_with_constructor(admin_duration_histogram),
+            refused_acks: Family::default(),
+            refused_collectors: Arc::default(),
         }
     }
 }
@@ -177,6 +198,28 @@ impl Metrics {
     /// Records the time from a state's commit to a collector's acknowledgement of it.
     pub fn commit_to_ack(&self, latency: Duration) {
         self.commit_to_ack.observe(latency.as_secs_f64());
+    }
+
+    /// Counts an acknowledgement refused because it does not match what the session sent
+    /// (`reason` is [`crate::session::AckRefusal::reason`]), under the collector's id.
+    pub fn refused_ack(&self, reason: &'static str, collector: &str) {
+        let collector = {
+            let mut named = self
+                .refused_collectors
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if named.contains(collector) {
+                collector.to_owned()
+            } else if named.len() < REFUSED_ACK_COLLECTORS {
+                named.insert(collector.to_owned());
+                collector.to_owned()
+            } else {
+                "_other".to_owned()
+            }
+        };
+        self.refused_acks
+            .get_or_create(&RefusedLabels { reason, collector })
+            .inc();
     }
 
     /// Counts a heartbeat sent to a collector.
@@ -232,7 +275,7 @@ impl Metrics {
     fn register(&self, registry: &mut Registry) {
         registry.register(
             "killswitch_acks",
-            "Acknowledgements received from collectors, by what they report: ok, purged (ok, and buffered data deleted) or error (a hook failed)",
+            "Acknowledgements recorded from collectors, by what they report: ok, purged (ok, and buffered data deleted), error (a hook failed) or diverged (no error, but the gate is not in the state sent, e.g. paused for lost contact)",
             self.acks.clone(),
         );
         registry.register_with_unit(
@@ -240,6 +283,11 @@ impl Metrics {
             "Time from a state's commit in etcd (its changed_at) to the moment the collector applied it (the Ack's applied_at), for the first Ack of the program's current generation from each collector session; the same values killswitch status summarizes",
             Unit::Seconds,
             self.commit_to_ack.clone(),
+        );
+        registry.register(
+            "killswitch_refused_acks",
+            "Acknowledgements refused because they do not match a state the session sent (reason: unknown-program, never-sent, future, wrong-effective), by collector id (at most 100 ids, then _other); none of them counts in status",
+            self.refused_acks.clone(),
         );
         registry.register(
             "killswitch_heartbeats",

@@ -3,8 +3,10 @@
 //! to the replica's lease, so a dead replica's keys vanish when the lease expires.
 //!
 //! Summaries are debounced: after a change the publisher waits [`PublishConfig::debounce`]
-//! and then writes every changed program in one transaction. A pause therefore costs
-//! O(replicas) etcd writes, never O(collectors).
+//! and then writes every changed program, in one transaction per
+//! [`MAX_TXN_OPS`](crate::store::MAX_TXN_OPS) programs. A pause therefore costs
+//! O(replicas) etcd writes, never O(collectors). Programs that do not exist get no
+//! summary, however many names collectors follow.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -102,6 +104,10 @@ async fn register(
 }
 
 /// Keeps `lease` alive and writes summaries until cancelled (`Ok`) or the lease is lost.
+///
+/// The keep-alive runs beside the publishing, never behind it: summary writes that fail
+/// and retry (etcd away, a transaction refused) cannot starve the lease, whose loss would
+/// take this replica's registration and every summary with it.
 async fn publish_with(
     store: &Store,
     book: &AckBook,
@@ -111,7 +117,38 @@ async fn publish_with(
     cancel: &CancellationToken,
 ) -> Result<(), StoreError> {
     let (mut keeper, mut responses) = store.client().lease_keep_alive(lease).await?;
-    let mut keep_alive = tokio::time::interval(config.lease_ttl / 3);
+    let keep_alive = async {
+        let mut tick = tokio::time::interval(config.lease_ttl / 3);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => keeper.keep_alive().await?,
+                response = responses.message() => match response? {
+                    Some(response) if response.ttl() > 0 => {}
+                    _ => {
+                        let lost = format!("lease {lease} expired before it was renewed");
+                        return Err(etcd_client::Error::LeaseKeepAliveError(lost).into());
+                    }
+                },
+            }
+        }
+    };
+    tokio::select! {
+        () = cancel.cancelled() => Ok(()),
+        result = keep_alive => result,
+        () = publish_summaries(store, book, cache, config, lease, cancel) => Ok(()),
+    }
+}
+
+/// Writes changed summaries until `cancel` fires. A failed write is retried (after
+/// [`PUBLISH_RETRY`]) with the next change; the lease is kept alive beside it.
+async fn publish_summaries(
+    store: &Store,
+    book: &AckBook,
+    cache: &StateCache,
+    config: &PublishConfig,
+    lease: i64,
+    cancel: &CancellationToken,
+) {
     let mut revisions = cache.revisions();
     // The generation each program's summary was last published at: a program whose
     // generation moved is republished, so status sees that this replica caught up.
@@ -123,10 +160,10 @@ async fn publish_with(
     }
     loop {
         tokio::select! {
-            () = cancel.cancelled() => return Ok(()),
+            () = cancel.cancelled() => return,
             changed = revisions.changed() => {
                 if changed.is_err() {
-                    return Ok(());
+                    return;
                 }
                 for (program, generation) in cache.generations() {
                     if published.get(&program) != Some(&generation) {
@@ -134,46 +171,11 @@ async fn publish_with(
                     }
                 }
             }
-            _ = keep_alive.tick() => keeper.keep_alive().await?,
-            response = responses.message() => match response? {
-                Some(response) if response.ttl() > 0 => {}
-                _ => {
-                    let lost = format!("lease {lease} expired before it was renewed");
-                    return Err(etcd_client::Error::LeaseKeepAliveError(lost).into());
-                }
-            },
             () = book.changed() => {
-                // Wait for the change to settle (every collector here acknowledged), at
-                // most `progress_interval`, checking every `debounce`; the keep-alive
-                // interval is a third of the lease, so a wait this short never costs it.
-                // A round of acknowledgements takes longer the more collectors a replica
-                // has (tens of µs of CPU each), so the first progress write waits longer
-                // too: a change that settles in time costs one write per replica.
-                let first = tokio::time::Instant::now();
-                let progress = config.progress_interval
-                    + PROGRESS_PER_COLLECTOR * u32::try_from(book.largest_program()).unwrap_or(u32::MAX);
-                loop {
-                    tokio::select! {
-                        () = cancel.cancelled() => return Ok(()),
-                        () = tokio::time::sleep(config.debounce) => {}
-                    }
-                    let settled = book.dirty_settled(|program| {
-                        cache.get(program).map(|s| (s.generation, Some(s.targeting.clone())))
-                    });
-                    if settled || first.elapsed() >= progress {
-                        break;
-                    }
+                if !settle(book, cache, config, cancel).await {
+                    return;
                 }
-                let dirty = book.take_dirty();
-                let summaries: Vec<_> = dirty
-                    .into_iter()
-                    .map(|program| {
-                        let state = cache.get(&program);
-                        let current = state.as_ref().map(|s| (s.generation, s.changed_at.unwrap_or(SystemTime::UNIX_EPOCH)));
-                        let summary = book.summary(&program, current, state.as_ref().map(|s| &s.targeting));
-                        (program, summary)
-                    })
-                    .collect();
+                let summaries = changed_summaries(book, cache, &published);
                 match store.publish_summaries(lease, &config.replica_id, &summaries).await {
                     Ok(()) => {
                         for (program, summary) in summaries {
@@ -184,13 +186,13 @@ async fn publish_with(
                         }
                     }
                     Err(error) => {
-                        // Keep the lease; try again after the next debounce.
-                        tracing::warn!(%error, "cannot write acknowledgement summaries; retrying");
+                        // Try again after a pause; the lease is kept alive meanwhile.
+                        tracing::warn!(%error, programs = summaries.len(), "cannot write acknowledgement summaries; retrying");
                         for (program, _) in &summaries {
                             book.mark_dirty(program);
                         }
                         tokio::select! {
-                            () = cancel.cancelled() => return Ok(()),
+                            () = cancel.cancelled() => return,
                             () = tokio::time::sleep(PUBLISH_RETRY) => {}
                         }
                     }
@@ -198,4 +200,58 @@ async fn publish_with(
             }
         }
     }
+}
+
+/// Waits for a change to settle (every collector here acknowledged), at most
+/// `progress_interval`, checking every `debounce`. A round of acknowledgements takes
+/// longer the more collectors a replica has (tens of µs of CPU each), so the first
+/// progress write waits longer too: a change that settles in time costs one write per
+/// replica. `false` when cancelled.
+async fn settle(
+    book: &AckBook,
+    cache: &StateCache,
+    config: &PublishConfig,
+    cancel: &CancellationToken,
+) -> bool {
+    let first = tokio::time::Instant::now();
+    let progress = config.progress_interval
+        + PROGRESS_PER_COLLECTOR * u32::try_from(book.largest_program()).unwrap_or(u32::MAX);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return false,
+            () = tokio::time::sleep(config.debounce) => {}
+        }
+        let settled = book.dirty_settled(|program| {
+            cache
+                .get(program)
+                .map(|s| (s.generation, Some(s.targeting.clone())))
+        });
+        if settled || first.elapsed() >= progress {
+            return true;
+        }
+    }
+}
+
+/// The summaries of the programs changed since the last write. A program that does not
+/// exist gets none (collectors may follow made-up names): only a key published before is
+/// deleted.
+fn changed_summaries(
+    book: &AckBook,
+    cache: &StateCache,
+    published: &HashMap<ProgramName, Generation>,
+) -> Vec<(ProgramName, Option<store::AckSummary>)> {
+    book.take_dirty()
+        .into_iter()
+        .filter_map(|program| {
+            let Some(state) = cache.get(&program) else {
+                return published.contains_key(&program).then_some((program, None));
+            };
+            let current = (
+                state.generation,
+                state.changed_at.unwrap_or(SystemTime::UNIX_EPOCH),
+            );
+            let summary = book.summary(&program, Some(current), Some(&state.targeting));
+            Some((program, summary))
+        })
+        .collect()
 }

@@ -6,6 +6,7 @@
 //! It never reads etcd: fan-out is served from the [`StateCache`].
 
 use std::collections::HashMap;
+use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -26,7 +27,8 @@ use crate::acks::{AckBook, AckRecord, Labels, SessionId};
 use crate::auth::Auth;
 use crate::cache::{Slot, StateCache};
 use crate::domain::{
-    self, CollectorId, Generation, InvalidInput, ProgramName, RunState, label_key, label_value,
+    self, CollectorId, Generation, InvalidInput, LostContact, ProgramName, ProgramState, RunState,
+    label_key, label_value,
 };
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -47,6 +49,17 @@ pub const MAX_LABEL_BYTES: usize = domain::MAX_LABEL_VALUE_BYTES;
 /// before any validation runs. Set it on both `CollectorServiceServer` and
 /// `AdminServiceServer` with `max_decoding_message_size` and `max_encoding_message_size`.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// How many heartbeats a fail-closed program's grace period spans at least: a session
+/// heartbeats at least this often per the shortest grace among the programs it follows,
+/// so a healthy replica never lets a collector pause for lost contact.
+pub const HEARTBEATS_PER_GRACE: u32 = 3;
+/// How many states per program a session remembers having sent. An Ack of an older one
+/// is ignored (the collector has newer ones to acknowledge); it is not a violation.
+pub const SENT_WINDOW: usize = 4;
+/// Refused acknowledgements a session may send; the next one closes it with
+/// `INVALID_ARGUMENT`. A correct collector sends none, except rarely right after moving
+/// from a replica that was ahead of this one.
+pub const MAX_REFUSED_ACKS: u32 = 16;
 /// Default for [`SessionConfig::max_sessions`]: the per-process open-file limit of our
 /// hosts (20,000), each session holding one connection.
 pub const DEFAULT_MAX_SESSIONS: usize = 20_000;
@@ -54,7 +67,9 @@ pub const DEFAULT_MAX_SESSIONS: usize = 20_000;
 /// Session timing and limits.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
-    /// How often a healthy replica heartbeats. Default 5 s.
+    /// How often a healthy replica heartbeats at most. Default 5 s. A session heartbeats
+    /// more often when a fail-closed program it follows has a grace shorter than
+    /// [`HEARTBEATS_PER_GRACE`] times this.
     pub heartbeat_interval: Duration,
     /// How long a collector may take to send Hello; a connection that sends nothing is
     /// closed with `DEADLINE_EXCEEDED` after it. Default 5 s.
@@ -228,8 +243,166 @@ pub struct Hello {
 impl Hello {
     /// What this collector receives of `state`: its own effective state (see
     /// [`crate::targeting`]).
-    fn view(&self, state: &crate::domain::ProgramState) -> v1::ProgramState {
+    fn view(&self, state: &ProgramState) -> v1::ProgramState {
         state.to_collector_wire(self.collector.as_str(), &self.labels)
+    }
+}
+
+/// The last states a session sent for one program, so that an Ack can be checked
+/// against them: newest last, at most [`SENT_WINDOW`].
+#[derive(Debug, Clone)]
+pub struct Sent {
+    /// (generation, the effective state sent for it), oldest first; unused slots are 0.
+    recent: [(Generation, RunState); SENT_WINDOW],
+    /// A diverged Ack makes the session send the state again, once: re-armed by every
+    /// state sent and every Ack that is not diverged.
+    resend_armed: bool,
+}
+
+impl Default for Sent {
+    fn default() -> Self {
+        Self {
+            recent: [(0, RunState::Paused); SENT_WINDOW],
+            resend_armed: true,
+        }
+    }
+}
+
+impl Sent {
+    /// Remembers that `generation` was sent with `intended` as the collector's state.
+    pub fn record(&mut self, generation: Generation, intended: RunState) {
+        self.resend_armed = true;
+        if let Some(slot) = self.recent.iter_mut().find(|(g, _)| *g == generation) {
+            slot.1 = intended;
+            return;
+        }
+        self.recent.rotate_left(1);
+        self.recent[SENT_WINDOW - 1] = (generation, intended);
+    }
+
+    /// The newest generation sent, 0 when none.
+    #[must_use]
+    pub fn latest(&self) -> Generation {
+        self.recent[SENT_WINDOW - 1].0
+    }
+
+    /// Checks an Ack of `generation` with the gate `effective` (its wire value) against
+    /// what was sent: the effective state the replica intended for that generation, or
+    /// `None` for an Ack older than every remembered state (ignored, not refused).
+    ///
+    /// # Errors
+    ///
+    /// The generation was never sent (or is ahead of anything sent), or the collector
+    /// claims RUNNING where PAUSED was sent, or a state that is neither.
+    pub fn check(
+        &self,
+        generation: Generation,
+        effective: i32,
+    ) -> Result<Option<RunState>, AckRefusal> {
+        let latest = self.latest();
+        if generation > latest {
+            return Err(AckRefusal::Future { generation, latest });
+        }
+        let found = self
+            .recent
+            .iter()
+            .find(|(g, _)| *g == generation && generation != 0);
+        let Some(&(_, intended)) = found else {
+            // With every slot used, what is older than the oldest may have been sent.
+            let oldest = self.recent[0].0;
+            return if oldest != 0 && generation < oldest {
+                Ok(None)
+            } else {
+                Err(AckRefusal::NeverSent { generation, latest })
+            };
+        };
+        let claimed = v1::RunState::try_from(effective).unwrap_or(v1::RunState::Unspecified);
+        match (claimed, intended) {
+            (v1::RunState::Paused, _) | (v1::RunState::Running, RunState::Running) => {
+                Ok(Some(intended))
+            }
+            _ => Err(AckRefusal::WrongEffective {
+                generation,
+                effective: claimed,
+                intended,
+            }),
+        }
+    }
+}
+
+/// Why a replica refused an acknowledgement: it does not match any state the session
+/// sent. A refused Ack changes nothing that status reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AckRefusal {
+    /// The program is not one the collector named in Hello.
+    UnknownProgram(String),
+    /// A generation ahead of the newest one sent for the program.
+    Future {
+        /// The generation acknowledged.
+        generation: Generation,
+        /// The newest generation sent.
+        latest: Generation,
+    },
+    /// A generation this session never sent for the program.
+    NeverSent {
+        /// The generation acknowledged.
+        generation: Generation,
+        /// The newest generation sent (0: none).
+        latest: Generation,
+    },
+    /// RUNNING where PAUSED was sent, or an unspecified gate.
+    WrongEffective {
+        /// The generation acknowledged.
+        generation: Generation,
+        /// What the collector claimed.
+        effective: v1::RunState,
+        /// What was sent.
+        intended: RunState,
+    },
+}
+
+impl AckRefusal {
+    /// The `reason` label of `killswitch_refused_acks_total`.
+    #[must_use]
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::UnknownProgram(_) => "unknown-program",
+            Self::Future { .. } => "future",
+            Self::NeverSent { .. } => "never-sent",
+            Self::WrongEffective { .. } => "wrong-effective",
+        }
+    }
+}
+
+impl fmt::Display for AckRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownProgram(program) => write!(
+                f,
+                "acknowledged program {:?}, which is not named in this session's Hello",
+                program.chars().take(64).collect::<String>()
+            ),
+            Self::Future { generation, latest } => write!(
+                f,
+                "acknowledged generation {generation}, ahead of the newest one this replica \
+                 sent ({latest})"
+            ),
+            Self::NeverSent { generation, latest } => write!(
+                f,
+                "acknowledged generation {generation}, which this replica never sent on this \
+                 session (newest sent: {latest})"
+            ),
+            Self::WrongEffective {
+                generation,
+                effective,
+                intended,
+            } => write!(
+                f,
+                "acknowledged generation {generation} with the gate {}, but {intended} was \
+                 sent: a gate may be PAUSED whatever was sent, RUNNING only if RUNNING was sent",
+                effective.as_str_name().trim_start_matches("RUN_STATE_")
+            ),
+        }
     }
 }
 
@@ -250,9 +423,9 @@ pub fn parse_hello(hello: v1::Hello) -> Result<Hello, InvalidInput> {
         });
     }
     if hello.programs.len() > MAX_PROGRAMS_PER_SESSION {
-        return Err(InvalidInput::TooLong {
+        return Err(InvalidInput::TooMany {
             field: "programs",
-            len: hello.programs.len(),
+            count: hello.programs.len(),
             max: MAX_PROGRAMS_PER_SESSION,
         });
     }
@@ -264,9 +437,9 @@ pub fn parse_hello(hello: v1::Hello) -> Result<Hello, InvalidInput> {
     programs.sort();
     programs.dedup();
     if hello.labels.len() > MAX_LABELS {
-        return Err(InvalidInput::TooLong {
+        return Err(InvalidInput::TooMany {
             field: "labels",
-            len: hello.labels.len(),
+            count: hello.labels.len(),
             max: MAX_LABELS,
         });
     }
@@ -343,16 +516,15 @@ impl Sessions {
             hello: &hello,
         };
 
-        let mut sent: HashMap<ProgramName, Generation> = HashMap::new();
+        let mut sent: HashMap<ProgramName, Sent> = HashMap::new();
         let mut changes = StreamMap::new();
         let mut snapshot = v1::Snapshot::default();
         for program in &hello.programs {
             let mut rx = self.cache.subscribe(program);
             match rx.borrow_and_update().as_deref() {
-                Some(state) => {
-                    sent.insert(program.clone(), state.generation);
-                    snapshot.states.push(hello.view(state));
-                }
+                Some(state) => snapshot
+                    .states
+                    .push(sent_view(&hello, &mut sent, program, state)),
                 None => snapshot.unknown_programs.push(program.to_string()),
             }
             changes.insert(program.clone(), WatchStream::from_changes(rx));
@@ -361,8 +533,9 @@ impl Sessions {
             return;
         }
 
-        let mut heartbeat = tokio::time::interval(self.config.heartbeat_interval);
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut period = self.heartbeat_period(&hello);
+        let mut heartbeat = heartbeat_interval(period);
+        let mut refused: u32 = 0;
         // Created once, not at every wake-up of the loop below.
         let mut health_changes = WatchStream::from_changes(health);
         let drained = self.drain.cancelled();
@@ -381,12 +554,18 @@ impl Sessions {
                     if !self.forward(&tx, &hello, &mut sent, &program, slot).await {
                         return;
                     }
+                    // A policy change (a shorter grace) comes with a new state.
+                    let now = self.heartbeat_period(&hello);
+                    if now != period {
+                        period = now;
+                        heartbeat = heartbeat_interval(period);
+                    }
                 }
                 healthy = health_changes.next() => {
                     let Some(healthy) = healthy else { return };
                     // Back in touch with etcd: vouch again for the current state, so
                     // collectors that paused for lost contact can reopen.
-                    if healthy && !self.resend(&tx, &hello, &mut sent).await {
+                    if healthy && !self.resend(&tx, &hello, &mut sent, &hello.programs).await {
                         return;
                     }
                 }
@@ -394,7 +573,7 @@ impl Sessions {
                     if self.cache.is_healthy() {
                         let beat = v1::Heartbeat {
                             revision: self.cache.revision(),
-                            valid_for_ms: millis(self.config.heartbeat_interval * 3),
+                            valid_for_ms: millis(period * HEARTBEATS_PER_GRACE),
                         };
                         if !send(&tx, control_message::Msg::Heartbeat(beat)).await {
                             return;
@@ -403,7 +582,32 @@ impl Sessions {
                     }
                 }
                 message = inbound.message() => match message {
-                    Ok(Some(message)) => self.receive(id, &hello, message),
+                    Ok(Some(message)) => match self.receive(id, &hello, &mut sent, message) {
+                        Received::Done => {}
+                        Received::Resend(program) => {
+                            if !self.resend(&tx, &hello, &mut sent, std::slice::from_ref(&program)).await {
+                                return;
+                            }
+                        }
+                        Received::Refused(refusal) => {
+                            refused += 1;
+                            self.metrics.refused_ack(refusal.reason(), hello.collector.as_str());
+                            if refused == 1 {
+                                tracing::warn!(collector = %hello.collector, %refusal, "refused an acknowledgement");
+                            } else {
+                                tracing::debug!(collector = %hello.collector, %refusal, "refused an acknowledgement");
+                            }
+                            if refused > MAX_REFUSED_ACKS {
+                                tracing::warn!(collector = %hello.collector, refused, "closing a session that sent too many refused acknowledgements");
+                                let status = Status::invalid_argument(format!(
+                                    "closing the session: {refused} acknowledgements did not match \
+                                     any state this replica sent; the last one {refusal}"
+                                ));
+                                let _ = tx.send(Err(Box::new(status))).await;
+                                return;
+                            }
+                        }
+                    },
                     Ok(None) => return,
                     Err(status) => {
                         tracing::debug!(error = %status, "collector stream ended");
@@ -412,6 +616,19 @@ impl Sessions {
                 },
             }
         }
+    }
+
+    /// How often this session heartbeats: the configured interval, or more often when a
+    /// fail-closed program it follows has a shorter grace (see [`HEARTBEATS_PER_GRACE`]).
+    fn heartbeat_period(&self, hello: &Hello) -> Duration {
+        hello
+            .programs
+            .iter()
+            .filter_map(|program| self.cache.get(program))
+            .filter(|state| state.policy.on_lost_contact == LostContact::Pause)
+            .map(|state| state.policy.grace / HEARTBEATS_PER_GRACE)
+            .fold(self.config.heartbeat_interval, Duration::min)
+            .max(MIN_HEARTBEAT_PERIOD)
     }
 
     async fn read_hello(&self, inbound: &mut Streaming<CollectorMessage>) -> Result<Hello, Status> {
@@ -430,18 +647,18 @@ impl Sessions {
         }
     }
 
-    /// Sends the current state of every program again.
+    /// Sends the current state of `programs` again.
     async fn resend(
         &self,
         tx: &Outbound,
         hello: &Hello,
-        sent: &mut HashMap<ProgramName, Generation>,
+        sent: &mut HashMap<ProgramName, Sent>,
+        programs: &[ProgramName],
     ) -> bool {
-        for program in &hello.programs {
+        for program in programs {
             if let Some(state) = self.cache.get(program) {
-                sent.insert(program.clone(), state.generation);
                 let update = v1::Update {
-                    state: Some(hello.view(&state)),
+                    state: Some(sent_view(hello, sent, program, &state)),
                 };
                 if !send(tx, control_message::Msg::Update(update)).await {
                     return false;
@@ -456,54 +673,121 @@ impl Sessions {
         &self,
         tx: &Outbound,
         hello: &Hello,
-        sent: &mut HashMap<ProgramName, Generation>,
+        sent: &mut HashMap<ProgramName, Sent>,
         program: &ProgramName,
         slot: Slot,
     ) -> bool {
         let Some(state) = slot else { return true };
-        if sent.get(program).is_some_and(|&g| g >= state.generation) {
+        if sent
+            .get(program)
+            .is_some_and(|s| s.latest() >= state.generation)
+        {
             return true;
         }
-        sent.insert(program.clone(), state.generation);
-        send(
-            tx,
-            control_message::Msg::Update(v1::Update {
-                state: Some(hello.view(&state)),
-            }),
-        )
-        .await
+        let update = v1::Update {
+            state: Some(sent_view(hello, sent, program, &state)),
+        };
+        send(tx, control_message::Msg::Update(update)).await
     }
 
-    fn receive(&self, id: SessionId, hello: &Hello, message: CollectorMessage) {
-        match message.msg {
-            Some(collector_message::Msg::Ack(ack)) => {
-                let Some(program) = hello.programs.iter().find(|p| p.as_str() == ack.program)
-                else {
-                    tracing::debug!(
-                        program = ack.program,
-                        "ignoring an ack for a program not in Hello"
-                    );
-                    return;
-                };
-                let record = AckRecord {
-                    generation: ack.generation,
-                    effective: RunState::from_wire(ack.effective),
-                    error: truncate(ack.error, 1024),
-                    applied_at: ack.applied_at.and_then(|t| SystemTime::try_from(t).ok()),
-                    purged: ack.purged,
-                };
-                tracing::debug!(collector = %hello.collector, %program, generation = record.generation, "ack");
-                let current = self
-                    .cache
-                    .get(program)
-                    .and_then(|state| Some((state.generation, state.changed_at?)));
-                self.book
-                    .ack(id, &hello.collector, program, record, current);
+    /// Checks and records one message from the collector.
+    fn receive(
+        &self,
+        id: SessionId,
+        hello: &Hello,
+        sent: &mut HashMap<ProgramName, Sent>,
+        message: CollectorMessage,
+    ) -> Received {
+        let ack = match message.msg {
+            Some(collector_message::Msg::Ack(ack)) => ack,
+            Some(collector_message::Msg::Hello(_)) => {
+                tracing::debug!("ignoring a second Hello");
+                return Received::Done;
             }
-            Some(collector_message::Msg::Hello(_)) => tracing::debug!("ignoring a second Hello"),
-            None => tracing::debug!("ignoring an empty message"),
+            None => {
+                tracing::debug!("ignoring an empty message");
+                return Received::Done;
+            }
+        };
+        let Some(program) = hello.programs.iter().find(|p| p.as_str() == ack.program) else {
+            return Received::Refused(AckRefusal::UnknownProgram(ack.program));
+        };
+        let Some(record) = sent.get_mut(program) else {
+            return Received::Refused(AckRefusal::NeverSent {
+                generation: ack.generation,
+                latest: 0,
+            });
+        };
+        let intended = match record.check(ack.generation, ack.effective) {
+            Ok(Some(intended)) => intended,
+            Ok(None) => {
+                tracing::debug!(%program, generation = ack.generation, "ignoring an ack older than every state remembered");
+                return Received::Done;
+            }
+            Err(refusal) => return Received::Refused(refusal),
+        };
+        let ack = AckRecord {
+            generation: ack.generation,
+            effective: RunState::from_wire(ack.effective),
+            intended,
+            error: truncate(ack.error, 1024),
+            applied_at: ack.applied_at.and_then(|t| SystemTime::try_from(t).ok()),
+            purged: ack.purged,
+        };
+        tracing::debug!(collector = %hello.collector, %program, generation = ack.generation, "ack");
+        let current = self.cache.get(program);
+        // A collector paused for lost contact although this session is up: sending the
+        // current RUNNING again is the contact it missed, and reopens its gate.
+        let resend = ack.diverged()
+            && record.resend_armed
+            && current
+                .as_ref()
+                .is_some_and(|s| s.generation == ack.generation);
+        record.resend_armed = !ack.diverged();
+        let timing = current.and_then(|state| Some((state.generation, state.changed_at?)));
+        self.book.ack(id, &hello.collector, program, ack, timing);
+        if resend {
+            Received::Resend(program.clone())
+        } else {
+            Received::Done
         }
     }
+}
+
+/// What the session does after a message from its collector.
+#[derive(Debug)]
+enum Received {
+    /// Nothing more.
+    Done,
+    /// Send this program's current state again (a diverged Ack).
+    Resend(ProgramName),
+    /// The Ack did not match what was sent: count it, and close the session after
+    /// [`MAX_REFUSED_ACKS`].
+    Refused(AckRefusal),
+}
+
+/// Shortest heartbeat period, whatever the grace (the shortest grace is 1 s).
+const MIN_HEARTBEAT_PERIOD: Duration = Duration::from_millis(100);
+
+/// A heartbeat timer whose first tick comes one `period` from now.
+fn heartbeat_interval(period: Duration) -> tokio::time::Interval {
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval
+}
+
+/// What `hello`'s collector receives of `state`, recorded in `sent` as sent.
+fn sent_view(
+    hello: &Hello,
+    sent: &mut HashMap<ProgramName, Sent>,
+    program: &ProgramName,
+    state: &ProgramState,
+) -> v1::ProgramState {
+    let view = hello.view(state);
+    sent.entry(program.clone())
+        .or_default()
+        .record(state.generation, RunState::from_wire(view.state));
+    view
 }
 
 async fn send(tx: &Outbound, msg: control_message::Msg) -> bool {
@@ -556,10 +840,14 @@ mod tests {
         ));
         let many: Vec<String> = (0..65).map(|i| format!("p{i}")).collect();
         let many: Vec<&str> = many.iter().map(String::as_str).collect();
-        assert!(matches!(
-            parse_hello(hello("c1", &many)),
-            Err(InvalidInput::TooLong { .. })
-        ));
+        assert_eq!(
+            parse_hello(hello("c1", &many)).map(|_| ()),
+            Err(InvalidInput::TooMany {
+                field: "programs",
+                count: 65,
+                max: MAX_PROGRAMS_PER_SESSION
+            })
+        );
         let mut labelled = hello("c1", &["demo"]);
         labelled.labels.insert("region".into(), "x".repeat(129));
         assert!(matches!(
@@ -582,7 +870,7 @@ mod tests {
         let dup = vec!["demo"; MAX_PROGRAMS_PER_SESSION + 1];
         assert!(matches!(
             parse_hello(hello("c1", &dup)),
-            Err(InvalidInput::TooLong {
+            Err(InvalidInput::TooMany {
                 field: "programs",
                 ..
             })
@@ -602,13 +890,8 @@ mod tests {
         assert_eq!(parsed.labels.len(), MAX_LABELS);
         let keys: Vec<String> = (0..=MAX_LABELS).map(|i| format!("k{i}")).collect();
         let labels: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), "v")).collect();
-        assert!(matches!(
-            labelled(&labels),
-            Err(InvalidInput::TooLong {
-                field: "labels",
-                ..
-            })
-        ));
+        let refused = labelled(&labels).map(|_| ()).expect_err("too many labels");
+        assert_eq!(refused.to_string(), "33 labels; at most 32 are allowed");
         assert!(labelled(&[("app.kubernetes.io/name", "eu west/1")]).is_ok());
         assert!(labelled(&[("region", "")]).is_ok());
         assert!(matches!(
@@ -741,6 +1024,94 @@ mod tests {
 
         stop.cancel();
         server.await.expect("server task").expect("server");
+    }
+
+    const PAUSED: i32 = v1::RunState::Paused as i32;
+    const RUNNING: i32 = v1::RunState::Running as i32;
+
+    #[test]
+    fn an_ack_must_match_a_state_sent() {
+        let mut sent = Sent::default();
+        assert_eq!(
+            sent.check(0, PAUSED),
+            Err(AckRefusal::NeverSent {
+                generation: 0,
+                latest: 0
+            }),
+            "nothing sent yet"
+        );
+        sent.record(7, RunState::Paused);
+        sent.record(9, RunState::Running);
+        assert_eq!(sent.check(7, PAUSED), Ok(Some(RunState::Paused)));
+        assert_eq!(sent.check(9, RUNNING), Ok(Some(RunState::Running)));
+        assert_eq!(
+            sent.check(9, PAUSED),
+            Ok(Some(RunState::Running)),
+            "PAUSED is always possible (lost contact, a refused resume)"
+        );
+        assert_eq!(
+            sent.check(7, RUNNING),
+            Err(AckRefusal::WrongEffective {
+                generation: 7,
+                effective: v1::RunState::Running,
+                intended: RunState::Paused
+            })
+        );
+        assert!(matches!(
+            sent.check(9, 0),
+            Err(AckRefusal::WrongEffective { .. })
+        ));
+        assert!(matches!(
+            sent.check(9, 42),
+            Err(AckRefusal::WrongEffective { .. })
+        ));
+        assert_eq!(
+            sent.check(1009, PAUSED),
+            Err(AckRefusal::Future {
+                generation: 1009,
+                latest: 9
+            })
+        );
+        assert_eq!(
+            sent.check(8, PAUSED),
+            Err(AckRefusal::NeverSent {
+                generation: 8,
+                latest: 9
+            })
+        );
+        assert!(
+            matches!(sent.check(3, PAUSED), Err(AckRefusal::NeverSent { .. })),
+            "the window is not full: everything sent is remembered"
+        );
+    }
+
+    #[test]
+    fn acks_older_than_the_window_are_ignored_not_refused() {
+        let mut sent = Sent::default();
+        for generation in [10, 11, 12, 13, 14] {
+            sent.record(generation, RunState::Paused);
+        }
+        assert_eq!(sent.latest(), 14);
+        assert_eq!(sent.check(10, PAUSED), Ok(None), "forgotten, maybe sent");
+        assert_eq!(sent.check(11, PAUSED), Ok(Some(RunState::Paused)));
+        sent.record(12, RunState::Running);
+        assert_eq!(sent.latest(), 14, "sending a state again keeps the order");
+        assert_eq!(sent.check(12, RUNNING), Ok(Some(RunState::Running)));
+    }
+
+    #[test]
+    fn refusals_explain_themselves() {
+        let refusal = AckRefusal::Future {
+            generation: 1020,
+            latest: 20,
+        };
+        assert_eq!(refusal.reason(), "future");
+        assert_eq!(
+            refusal.to_string(),
+            "acknowledged generation 1020, ahead of the newest one this replica sent (20)"
+        );
+        let long = AckRefusal::UnknownProgram("x".repeat(10_000));
+        assert!(long.to_string().len() < 200, "quotes only the start");
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub fn aggregate(
     let mut counts = v1::CollectorCounts::default();
     let mut pending: Vec<String> = Vec::new();
     let mut errored: Vec<v1::CollectorError> = Vec::new();
+    let mut diverged: Vec<v1::CollectorDiverged> = Vec::new();
     let mut disconnected: Vec<v1::Disconnected> = Vec::new();
     let mut latency = Histogram::default();
     let mut last_ack: Option<SystemTime> = None;
@@ -52,6 +53,7 @@ pub fn aggregate(
             counts.acked = counts.acked.saturating_add(generation.ok);
             counts.purged = counts.purged.saturating_add(generation.purged);
             counts.errored_count = counts.errored_count.saturating_add(generation.errored);
+            counts.diverged_count = counts.diverged_count.saturating_add(generation.diverged);
         }
         pending.extend(
             summary
@@ -69,6 +71,18 @@ pub fn aggregate(
                     collector_id: e.collector_id.clone(),
                     error: e.error.clone(),
                     replica: replica.clone(),
+                }),
+        );
+        diverged.extend(
+            summary
+                .diverged
+                .iter()
+                .filter(|d| d.generation >= current)
+                .map(|d| v1::CollectorDiverged {
+                    collector_id: d.collector_id.clone(),
+                    replica: replica.clone(),
+                    effective: d.effective,
+                    intended: d.intended,
                 }),
         );
         counts.disconnected_count = counts
@@ -89,9 +103,13 @@ pub fn aggregate(
             last_ack = last_ack.max(at);
         }
     }
-    counts.pending_count = counts
-        .connected
-        .saturating_sub(counts.acked.saturating_add(counts.errored_count));
+    // A diverged collector answered, so it is not pending; nor is it acknowledged.
+    counts.pending_count = counts.connected.saturating_sub(
+        counts
+            .acked
+            .saturating_add(counts.errored_count)
+            .saturating_add(counts.diverged_count),
+    );
 
     pending.sort();
     pending.truncate(SUMMARY_LIST_LIMIT);
@@ -99,6 +117,9 @@ pub fn aggregate(
     errored.sort_by(|a, b| a.collector_id.cmp(&b.collector_id));
     errored.truncate(SUMMARY_LIST_LIMIT);
     counts.errored = errored;
+    diverged.sort_by(|a, b| a.collector_id.cmp(&b.collector_id));
+    diverged.truncate(SUMMARY_LIST_LIMIT);
+    counts.diverged = diverged;
     // Newest first, across replicas.
     disconnected.sort_by_key(|d| std::cmp::Reverse(d.at.map(|t| (t.seconds, t.nanos))));
     disconnected.truncate(SUMMARY_LIST_LIMIT);
@@ -163,6 +184,7 @@ mod tests {
             collector_id: id.into(),
             generation,
             error: error.into(),
+            ..Default::default()
         }
     }
 
@@ -183,7 +205,7 @@ mod tests {
                         generation,
                         ok,
                         errored,
-                        purged: 0,
+                        ..Default::default()
                     })
                     .collect(),
                 ..Default::default()
@@ -241,6 +263,48 @@ mod tests {
         assert_eq!(
             (times.count, times.max_us, times.propagation_us),
             (1, 20_000, 250_000)
+        );
+    }
+
+    /// A collector PAUSED for lost contact while RUNNING is intended answered, but does
+    /// not confirm the change: it is counted and listed apart, neither acked nor pending.
+    #[test]
+    fn diverged_collectors_are_counted_apart() {
+        let mut r1 = summary("r1", 9, 3, &[(9, 1, 0)]);
+        r1.summary.generations[0].diverged = 1;
+        r1.summary.diverged = vec![
+            store::CollectorAck {
+                collector_id: "c2".into(),
+                generation: 9,
+                effective: v1::RunState::Paused as i32,
+                intended: v1::RunState::Running as i32,
+                ..Default::default()
+            },
+            store::CollectorAck {
+                collector_id: "old".into(),
+                generation: 8,
+                ..Default::default()
+            },
+        ];
+        let status = aggregate(&state(9), &[r1], &["r1".to_owned()]);
+        let counts = status.collectors.expect("counts");
+        assert_eq!(
+            (
+                counts.connected,
+                counts.acked,
+                counts.diverged_count,
+                counts.pending_count
+            ),
+            (3, 1, 1, 1)
+        );
+        assert_eq!(
+            counts.diverged,
+            [v1::CollectorDiverged {
+                collector_id: "c2".into(),
+                replica: "r1".into(),
+                effective: v1::RunState::Paused as i32,
+                intended: v1::RunState::Running as i32,
+            }]
         );
     }
 

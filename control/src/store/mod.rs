@@ -1225,6 +1225,9 @@ impl Store {
 
 /// Keys read per request when scanning the audit log.
 const AUDIT_PAGE: i64 = 500;
+/// Most operations this replica puts in one etcd transaction: below etcd's default
+/// `--max-txn-ops` (128), with room for the comparisons a state change adds.
+pub const MAX_TXN_OPS: usize = 100;
 
 /// Replica registration and acknowledgement summaries: lease-bound, so they vanish with
 /// a replica that dies.
@@ -1281,30 +1284,32 @@ impl Store {
             .collect()
     }
 
-    /// Writes (or, for `None`, deletes) this replica's summaries in one transaction: one
-    /// etcd revision per call, however many programs and collectors it covers.
+    /// Writes (or, for `None`, deletes) this replica's summaries: one transaction (one
+    /// etcd revision) per [`MAX_TXN_OPS`] programs, however many collectors they cover.
     pub async fn publish_summaries(
         &self,
         lease: i64,
         replica: &str,
         summaries: &[(ProgramName, Option<store::AckSummary>)],
     ) -> Result<(), StoreError> {
-        let ops: Vec<TxnOp> = summaries
-            .iter()
-            .map(|(program, summary)| {
-                let key = format!("{}{replica}", self.keys.acks(program));
-                match summary {
-                    Some(summary) => TxnOp::put(
-                        key,
-                        summary.encode_to_vec(),
-                        Some(etcd_client::PutOptions::new().with_lease(lease)),
-                    ),
-                    None => TxnOp::delete(key, None),
-                }
-            })
-            .collect();
-        if !ops.is_empty() {
-            // Unconditional puts of the same values: safe to resend.
+        // etcd refuses a transaction of more than `--max-txn-ops` operations (128 by
+        // default): write in chunks below that, each safe to resend (unconditional puts
+        // and deletes of the same values).
+        for chunk in summaries.chunks(MAX_TXN_OPS) {
+            let ops: Vec<TxnOp> = chunk
+                .iter()
+                .map(|(program, summary)| {
+                    let key = format!("{}{replica}", self.keys.acks(program));
+                    match summary {
+                        Some(summary) => TxnOp::put(
+                            key,
+                            summary.encode_to_vec(),
+                            Some(etcd_client::PutOptions::new().with_lease(lease)),
+                        ),
+                        None => TxnOp::delete(key, None),
+                    }
+                })
+                .collect();
             let txn = Txn::new().and_then(ops);
             self.call(|mut client| {
                 let txn = txn.clone();

@@ -165,7 +165,8 @@ impl Store {
     }
 
     /// Pauses or resumes only the collectors `selector` matches: a rule appended to the
-    /// program's state. The same rule as the last one changes nothing.
+    /// program's state. The same rule as the last one changes nothing, unless that one is
+    /// a drill's.
     pub async fn set_scoped(
         &self,
         name: &ProgramName,
@@ -178,9 +179,12 @@ impl Store {
             if signed.is_some_and(|s| s.replaces != current.generation) {
                 return Err(StoreError::StaleStatement);
             }
+            // A drill's rule never makes a real change a no-op: the drill's end removes
+            // it, and a real pause must outlive that.
             let last = current.targeting.rules.last();
-            if last.is_some_and(|r| r.state == target && r.selector.as_ref() == Some(selector))
-                && current.targeting.scope.as_ref() == Some(selector)
+            if last.is_some_and(|r| {
+                !r.drill && r.state == target && r.selector.as_ref() == Some(selector)
+            }) && current.targeting.scope.as_ref() == Some(selector)
             {
                 return Ok(None);
             }
