@@ -83,6 +83,8 @@ impl From<ProgramState> for Incoming {
 pub(crate) struct Last {
     /// The generation applied.
     pub(crate) generation: u64,
+    /// The control plane said RUNNING at that generation.
+    pub(crate) running: bool,
     /// The program is paused for lost contact (by the watchdog, or by a restart): its
     /// gate reopens only on a fresh authoritative RUNNING.
     pub(crate) lost_contact: bool,
@@ -116,6 +118,10 @@ pub(crate) enum Change {
 /// A newer state is always applied. The same generation is re-acknowledged, except that a
 /// program paused for lost contact resumes when that generation is RUNNING: contact is
 /// back and the control plane still says RUNNING.
+///
+/// An older state is ignored (never go back in time), except a PAUSED over a RUNNING:
+/// pause always wins, whatever its generation. Only a RUNNING must move forward, so a
+/// RUNNING at an absurd generation (from an impostor) cannot make later pauses stale.
 pub(crate) fn step(last: Option<Last>, generation: u64, desired: Desired) -> Step {
     let lost_contact = last.is_some_and(|last| last.lost_contact);
     let resume_cause = if lost_contact {
@@ -124,6 +130,9 @@ pub(crate) fn step(last: Option<Last>, generation: u64, desired: Desired) -> Ste
         Cause::Update
     };
     match (last, desired) {
+        (Some(last), Desired::Paused) if generation < last.generation && last.running => {
+            Step::Change(Change::Pause, Cause::Update)
+        }
         (Some(last), _) if generation < last.generation => Step::Stale,
         (Some(last), Desired::Running) if generation == last.generation && lost_contact => {
             Step::Change(Change::Resume, resume_cause)
@@ -132,6 +141,17 @@ pub(crate) fn step(last: Option<Last>, generation: u64, desired: Desired) -> Ste
         (_, Desired::Running) => Step::Change(Change::Resume, resume_cause),
         (_, Desired::Paused) => Step::Change(Change::Pause, Cause::Update),
     }
+}
+
+/// Whether a state's (or a heartbeat's) generation can be real: no larger than the
+/// largest etcd revision, and, once the collector has heard anything (`horizon`: the
+/// highest revision or generation it accepted so far), at most
+/// [`MAX_GENERATION_LEAP`](killswitch_proto::MAX_GENERATION_LEAP) beyond it. Anything
+/// else is ignored as forged.
+pub(crate) fn plausible(generation: u64, horizon: u64) -> bool {
+    generation <= killswitch_proto::MAX_GENERATION
+        && (horizon == 0
+            || generation <= horizon.saturating_add(killswitch_proto::MAX_GENERATION_LEAP))
 }
 
 /// What a hook did, as the session task observed it.
@@ -185,7 +205,7 @@ impl Change {
 
 #[cfg(test)]
 mod tests {
-    use super::{Change, Desired, HookOutcome, Incoming, Last, Step, step};
+    use super::{Change, Desired, HookOutcome, Incoming, Last, Step, plausible, step};
     use crate::event::Cause;
     use crate::policy::{OnLostContact, Policy};
     use killswitch_proto::v1::{FailurePolicy, LostContact, ProgramState, RunState};
@@ -194,18 +214,30 @@ mod tests {
     const PAUSED: i32 = RunState::Paused as i32;
     const UNSPECIFIED: i32 = RunState::Unspecified as i32;
 
-    /// Generation `generation` was applied and contact is fine.
+    /// A RUNNING of generation `generation` was applied and contact is fine.
     fn applied(generation: u64) -> Option<Last> {
         Some(Last {
             generation,
+            running: true,
             lost_contact: false,
         })
     }
 
-    /// Generation `generation` was applied, then the program was paused for lost contact.
+    /// A PAUSED of generation `generation` was applied.
+    fn paused(generation: u64) -> Option<Last> {
+        Some(Last {
+            generation,
+            running: false,
+            lost_contact: false,
+        })
+    }
+
+    /// A RUNNING of generation `generation` was applied, then the program was paused for
+    /// lost contact.
     fn lost(generation: u64) -> Option<Last> {
         Some(Last {
             generation,
+            running: true,
             lost_contact: true,
         })
     }
@@ -275,12 +307,60 @@ mod tests {
     #[test]
     fn never_goes_back_in_time() {
         check(applied(5), 4, RUNNING, Ok(()), "ignore");
-        check(applied(5), 4, PAUSED, Ok(()), "ignore");
-        check(applied(5), 0, PAUSED, Ok(()), "ignore");
+        check(paused(5), 4, PAUSED, Ok(()), "ignore");
+        check(paused(5), 0, PAUSED, Ok(()), "ignore");
+        check(paused(5), 4, RUNNING, Ok(()), "ignore");
         check(applied(u64::MAX), u64::MAX - 1, RUNNING, Ok(()), "ignore");
         // Not even to restore contact.
         check(lost(5), 4, RUNNING, Ok(()), "ignore");
         check(lost(5), 0, RUNNING, Ok(()), "ignore");
+    }
+
+    /// A RUNNING at a generation far ahead (an impostor's) does not make the real pauses
+    /// that follow stale: an older PAUSED over a RUNNING is applied.
+    #[test]
+    fn an_older_pause_still_wins_over_a_running() {
+        check(applied(5), 4, PAUSED, Ok(()), "Pause (update): gate closed");
+        check(
+            applied(u64::MAX),
+            17,
+            PAUSED,
+            Ok(()),
+            "Pause (update): gate closed",
+        );
+        check(
+            lost(u64::MAX),
+            17,
+            PAUSED,
+            Ok(()),
+            "Pause (update): gate closed",
+        );
+        check(
+            applied(u64::MAX),
+            17,
+            UNSPECIFIED,
+            Ok(()),
+            "Pause (update): gate closed",
+        );
+    }
+
+    #[test]
+    fn absurd_generations_are_implausible() {
+        use killswitch_proto::{MAX_GENERATION, MAX_GENERATION_LEAP};
+        assert!(plausible(17, 0));
+        assert!(
+            plausible(MAX_GENERATION, 0),
+            "first contact: any real revision"
+        );
+        assert!(!plausible(MAX_GENERATION + 1, 0));
+        assert!(!plausible(u64::MAX, 0));
+        assert!(!plausible(u64::MAX, 20));
+        assert!(plausible(20 + MAX_GENERATION_LEAP, 20));
+        assert!(!plausible(21 + MAX_GENERATION_LEAP, 20));
+        assert!(
+            plausible(3, 20),
+            "older is plausible (and then judged by step)"
+        );
     }
 
     #[test]

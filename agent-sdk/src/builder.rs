@@ -39,6 +39,7 @@ pub struct ClientBuilder {
     tls: Option<TlsPem>,
     trusted_keys: Vec<Vec<u8>>,
     required_signatures: usize,
+    max_statement_lifetime: Duration,
 }
 
 impl Default for ClientBuilder {
@@ -56,6 +57,7 @@ impl Default for ClientBuilder {
             tls: None,
             trusted_keys: Vec::new(),
             required_signatures: 0,
+            max_statement_lifetime: Duration::from_secs(3600),
         }
     }
 }
@@ -312,6 +314,18 @@ impl ClientBuilder {
         self
     }
 
+    /// The longest a signed resume statement may still be valid when it reaches this
+    /// collector (default 1 hour): a statement that expires later is refused like an
+    /// unsigned one, so a leaked or coerced signature opens gates for a bounded time. An
+    /// expired statement keeps an open gate open, but no longer opens a closed one (after
+    /// lost contact or a restart the program stays paused until a new signed resume).
+    /// At least 1 s; longer than a day is refused by [`start`](ClientBuilder::start).
+    #[must_use]
+    pub fn max_statement_lifetime(mut self, lifetime: Duration) -> Self {
+        self.max_statement_lifetime = lifetime;
+        self
+    }
+
     /// Validates the configuration, reads the [state file](ClientBuilder::state_file) if
     /// one is set, and starts the session task on the current tokio runtime. Returns at
     /// once: every gate is closed until the control plane says its program is RUNNING
@@ -338,6 +352,7 @@ impl ClientBuilder {
             tls,
             trusted_keys,
             required_signatures,
+            max_statement_lifetime,
         } = self;
 
         if endpoints.is_empty() {
@@ -412,9 +427,15 @@ impl ClientBuilder {
                 trusted: keys.len(),
             });
         }
+        if !(Duration::from_secs(1)..=Duration::from_secs(24 * 3600))
+            .contains(&max_statement_lifetime)
+        {
+            return Err(BuildError::StatementLifetime(max_statement_lifetime));
+        }
         let trust = Trust {
             keys,
             required: required_signatures,
+            max_lifetime_secs: i64::try_from(max_statement_lifetime.as_secs()).unwrap_or(i64::MAX),
         };
 
         let runtime = tokio::runtime::Handle::try_current().map_err(BuildError::NoRuntime)?;

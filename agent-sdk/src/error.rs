@@ -117,6 +117,13 @@ pub enum BuildError {
     )]
     InvalidHookTimeout,
 
+    /// The maximum statement lifetime is outside 1 s to 24 h.
+    #[error(
+        "invalid max statement lifetime {0:?}: give `max_statement_lifetime()` 1s to 24h \
+         (default 1h)"
+    )]
+    StatementLifetime(Duration),
+
     /// A trusted key is neither 32 bytes nor 64 hex digits.
     #[error(
         "invalid trusted key #{index}: give `trusted_keys()` ed25519 public keys as 32 bytes \

@@ -75,6 +75,7 @@ impl Applied {
     pub(crate) fn last(&self) -> Last {
         Last {
             generation: self.generation,
+            running: self.desired == Desired::Running,
             lost_contact: self.contact != Contact::Current,
         }
     }

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::error::Error;
 use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -214,6 +215,8 @@ struct Runner {
     /// When a replica was last heard from (any Snapshot, Update or Heartbeat): the
     /// watchdog's clock. A std mutex around a copy type, never held across an await.
     last_contact: Mutex<Instant>,
+    /// The highest plausible revision a heartbeat reported (see [`apply::plausible`]).
+    heard: AtomicU64,
 }
 
 impl Runner {
@@ -234,6 +237,7 @@ impl Runner {
             cancel,
             trust: Trust::default(),
             last_contact: Mutex::new(Instant::now()),
+            heard: AtomicU64::new(0),
         }
     }
 
@@ -344,6 +348,14 @@ impl Runner {
                         valid_for_ms = heartbeat.valid_for_ms,
                         "heartbeat",
                     );
+                    if apply::plausible(heartbeat.revision, self.horizon()) {
+                        self.heard.fetch_max(heartbeat.revision, Ordering::Relaxed);
+                    } else {
+                        warn!(
+                            revision = heartbeat.revision,
+                            "ignoring an implausible revision in a heartbeat",
+                        );
+                    }
                 }
                 Some(control_message::Msg::Drain(drain)) => {
                     return Err(End::Drained(Duration::from_millis(
@@ -425,6 +437,18 @@ impl Runner {
             warn!(program = %event.program, "ignoring a state for a program this collector did not register");
             return Ok(());
         };
+        if !apply::plausible(event.generation, self.horizon()) {
+            // No real replica can send it: applying it (even a PAUSED) would make every
+            // later real state look stale.
+            warn!(
+                program = %event.program,
+                generation = event.generation,
+                horizon = self.horizon(),
+                "ignoring a state at an implausible generation: it cannot come from a real \
+                 control plane",
+            );
+            return Ok(());
+        }
         let last = program.applied().map(|applied| applied.last());
         let (change, cause) = match apply::step(last, event.generation, desired) {
             Step::Stale => {
@@ -583,13 +607,25 @@ impl Runner {
             now_unix: SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
-            check_expiry: statement.is_none() || memory.accepted.as_deref() != statement,
+            // An accepted statement keeps an open gate open; it opens a closed one (after
+            // lost contact, a restart) only until it expires.
+            check_expiry: statement.is_none()
+                || memory.accepted.as_deref() != statement
+                || !program.gate.is_active(),
         };
         signing::check_resume(&self.trust, authorization, context)?;
         if let Some(statement) = statement {
             program.note_accepted(statement);
         }
         Ok(())
+    }
+
+    /// The highest revision or generation heard so far: heartbeats and applied states.
+    fn horizon(&self) -> u64 {
+        self.programs
+            .iter()
+            .filter_map(|(_, program)| program.applied().map(|a| a.generation))
+            .fold(self.heard.load(Ordering::Relaxed), u64::max)
     }
 
     /// Records that a replica was heard from.

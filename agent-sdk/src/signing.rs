@@ -15,13 +15,29 @@ use ring::signature::{ED25519, UnparsedPublicKey};
 /// An ed25519 public key, 32 bytes.
 pub(crate) type PublicKey = [u8; 32];
 
+/// Default for [`Trust::max_lifetime_secs`]: one hour.
+pub(crate) const DEFAULT_MAX_LIFETIME_SECS: i64 = 3600;
+
 /// Which operator keys a collector trusts, and how many must sign a resume.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Trust {
     /// The trusted public keys.
     pub(crate) keys: BTreeSet<PublicKey>,
     /// Signatures a resume needs; 0: resumes are not checked.
     pub(crate) required: usize,
+    /// A statement that expires further than this from now (by this machine's clock) is
+    /// refused, so a statement cannot be made to open gates for long.
+    pub(crate) max_lifetime_secs: i64,
+}
+
+impl Default for Trust {
+    fn default() -> Self {
+        Self {
+            keys: BTreeSet::new(),
+            required: 0,
+            max_lifetime_secs: DEFAULT_MAX_LIFETIME_SECS,
+        }
+    }
 }
 
 /// What the collector knows when it checks a RUNNING state.
@@ -35,8 +51,9 @@ pub(crate) struct Context<'a> {
     pub(crate) last_paused: Option<u64>,
     /// Now, by the collector's clock, in Unix seconds.
     pub(crate) now_unix: i64,
-    /// Whether to refuse an expired statement: not for one this collector accepted
-    /// before (a later generation carrying the same resume, or contact restored).
+    /// Whether to refuse an expired statement: always when the statement would open the
+    /// gate; not for one this collector accepted before while its gate is still open (a
+    /// later generation carrying the same resume, e.g. after a policy change).
     pub(crate) check_expiry: bool,
 }
 
@@ -86,6 +103,14 @@ pub(crate) fn check_resume(
         return Err(format!(
             "resume statement expired {} s ago by this collector's clock",
             context.now_unix.saturating_sub(statement.expires_at_unix)
+        ));
+    }
+    let lifetime = statement.expires_at_unix.saturating_sub(context.now_unix);
+    if lifetime > trust.max_lifetime_secs {
+        return Err(format!(
+            "resume statement expires in {lifetime} s, beyond the {} s this collector accepts \
+             (max_statement_lifetime)",
+            trust.max_lifetime_secs
         ));
     }
     let signed = killswitch_proto::resume_signed_bytes(&authorization.statement);
@@ -206,6 +231,7 @@ mod tests {
         let one = Trust {
             keys: [public(&alice), public(&bob)].into(),
             required: 1,
+            ..Trust::default()
         };
         let two = Trust {
             required: 2,
@@ -260,6 +286,13 @@ mod tests {
             signed(&statement("demo", 9, NOW), &[&alice]),
             None,
             Err("expired 0 s ago"),
+        );
+        check(
+            "too long a life",
+            &one,
+            signed(&statement("demo", 9, NOW + 3601), &[&alice]),
+            Some(9),
+            Err("expires in 3601 s, beyond the 3600 s"),
         );
         check(
             "untrusted key",

@@ -132,6 +132,13 @@ fn parse_line(line: &str) -> Result<(&str, Saved), String> {
     }
     let generation = parse_number(generation)
         .ok_or_else(|| format!("invalid generation {generation:?}: expected decimal digits"))?;
+    // A forged file must not pin a program at a generation no real state can pass.
+    if generation > killswitch_proto::MAX_GENERATION {
+        return Err(format!(
+            "invalid generation {generation}: beyond the largest etcd revision ({})",
+            killswitch_proto::MAX_GENERATION
+        ));
+    }
     let desired = match state {
         "RUNNING" => Desired::Running,
         "PAUSED" => Desired::Paused,
@@ -350,7 +357,12 @@ mod tests {
             ),
             (
                 "z".to_owned(),
-                saved(u64::MAX, Desired::Running, OnLostContact::Pause, u64::MAX),
+                saved(
+                    killswitch_proto::MAX_GENERATION,
+                    Desired::Running,
+                    OnLostContact::Pause,
+                    u64::MAX,
+                ),
             ),
         ]
         .into()
@@ -363,7 +375,7 @@ mod tests {
             "# killswitch-sdk state file: PROGRAM GENERATION RUNNING|PAUSED pause|keep GRACE_MS\n\
              demo 42 RUNNING keep 30000\n\
              keystrokes 17 PAUSED pause 5000\n\
-             z 18446744073709551615 RUNNING pause 18446744073709551615\n"
+             z 9223372036854775807 RUNNING pause 18446744073709551615\n"
         );
     }
 
@@ -425,6 +437,10 @@ mod tests {
         check_bad_line(b"- 3 RUNNING keep 1000", "line 2: invalid program name");
         check_bad_line(b"Keys 3 RUNNING keep 1000", "line 2: invalid program name");
         check_bad_line(b"keys -3 RUNNING keep 1000", "line 2: invalid generation");
+        check_bad_line(
+            b"keys 18446744073709551615 RUNNING keep 1000",
+            "line 2: invalid generation 18446744073709551615: beyond the largest etcd revision",
+        );
         check_bad_line(b"keys +3 RUNNING keep 1000", "line 2: invalid generation");
         check_bad_line(b"keys 3.0 RUNNING keep 1000", "line 2: invalid generation");
         check_bad_line(

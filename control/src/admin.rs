@@ -27,9 +27,9 @@ use crate::domain::{
 };
 use crate::error::ApiError;
 use crate::selector::Selector;
-use crate::signing;
+use crate::signing::{self, SignatureError};
 use crate::status;
-use crate::store::{Change, ResumeOutcome, SignedResume, Staged, Store, StoreError};
+use crate::store::{Change, PolicyOutcome, ResumeOutcome, SignedResume, Staged, Store, StoreError};
 use crate::targeting;
 
 /// How long WatchStatus waits after a change before reading status, to coalesce bursts.
@@ -291,6 +291,7 @@ fn program_response(program: &Program, state: &ProgramState) -> v1::GetProgramRe
     v1::GetProgramResponse {
         program: Some(program.to_wire()),
         state: Some(state.to_wire()),
+        approval_request: None,
     }
 }
 
@@ -345,10 +346,32 @@ impl AdminService for Admin {
                 (policy, _) => Some(FailurePolicy::parse(policy.as_ref())?),
             };
             let change = change(actor, &request.reason, &request.incident_id)?;
-            let (program, state) = self
+            let ttl = domain::approval_ttl(request.ttl_ms)?;
+            let (program, state) = match self
                 .store
-                .set_policy(&name, policy, approvals, &change)
-                .await?;
+                .set_policy(&name, policy, approvals, ttl, &change)
+                .await?
+            {
+                PolicyOutcome::Changed(program, state) => (program, state),
+                PolicyOutcome::Requested {
+                    program,
+                    state,
+                    id,
+                    expires_at,
+                } => {
+                    tracing::info!(
+                        program = %name, request = id, actor = change.actor,
+                        "policy change requested; it weakens a two-person program and waits for approval"
+                    );
+                    return Ok(v1::GetProgramResponse {
+                        approval_request: Some(v1::ApprovalRequest {
+                            id,
+                            expires_at: Some(killswitch_proto::timestamp(expires_at)),
+                        }),
+                        ..program_response(&program, &state)
+                    });
+                }
+            };
             tracing::info!(
                 program = %name, policy = %program.policy,
                 resume_approvals = program.resume_approvals, actor = change.actor,
@@ -429,15 +452,20 @@ impl AdminService for Admin {
             if pending.request.requester == actor {
                 return Err(StoreError::SelfApproval.into());
             }
-            signing::check_approval(
-                pending.request.authorization.as_ref(),
-                r.signature.as_ref(),
-                &pending.program,
-                pending.request.replaces_generation,
-                &actor,
-                self.auth.signing(&actor),
-                SystemTime::now(),
-            )?;
+            if pending.request.policy_change.is_none() {
+                signing::check_approval(
+                    pending.request.authorization.as_ref(),
+                    r.signature.as_ref(),
+                    &pending.program,
+                    pending.request.replaces_generation,
+                    &actor,
+                    self.auth.signing(&actor),
+                    SystemTime::now(),
+                )?;
+            } else if r.signature.is_some() {
+                // A policy change carries no statement: collectors check none.
+                return Err(SignatureError::NothingToSign.into());
+            }
             let change = Change {
                 actor,
                 reason,
@@ -449,7 +477,7 @@ impl AdminService for Admin {
                 .await?;
             tracing::info!(
                 program = %outcome.state.program, generation = outcome.state.generation,
-                request = id, actor = change.actor, "resume approved"
+                request = id, actor = change.actor, "request approved"
             );
             Ok(change_response(outcome))
         }
@@ -483,6 +511,7 @@ impl AdminService for Admin {
                     .authorization
                     .map(|a| a.statement)
                     .unwrap_or_default(),
+                policy_change: stored.policy_change,
             })
         }
         .await;

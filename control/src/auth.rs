@@ -255,6 +255,16 @@ pub enum AuthError {
         /// The id in Hello.
         claimed: CollectorId,
     },
+    /// The auth file's `[[collector]]` entries do not let this collector follow a program.
+    #[error(
+        "collector {collector} may not follow program {program:?}: no [[collector]] entry of the control plane's auth file that matches its id lists it; ask an admin to add it"
+    )]
+    ProgramNotAllowed {
+        /// The collector.
+        collector: CollectorId,
+        /// The program it asked for.
+        program: String,
+    },
     /// `--insecure-dev` only: the `killswitch-actor` metadata is invalid.
     #[error(transparent)]
     InvalidActor(#[from] InvalidInput),
@@ -292,6 +302,7 @@ impl AuthError {
             AuthError::RoleTooLow { .. } => "role_too_low",
             AuthError::OutOfScope { .. } => "out_of_scope",
             AuthError::HelloMismatch { .. } => "hello_mismatch",
+            AuthError::ProgramNotAllowed { .. } => "program_not_allowed",
             AuthError::InvalidActor(_) => "invalid_actor",
         }
     }
@@ -386,6 +397,60 @@ pub struct AuthConfig {
     pub trust_domain: String,
     /// The operators, in file order.
     pub operators: Vec<Operator>,
+    /// Which programs which collectors may follow, in file order; empty: any collector
+    /// may follow any program.
+    pub collectors: Vec<CollectorRule>,
+}
+
+/// A `[[collector]]` entry of `auth.toml`: collectors whose id matches `id` may follow
+/// the programs that match one of `programs`. Patterns are literal but for `*`, which
+/// matches any run of characters (`laptop-*`, `*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectorRule {
+    /// Pattern of collector ids.
+    pub id: String,
+    /// Patterns of program names.
+    pub programs: Vec<String>,
+}
+
+impl AuthConfig {
+    /// Whether collector `id` may follow `program`: always when the file has no
+    /// `[[collector]]` entry, else when an entry matching `id` lists it.
+    #[must_use]
+    pub fn may_follow(&self, id: &str, program: &str) -> bool {
+        self.collectors.is_empty()
+            || self
+                .collectors
+                .iter()
+                .any(|rule| glob(&rule.id, id) && rule.programs.iter().any(|p| glob(p, program)))
+    }
+}
+
+/// Whether `text` matches `pattern`, in which `*` matches any run of characters.
+fn glob(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let Some(first) = parts.next() else {
+        return text.is_empty();
+    };
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+/// A pattern of `[[collector]]`: the characters `valid` allows, and `*`.
+fn valid_pattern(pattern: &str, valid: impl Fn(char) -> bool) -> bool {
+    !pattern.is_empty() && pattern.len() <= 128 && pattern.chars().all(|c| c == '*' || valid(c))
 }
 
 /// Why `auth.toml` was refused: the file, the line when known, and what is wrong.
@@ -411,6 +476,15 @@ struct RawFile {
     trust_domain: toml::Spanned<String>,
     #[serde(default)]
     operator: Vec<toml::Spanned<RawOperator>>,
+    #[serde(default)]
+    collector: Vec<toml::Spanned<RawCollector>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCollector {
+    id: toml::Spanned<String>,
+    programs: Vec<toml::Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -539,9 +613,49 @@ impl AuthConfig {
                 signing_key,
             });
         }
+        let mut collectors = Vec::with_capacity(raw.collector.len());
+        for entry in raw.collector {
+            let at = entry.span();
+            let raw = entry.into_inner();
+            let id = raw.id.get_ref();
+            let id_char = |c: char| c.is_ascii_alphanumeric() || "._:-".contains(c);
+            if !valid_pattern(id, id_char) {
+                return Err(fail(
+                    Some(raw.id.span()),
+                    format!(
+                        "collector id pattern {id:?} is invalid: use collector id characters (A-Z, a-z, 0-9, '.', '_', ':', '-') and '*' for any run of them, at most 128"
+                    ),
+                ));
+            }
+            if raw.programs.is_empty() {
+                return Err(fail(
+                    Some(at),
+                    format!("[[collector]] {id:?} lists no programs: name at least one (or \"*\")"),
+                ));
+            }
+            let mut programs = Vec::with_capacity(raw.programs.len());
+            for program in &raw.programs {
+                let pattern = program.get_ref();
+                let name_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+                if !valid_pattern(pattern, name_char) {
+                    return Err(fail(
+                        Some(program.span()),
+                        format!(
+                            "program pattern {pattern:?} is invalid: use program name characters (a-z, 0-9, '-') and '*' for any run of them"
+                        ),
+                    ));
+                }
+                programs.push(pattern.clone());
+            }
+            collectors.push(CollectorRule {
+                id: id.clone(),
+                programs,
+            });
+        }
         Ok(Self {
             trust_domain: trust_domain.clone(),
             operators,
+            collectors,
         })
     }
 
@@ -932,13 +1046,27 @@ impl Auth {
         result
     }
 
-    /// [`check_hello`], counting a mismatch in the metrics.
+    /// [`check_hello`], then whether the collector may follow each of `programs` (the
+    /// auth file's `[[collector]]` entries; anything under `--insecure-dev`), counting a
+    /// refusal in the metrics.
     pub fn check_hello(
         &self,
         certified: Option<&CollectorId>,
         claimed: &CollectorId,
+        programs: &[ProgramName],
     ) -> Result<(), AuthError> {
-        let result = check_hello(certified, claimed);
+        let result = check_hello(certified, claimed).and_then(|()| match &self.mode {
+            Mode::InsecureDev => Ok(()),
+            Mode::Tls { config, .. } => programs
+                .iter()
+                .find(|p| !config.may_follow(claimed.as_str(), p.as_str()))
+                .map_or(Ok(()), |p| {
+                    Err(AuthError::ProgramNotAllowed {
+                        collector: claimed.clone(),
+                        program: p.to_string(),
+                    })
+                }),
+        });
         if let Err(error) = &result {
             self.metrics.auth_failure(error);
         }
@@ -1004,6 +1132,66 @@ token_sha256 = "{vic}"
             vic = sha256_hex("vic-token"),
         );
         AuthConfig::parse(&text, "auth.toml").expect("valid auth file")
+    }
+
+    #[test]
+    fn collectors_follow_only_the_programs_their_entries_list() {
+        assert!(config().may_follow("anyone", "anything"), "no entry: open");
+        let text = format!(
+            r#"
+trust_domain = "{TD}"
+
+[[collector]]
+id = "laptop-*"
+programs = ["mci", "keys-*"]
+
+[[collector]]
+id = "build-01"
+programs = ["*"]
+"#
+        );
+        let config = AuthConfig::parse(&text, "auth.toml").expect("valid");
+        assert!(config.may_follow("laptop-7", "mci"));
+        assert!(config.may_follow("laptop-7", "keys-eu"));
+        assert!(!config.may_follow("laptop-7", "screen"));
+        assert!(!config.may_follow("desktop-1", "mci"));
+        assert!(config.may_follow("build-01", "screen"));
+        assert!(!config.may_follow("build-011", "screen"));
+
+        for (entry, problem) in [
+            (
+                "id = \"bad id\"\nprograms = [\"a\"]",
+                "collector id pattern",
+            ),
+            ("id = \"c\"\nprograms = []", "lists no programs"),
+            (
+                "id = \"c\"\nprograms = [\"Bad\"]",
+                "program pattern \"Bad\"",
+            ),
+        ] {
+            let text = format!("trust_domain = \"{TD}\"\n[[collector]]\n{entry}\n");
+            let error = AuthConfig::parse(&text, "auth.toml").expect_err(entry);
+            assert!(error.to_string().contains(problem), "{error}");
+        }
+    }
+
+    #[test]
+    fn glob_patterns() {
+        for (pattern, text, matches) in [
+            ("*", "", true),
+            ("*", "abc", true),
+            ("abc", "abc", true),
+            ("abc", "abcd", false),
+            ("a*", "a", true),
+            ("a*c", "abbc", true),
+            ("a*c", "ab", false),
+            ("*b*", "abc", true),
+            ("a*b*c", "aXbYc", true),
+            ("a*b*c", "acb", false),
+            ("ab*ba", "aba", false),
+        ] {
+            assert_eq!(glob(pattern, text), matches, "{pattern} ~ {text}");
+        }
     }
 
     #[test]

@@ -100,6 +100,11 @@ pub struct Settings {
     /// RESOURCE_EXHAUSTED so collectors move to another replica.
     #[arg(long, env = "KILLSWITCH_MAX_SESSIONS", default_value_t = crate::session::DEFAULT_MAX_SESSIONS)]
     pub max_sessions: usize,
+    /// Most sessions one collector id holds on this replica at once (counted from the
+    /// connection when a certificate proves the id, else from Hello); more are refused
+    /// with RESOURCE_EXHAUSTED, so one stolen certificate cannot fill --max-sessions.
+    #[arg(long, env = "KILLSWITCH_MAX_SESSIONS_PER_COLLECTOR", default_value_t = crate::session::DEFAULT_MAX_SESSIONS_PER_COLLECTOR)]
+    pub max_sessions_per_collector: usize,
     /// PEM certificate chain this replica presents (also to peer replicas).
     #[arg(long, env = "KILLSWITCH_TLS_CERT", value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -194,6 +199,8 @@ pub struct ConfigFile {
     pub shutdown_grace: Option<Duration>,
     /// `max_sessions`.
     pub max_sessions: Option<usize>,
+    /// `max_sessions_per_collector`.
+    pub max_sessions_per_collector: Option<usize>,
     /// `tls_cert`, relative to the file.
     pub tls_cert: Option<PathBuf>,
     /// `tls_key`, relative to the file.
@@ -337,6 +344,7 @@ impl Settings {
             reconcile_interval,
             shutdown_grace,
             max_sessions,
+            max_sessions_per_collector,
             tls_cert,
             tls_key,
             client_ca,
@@ -375,6 +383,7 @@ impl Settings {
             reconcile_interval,
             shutdown_grace,
             max_sessions,
+            max_sessions_per_collector,
             insecure_dev
         );
         take_optional!(

@@ -419,6 +419,17 @@ impl Default for FailurePolicy {
 }
 
 impl FailurePolicy {
+    /// Whether moving from `self` to `new` lets collectors collect in more situations:
+    /// fail open instead of closed, or a longer grace while failing closed.
+    #[must_use]
+    pub fn weakened_by(self, new: Self) -> bool {
+        match (self.on_lost_contact, new.on_lost_contact) {
+            (LostContact::Pause, LostContact::Keep) => true,
+            (LostContact::Pause, LostContact::Pause) => new.grace > self.grace,
+            (LostContact::Keep, _) => false,
+        }
+    }
+
     /// Validates a policy from an operator; unset fields take the defaults.
     pub fn parse(wire: Option<&v1::FailurePolicy>) -> Result<Self, InvalidInput> {
         let Some(wire) = wire else {

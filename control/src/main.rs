@@ -64,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
     config.reconcile_interval = args.reconcile_interval;
     config.shutdown_grace = args.shutdown_grace;
     config.session.max_sessions = args.max_sessions;
+    config.session.max_sessions_per_collector = args.max_sessions_per_collector;
     config.metrics_listen = args.metrics_listen;
 
     tracing::info!(%local, replica = config.replica_id, etcd = ?config.etcd_endpoints, "starting");

@@ -563,7 +563,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let local = listener.local_addr().map_err(ServerError::Listener)?;
-    let mut server = tonic::transport::Server::builder();
+    let mut server = tonic::transport::Server::builder()
+        .max_concurrent_streams(crate::session::MAX_STREAMS_PER_CONNECTION);
     match &config.security {
         Security::InsecureDev => {
             check_loopback(local)?;

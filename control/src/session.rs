@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use killswitch_proto::v1::{
@@ -60,6 +60,13 @@ pub const SENT_WINDOW: usize = 4;
 /// `INVALID_ARGUMENT`. A correct collector sends none, except rarely right after moving
 /// from a replica that was ahead of this one.
 pub const MAX_REFUSED_ACKS: u32 = 16;
+/// Default for [`SessionConfig::max_sessions_per_collector`]: a collector needs one
+/// session per program set it follows, and briefly one more while it reconnects.
+pub const DEFAULT_MAX_SESSIONS_PER_COLLECTOR: usize = 4;
+/// Most concurrent HTTP/2 streams one connection may open: a collector needs one, an
+/// operator's CLI or console a few. Set on the server, so one connection cannot hold
+/// thousands of sessions.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 32;
 /// Default for [`SessionConfig::max_sessions`]: the per-process open-file limit of our
 /// hosts (20,000), each session holding one connection.
 pub const DEFAULT_MAX_SESSIONS: usize = 20_000;
@@ -81,6 +88,13 @@ pub struct SessionConfig {
     /// `RESOURCE_EXHAUSTED`, so its collector tries another replica. Default
     /// [`DEFAULT_MAX_SESSIONS`] (20,000).
     pub max_sessions: usize,
+    /// Most sessions one collector id holds at once; one more is refused with
+    /// `RESOURCE_EXHAUSTED`. Counted from the connection when a certificate proves the id
+    /// (so a stolen certificate cannot fill [`max_sessions`](Self::max_sessions) with
+    /// silent connections), from Hello otherwise. Besides, a new session of a collector
+    /// for the same programs replaces its older one. Default
+    /// [`DEFAULT_MAX_SESSIONS_PER_COLLECTOR`].
+    pub max_sessions_per_collector: usize,
 }
 
 impl Default for SessionConfig {
@@ -90,6 +104,87 @@ impl Default for SessionConfig {
             hello_timeout: Duration::from_secs(5),
             drain_spread: Duration::from_secs(2),
             max_sessions: DEFAULT_MAX_SESSIONS,
+            max_sessions_per_collector: DEFAULT_MAX_SESSIONS_PER_COLLECTOR,
+        }
+    }
+}
+
+/// The live sessions by collector: how many each id holds, and which session follows
+/// each (collector, program set), so a newer one replaces it.
+#[derive(Debug, Default)]
+struct Live {
+    per_collector: HashMap<CollectorId, usize>,
+    by_programs: HashMap<(CollectorId, Vec<ProgramName>), (SessionId, CancellationToken)>,
+}
+
+/// The sessions of every collector on this replica. Short, await-free critical
+/// sections only.
+#[derive(Debug, Clone, Default)]
+struct Collectors(Arc<Mutex<Live>>);
+
+impl Collectors {
+    fn lock(&self) -> MutexGuard<'_, Live> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes one of `max` slots of `id`, or `None` if it holds them all.
+    fn acquire(&self, id: &CollectorId, max: usize) -> Option<CollectorSlot> {
+        let mut live = self.lock();
+        let held = live.per_collector.entry(id.clone()).or_default();
+        if *held >= max {
+            return None;
+        }
+        *held += 1;
+        Some(CollectorSlot {
+            collectors: self.clone(),
+            id: id.clone(),
+        })
+    }
+
+    /// Makes `session` the one following `hello`'s programs for its collector: the
+    /// returned token fires when a newer session takes its place. Ends the older one.
+    fn follow(&self, session: SessionId, hello: &Hello) -> CancellationToken {
+        let replaced = CancellationToken::new();
+        let key = (hello.collector.clone(), hello.programs.clone());
+        if let Some((_, older)) = self
+            .lock()
+            .by_programs
+            .insert(key, (session, replaced.clone()))
+        {
+            older.cancel();
+        }
+        replaced
+    }
+
+    /// Forgets `session` as the follower of `hello`'s programs, unless replaced.
+    fn unfollow(&self, session: SessionId, hello: &Hello) {
+        let key = (hello.collector.clone(), hello.programs.clone());
+        let mut live = self.lock();
+        if live
+            .by_programs
+            .get(&key)
+            .is_some_and(|(s, _)| *s == session)
+        {
+            live.by_programs.remove(&key);
+        }
+    }
+}
+
+/// One session's slot among its collector's: given back when dropped.
+#[derive(Debug)]
+struct CollectorSlot {
+    collectors: Collectors,
+    id: CollectorId,
+}
+
+impl Drop for CollectorSlot {
+    fn drop(&mut self) {
+        let mut live = self.collectors.lock();
+        if let Some(held) = live.per_collector.get_mut(&self.id) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                live.per_collector.remove(&self.id);
+            }
         }
     }
 }
@@ -135,6 +230,7 @@ pub struct Sessions {
     drain: CancellationToken,
     next_id: Arc<AtomicU64>,
     open: SessionCount,
+    collectors: Collectors,
     auth: Arc<Auth>,
     metrics: Arc<Metrics>,
 }
@@ -157,6 +253,7 @@ impl Sessions {
             drain,
             next_id: Arc::new(AtomicU64::new(1)),
             open: SessionCount::default(),
+            collectors: Collectors::default(),
             auth,
             metrics: Arc::default(),
         }
@@ -202,6 +299,11 @@ impl CollectorService for Sessions {
                 "this replica already serves {max} sessions; connect to another replica"
             )));
         };
+        // A certified id is counted from the connection on, before any Hello.
+        let identity = match &certified {
+            Some(id) => Some(self.collector_slot(id)?),
+            None => None,
+        };
         let remote = request.remote_addr();
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
@@ -212,7 +314,7 @@ impl CollectorService for Sessions {
         tokio::spawn(
             async move {
                 let _slot = slot;
-                this.run(id, inbound, tx, certified).await;
+                this.run(id, inbound, tx, certified, identity).await;
             }
             .instrument(tracing::info_span!(
                 "session",
@@ -463,6 +565,7 @@ struct Registration<'a> {
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
+        self.sessions.collectors.unfollow(self.id, self.hello);
         self.sessions
             .book
             .disconnect(self.id, &self.hello.collector, &self.hello.programs);
@@ -474,16 +577,29 @@ impl Drop for Registration<'_> {
 }
 
 impl Sessions {
+    /// One of `id`'s session slots, or `RESOURCE_EXHAUSTED`.
+    fn collector_slot(&self, id: &CollectorId) -> Result<CollectorSlot, Status> {
+        let max = self.config.max_sessions_per_collector;
+        self.collectors.acquire(id, max).ok_or_else(|| {
+            tracing::info!(collector = %id, max, "refusing a session: the collector holds its limit");
+            Status::resource_exhausted(format!(
+                "collector {id} already holds {max} sessions on this replica; close one \
+                 (a collector needs one session per set of programs)"
+            ))
+        })
+    }
+
     async fn run(
         &self,
         id: SessionId,
         mut inbound: Streaming<CollectorMessage>,
         tx: Outbound,
         certified: Option<CollectorId>,
+        identity: Option<CollectorSlot>,
     ) {
         let hello = self.read_hello(&mut inbound).await.and_then(|hello| {
             self.auth
-                .check_hello(certified.as_ref(), &hello.collector)
+                .check_hello(certified.as_ref(), &hello.collector, &hello.programs)
                 .map(|()| hello)
                 .map_err(|error| Status::from(ApiError::from(error)))
         });
@@ -499,6 +615,17 @@ impl Sessions {
                 return;
             }
         };
+        // Without a certificate (development), the id is counted from Hello.
+        let _identity = match identity {
+            Some(slot) => slot,
+            None => match self.collector_slot(&hello.collector) {
+                Ok(slot) => slot,
+                Err(status) => {
+                    let _ = tx.send(Err(Box::new(status))).await;
+                    return;
+                }
+            },
+        };
         let mut health = self.cache.health();
         if !*health.borrow_and_update() {
             let status = Status::unavailable(
@@ -510,6 +637,7 @@ impl Sessions {
         tracing::info!(collector = %hello.collector, programs = ?hello.programs, labels = ?hello.labels, "collector connected");
         self.book
             .connect(id, &hello.collector, &hello.labels, &hello.programs);
+        let replaced = self.collectors.follow(id, &hello);
         let _registration = Registration {
             sessions: self,
             id,
@@ -540,9 +668,18 @@ impl Sessions {
         let mut health_changes = WatchStream::from_changes(health);
         let drained = self.drain.cancelled();
         let closed = tx.closed();
-        tokio::pin!(drained, closed);
+        let replaced = replaced.cancelled();
+        tokio::pin!(drained, closed, replaced);
         loop {
             tokio::select! {
+                () = &mut replaced => {
+                    let status = Status::aborted(format!(
+                        "replaced by a newer session of collector {} following the same programs",
+                        hello.collector
+                    ));
+                    let _ = tx.send(Err(Box::new(status))).await;
+                    return;
+                }
                 () = &mut drained => {
                     let delay = self.config.drain_spread.mul_f64(fastrand::f64());
                     let drain = v1::Drain { reconnect_after_ms: millis(delay) };
@@ -1112,6 +1249,48 @@ mod tests {
         );
         let long = AckRefusal::UnknownProgram("x".repeat(10_000));
         assert!(long.to_string().len() < 200, "quotes only the start");
+    }
+
+    #[test]
+    fn a_collector_holds_a_bounded_number_of_sessions_and_a_newer_one_replaces_its_twin() {
+        let collectors = Collectors::default();
+        let c1 = CollectorId::parse("c1").expect("valid id");
+        let first = collectors.acquire(&c1, 2).expect("first");
+        let second = collectors.acquire(&c1, 2).expect("second");
+        assert!(collectors.acquire(&c1, 2).is_none(), "c1 holds its limit");
+        let c2 = CollectorId::parse("c2").expect("valid id");
+        assert!(
+            collectors.acquire(&c2, 2).is_some(),
+            "others are not affected"
+        );
+        drop(first);
+        let third = collectors.acquire(&c1, 2).expect("a slot was given back");
+        drop((second, third));
+        assert!(
+            collectors.lock().per_collector.is_empty(),
+            "nothing left behind"
+        );
+
+        let both = parse_hello(hello("c1", &["a", "b"])).expect("valid hello");
+        let older = collectors.follow(1, &both);
+        let newer = collectors.follow(2, &both);
+        assert!(older.is_cancelled(), "the older session is replaced");
+        assert!(!newer.is_cancelled());
+        let other = parse_hello(hello("c1", &["a"])).expect("valid hello");
+        assert!(!collectors.follow(3, &other).is_cancelled());
+        assert!(
+            !newer.is_cancelled(),
+            "another program set is another session"
+        );
+        collectors.unfollow(1, &both);
+        assert_eq!(
+            collectors.lock().by_programs.len(),
+            2,
+            "the replaced one cannot unregister"
+        );
+        collectors.unfollow(2, &both);
+        collectors.unfollow(3, &other);
+        assert!(collectors.lock().by_programs.is_empty());
     }
 
     #[test]

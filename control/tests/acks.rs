@@ -376,15 +376,14 @@ async fn heartbeats_follow_a_grace_shorter_than_the_interval() {
         on_lost_contact: killswitch_control::domain::LostContact::Pause,
         grace: Duration::from_secs(1),
     };
-    store
-        .set_policy(
-            &name("demo"),
-            Some(policy),
-            None,
-            &change("ops", "short grace"),
-        )
-        .await
-        .expect("policy");
+    common::set_policy(
+        &store,
+        "demo",
+        Some(policy),
+        None,
+        &change("ops", "short grace"),
+    )
+    .await;
     store
         .set_state(
             &name("demo"),

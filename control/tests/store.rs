@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use killswitch_control::cache::{StateCache, WatchTiming, run_watcher};
 use killswitch_control::domain::{FailurePolicy, LostContact, RunState};
-use killswitch_control::store::{Store, StoreError, audit_hash};
+use killswitch_control::store::{PolicyOutcome, Store, StoreError, audit_hash};
 use killswitch_control::testing::{Etcd, Proxy, wait_until};
 use killswitch_proto::v1::{self, admin_service_client::AdminServiceClient};
 use tokio_util::sync::CancellationToken;
@@ -401,15 +401,14 @@ async fn a_policy_change_reaches_the_state_as_a_new_generation_and_is_audited() 
         grace: Duration::from_secs(10),
     };
 
-    let (program, state) = store
-        .set_policy(
-            &name("demo"),
-            Some(keep),
-            None,
-            &change("owner", "fail open"),
-        )
-        .await
-        .expect("set");
+    let (program, state) = common::set_policy(
+        &store,
+        "demo",
+        Some(keep),
+        None,
+        &change("owner", "fail open"),
+    )
+    .await;
     assert_eq!((program.policy, state.policy), (keep, keep));
     assert!(
         state.generation > before.generation,
@@ -429,15 +428,147 @@ async fn a_policy_change_reaches_the_state_as_a_new_generation_and_is_audited() 
     assert!(last.detail.contains("keep"), "{}", last.detail);
 
     let dump = etcd.dump(PREFIX).await.expect("dump");
-    let (_, again) = store
-        .set_policy(&name("demo"), Some(keep), None, &change("owner", "again"))
-        .await
-        .expect("set");
+    let (_, again) =
+        common::set_policy(&store, "demo", Some(keep), None, &change("owner", "again")).await;
     assert_eq!(
         again.generation, state.generation,
         "the same policy changes nothing"
     );
     assert_eq!(etcd.dump(PREFIX).await.expect("dump"), dump);
+}
+
+/// On a program that needs two operators to resume, one owner cannot lower the bar: fewer
+/// approvals, fail open or a longer grace wait for a second operator's approval, which
+/// fails once the program changed; tightening takes effect at once.
+#[tokio::test]
+async fn weakening_a_two_person_program_waits_for_a_second_operator() {
+    let etcd = Etcd::start().await.expect("start etcd");
+    let store = store(etcd.endpoint()).await;
+    create(&store, "demo").await;
+    common::set_policy(
+        &store,
+        "demo",
+        None,
+        Some(2),
+        &change("alice", "two people"),
+    )
+    .await;
+    let keep = FailurePolicy {
+        on_lost_contact: LostContact::Keep,
+        grace: Duration::from_secs(30),
+    };
+    let longer = FailurePolicy {
+        on_lost_contact: LostContact::Pause,
+        grace: Duration::from_secs(60),
+    };
+    for (policy, approvals) in [(None, Some(1)), (Some(keep), None), (Some(longer), None)] {
+        let before = etcd
+            .dump(&format!("{PREFIX}/programs"))
+            .await
+            .expect("dump");
+        let outcome = store
+            .set_policy(
+                &name("demo"),
+                policy,
+                approvals,
+                Duration::from_secs(60),
+                &change("alice", "lower"),
+            )
+            .await
+            .expect("set");
+        let PolicyOutcome::Requested { program, .. } = outcome else {
+            panic!("{policy:?} {approvals:?} took effect alone: {outcome:?}");
+        };
+        assert_eq!(program.resume_approvals, 2, "unchanged");
+        assert_eq!(
+            etcd.dump(&format!("{PREFIX}/programs"))
+                .await
+                .expect("dump"),
+            before
+        );
+    }
+    let shorter = FailurePolicy {
+        on_lost_contact: LostContact::Pause,
+        grace: Duration::from_secs(10),
+    };
+    common::set_policy(
+        &store,
+        "demo",
+        Some(shorter),
+        None,
+        &change("alice", "tighter"),
+    )
+    .await;
+
+    let PolicyOutcome::Requested { id, .. } = store
+        .set_policy(
+            &name("demo"),
+            None,
+            Some(1),
+            Duration::from_secs(60),
+            &change("alice", "one"),
+        )
+        .await
+        .expect("request")
+    else {
+        panic!("not a request");
+    };
+    let own = store.approve(&id, &change("alice", "me"), None).await;
+    assert!(matches!(own, Err(StoreError::SelfApproval)), "{own:?}");
+    let approved = store
+        .approve(&id, &change("bob", "agreed"), None)
+        .await
+        .expect("approve");
+    assert!(approved.changed);
+    let (program, _) = store
+        .get_program(&name("demo"))
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(program.resume_approvals, 1);
+    let last = store
+        .audit_entries()
+        .await
+        .expect("audit")
+        .pop()
+        .expect("entry");
+    assert_eq!(
+        (last.action.as_str(), last.actor.as_str()),
+        ("policy", "bob")
+    );
+    assert!(
+        last.detail.contains("resume approvals: 2 -> 1")
+            && last.detail.contains("requested by alice"),
+        "{}",
+        last.detail
+    );
+
+    // A request filed before another change is stale.
+    common::set_policy(&store, "demo", None, Some(2), &change("bob", "two again")).await;
+    let PolicyOutcome::Requested { id, .. } = store
+        .set_policy(
+            &name("demo"),
+            Some(keep),
+            None,
+            Duration::from_secs(60),
+            &change("alice", "open"),
+        )
+        .await
+        .expect("request")
+    else {
+        panic!("not a request");
+    };
+    store
+        .set_state(
+            &name("demo"),
+            RunState::Paused,
+            true,
+            &change("carol", "purge"),
+        )
+        .await
+        .expect("pause");
+    let stale = store.approve(&id, &change("bob", "late"), None).await;
+    assert!(matches!(stale, Err(StoreError::StaleApproval)), "{stale:?}");
 }
 
 #[tokio::test]

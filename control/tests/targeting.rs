@@ -163,6 +163,60 @@ async fn a_drill_pauses_its_subset_and_ending_it_restores_the_rules_before() {
     assert!(actions.ends_with(&["drill-start".to_owned(), "drill-end".to_owned()]));
 }
 
+/// A real pause whose scope equals a running drill's is a change of its own: audited,
+/// and still in force once the drill ends.
+#[tokio::test]
+async fn a_pause_during_a_drill_of_the_same_scope_outlives_the_drill() {
+    let etcd = Etcd::start().await.expect("start etcd");
+    let store = store(etcd.endpoint()).await;
+    create(&store, "demo").await;
+    let demo = name("demo");
+    store
+        .set_state(&demo, RunState::Running, false, &change("bob", "go"))
+        .await
+        .expect("resume");
+    let emea = selector("region=emea");
+    store
+        .start_drill(&demo, &emea, &change("bob", "drill"))
+        .await
+        .expect("start drill");
+    let real = store
+        .set_scoped(
+            &demo,
+            RunState::Paused,
+            &emea,
+            &change("alice", "real leak"),
+            None,
+        )
+        .await
+        .expect("pause");
+    assert!(real.changed, "not absorbed by the drill's rule");
+    let ended = store
+        .end_drill(&demo, &emea, &change("bob", "drill over"))
+        .await
+        .expect("end drill");
+    let state = &ended.state;
+    assert_eq!(
+        state
+            .targeting
+            .effective(state.state, "c1", &labels(&[("region", "emea")])),
+        RunState::Paused,
+        "the real pause is still in force"
+    );
+    let actions: Vec<(String, String)> = store
+        .audit_entries()
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|e| (e.action, e.actor))
+        .collect();
+    assert!(actions.ends_with(&[
+        ("drill-start".to_owned(), "bob".to_owned()),
+        ("pause".to_owned(), "alice".to_owned()),
+        ("drill-end".to_owned(), "bob".to_owned()),
+    ]));
+}
+
 #[tokio::test]
 async fn a_rollout_advances_stage_by_stage_and_completes_or_aborts() {
     let etcd = Etcd::start().await.expect("start etcd");

@@ -34,6 +34,15 @@ pub fn timestamp(at: std::time::SystemTime) -> prost_types::Timestamp {
     prost_types::Timestamp::from(at)
 }
 
+/// The largest generation that can exist: a generation is an etcd `mod_revision`, a
+/// signed 64-bit integer. A state claiming more was forged, and peers refuse it.
+pub const MAX_GENERATION: u64 = i64::MAX as u64;
+
+/// How far a state's generation may lie beyond everything a collector has heard (the
+/// revisions in heartbeats, the generations applied) before it is refused as forged:
+/// 2^40 etcd revisions, 35 years of 1,000 writes a second.
+pub const MAX_GENERATION_LEAP: u64 = 1 << 40;
+
 /// What every resume signature covers before the encoded `ResumeStatement`: a signature
 /// made for anything else can never pass for a resume.
 pub const RESUME_SIGNING_CONTEXT: &[u8] = b"killswitch-resume-v1\0";

@@ -205,6 +205,25 @@ pub enum ResumeOutcome {
     },
 }
 
+/// What a policy change did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyOutcome {
+    /// The program and its state after the change (unchanged when nothing differed).
+    Changed(Program, ProgramState),
+    /// The change weakens a program that needs two operators: an approval request was
+    /// stored; the program (returned as it is) did not change.
+    Requested {
+        /// The unchanged program.
+        program: Program,
+        /// Its unchanged state.
+        state: ProgramState,
+        /// The request's id, for `Approve`.
+        id: String,
+        /// When the request's lease expires.
+        expires_at: SystemTime,
+    },
+}
+
 /// A signed resume, checked by the caller against the generation it replaces.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SignedResume {
@@ -774,16 +793,72 @@ impl Store {
         .await
     }
 
-    /// Changes a program's failure policy and how many operators a resume needs: the
-    /// program definition and the state (which carries the policy to collectors, as a new
-    /// generation) in one audited transaction. `None` keeps the current value; the same
-    /// values again change nothing.
+    /// Sets the failure policy and/or the resume approvals of a program (`None` keeps
+    /// each), copying the policy into the state so collectors receive it, with an audit
+    /// entry. On a program that needs two operators to resume, a change that weakens it
+    /// (fewer approvals, fail open, a longer grace) is not made: an approval request
+    /// living `ttl` is stored instead, which another operator approves with `approve`.
     pub async fn set_policy(
         &self,
         name: &ProgramName,
         policy: Option<FailurePolicy>,
         resume_approvals: Option<u32>,
+        ttl: Duration,
         change: &Change,
+    ) -> Result<PolicyOutcome, StoreError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let (program, state) = self
+                .get_program(name)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(name.clone()))?;
+            let new = policy.unwrap_or(program.policy);
+            let approvals = resume_approvals.unwrap_or(program.resume_approvals);
+            let weakens = program.resume_approvals >= 2
+                && (approvals < program.resume_approvals || program.policy.weakened_by(new));
+            if !weakens {
+                return self
+                    .apply_policy(name, new, approvals, change, None)
+                    .await
+                    .map(|(program, state)| PolicyOutcome::Changed(program, state));
+            }
+            let request = store::ApprovalRequest {
+                policy_change: Some(v1::PolicyChange {
+                    policy: Some(new.to_wire()),
+                    resume_approvals: approvals,
+                }),
+                ..Default::default()
+            };
+            let detail = format!(
+                "{}; waits for a second operator",
+                policy_detail(program.policy, program.resume_approvals, new, approvals).join("; ")
+            );
+            if let Some((id, expires_at)) = self
+                .file_request(&state, request, "policy-request", detail, ttl, change)
+                .await?
+            {
+                return Ok(PolicyOutcome::Requested {
+                    program,
+                    state,
+                    id,
+                    expires_at,
+                });
+            }
+            tracing::debug!(program = %name, "lost a race with a concurrent change; retrying");
+        }
+        Err(StoreError::Contention)
+    }
+
+    /// Writes a program's policy and approvals, and the policy into its state, with an
+    /// audit entry. With `request` (an approved policy change: its key, that key's
+    /// mod_revision, the state generation it was filed at, who filed it), the state must
+    /// still be at that generation and the request is deleted in the same transaction.
+    async fn apply_policy(
+        &self,
+        name: &ProgramName,
+        new: FailurePolicy,
+        new_approvals: u32,
+        change: &Change,
+        request: Option<(&str, i64, Generation, &str)>,
     ) -> Result<(Program, ProgramState), StoreError> {
         let (program_key, state_key) = (self.keys.program(name), self.keys.state(name));
         for _ in 0..MAX_ATTEMPTS {
@@ -796,28 +871,26 @@ impl Store {
                 .read::<store::ProgramState>(&state_key)
                 .await?
                 .ok_or_else(not_found)?;
+            if request.is_some_and(|(_, _, at, _)| at != revision(state_revision)) {
+                return Err(StoreError::StaleApproval);
+            }
             let old = FailurePolicy::from_store(stored_program.policy.as_ref());
             let old_approvals = stored_program.resume_approvals.clamp(1, 2);
-            let new = policy.unwrap_or(old);
-            let new_approvals = resume_approvals.unwrap_or(old_approvals);
-            if old == new && old_approvals == new_approvals {
+            if old == new && old_approvals == new_approvals && request.is_none() {
                 let state =
                     ProgramState::from_store(name.clone(), revision(state_revision), &stored_state);
                 return Ok((Program::from_store(name.clone(), &stored_program), state));
             }
-            let mut details = Vec::new();
-            if old != new {
-                details.push(format!("on lost contact: {old} -> {new}"));
-            }
-            if old_approvals != new_approvals {
+            let mut details = policy_detail(old, old_approvals, new, new_approvals);
+            if let Some((_, _, _, requester)) = request {
                 details.push(format!(
-                    "resume approvals: {old_approvals} -> {new_approvals}"
+                    "approved by {}, requested by {requester}",
+                    change.actor
                 ));
             }
-            let policy = new;
-            stored_program.policy = Some(policy.to_wire());
+            stored_program.policy = Some(new.to_wire());
             stored_program.resume_approvals = new_approvals;
-            stored_state.policy = Some(policy.to_wire());
+            stored_state.policy = Some(new.to_wire());
             let head = self.audit_head().await?;
             let current = RunState::from_wire(stored_state.state);
             let what = Audited {
@@ -828,19 +901,22 @@ impl Store {
                 detail: details.join("; "),
             };
             let entry = audit_entry(&head, SystemTime::now(), change, what);
+            let mut compares = vec![
+                Compare::mod_revision(program_key.as_str(), CompareOp::Equal, program_revision),
+                Compare::mod_revision(state_key.as_str(), CompareOp::Equal, state_revision),
+                Compare::mod_revision(self.keys.audit_head(), CompareOp::Equal, head.revision),
+            ];
+            let mut ops = vec![
+                TxnOp::put(program_key.as_str(), stored_program.encode_to_vec(), None),
+                TxnOp::put(state_key.as_str(), stored_state.encode_to_vec(), None),
+            ];
+            if let Some((key, key_revision, _, _)) = request {
+                compares.push(Compare::mod_revision(key, CompareOp::Equal, key_revision));
+                ops.push(TxnOp::delete(key, None));
+            }
             let txn = Txn::new()
-                .when([
-                    Compare::mod_revision(program_key.as_str(), CompareOp::Equal, program_revision),
-                    Compare::mod_revision(state_key.as_str(), CompareOp::Equal, state_revision),
-                    Compare::mod_revision(self.keys.audit_head(), CompareOp::Equal, head.revision),
-                ])
-                .and_then(self.audited_puts(
-                    &entry,
-                    vec![
-                        TxnOp::put(program_key.as_str(), stored_program.encode_to_vec(), None),
-                        TxnOp::put(state_key.as_str(), stored_state.encode_to_vec(), None),
-                    ],
-                ));
+                .when(compares)
+                .and_then(self.audited_puts(&entry, ops));
             if let Some(generation) = self.commit(txn, &entry, head.revision).await? {
                 let state = ProgramState::from_store(name.clone(), generation, &stored_state);
                 return Ok((Program::from_store(name.clone(), &stored_program), state));
@@ -944,7 +1020,6 @@ impl Store {
             };
             return Ok(ResumeOutcome::Changed(outcome));
         }
-        let state_key = self.keys.state(name);
         for _ in 0..MAX_ATTEMPTS {
             let current = self
                 .get_state(name)
@@ -959,72 +1034,107 @@ impl Store {
             if signed.is_some_and(|s| s.replaces != current.generation) {
                 return Err(StoreError::StaleStatement);
             }
-            let head = self.audit_head().await?;
-            let now = SystemTime::now();
-            let expires_at = now + ttl;
-            let id = format!("{:08x}", fastrand::u32(..));
             let request = store::ApprovalRequest {
-                requester: change.actor.clone(),
-                reason: change.reason.clone(),
-                incident_id: change.incident_id.clone(),
-                replaces_generation: current.generation,
-                created_at: Some(killswitch_proto::timestamp(now)),
-                expires_at: Some(killswitch_proto::timestamp(expires_at)),
                 authorization: signed.map(|s| s.authorization.clone()),
                 stages_percent: staged.map(|s| s.stages.clone()).unwrap_or_default(),
                 stage_interval_ms: staged.map_or(0, |s| {
                     u64::try_from(s.interval.as_millis()).unwrap_or(u64::MAX)
                 }),
+                ..Default::default()
             };
-            let what = Audited {
-                action: "resume-request",
-                program: name.as_str(),
-                from: current.state,
-                to: current.state,
-                detail: format!(
-                    "request {id}, expires in {}",
-                    humantime::format_duration(ttl)
-                ),
-            };
-            let entry = audit_entry(&head, now, change, what);
-            let lease = self.grant_lease(ttl).await?;
-            let key = self.keys.approval(name, &id);
-            let txn = Txn::new()
-                .when([
-                    Compare::mod_revision(
-                        state_key.as_str(),
-                        CompareOp::Equal,
-                        current.generation as i64,
-                    ),
-                    Compare::create_revision(key.as_str(), CompareOp::Equal, 0),
-                    Compare::mod_revision(self.keys.audit_head(), CompareOp::Equal, head.revision),
-                ])
-                .and_then(self.audited_puts(
-                    &entry,
-                    vec![TxnOp::put(
-                        key.as_str(),
-                        request.encode_to_vec(),
-                        Some(etcd_client::PutOptions::new().with_lease(lease)),
-                    )],
-                ));
-            match self.commit(txn, &entry, head.revision).await {
-                Ok(Some(_)) => {
-                    return Ok(ResumeOutcome::Requested {
-                        state: current,
-                        id,
-                        expires_at,
-                    });
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    self.forget_lease(lease).await;
-                    return Err(error);
-                }
+            if let Some((id, expires_at)) = self
+                .file_request(
+                    &current,
+                    request,
+                    "resume-request",
+                    String::new(),
+                    ttl,
+                    change,
+                )
+                .await?
+            {
+                return Ok(ResumeOutcome::Requested {
+                    state: current,
+                    id,
+                    expires_at,
+                });
             }
-            self.forget_lease(lease).await;
             tracing::debug!(program = %name, "lost a race with a concurrent change; retrying");
         }
         Err(StoreError::Contention)
+    }
+
+    /// Stores `request` (its requester, reason, generation and times filled in here) as
+    /// an approval request of `current`'s program living `ttl`, with an audit entry
+    /// `action`, if the state is still at `current`'s generation: its id and expiry, or
+    /// `None` when a concurrent change came first (the caller reads again and retries).
+    async fn file_request(
+        &self,
+        current: &ProgramState,
+        mut request: store::ApprovalRequest,
+        action: &'static str,
+        detail: String,
+        ttl: Duration,
+        change: &Change,
+    ) -> Result<Option<(String, SystemTime)>, StoreError> {
+        let name = &current.program;
+        let head = self.audit_head().await?;
+        let now = SystemTime::now();
+        let expires_at = now + ttl;
+        let id = format!("{:08x}", fastrand::u32(..));
+        request.requester.clone_from(&change.actor);
+        request.reason.clone_from(&change.reason);
+        request.incident_id.clone_from(&change.incident_id);
+        request.replaces_generation = current.generation;
+        request.created_at = Some(killswitch_proto::timestamp(now));
+        request.expires_at = Some(killswitch_proto::timestamp(expires_at));
+        let mut detail_text = format!(
+            "request {id}, expires in {}",
+            humantime::format_duration(ttl)
+        );
+        if !detail.is_empty() {
+            detail_text = format!("{detail}; {detail_text}");
+        }
+        let what = Audited {
+            action,
+            program: name.as_str(),
+            from: current.state,
+            to: current.state,
+            detail: detail_text,
+        };
+        let entry = audit_entry(&head, now, change, what);
+        let lease = self.grant_lease(ttl).await?;
+        let key = self.keys.approval(name, &id);
+        let state_key = self.keys.state(name);
+        let txn = Txn::new()
+            .when([
+                Compare::mod_revision(
+                    state_key.as_str(),
+                    CompareOp::Equal,
+                    i64::try_from(current.generation).unwrap_or(i64::MAX),
+                ),
+                Compare::create_revision(key.as_str(), CompareOp::Equal, 0),
+                Compare::mod_revision(self.keys.audit_head(), CompareOp::Equal, head.revision),
+            ])
+            .and_then(self.audited_puts(
+                &entry,
+                vec![TxnOp::put(
+                    key.as_str(),
+                    request.encode_to_vec(),
+                    Some(etcd_client::PutOptions::new().with_lease(lease)),
+                )],
+            ));
+        match self.commit(txn, &entry, head.revision).await {
+            Ok(Some(_)) => Ok(Some((id, expires_at))),
+            Ok(None) => {
+                self.forget_lease(lease).await;
+                Ok(None)
+            }
+            Err(error) => {
+                self.forget_lease(lease).await;
+                Err(error)
+            }
+        }
     }
 
     /// The program and stored value of approval request `id`, with the key's mod_revision
@@ -1068,8 +1178,8 @@ impl Store {
     }
 
     /// Approves request `id` as `change.actor`, who must not be its requester: the
-    /// program resumes, the request is deleted, and the audit entry names both, in one
-    /// transaction. Fails when the program changed since the request.
+    /// program resumes (or, for a policy change, its policy is set), the request is
+    /// deleted, and the audit entry names both, in one transaction. Fails when the program changed since the request.
     /// `signature`, checked by the caller over the request's statement, joins the
     /// requester's in the state's authorization.
     pub async fn approve(
@@ -1083,6 +1193,29 @@ impl Store {
             return Err(StoreError::SelfApproval);
         }
         let request_key = self.keys.approval(&name, id);
+        if let Some(policy) = &request.policy_change {
+            let new = FailurePolicy::from_store(policy.policy.as_ref());
+            let guard = (
+                request_key.as_str(),
+                request_revision,
+                request.replaces_generation,
+                request.requester.as_str(),
+            );
+            let (_, state) = self
+                .apply_policy(
+                    &name,
+                    new,
+                    policy.resume_approvals.clamp(1, 2),
+                    change,
+                    Some(guard),
+                )
+                .await?;
+            self.forget_lease(lease).await;
+            return Ok(ChangeOutcome {
+                state,
+                changed: true,
+            });
+        }
         let mut authorization = request.authorization.clone();
         if let (Some(authorization), Some(signature)) = (authorization.as_mut(), signature) {
             authorization.signatures.push(signature.clone());
@@ -1139,6 +1272,26 @@ impl Store {
             tracing::debug!(%error, lease, "could not revoke a lease; it will expire");
         }
     }
+}
+
+/// What an audit entry says a policy change does, e.g. `on lost contact: pause after 30s
+/// -> keep`, `resume approvals: 2 -> 1`.
+fn policy_detail(
+    old: FailurePolicy,
+    old_approvals: u32,
+    new: FailurePolicy,
+    new_approvals: u32,
+) -> Vec<String> {
+    let mut details = Vec::new();
+    if old != new {
+        details.push(format!("on lost contact: {old} -> {new}"));
+    }
+    if old_approvals != new_approvals {
+        details.push(format!(
+            "resume approvals: {old_approvals} -> {new_approvals}"
+        ));
+    }
+    details
 }
 
 /// Reading the whole audit log for `ListAudit` and `VerifyAudit`.

@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use killswitch_control::cache::WatchTiming;
+use killswitch_control::domain::ProgramState;
 use killswitch_control::domain::{FailurePolicy, Program, ProgramName};
-use killswitch_control::store::{Change, Store};
+use killswitch_control::store::{Change, PolicyOutcome, Store};
 
 /// The default etcd key prefix.
 pub const PREFIX: &str = "/killswitch/v1";
@@ -55,5 +56,29 @@ pub fn timing() -> WatchTiming {
     WatchTiming {
         probe_interval: Duration::from_secs(1),
         reconcile_interval: Duration::from_secs(3600),
+    }
+}
+
+/// Sets a policy that takes effect at once (not one waiting for approval).
+pub async fn set_policy(
+    store: &Store,
+    program: &str,
+    policy: Option<FailurePolicy>,
+    approvals: Option<u32>,
+    change: &Change,
+) -> (Program, ProgramState) {
+    match store
+        .set_policy(
+            &name(program),
+            policy,
+            approvals,
+            Duration::from_secs(60),
+            change,
+        )
+        .await
+        .expect("set policy")
+    {
+        PolicyOutcome::Changed(program, state) => (program, state),
+        PolicyOutcome::Requested { id, .. } => panic!("waits for approval as request {id}"),
     }
 }
