@@ -874,9 +874,11 @@ impl Sessions {
         tracing::debug!(collector = %hello.collector, %program, generation = ack.generation, "ack");
         let current = self.cache.get(program);
         // A collector paused for lost contact although this session is up: sending the
-        // current RUNNING again is the contact it missed, and reopens its gate.
+        // current RUNNING again is the contact it missed, and reopens its gate. Only
+        // while this replica can vouch for the state: without etcd, the pause is right.
         let resend = ack.diverged()
             && record.resend_armed
+            && self.cache.is_healthy()
             && current
                 .as_ref()
                 .is_some_and(|s| s.generation == ack.generation);

@@ -308,17 +308,26 @@ control plane.";
 /// After the `--wait` flag's help: what the wait does and how it ends.
 const WAIT_HELP: &str = "\
 With --wait, the change is followed until every connected collector has acknowledged its
-generation (exit 0). It fails with exit 1 when nothing is pending but some collectors'
-hooks failed, or when a newer change supersedes it, and with exit 3 when DURATION passes
-first; the stragglers are then listed. Progress goes to stderr, the result to stdout.";
+generation with its gate in the state intended for it (exit 0). A collector that answered
+but is effectively PAUSED although RUNNING is intended (it lost contact) is counted as
+diverged, not as a confirmation: the wait goes on while the control plane sends it the
+state again. So does it while collectors counted earlier are missing from the counts
+without having disconnected (a replica's summaries may be missing). It fails with exit 1
+when nothing is pending but some collectors' hooks failed, or when a newer change
+supersedes it, and with exit 3 when DURATION passes first; the stragglers, diverged and
+missing collectors are then named. Progress goes to stderr, the result to stdout.";
 
 /// After `pause --help` and `resume --help`: what a selector does.
 const SELECTOR_HELP: &str = "\
 With --selector, only the collectors whose labels match change (e.g. 'region=emea',
 'region in (emea,apac),version!=2'); the others keep their state. The last matching
 scoped change wins; a pause or resume without --selector applies to every collector and
-clears every scoped change. status and --wait then count only the selected collectors.
-A selector that does not parse is refused (exit 2) with the column of the problem.";
+clears every scoped change. status and --wait then count only the selected collectors,
+and the result says how many connected collectors the selector matched (JSON: matched;
+without --wait, counted within 2s or said to be not known yet). With --wait, matching
+none exits 5: the change is stored and applies to collectors that connect later with
+matching labels. A selector that does not parse is refused (exit 2) and changes nothing;
+the error names the column of the problem.";
 
 /// After `resume --help`: staged resumes.
 const STAGES_HELP: &str = "\
@@ -348,10 +357,11 @@ had before) and waits again. It reports how many collectors took part and the ti
 safe: from the drill's commit to the last collector's acknowledgement, by the control
 plane's ack times (collectors' clocks), and as the CLI observed it.
 
-Exit 0 when every selected collector confirmed both; 1 when none matched, a hook failed
-or the drill could not be ended; 3 when --wait passed first (the drill is still ended,
-and the stragglers listed). Ctrl-C ends the drill before exiting. `drill NAME --selector
-SEL --end --reason TEXT` ends a drill left running.";
+Exit 0 when every selected collector confirmed both; 5 when the selector matched no
+connected collector (the drill tested nothing); 1 when a hook failed or the drill could
+not be ended; 3 when --wait passed first (the drill is still ended, and the stragglers
+listed). Ctrl-C ends the drill before exiting. `drill NAME --selector SEL --end --reason
+TEXT` ends a drill left running.";
 
 /// After `resume --help`: two-person resumes.
 const APPROVAL_HELP: &str = "\
@@ -361,9 +371,11 @@ resume records a request (exit 0) that lives for --ttl, and a different operator
 
 /// After `collectors --help`.
 const COLLECTORS_HELP: &str = "\
-Pending and errored are judged against the program's current generation. If a control
-replica does not answer, its collectors are missing: the list is printed with a warning
-and the exit code is 1.";
+Pending and errored are judged against the program's current generation. STATE is the
+collector's gate as it acknowledged it, followed by the state the control plane intends
+for it where the two differ, e.g. PAUSED (RUNNING intended) for a collector paused for
+lost contact. If a control replica does not answer, its collectors are missing: the list
+is printed with a warning and the exit code is 1.";
 
 /// After `program create --help` and `program set --help`: what the policy means.
 const POLICY_HELP: &str = "\
@@ -474,6 +486,12 @@ pub struct SetArgs {
     /// Incident identifier, recorded with the change
     #[arg(long = "incident", value_name = "ID")]
     pub incident_id: Option<String>,
+
+    /// On a program that needs two operators, a change that weakens it (fewer approvals,
+    /// fail open, a longer grace) waits for another operator's approval: how long that
+    /// request lives (2s to 24h)
+    #[arg(long, value_name = "DURATION", value_parser = parse_ttl, default_value = "15m")]
+    pub ttl: Duration,
 }
 
 /// `killswitch program show`
@@ -1308,6 +1326,7 @@ mod tests {
             ("pause", "exit 3 when DURATION passes"),
             ("resume", "exit 3 when DURATION passes"),
             ("collectors", "the exit code is 1"),
+            ("collectors", "PAUSED (RUNNING intended)"),
             ("program create", "fail open"),
             ("program create", "1s to 24h"),
             ("program set", "A flag not given keeps its current value"),
@@ -1320,6 +1339,12 @@ mod tests {
             ("stop-all", "needs two admins"),
             ("drill", "how many collectors took part"),
             ("drill", "Ctrl-C ends the drill"),
+            ("drill", "5 when the selector matched no"),
+            ("pause", "none exits 5"),
+            ("resume", "how many connected collectors the selector"),
+            ("pause", "effectively PAUSED although RUNNING is intended"),
+            ("resume", "not as a confirmation"),
+            ("approve", "without having disconnected"),
         ] {
             let mut sub = &mut cli;
             for name in command.split(' ') {
@@ -1340,6 +1365,7 @@ mod tests {
             "Exit codes:",
             "3  timed out waiting for acknowledgements (--wait)",
             "4  denied",
+            "5  the scope matched no connected collector",
             "KILLSWITCH_ENDPOINT",
             "KILLSWITCH_ACTOR",
             DEFAULT_ENDPOINT,

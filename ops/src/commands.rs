@@ -24,10 +24,34 @@ use crate::output::{self, OutputFormat, StopAllMode, WatchRenderer, clean};
 use crate::progress::Progress;
 use crate::sink::Sink;
 use crate::view::{
-    ChangeView, DrillView, Micros, PolicyView, StatusView, StopAllResultView, WaitedChangeView,
-    WaitedProgramView, WaitedRolloutView,
+    ChangeView, DrillView, Matched, Micros, PolicyView, StateView, StopAllResultView,
+    WaitedChangeView, WaitedProgramView, WaitedRolloutView,
 };
 use crate::wait::{self, Outcome, Waited};
+
+/// How long a scoped change without `--wait` follows the status for the number of
+/// connected collectors its scope matched, before saying it is not known yet.
+const MATCH_COUNT_WAIT: Duration = Duration::from_secs(2);
+
+/// Whether a change was aimed at the collectors a selector matches, so its result says
+/// how many connected collectors that was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Every collector of the program (or a drill's end, a rollout's abort).
+    Whole,
+    /// The collectors a selector matches.
+    Selector,
+}
+
+impl Scope {
+    fn of(selector: Option<&SelectorArg>) -> Self {
+        if selector.is_some() {
+            Scope::Selector
+        } else {
+            Scope::Whole
+        }
+    }
+}
 
 /// Runs a parsed command line, writing what it shows to `out`.
 ///
@@ -148,6 +172,7 @@ pub async fn program_set(
         reason: args.reason.into_string(),
         incident_id: args.incident_id.unwrap_or_default(),
         resume_approvals: args.resume_approvals.unwrap_or(0),
+        ttl_ms: u64::try_from(args.ttl.as_millis()).unwrap_or(u64::MAX),
     };
     let program = session.set_policy(request).await?;
     out.write(&output::program(&program, format)?)
@@ -172,7 +197,8 @@ pub async fn pause(
         .pause(request)
         .await
         .map_err(|err| with_pointer(err, args.selector.as_ref()))?;
-    finish_change(session, change, args.wait, format, out).await
+    let scope = Scope::of(args.selector.as_ref());
+    finish_change(session, change, args.wait, scope, format, out).await
 }
 
 /// The selector as sent: empty for every collector.
@@ -207,8 +233,18 @@ pub async fn resume(
             // The statement replaces the generation the program is at now; a change in
             // between makes the control plane refuse it (run the command again).
             let current = session.get_program(args.name.as_str()).await?;
+            keys::check_generation(current.state.generation)?;
             // A request waiting for approval must still be valid when approved.
             let lifetime = keys::STATEMENT_LIFETIME.max(args.ttl);
+            if lifetime > keys::COLLECTOR_STATEMENT_LIFETIME {
+                eprintln!(
+                    "warning: this statement stays valid for {}, but collectors refuse \
+                     statements valid for more than {} unless built with a longer \
+                     max_statement_lifetime: a shorter --ttl keeps it within their limit",
+                    humantime::format_duration(lifetime),
+                    humantime::format_duration(keys::COLLECTOR_STATEMENT_LIFETIME)
+                );
+            }
             let statement = keys::statement(
                 args.name.as_str(),
                 current.state.generation,
@@ -248,7 +284,10 @@ pub async fn resume(
     }
     match (args.wait, change.state.rollout.is_some()) {
         (Some(limit), true) => finish_rollout(session, change, limit, format, out).await,
-        _ => finish_change(session, change, args.wait, format, out).await,
+        _ => {
+            let scope = Scope::of(args.selector.as_ref());
+            finish_change(session, change, args.wait, scope, format, out).await
+        }
     }
 }
 
@@ -323,7 +362,7 @@ pub async fn rollout_abort(
         incident_id: args.incident_id.unwrap_or_default(),
     };
     let change = session.abort_rollout(request).await?;
-    finish_change(session, change, args.wait, format, out).await
+    finish_change(session, change, args.wait, Scope::Whole, format, out).await
 }
 
 /// `killswitch stop-all --reason TEXT [--incident ID] [--wait DURATION]`, `killswitch
@@ -447,7 +486,7 @@ pub async fn drill(
             .end_drill(request)
             .await
             .map_err(|err| with_pointer(err, Some(&args.selector)))?;
-        return finish_change(session, change, Some(args.wait), format, out).await;
+        return finish_change(session, change, Some(args.wait), Scope::Whole, format, out).await;
     }
     // Listened for before the drill starts, so a Ctrl-C at any moment ends it.
     let mut interrupt = Interrupt::listen();
@@ -506,6 +545,7 @@ pub async fn drill(
         drill_generation,
         restore_generation,
         collectors: counts.map_or(0, |c| c.connected),
+        matched: Matched::from_status(drill_generation, drill_status.as_ref()).known(),
         acked: counts.map_or(0, |c| c.acked),
         safe: drilled.as_ref().is_some_and(Waited::complete),
         time_to_safe_ms: drilled
@@ -542,19 +582,24 @@ pub async fn drill(
     }
     phase_result("drill", drilled.as_ref())?;
     phase_result("restore", restored.as_ref())?;
-    if view.collectors == 0 {
-        return Err(Error::new(
-            Exit::Error,
-            format!(
-                "no connected collector of {} matches {}: the drill tested nothing (check \
-                 the labels with `killswitch collectors {}`)",
-                clean(&program),
-                clean(&selector),
-                clean(&program)
-            ),
-        ));
+    tested_any(&view)
+}
+
+/// For a drill whose waits completed: exit 5 when its selector matched no connected
+/// collector, so it tested nothing.
+fn tested_any(view: &DrillView) -> Result<(), Error> {
+    if view.matched != Some(0) {
+        return Ok(());
     }
-    Ok(())
+    let program = clean(&view.program);
+    Err(Error::new(
+        Exit::NoMatch,
+        format!(
+            "no connected collector of {program} matches {}: the drill tested nothing (check \
+             the labels with `killswitch collectors {program}`)",
+            clean(&view.selector),
+        ),
+    ))
 }
 
 /// Waits for `generation` as [`wait::wait`] does (from `start`, up to `limit`), with
@@ -614,45 +659,14 @@ impl Interrupt {
     }
 }
 
-/// The error of one phase of a drill, naming the stragglers when it timed out.
+/// The error of one phase of a drill (a timeout names the stragglers).
 fn phase_result(phase: &str, waited: Option<&Waited>) -> Result<(), Error> {
     let Some(waited) = waited else {
         return Ok(());
     };
-    waited.result().map_err(|err| {
-        let stragglers = waited
-            .last
-            .as_ref()
-            .filter(|_| waited.outcome == Outcome::TimedOut)
-            .map(stragglers)
-            .unwrap_or_default();
-        Error::new(
-            err.exit(),
-            format!("{phase}: {}{stragglers}", err.message()),
-        )
-    })
-}
-
-/// `; pending: c1, c2 and 3 more`, or nothing when none is pending.
-fn stragglers(status: &StatusView) -> String {
-    let c = &status.collectors;
-    if c.pending_count == 0 {
-        return String::new();
-    }
-    let mut text = format!(
-        "; pending: {}",
-        c.pending
-            .iter()
-            .take(10)
-            .map(|id| clean(id))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let listed = u64::try_from(c.pending.len().min(10)).unwrap_or(u64::MAX);
-    if c.pending_count > listed {
-        text.push_str(&format!(" and {} more", c.pending_count - listed));
-    }
-    text
+    waited
+        .result()
+        .map_err(|err| Error::new(err.exit(), format!("{phase}: {}", err.message())))
 }
 
 /// A duration as the microseconds the views carry.
@@ -671,9 +685,27 @@ pub async fn approve(
         None => None,
         Some(path) => {
             let key = SigningKey::load(path)?;
-            // The approver signs the very statement the requester signed.
             let pending = session.get_approval(&args.id).await?;
-            Some(key.sign(&pending.statement))
+            if let Some(change) = &pending.policy_change {
+                // Collectors check no signature for a policy change: nothing to sign.
+                eprintln!(
+                    "approving a policy change of {}: {}",
+                    clean(&pending.program),
+                    keys::describe_policy_change(change)
+                );
+                None
+            } else {
+                // The approver signs the very statement the requester signed, once it
+                // has read it: a replica cannot make it sign anything else.
+                let statement = keys::check_statement(
+                    &pending.statement,
+                    &pending.program,
+                    pending.replaces_generation,
+                    SystemTime::now(),
+                )?;
+                eprintln!("signing: {}", keys::describe(&statement));
+                Some(key.sign(&pending.statement))
+            }
         }
     };
     let request = v1::ApproveRequest {
@@ -686,24 +718,41 @@ pub async fn approve(
     // The approved request may be a staged resume: then follow its stages.
     match (args.wait, change.state.rollout.is_some()) {
         (Some(limit), true) => finish_rollout(session, change, limit, format, out).await,
-        _ => finish_change(session, change, args.wait, format, out).await,
+        _ => {
+            // ... or a scoped one: then say how many collectors it matched.
+            let scope = if change.state.scoped_rule().is_some() {
+                Scope::Selector
+            } else {
+                Scope::Whole
+            };
+            finish_change(session, change, args.wait, scope, format, out).await
+        }
     }
 }
 
 /// Prints a committed change; with `--wait`, first follows it until every connected
 /// collector has acknowledged its generation (also when nothing changed: the collectors
 /// may still be catching up with it).
+///
+/// A change of a [`Scope::Selector`] also says how many connected collectors it matched:
+/// from the wait's last status, or without `--wait` from a status followed for at most
+/// [`MATCH_COUNT_WAIT`]. With `--wait`, matching none is exit 5 ([`Exit::NoMatch`]).
 async fn finish_change(
     session: &mut Session,
-    change: ChangeView,
+    mut change: ChangeView,
     wait: Option<Duration>,
+    scope: Scope,
     format: OutputFormat,
     out: &mut Sink<'_>,
 ) -> Result<(), Error> {
+    let (program, generation) = (change.state.program.clone(), change.state.generation);
     let Some(limit) = wait else {
+        if scope == Scope::Selector {
+            let status = wait::reported(session, &program, generation, MATCH_COUNT_WAIT).await;
+            change.matched = Some(Matched::from_status(generation, status.as_ref()));
+        }
         return out.write(&output::change(&change, format)?);
     };
-    let (program, generation) = (change.state.program.clone(), change.state.generation);
     let start = Instant::now();
     let mut progress = Progress::start(&program, generation);
     let waited = wait::wait(session, &program, generation, start, limit, |status| {
@@ -711,7 +760,12 @@ async fn finish_change(
     })
     .await;
     progress.finish();
-    let result = waited.result();
+    let mut result = waited.result();
+    if scope == Scope::Selector {
+        let matched = Matched::from_status(generation, waited.last.as_ref());
+        change.matched = Some(matched);
+        result = result.and_then(|()| matched_any(matched, &change.state));
+    }
     let view = WaitedChangeView {
         change,
         complete: waited.complete(),
@@ -719,6 +773,26 @@ async fn finish_change(
     };
     out.write(&output::waited_change(&view, format)?)?;
     result
+}
+
+/// For a scoped change whose wait completed: the exit-5 warning when its scope matched no
+/// connected collector. A completed wait's last status is one every replica reported on,
+/// so the count is known then; an unknown one fails nothing.
+fn matched_any(matched: Matched, state: &StateView) -> Result<(), Error> {
+    if matched != Matched::Known(0) {
+        return Ok(());
+    }
+    Err(Error::new(
+        Exit::NoMatch,
+        format!(
+            "the scope {} matched no connected collector of {}: the change is stored (generation \
+             {}) and applies to collectors that connect later with matching labels",
+            clean(state.scope.as_deref().unwrap_or("-")),
+            clean(&state.program),
+            state.generation
+        ),
+    )
+    .into_warning())
 }
 
 /// `killswitch status NAME [--watch]`
@@ -798,5 +872,71 @@ pub async fn audit_verify(
     match output::broken_chain(&verdict) {
         None => Ok(()),
         Some(broken) => Err(Error::new(Exit::Error, broken)),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use killswitch_proto::v1;
+
+    use super::*;
+
+    fn scoped(generation: u64) -> StateView {
+        StateView::from(v1::ProgramState {
+            program: "demo".to_owned(),
+            state: v1::RunState::Running.into(),
+            generation,
+            scope: "region=apac".to_owned(),
+            ..v1::ProgramState::default()
+        })
+    }
+
+    #[test]
+    fn a_scoped_change_that_matched_nobody_exits_5() {
+        let err = matched_any(Matched::Known(0), &scoped(9)).unwrap_err();
+        assert_eq!(
+            (err.exit().code(), err.label(), err.message()),
+            (
+                5,
+                "warning",
+                "the scope region=apac matched no connected collector of demo: the change is \
+                 stored (generation 9) and applies to collectors that connect later with \
+                 matching labels"
+            )
+        );
+        assert!(matched_any(Matched::Known(1), &scoped(9)).is_ok());
+        assert!(matched_any(Matched::Unknown, &scoped(9)).is_ok());
+    }
+
+    #[test]
+    fn a_drill_that_matched_nobody_exits_5() {
+        let view = |matched: Option<u64>| DrillView {
+            program: "demo".to_owned(),
+            selector: "region=mars".to_owned(),
+            drill_generation: 14,
+            restore_generation: Some(15),
+            collectors: matched.unwrap_or(0),
+            matched,
+            acked: 0,
+            safe: true,
+            time_to_safe_ms: None,
+            observed_ms: None,
+            restored: true,
+            drill_status: None,
+            restore_status: None,
+        };
+        let err = tested_any(&view(Some(0))).unwrap_err();
+        assert_eq!(
+            (err.exit(), err.label(), err.message()),
+            (
+                Exit::NoMatch,
+                "error",
+                "no connected collector of demo matches region=mars: the drill tested nothing \
+                 (check the labels with `killswitch collectors demo`)"
+            )
+        );
+        assert!(tested_any(&view(Some(2))).is_ok());
+        assert!(tested_any(&view(None)).is_ok());
     }
 }

@@ -19,16 +19,22 @@ pub enum Exit {
     /// 1: the control plane is unreachable or answered with an error not listed below
     /// (not found, already exists, internal, ...); with `--wait`, a collector's hook failed
     /// or a newer change superseded ours, a staged resume was aborted, or the status
-    /// stream broke; `collectors` could not reach every replica; a drill reached no
-    /// collector, a hook failed in it, or it could not be ended.
+    /// stream broke; `collectors` could not reach every replica; a hook failed in a drill,
+    /// or it could not be ended.
     Error,
     /// 2: bad flags or values, or the control plane answered `INVALID_ARGUMENT`.
     Usage,
     /// 3: `--wait` (or a drill's wait) timed out before every connected collector
-    /// acknowledged.
+    /// acknowledged, with its gate in the state intended for it, and while collectors
+    /// counted earlier were missing from the counts without having disconnected.
     AckTimeout,
     /// 4: `PERMISSION_DENIED` or `UNAUTHENTICATED`.
     Denied,
+    /// 5: a scoped change (`pause` or `resume --selector` with `--wait`, `approve --wait`
+    /// of a scoped resume) or a drill matched no connected collector. The change is stored
+    /// and applies to collectors that connect later with matching labels; a drill tested
+    /// nothing.
+    NoMatch,
 }
 
 impl Exit {
@@ -41,6 +47,7 @@ impl Exit {
             Exit::Usage => 2,
             Exit::AckTimeout => 3,
             Exit::Denied => 4,
+            Exit::NoMatch => 5,
         }
     }
 
@@ -68,11 +75,15 @@ Exit codes:
   0  success (also when the program already was in the requested state)
   1  error: control plane unreachable, not found, already exists, internal; a collector's
      hook failed (--wait); superseded by a newer change during --wait; a staged resume was
-     aborted (--wait); a replica did not answer (collectors); a drill reached no collector,
-     failed or could not be ended
+     aborted (--wait); a replica did not answer (collectors); a drill failed or could not
+     be ended
   2  usage or invalid input (bad flags or values, or INVALID_ARGUMENT from the control plane)
-  3  timed out waiting for acknowledgements (--wait)
-  4  denied (PERMISSION_DENIED or UNAUTHENTICATED)";
+  3  timed out waiting for acknowledgements (--wait); also while collectors stay
+     effectively PAUSED although RUNNING is intended, or vanished from the counts without
+     disconnecting
+  4  denied (PERMISSION_DENIED or UNAUTHENTICATED)
+  5  the scope matched no connected collector (--selector with --wait, drill): the change
+     is stored and applies to collectors that connect later; a drill tested nothing";
 
 /// A failed command: the message for stderr and the exit code.
 ///
@@ -97,9 +108,16 @@ impl Error {
 
     /// The result was printed but is incomplete (exit 1); reported as a warning.
     pub fn warning(message: impl Into<String>) -> Self {
+        Self::new(Exit::Error, message).into_warning()
+    }
+
+    /// This error reported as a warning (`killswitch: warning: ...`), with its exit code:
+    /// what was asked for is done, but not what it was meant to achieve.
+    #[must_use]
+    pub fn into_warning(self) -> Self {
         Self {
             warning: true,
-            ..Self::new(Exit::Error, message)
+            ..self
         }
     }
 
@@ -377,6 +395,11 @@ mod tests {
         let warning = Error::warning("replicas r2 did not answer");
         assert_eq!((warning.exit(), warning.label()), (Exit::Error, "warning"));
         assert_eq!(Error::usage("bad flag").label(), "error");
+        let no_match = Error::new(Exit::NoMatch, "matched nobody").into_warning();
+        assert_eq!(
+            (no_match.exit().code(), no_match.label(), no_match.message()),
+            (5, "warning", "matched nobody")
+        );
     }
 
     #[test]
@@ -387,6 +410,7 @@ mod tests {
             Exit::Usage,
             Exit::AckTimeout,
             Exit::Denied,
+            Exit::NoMatch,
         ] {
             let line = format!("\n  {}  ", exit.code());
             assert!(EXIT_CODES_HELP.contains(&line), "{exit:?}");

@@ -26,6 +26,123 @@ use crate::token::OperatorName;
 /// How long a signed resume statement stays valid, at least.
 pub const STATEMENT_LIFETIME: Duration = Duration::from_secs(15 * 60);
 
+/// The longest a statement this CLI signs may still be valid: an approval request's
+/// longest life (24 h) and a minute for clocks that disagree. A statement valid for
+/// longer was not made by a `killswitch resume`, so an approver refuses to sign it.
+pub const MAX_STATEMENT_LIFETIME: Duration = Duration::from_secs(24 * 3600 + 60);
+
+/// What collectors accept by default (`ClientBuilder::max_statement_lifetime`): a
+/// statement valid for longer makes `resume` warn.
+pub const COLLECTOR_STATEMENT_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// Refuses to sign a resume replacing `generation` when no real program can be at it: a
+/// generation is an etcd revision, a signed 64-bit number.
+pub fn check_generation(generation: u64) -> Result<(), Error> {
+    if generation > killswitch_proto::MAX_GENERATION {
+        return Err(Error::new(
+            Exit::Error,
+            format!(
+                "refusing to sign: the control plane reports generation {generation}, beyond \
+                 the largest etcd revision ({}); it cannot be real",
+                killswitch_proto::MAX_GENERATION
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Decodes the statement an approval request asks this operator to sign and checks it
+/// against what the request says it is (the program, the generation it replaces) and
+/// against `now`: not expired, and not valid for longer than [`MAX_STATEMENT_LIFETIME`].
+/// A replica that hands over anything else gets no signature.
+pub fn check_statement(
+    encoded: &[u8],
+    program: &str,
+    replaces: u64,
+    now: SystemTime,
+) -> Result<v1::ResumeStatement, Error> {
+    let refuse = |why: String| Error::new(Exit::Error, format!("refusing to sign: {why}"));
+    if encoded.is_empty() {
+        return Err(refuse(
+            "the request carries no statement (the requester did not sign); approve without \
+             --signing-key, or have the requester resume again with theirs"
+                .to_owned(),
+        ));
+    }
+    let statement = v1::ResumeStatement::decode(encoded)
+        .map_err(|error| refuse(format!("the statement cannot be decoded: {error}")))?;
+    if statement.program != program {
+        return Err(refuse(format!(
+            "the statement is for program {:?}, but the request is for {:?}",
+            crate::output::clean(&statement.program),
+            crate::output::clean(program)
+        )));
+    }
+    if statement.replaces_generation != replaces {
+        return Err(refuse(format!(
+            "the statement replaces generation {}, but the request replaces {replaces}",
+            statement.replaces_generation
+        )));
+    }
+    check_generation(statement.replaces_generation)?;
+    let now_unix = unix(now);
+    if statement.expires_at_unix <= now_unix {
+        return Err(refuse(format!(
+            "the statement expired {} s ago",
+            now_unix.saturating_sub(statement.expires_at_unix)
+        )));
+    }
+    let max = i64::try_from(MAX_STATEMENT_LIFETIME.as_secs()).unwrap_or(i64::MAX);
+    if statement.expires_at_unix.saturating_sub(now_unix) > max {
+        return Err(refuse(format!(
+            "the statement stays valid for {} s, more than the {max} s any resume request \
+             lives",
+            statement.expires_at_unix.saturating_sub(now_unix)
+        )));
+    }
+    Ok(statement)
+}
+
+/// A statement in words, for the operator about to sign it.
+#[must_use]
+pub fn describe(statement: &v1::ResumeStatement) -> String {
+    let until = u64::try_from(statement.expires_at_unix)
+        .ok()
+        .and_then(|secs| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs)))
+        .map_or_else(
+            || format!("Unix time {}", statement.expires_at_unix),
+            |at| humantime::format_rfc3339_seconds(at).to_string(),
+        );
+    format!(
+        "resume of {} replacing generation {}, valid until {until}",
+        crate::output::clean(&statement.program),
+        statement.replaces_generation,
+    )
+}
+
+/// A policy change waiting for approval, in words.
+#[must_use]
+pub fn describe_policy_change(change: &v1::PolicyChange) -> String {
+    let policy = change.policy.unwrap_or_default();
+    let lost = match v1::LostContact::try_from(policy.on_lost_contact) {
+        Ok(v1::LostContact::Keep) => "keep (fail open)".to_owned(),
+        _ => format!(
+            "pause after {}",
+            humantime::format_duration(Duration::from_millis(policy.grace_ms))
+        ),
+    };
+    format!(
+        "on lost contact: {lost}; resume approvals: {}",
+        change.resume_approvals
+    )
+}
+
+/// Seconds since the Unix epoch, 0 before it.
+fn unix(at: SystemTime) -> i64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// `killswitch keys ...`
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -163,9 +280,7 @@ pub fn statement(
             "the operating system's random number generator failed",
         )
     })?;
-    let expires = (now + lifetime)
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let expires = unix(now + lifetime);
     Ok(v1::ResumeStatement {
         program: program.to_owned(),
         replaces_generation: replaces,
@@ -190,6 +305,68 @@ mod tests {
     use ring::signature::{ED25519, UnparsedPublicKey};
 
     use super::*;
+
+    #[test]
+    fn an_approver_signs_only_a_statement_that_says_what_the_request_says() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let good = statement("demo", 7, now, STATEMENT_LIFETIME).expect("statement");
+        let checked = check_statement(&good, "demo", 7, now).expect("good");
+        assert_eq!(
+            describe(&checked),
+            "resume of demo replacing generation 7, valid until 1970-01-12T14:01:40Z"
+        );
+        let far = statement("demo", 7, now, Duration::from_secs(48 * 3600)).expect("statement");
+        let absurd = statement("demo", u64::MAX, now, STATEMENT_LIFETIME).expect("statement");
+        for (encoded, program, replaces, message) in [
+            (
+                good.clone(),
+                "other",
+                7,
+                "the statement is for program \"demo\", but the request is for \"other\"",
+            ),
+            (
+                good.clone(),
+                "demo",
+                8,
+                "replaces generation 7, but the request replaces 8",
+            ),
+            (far, "demo", 7, "stays valid for 172800 s"),
+            (absurd, "demo", u64::MAX, "beyond the largest etcd revision"),
+            (vec![0xff, 0xff], "demo", 7, "cannot be decoded"),
+            (Vec::new(), "demo", 7, "carries no statement"),
+        ] {
+            let error = check_statement(&encoded, program, replaces, now).expect_err(message);
+            assert!(
+                error.message().starts_with("refusing to sign: "),
+                "{}",
+                error.message()
+            );
+            assert!(error.message().contains(message), "{}", error.message());
+            assert_eq!(error.exit(), Exit::Error);
+        }
+        let later = now + STATEMENT_LIFETIME + Duration::from_secs(1);
+        let expired = check_statement(&good, "demo", 7, later).expect_err("expired");
+        assert!(
+            expired.message().contains("expired 1 s ago"),
+            "{}",
+            expired.message()
+        );
+    }
+
+    #[test]
+    fn policy_changes_are_described() {
+        let change = v1::PolicyChange {
+            policy: Some(v1::FailurePolicy {
+                on_lost_contact: v1::LostContact::Keep as i32,
+                grace_ms: 0,
+            }),
+            resume_approvals: 1,
+        };
+        assert_eq!(
+            describe_policy_change(&change),
+            "on lost contact: keep (fail open); resume approvals: 1"
+        );
+    }
 
     #[test]
     fn signed_statements_verify_with_the_public_key() {

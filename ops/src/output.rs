@@ -16,8 +16,9 @@ use crate::exit::{Error, Exit};
 use crate::input::LostContact;
 use crate::view::{
     AckTimesView, AuditEntryView, AuditListView, AuditVerdictView, ChangeView, CollectorListView,
-    CollectorView, DrillView, Micros, PolicyView, ProgramView, RolloutView, RuleView, StateView,
-    StatusView, StopAllResultView, StopAllView, Time, WaitedChangeView, WaitedRolloutView,
+    CollectorView, CollectorsView, DrillView, Matched, Micros, PolicyView, ProgramView,
+    RolloutView, RuleView, RunState, StateView, StatusView, StopAllResultView, StopAllView, Time,
+    WaitedChangeView, WaitedRolloutView,
 };
 
 /// How results are printed.
@@ -48,7 +49,18 @@ pub fn program(view: &ProgramView, format: OutputFormat) -> Result<String, Error
                 Row::new("resume needs", &operators(view.resume_approvals)),
             ];
             rows.extend(state_rows(&view.state));
-            Ok(with_banner(view.state.stop_all.as_ref(), block(&rows)))
+            let mut text = block(&rows);
+            if let Some(approval) = &view.approval {
+                let id = clean(&approval.id);
+                text.push_str(&format!(
+                    "{}: the change weakens a program that needs two operators, so nothing \
+                     changed yet: request {id} waits until {} for another operator to run: \
+                     killswitch approve {id} --reason ...\n",
+                    clean(&view.name),
+                    time(approval.expires_at.as_ref())
+                ));
+            }
+            Ok(with_banner(view.state.stop_all.as_ref(), text))
         }
     }
 }
@@ -163,6 +175,9 @@ fn change_line(view: &ChangeView) -> String {
     } else {
         format!("{program}: already {state} at generation {generation} (nothing changed)\n")
     };
+    if let Some(matched) = view.matched {
+        line.push_str(&matched_line(view, matched));
+    }
     if st.stop_all.is_some() {
         line.push_str(
             "note: a STOP-ALL is active: every collector stays PAUSED until it is cleared \
@@ -170,6 +185,35 @@ fn change_line(view: &ChangeView) -> String {
         );
     }
     line
+}
+
+/// How many connected collectors a scoped change matched, plainly: `scope region=apac
+/// matched 0 connected collectors of demo: nothing was paused now; ...`.
+fn matched_line(view: &ChangeView, matched: Matched) -> String {
+    let st = &view.state;
+    let program = clean(&st.program);
+    let scope = clean(st.scope.as_deref().unwrap_or("-"));
+    match matched {
+        Matched::Known(0) => {
+            let done = match st.scoped_rule().map(|rule| rule.state) {
+                Some(RunState::Running) => "resumed",
+                _ => "paused",
+            };
+            format!(
+                "scope {scope} matched 0 connected collectors of {program}: nothing was \
+                 {done} now; collectors that connect later with matching labels obey it\n"
+            )
+        }
+        Matched::Known(n) => format!(
+            "scope {scope} matched {n} connected collector{} of {program}\n",
+            plural(n)
+        ),
+        Matched::Unknown => format!(
+            "scope {scope}: how many connected collectors it matched is not known yet (not \
+             every replica has reported on generation {}); see `killswitch status {program}`\n",
+            st.generation
+        ),
+    }
 }
 
 /// A stage interval for people: `30s`, `1m 30s`, `0s`.
@@ -284,6 +328,9 @@ fn status_block(view: &StatusView) -> String {
         "{} connected, {} acknowledged, {} pending, {} errored",
         c.connected, c.acked, c.pending_count, c.errored_count
     );
+    if c.diverged_count > 0 {
+        let _ = write!(counts, ", {} diverged", c.diverged_count);
+    }
     // Only a purge pause asks for deletion; elsewhere a purged count is noise.
     if view.state.purge {
         let _ = write!(counts, ", {} purged", c.purged);
@@ -333,6 +380,9 @@ fn status_block(view: &StatusView) -> String {
             with_more(lines, c.errored_count, view.errors.len()),
         ));
     }
+    if let Some(line) = diverged_line(c, c.diverged.len()) {
+        rows.push(Row::lines("diverged", [line]));
+    }
     if c.disconnected_count > 0 {
         let lines = c.disconnected.iter().map(|d| {
             let who = collector(&d.collector_id, &d.replica);
@@ -355,6 +405,62 @@ fn status_block(view: &StatusView) -> String {
         rows.push(Row::new("behind", &behind));
     }
     with_banner(view.state.stop_all.as_ref(), block(&rows))
+}
+
+/// The collectors whose gate is not in the state intended for them, listing at most
+/// `listed` of them: `2 effectively PAUSED although RUNNING is intended (lost contact?):
+/// c7 (replica r1), c9 (replica r1)`; `None` when there are none.
+#[must_use]
+pub fn diverged_line(c: &CollectorsView, listed: usize) -> Option<String> {
+    if c.diverged_count == 0 {
+        return None;
+    }
+    let n = c.diverged_count;
+    let shown = &c.diverged[..c.diverged.len().min(listed)];
+    // One kind (the usual: paused for lost contact while RUNNING is intended) is said once;
+    // anything else is said per collector.
+    let kind = c.diverged.first().map(|d| (d.effective, d.intended));
+    let one_kind = kind.filter(|k| c.diverged.iter().all(|d| (d.effective, d.intended) == *k));
+    let mut line = match one_kind {
+        Some((RunState::Paused, RunState::Running)) => {
+            format!("{n} effectively PAUSED although RUNNING is intended (lost contact?)")
+        }
+        Some((effective, intended)) => {
+            format!("{n} effectively {effective} although {intended} is intended")
+        }
+        None => format!("{n} not in the state intended for them"),
+    };
+    let ids: Vec<String> = shown
+        .iter()
+        .map(|d| {
+            let replica = if d.replica.is_empty() {
+                String::new()
+            } else {
+                format!("replica {}", clean(&d.replica))
+            };
+            let states = if one_kind.is_some() {
+                String::new()
+            } else {
+                format!("{}, {} intended", d.effective, d.intended)
+            };
+            let detail: Vec<String> = [replica, states]
+                .into_iter()
+                .filter(|part| !part.is_empty())
+                .collect();
+            if detail.is_empty() {
+                clean(&d.collector_id)
+            } else {
+                format!("{} ({})", clean(&d.collector_id), detail.join(", "))
+            }
+        })
+        .collect();
+    if !ids.is_empty() {
+        let _ = write!(line, ": {}", ids.join(", "));
+        if let Some(more) = more(n, shown.len()) {
+            let _ = write!(line, " and {more} more");
+        }
+    }
+    Some(line)
 }
 
 /// `text` under the STOP-ALL banner when `flag` is set.
@@ -526,7 +632,15 @@ pub fn drill(view: &DrillView, format: OutputFormat) -> Result<String, Error> {
             view.acked, view.collectors
         ),
     };
-    let mut rows = vec![Row::new(
+    let matched = match view.matched {
+        Some(n) => format!("{n} connected collector{} of {program}", plural(n)),
+        None => format!(
+            "not known (no status of generation {} that every replica had reported on)",
+            view.drill_generation
+        ),
+    };
+    let mut rows = vec![Row::new("matched", &matched)];
+    rows.push(Row::new(
         "time to safe",
         &view.time_to_safe_ms.map_or_else(
             || "-".to_owned(),
@@ -538,7 +652,7 @@ pub fn drill(view: &DrillView, format: OutputFormat) -> Result<String, Error> {
                 )
             },
         ),
-    )];
+    ));
     rows.push(Row::new(
         "observed",
         &view.observed_ms.map_or_else(
@@ -599,6 +713,16 @@ pub fn drill(view: &DrillView, format: OutputFormat) -> Result<String, Error> {
             ));
         }
     }
+    for (key, status) in [
+        ("drill diverged", view.drill_status.as_ref()),
+        ("restore diverged", view.restore_status.as_ref()),
+    ] {
+        if let Some(line) =
+            status.and_then(|s| diverged_line(&s.collectors, s.collectors.diverged.len()))
+        {
+            rows.push(Row::lines(key, [line]));
+        }
+    }
     Ok(format!("{verdict}\n{}", block(&rows)))
 }
 
@@ -608,10 +732,14 @@ fn phase(generation: u64, status: Option<&StatusView>) -> String {
     match status.filter(|s| s.state.generation == generation) {
         Some(status) => {
             let c = &status.collectors;
-            format!(
+            let mut line = format!(
                 "generation {generation}, {}/{} acknowledged, {} pending, {} errored",
                 c.acked, c.connected, c.pending_count, c.errored_count
-            )
+            );
+            if c.diverged_count > 0 {
+                let _ = write!(line, ", {} diverged", c.diverged_count);
+            }
+            line
         }
         None => format!("generation {generation}, no status seen"),
     }
@@ -725,19 +853,20 @@ pub fn progress_line(view: &StatusView, elapsed: Duration) -> String {
 }
 
 /// [`progress_line`] under another `label` (already escaped), e.g. `demo stage 1/2
-/// (20%): 2/2 acknowledged, 0 pending, 0 errored (0.4s)`.
+/// (20%): 2/2 acknowledged, 0 pending, 0 errored (0.4s)`; `, 1 diverged` follows the
+/// errored count when a collector's gate is not in the state intended for it.
 #[must_use]
 pub fn counts_line(label: &str, view: &StatusView, elapsed: Duration) -> String {
     let c = &view.collectors;
-    format!(
-        "{}: {}/{} acknowledged, {} pending, {} errored ({:.1}s)\n",
-        label,
-        c.acked,
-        c.connected,
-        c.pending_count,
-        c.errored_count,
-        elapsed.as_secs_f64()
-    )
+    let mut line = format!(
+        "{label}: {}/{} acknowledged, {} pending, {} errored",
+        c.acked, c.connected, c.pending_count, c.errored_count
+    );
+    if c.diverged_count > 0 {
+        let _ = write!(line, ", {} diverged", c.diverged_count);
+    }
+    let _ = writeln!(line, " ({:.1}s)", elapsed.as_secs_f64());
+    line
 }
 
 /// `collectors`: one row per collector, or one JSON document.
@@ -900,6 +1029,12 @@ fn collector_row(c: &CollectorView) -> [String; 7] {
     // Generation 0: it has not acknowledged anything, so it has no effective state yet.
     let (generation, state) = if c.generation == 0 {
         ("-".to_owned(), "-".to_owned())
+    } else if c.intended != c.effective && c.intended != RunState::Unspecified {
+        // Not what the control plane intends, e.g. paused for lost contact.
+        (
+            c.generation.to_string(),
+            format!("{} ({} intended)", c.effective, c.intended),
+        )
     } else {
         (c.generation.to_string(), c.effective.to_string())
     };
@@ -1124,8 +1259,8 @@ mod tests {
 
     use super::*;
     use crate::view::{
-        ApprovalView, CollectorErrorView, CollectorsView, DisconnectedView, Hex, RunState,
-        StageView, WaitedProgramView,
+        ApprovalView, CollectorErrorView, DisconnectedView, DivergedView, Hex, StageView,
+        WaitedProgramView,
     };
 
     /// 2026-11-29T09:00:00Z
@@ -1182,6 +1317,7 @@ mod tests {
             policy: PolicyView::default(),
             resume_approvals: 1,
             state: paused(),
+            approval: None,
         }
     }
 
@@ -1215,6 +1351,8 @@ mod tests {
                     replica: "r2".to_owned(),
                 }],
                 purged: 0,
+                diverged_count: 0,
+                diverged: vec![],
             },
             errors: vec![CollectorErrorView {
                 collector_id: "c2".to_owned(),
@@ -1262,6 +1400,8 @@ mod tests {
                     {"collector_id": "c4", "at": "2026-11-29T08:59:00Z", "replica": "r2"},
                 ],
                 "purged": 0,
+                "diverged_count": 0,
+                "diverged": [],
             },
             "errors": [{"collector_id": "c2", "error": "disk full", "replica": "r1"}],
             "replicas": ["r1", "r2"],
@@ -1280,6 +1420,7 @@ mod tests {
             replica: "r1".to_owned(),
             generation: 7,
             effective: RunState::Paused,
+            intended: RunState::Paused,
             acked_at: at(1),
             error: String::new(),
             connected_at: at(-10),
@@ -1390,6 +1531,7 @@ mod tests {
                         state: paused(),
                         changed: true,
                         approval: None,
+                        matched: None,
                     },
                     f,
                 )),
@@ -1409,6 +1551,7 @@ mod tests {
                             state: paused(),
                             changed: true,
                             approval: None,
+                            matched: None,
                         },
                         complete: false,
                         status: Some(status_view()),
@@ -1429,6 +1572,7 @@ mod tests {
                             state: paused(),
                             changed: false,
                             approval: None,
+                            matched: None,
                         },
                         complete: false,
                         status: None,
@@ -1454,6 +1598,7 @@ mod tests {
                             "replica": "r1",
                             "generation": 7,
                             "effective": "PAUSED",
+                            "intended": "PAUSED",
                             "acked_at": "2026-11-29T09:00:01Z",
                             "error": "",
                             "connected_at": "2026-11-29T08:59:50Z",
@@ -1464,6 +1609,7 @@ mod tests {
                             "replica": "r2",
                             "generation": 7,
                             "effective": "PAUSED",
+                            "intended": "PAUSED",
                             "acked_at": "2026-11-29T09:00:01Z",
                             "error": "disk full",
                             "connected_at": "2026-11-29T08:59:50Z",
@@ -1474,6 +1620,7 @@ mod tests {
                             "replica": "r1",
                             "generation": 0,
                             "effective": "UNSPECIFIED",
+                            "intended": "PAUSED",
                             "acked_at": null,
                             "error": "",
                             "connected_at": "2026-11-29T08:59:50Z",
@@ -1504,6 +1651,7 @@ mod tests {
                 },
                 changed: false,
                 approval: None,
+                matched: None,
             };
             let value = parse(&change(&view, OutputFormat::Json).unwrap());
             assert_eq!(value["state"], name);
@@ -1533,6 +1681,7 @@ mod tests {
                 state,
                 changed,
                 approval: None,
+                matched: None,
             };
             assert_eq!(change(&view, OutputFormat::Table).unwrap(), expected);
         }
@@ -1569,6 +1718,7 @@ changed:          2026-11-29T09:00:00Z
                 id: "0badcafe".to_owned(),
                 expires_at: at(900),
             }),
+            matched: None,
         };
         assert_eq!(
             change(&view, OutputFormat::Table).unwrap(),
@@ -1801,6 +1951,7 @@ replicas:"
                 state: running("demo"),
                 changed: true,
                 approval: None,
+                matched: None,
             },
             complete: true,
             status: Some(all_acked()),
@@ -1918,6 +2069,7 @@ c3  r1       -           -       -                     -          region=eu,zone
             },
             changed: true,
             approval: None,
+            matched: None,
         };
         let shown = program(
             &ProgramView {
@@ -2255,6 +2407,7 @@ replicas:    -
                     state,
                     changed,
                     approval: None,
+                    matched: None,
                 },
                 OutputFormat::Table,
             )
@@ -2393,6 +2546,7 @@ b        42          -          -             -        -        NO
             drill_generation: 14,
             restore_generation: Some(15),
             collectors: 2,
+            matched: Some(2),
             acked: 2,
             safe: true,
             time_to_safe_ms: Some(Micros(4_200)),
@@ -2409,6 +2563,7 @@ b        42          -          -             -        -        NO
             drill(&drill_view(), OutputFormat::Table).unwrap(),
             "\
 drill of demo on region=emea: 2 collectors paused, confirmed and restored
+matched:       2 connected collectors of demo
 time to safe:  4.2ms (from the drill's commit to the last acknowledgement, by the control plane's ack times)
 observed:      153.9ms (by this command: from sending the drill to seeing every acknowledgement)
 drill:         generation 14, 2/2 acknowledged, 0 pending, 0 errored
@@ -2423,6 +2578,7 @@ restore:       generation 15, 2/2 acknowledged, 0 pending, 0 errored
         late.observed_ms = None;
         late.restore_generation = None;
         late.restore_status = None;
+        late.matched = None;
         if let Some(status) = late.drill_status.as_mut() {
             status.collectors.acked = 1;
             status.collectors.pending_count = 1;
@@ -2435,12 +2591,15 @@ restore:       generation 15, 2/2 acknowledged, 0 pending, 0 errored
             "drill:          generation 14, 1/2 acknowledged, 1 pending, 0 errored\n",
             "restore:        NOT ENDED: the drill is still active\n",
             "drill pending:  stuck\n",
+            "matched:        not known (no status of generation 14 that every replica had \
+             reported on)\n",
         ] {
             assert!(shown.contains(line), "{line:?} in:\n{shown}");
         }
 
         let nobody = DrillView {
             collectors: 0,
+            matched: Some(0),
             acked: 0,
             time_to_safe_ms: None,
             ..drill_view()
@@ -2454,7 +2613,30 @@ restore:       generation 15, 2/2 acknowledged, 0 pending, 0 errored
         assert_eq!(value["time_to_safe_ms"], 4.2);
         assert_eq!(value["observed_ms"], 153.9);
         assert_eq!(value["collectors"], 2);
+        assert_eq!(value["matched"], 2);
         assert_eq!(value["drill_status"]["generation"], 14);
+        let value = parse(&drill(&nobody, OutputFormat::Json).unwrap());
+        assert_eq!(value["matched"], 0);
+        let value = parse(&drill(&late, OutputFormat::Json).unwrap());
+        assert_eq!(value["matched"], Value::Null);
+
+        // A collector paused for lost contact holds the restore: shown, by name.
+        let mut lost = drill_view();
+        lost.restored = false;
+        if let Some(status) = lost.restore_status.as_mut() {
+            status.state.generation = 15;
+            status.collectors.acked = 1;
+            status.collectors.diverged_count = 1;
+            status.collectors.diverged = vec![lost_contact("c1")];
+        }
+        let shown = drill(&lost, OutputFormat::Table).unwrap();
+        for line in [
+            "restore:           generation 15, 1/2 acknowledged, 0 pending, 0 errored, 1 diverged\n",
+            "restore diverged:  1 effectively PAUSED although RUNNING is intended (lost contact?): \
+             c1 (replica r1)\n",
+        ] {
+            assert!(shown.contains(line), "{line:?} in:\n{shown}");
+        }
     }
 
     #[test]
@@ -2474,6 +2656,7 @@ restore:       generation 15, 2/2 acknowledged, 0 pending, 0 errored
                 },
                 changed: true,
                 approval: None,
+                matched: None,
             },
             complete: true,
             outcome: "complete",
@@ -2552,5 +2735,213 @@ program:     demo
         }
         // A column past the end still draws, without panicking.
         assert!(selector_pointer("invalid selector at column 50: x", "a=b").is_some());
+    }
+
+    /// A collector paused for lost contact while RUNNING is intended, on r1.
+    fn lost_contact(id: &str) -> DivergedView {
+        DivergedView {
+            collector_id: id.to_owned(),
+            replica: "r1".to_owned(),
+            effective: RunState::Paused,
+            intended: RunState::Running,
+        }
+    }
+
+    #[test]
+    fn diverged_collectors_are_shown_in_status() {
+        let mut view = all_acked();
+        let c = &mut view.collectors;
+        (c.acked, c.diverged_count) = (1, 2);
+        c.diverged = vec![lost_contact("c7"), lost_contact("c9")];
+        let shown = status(&view, OutputFormat::Table).unwrap();
+        assert!(
+            shown.contains(
+                "\
+collectors:  3 connected, 1 acknowledged, 0 pending, 0 errored, 2 diverged
+diverged:    2 effectively PAUSED although RUNNING is intended (lost contact?): c7 (replica r1), c9 (replica r1)
+replicas:"
+            ),
+            "{shown}"
+        );
+        let value = parse(&status(&view, OutputFormat::Json).unwrap());
+        assert_eq!(value["collectors"]["diverged_count"], 2);
+        assert_eq!(
+            value["collectors"]["diverged"][1],
+            json!({
+                "collector_id": "c9",
+                "replica": "r1",
+                "effective": "PAUSED",
+                "intended": "RUNNING",
+            })
+        );
+        assert_eq!(
+            progress_line(&view, Duration::from_millis(260)),
+            "demo: 1/3 acknowledged, 0 pending, 0 errored, 2 diverged (0.3s)\n"
+        );
+        let mut watch = WatchRenderer::new(OutputFormat::Table);
+        assert!(
+            watch
+                .render(&view)
+                .unwrap()
+                .contains("\ndiverged:    2 effectively")
+        );
+    }
+
+    #[test]
+    fn diverged_lines() {
+        #[track_caller]
+        fn check(count: u64, listed: Vec<DivergedView>, shown: usize, expected: Option<&str>) {
+            let c = CollectorsView {
+                diverged_count: count,
+                diverged: listed,
+                ..CollectorsView::default()
+            };
+            assert_eq!(diverged_line(&c, shown).as_deref(), expected);
+        }
+        check(0, vec![], 5, None);
+        check(
+            3,
+            vec![lost_contact("c1"), lost_contact("c2"), lost_contact("c3")],
+            2,
+            Some(
+                "3 effectively PAUSED although RUNNING is intended (lost contact?): c1 (replica \
+                 r1), c2 (replica r1) and 1 more",
+            ),
+        );
+        check(
+            4,
+            vec![lost_contact("c1")],
+            5,
+            Some(
+                "4 effectively PAUSED although RUNNING is intended (lost contact?): c1 (replica \
+                 r1) and 3 more",
+            ),
+        );
+        check(2, vec![], 5, Some("2 not in the state intended for them"));
+        let odd = DivergedView {
+            collector_id: "c\n2".to_owned(),
+            replica: String::new(),
+            effective: RunState::Unspecified,
+            intended: RunState::Paused,
+        };
+        check(
+            1,
+            vec![odd.clone()],
+            5,
+            Some("1 effectively UNSPECIFIED although PAUSED is intended: c\\n2"),
+        );
+        check(
+            2,
+            vec![lost_contact("c1"), odd],
+            5,
+            Some(
+                "2 not in the state intended for them: c1 (replica r1, PAUSED, RUNNING \
+                 intended), c\\n2 (UNSPECIFIED, PAUSED intended)",
+            ),
+        );
+    }
+
+    #[test]
+    fn collectors_show_the_intended_state_where_it_differs() {
+        let mut list = collector_list();
+        list.collectors[0].intended = RunState::Running;
+        list.collectors[1].intended = RunState::Unspecified;
+        let shown = collectors(&list, OutputFormat::Table).unwrap();
+        assert_eq!(
+            shown,
+            "\
+ID  REPLICA  GENERATION  STATE                      ACKED                 ERROR      LABELS
+c1  r1       7           PAUSED (RUNNING intended)  2026-11-29T09:00:01Z  -          region=eu,zone=b
+c2  r2       7           PAUSED                     2026-11-29T09:00:01Z  disk full  -
+c3  r1       -           -                          -                     -          region=eu,zone=b
+"
+        );
+        let value = parse(&collectors(&list, OutputFormat::Json).unwrap());
+        assert_eq!(
+            (
+                value["collectors"][0]["effective"].clone(),
+                value["collectors"][0]["intended"].clone()
+            ),
+            (json!("PAUSED"), json!("RUNNING"))
+        );
+    }
+
+    #[test]
+    fn scoped_changes_say_how_many_collectors_they_matched() {
+        let change = |state: StateView, matched: Option<Matched>| ChangeView {
+            state,
+            changed: true,
+            approval: None,
+            matched,
+        };
+        let mut apac = paused();
+        apac.state = RunState::Running;
+        apac.scope = Some("region=apac".to_owned());
+        apac.rules = vec![rule("region=apac", RunState::Paused, false)];
+        let mut resumed = apac.clone();
+        resumed.rules = vec![rule("region=apac", RunState::Running, false)];
+        let cases = [
+            (
+                change(apac.clone(), Some(Matched::Known(0))),
+                "demo: PAUSED for region=apac at generation 7 (other collectors unchanged)\n\
+                 scope region=apac matched 0 connected collectors of demo: nothing was paused \
+                 now; collectors that connect later with matching labels obey it\n",
+            ),
+            (
+                change(resumed, Some(Matched::Known(0))),
+                "demo: RUNNING for region=apac at generation 7 (other collectors unchanged)\n\
+                 scope region=apac matched 0 connected collectors of demo: nothing was resumed \
+                 now; collectors that connect later with matching labels obey it\n",
+            ),
+            (
+                change(apac.clone(), Some(Matched::Known(1))),
+                "demo: PAUSED for region=apac at generation 7 (other collectors unchanged)\n\
+                 scope region=apac matched 1 connected collector of demo\n",
+            ),
+            (
+                change(apac.clone(), Some(Matched::Known(12))),
+                "demo: PAUSED for region=apac at generation 7 (other collectors unchanged)\n\
+                 scope region=apac matched 12 connected collectors of demo\n",
+            ),
+            (
+                change(apac.clone(), Some(Matched::Unknown)),
+                "demo: PAUSED for region=apac at generation 7 (other collectors unchanged)\n\
+                 scope region=apac: how many connected collectors it matched is not known yet \
+                 (not every replica has reported on generation 7); see `killswitch status demo`\n",
+            ),
+            (change(paused(), None), "demo: PAUSED at generation 7\n"),
+        ];
+        for (view, expected) in cases {
+            assert_eq!(change_line(&view), expected, "{:?}", view.matched);
+        }
+
+        let json_of = |view: &ChangeView| parse(&super::change(view, OutputFormat::Json).unwrap());
+        assert_eq!(
+            json_of(&change(apac.clone(), Some(Matched::Known(0))))["matched"],
+            0
+        );
+        assert_eq!(
+            json_of(&change(apac.clone(), Some(Matched::Unknown)))["matched"],
+            Value::Null
+        );
+        assert!(
+            json_of(&change(paused(), None)).get("matched").is_none(),
+            "no count for a change of every collector"
+        );
+        let waited = WaitedChangeView {
+            change: change(apac, Some(Matched::Known(0))),
+            complete: true,
+            status: None,
+        };
+        let value = parse(&waited_change(&waited, OutputFormat::Json).unwrap());
+        assert_eq!(
+            (value["matched"].clone(), value["complete"].clone()),
+            (json!(0), json!(true))
+        );
+        assert!(
+            waited_change(&waited, OutputFormat::Table)
+                .unwrap()
+                .contains("scope region=apac matched 0 connected collectors of demo"),
+        );
     }
 }

@@ -99,10 +99,12 @@ impl Progress {
                 let c = &status.collectors;
                 bar.set_length(c.connected);
                 bar.set_position(c.acked);
-                bar.set_message(format!(
-                    "{} pending, {} errored",
-                    c.pending_count, c.errored_count
-                ));
+                let mut message =
+                    format!("{} pending, {} errored", c.pending_count, c.errored_count);
+                if c.diverged_count > 0 {
+                    message.push_str(&format!(", {} diverged", c.diverged_count));
+                }
+                bar.set_message(message);
             }
             Display::Lines(filter) => {
                 if let Some(line) = filter.line(&self.label, status, self.started.elapsed()) {
@@ -131,13 +133,19 @@ fn style(template: &str) -> ProgressStyle {
 /// Decides when a plain progress line is due: when the counts differ from the last line's.
 #[derive(Debug, Default)]
 struct LineFilter {
-    last: Option<[u64; 4]>,
+    last: Option<[u64; 5]>,
 }
 
 impl LineFilter {
     fn line(&mut self, label: &str, status: &StatusView, elapsed: Duration) -> Option<String> {
         let c = &status.collectors;
-        let counts = [c.acked, c.connected, c.pending_count, c.errored_count];
+        let counts = [
+            c.acked,
+            c.connected,
+            c.pending_count,
+            c.errored_count,
+            c.diverged_count,
+        ];
         if self.last == Some(counts) {
             return None;
         }
@@ -154,6 +162,10 @@ mod tests {
     use super::*;
 
     fn status(acked: u64, pending: u64) -> StatusView {
+        diverged_status(acked, pending, 0)
+    }
+
+    fn diverged_status(acked: u64, pending: u64, diverged: u64) -> StatusView {
         StatusView::try_from(v1::StatusResponse {
             state: Some(v1::ProgramState {
                 program: "demo".to_owned(),
@@ -164,6 +176,7 @@ mod tests {
                 connected: 3,
                 acked,
                 pending_count: pending,
+                diverged_count: diverged,
                 ..v1::CollectorCounts::default()
             }),
             replicas: vec![],
@@ -186,6 +199,24 @@ mod tests {
             [
                 "demo: 1/3 acknowledged, 2 pending, 0 errored (0.1s)\n",
                 "demo: 2/3 acknowledged, 1 pending, 0 errored (0.4s)\n",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_line_when_collectors_diverge_or_converge() {
+        let mut filter = LineFilter::default();
+        let mut lines = vec![];
+        for (acked, diverged, ms) in [(1, 2, 100), (1, 2, 200), (2, 1, 300), (3, 0, 400)] {
+            let status = diverged_status(acked, 0, diverged);
+            lines.extend(filter.line("demo", &status, Duration::from_millis(ms)));
+        }
+        assert_eq!(
+            lines,
+            [
+                "demo: 1/3 acknowledged, 0 pending, 0 errored, 2 diverged (0.1s)\n",
+                "demo: 2/3 acknowledged, 0 pending, 0 errored, 1 diverged (0.3s)\n",
+                "demo: 3/3 acknowledged, 0 pending, 0 errored (0.4s)\n",
             ]
         );
     }

@@ -449,6 +449,10 @@ pub struct ProgramView {
     pub resume_approvals: u32,
     /// Its current state.
     pub state: StateView,
+    /// `program set` only: the change weakens a program that needs two operators and
+    /// waits for another operator's approval (the program above is unchanged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalView>,
 }
 
 impl ProgramView {
@@ -468,6 +472,7 @@ impl ProgramView {
             // 0 from a control plane that predates the field: one operator.
             resume_approvals: program.resume_approvals.max(1),
             state: state.into(),
+            approval: None,
         })
     }
 }
@@ -476,7 +481,12 @@ impl TryFrom<v1::GetProgramResponse> for ProgramView {
     type Error = Error;
 
     fn try_from(response: v1::GetProgramResponse) -> Result<Self, Error> {
-        Self::from_parts(response.program, response.state)
+        let mut view = Self::from_parts(response.program, response.state)?;
+        view.approval = response.approval_request.map(|a| ApprovalView {
+            expires_at: a.expires_at.as_ref().and_then(Time::from_wire),
+            id: a.id,
+        });
+        Ok(view)
     }
 }
 
@@ -499,6 +509,50 @@ pub struct ChangeView {
     /// Set when the resume waits for another operator's approval.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalView>,
+    /// For a scoped change (`--selector`): how many connected collectors its scope
+    /// matched, `null` when not known yet; absent for a change of every collector.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matched: Option<Matched>,
+}
+
+/// How many connected collectors a scoped change matched: the JSON `matched` field, a
+/// number, or `null` when not known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Matched {
+    /// Counted by every replica at the change's generation.
+    Known(u64),
+    /// No status of the change's generation that every replica had reported on arrived.
+    Unknown,
+}
+
+impl Matched {
+    /// The count `status` gives for a change at `generation`: its connected collectors
+    /// (status counts only the collectors the change was aimed at) if it is a status of
+    /// that generation that no replica is behind on, else [`Matched::Unknown`].
+    #[must_use]
+    pub fn from_status(generation: u64, status: Option<&StatusView>) -> Self {
+        match status {
+            Some(s) if s.state.generation == generation && s.replicas_behind.is_empty() => {
+                Matched::Known(s.collectors.connected)
+            }
+            _ => Matched::Unknown,
+        }
+    }
+
+    /// The count, when known.
+    #[must_use]
+    pub fn known(self) -> Option<u64> {
+        match self {
+            Matched::Known(n) => Some(n),
+            Matched::Unknown => None,
+        }
+    }
+}
+
+impl Serialize for Matched {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.known().serialize(serializer)
+    }
 }
 
 /// A resume request waiting for another operator (`"approval": {"id", "expires_at"}`).
@@ -524,6 +578,7 @@ impl TryFrom<v1::ChangeResponse> for ChangeView {
                 expires_at: a.expires_at.as_ref().and_then(Time::from_wire),
                 id: a.id,
             }),
+            matched: None,
         })
     }
 }
@@ -533,7 +588,8 @@ impl TryFrom<v1::ChangeResponse> for ChangeView {
 pub struct CollectorsView {
     /// Collectors connected for the program.
     pub connected: u64,
-    /// Collectors that acknowledged the current generation (or a newer one) successfully.
+    /// Collectors that acknowledged the current generation successfully, with their gate
+    /// in the state intended for them.
     pub acked: u64,
     /// Ids of connected collectors that have not acknowledged yet: at most 100, see
     /// `pending_count`.
@@ -552,6 +608,25 @@ pub struct CollectorsView {
     /// Of the acknowledged, how many confirmed deleting their buffered data (a pause with
     /// `purge`).
     pub purged: u64,
+    /// How many connected collectors acknowledged without error but whose gate is not in
+    /// the state intended for them (e.g. PAUSED for lost contact while RUNNING is
+    /// intended): neither acknowledged nor pending, and no confirmation.
+    pub diverged_count: u64,
+    /// Those collectors, at most 100: see `diverged_count`.
+    pub diverged: Vec<DivergedView>,
+}
+
+/// A connected collector whose gate is not in the state intended for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DivergedView {
+    /// Collector id.
+    pub collector_id: String,
+    /// The replica it is connected to.
+    pub replica: String,
+    /// What it acknowledged its gate is.
+    pub effective: RunState,
+    /// What the control plane intends for it.
+    pub intended: RunState,
 }
 
 /// One collector whose hooks failed for the current generation.
@@ -652,6 +727,16 @@ impl TryFrom<v1::StatusResponse> for StatusView {
                 replica: d.replica,
             })
             .collect();
+        let diverged: Vec<DivergedView> = counts
+            .diverged
+            .into_iter()
+            .map(|d| DivergedView {
+                effective: RunState::from_wire(d.effective),
+                intended: RunState::from_wire(d.intended),
+                collector_id: d.collector_id,
+                replica: d.replica,
+            })
+            .collect();
         Ok(Self {
             state,
             collectors: CollectorsView {
@@ -666,6 +751,8 @@ impl TryFrom<v1::StatusResponse> for StatusView {
                 errored: errors.iter().map(|e| e.collector_id.clone()).collect(),
                 disconnected,
                 purged: counts.purged,
+                diverged_count: counts.diverged_count.max(len(&diverged)),
+                diverged,
             },
             errors,
             replicas: response.replicas,
@@ -742,6 +829,9 @@ pub struct DrillView {
     pub restore_generation: Option<u64>,
     /// Collectors the drill reached (connected and selected, at the drill's generation).
     pub collectors: u64,
+    /// How many connected collectors the selector matched, counted by every replica at the
+    /// drill's generation; `null` when no such count arrived.
+    pub matched: Option<u64>,
     /// Of those, how many acknowledged the drill without error.
     pub acked: u64,
     /// Every selected collector acknowledged the drill without error.
@@ -773,6 +863,10 @@ pub struct CollectorView {
     pub generation: u64,
     /// Its gate after that acknowledgement.
     pub effective: RunState,
+    /// What the control plane intends its gate to be at that generation; differs from
+    /// `effective` when it paused for lost contact. `UNSPECIFIED` from a control plane that
+    /// does not say.
+    pub intended: RunState,
     /// When its hooks finished, by its clock; `null` when unknown.
     pub acked_at: Option<Time>,
     /// Empty when its hooks succeeded.
@@ -785,6 +879,7 @@ impl From<v1::CollectorInfo> for CollectorView {
     fn from(info: v1::CollectorInfo) -> Self {
         Self {
             effective: RunState::from_wire(info.effective),
+            intended: RunState::from_wire(info.intended),
             acked_at: info.acked_at.as_ref().and_then(Time::from_wire),
             connected_at: info.connected_at.as_ref().and_then(Time::from_wire),
             labels: info.labels.into_iter().collect(),
@@ -1081,6 +1176,7 @@ mod tests {
                 }),
                 ..v1::ProgramState::default()
             }),
+            approval_request: None,
         })
         .unwrap();
         assert_eq!(
@@ -1134,6 +1230,7 @@ mod tests {
         let err = ProgramView::try_from(v1::GetProgramResponse {
             program: None,
             state: Some(v1::ProgramState::default()),
+            approval_request: None,
         })
         .unwrap_err();
         assert_eq!(
@@ -1183,6 +1280,13 @@ mod tests {
                 }],
                 disconnected_count: 4,
                 purged: 90,
+                diverged: vec![v1::CollectorDiverged {
+                    collector_id: "c7".to_owned(),
+                    replica: "r1".to_owned(),
+                    effective: v1::RunState::Paused.into(),
+                    intended: v1::RunState::Running.into(),
+                }],
+                diverged_count: 2,
             }),
             replicas: vec!["r1".to_owned(), "r2".to_owned()],
             replicas_behind: vec![],
@@ -1219,6 +1323,18 @@ mod tests {
             }]
         );
         assert_eq!(
+            (c.diverged_count, c.diverged.as_slice()),
+            (
+                2,
+                &[DivergedView {
+                    collector_id: "c7".to_owned(),
+                    replica: "r1".to_owned(),
+                    effective: RunState::Paused,
+                    intended: RunState::Running,
+                }][..]
+            )
+        );
+        assert_eq!(
             view.ack_times,
             Some(AckTimesView {
                 count: 3,
@@ -1239,6 +1355,7 @@ mod tests {
                 pending: vec!["c1".to_owned(), "c2".to_owned()],
                 errored: vec![v1::CollectorError::default()],
                 disconnected: vec![v1::Disconnected::default()],
+                diverged: vec![v1::CollectorDiverged::default(); 2],
                 ..v1::CollectorCounts::default()
             }),
             replicas: vec![],
@@ -1249,9 +1366,15 @@ mod tests {
         .unwrap();
         let c = &view.collectors;
         assert_eq!(
-            (c.pending_count, c.errored_count, c.disconnected_count),
-            (2, 1, 1)
+            (
+                c.pending_count,
+                c.errored_count,
+                c.disconnected_count,
+                c.diverged_count
+            ),
+            (2, 1, 1, 2)
         );
+        assert_eq!(c.diverged[0].effective, RunState::Unspecified);
     }
 
     #[test]
@@ -1282,6 +1405,7 @@ mod tests {
                 seconds: -5,
                 nanos: 0,
             }),
+            intended: v1::RunState::Running as i32,
         };
         let view = CollectorListView::from_wire(
             "demo",
@@ -1298,7 +1422,10 @@ mod tests {
             .collect();
         assert_eq!(order, [("c1", "r1"), ("c1", "r2"), ("c2", "r1")]);
         let first = &view.collectors[0];
-        assert_eq!(first.effective, RunState::Paused);
+        assert_eq!(
+            (first.effective, first.intended),
+            (RunState::Paused, RunState::Running)
+        );
         assert_eq!(first.connected_at, None, "a time before 1970 is unknown");
         assert_eq!(first.labels.keys().collect::<Vec<_>>(), ["region", "zone"]);
         assert_eq!(view.program, "demo");
@@ -1431,5 +1558,44 @@ mod tests {
         })
         .unwrap();
         assert_eq!(result.approval_request_id, None);
+    }
+
+    #[test]
+    fn matched_counts_come_from_a_status_every_replica_reported_on() {
+        let status = |generation: u64, connected: u64, behind: &[&str]| {
+            StatusView::try_from(v1::StatusResponse {
+                state: Some(v1::ProgramState {
+                    generation,
+                    ..v1::ProgramState::default()
+                }),
+                collectors: Some(v1::CollectorCounts {
+                    connected,
+                    ..v1::CollectorCounts::default()
+                }),
+                replicas_behind: behind.iter().map(|r| (*r).to_owned()).collect(),
+                ..v1::StatusResponse::default()
+            })
+            .unwrap()
+        };
+        let cases = [
+            (Some(status(9, 0, &[])), Matched::Known(0)),
+            (Some(status(9, 3, &[])), Matched::Known(3)),
+            (Some(status(9, 0, &["r2"])), Matched::Unknown),
+            (Some(status(8, 3, &[])), Matched::Unknown),
+            (Some(status(10, 3, &[])), Matched::Unknown),
+            (None, Matched::Unknown),
+        ];
+        for (status, expected) in cases {
+            assert_eq!(
+                Matched::from_status(9, status.as_ref()),
+                expected,
+                "{status:?}"
+            );
+        }
+        assert_eq!(serde_json::to_value(Matched::Known(0)).unwrap(), 0);
+        assert_eq!(
+            serde_json::to_value(Matched::Unknown).unwrap(),
+            serde_json::Value::Null
+        );
     }
 }

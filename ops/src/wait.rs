@@ -1,12 +1,15 @@
 //! `--wait`: after a change commits at generation G, follow `WatchStatus` until every
-//! connected collector has acknowledged G, a collector's hooks failed, a newer change
-//! superseded G, or the deadline passes.
+//! connected collector has acknowledged G with its gate in the state intended for it, a
+//! collector's hooks failed, a newer change superseded G, or the deadline passes.
 //!
-//! [`decide`] is the whole rule, a pure function of G and one status; [`wait`] only feeds
-//! it statuses. A staged resume (`resume --stages --wait`) moves through several
-//! generations, one per stage: [`decide_rollout`] judges it and [`wait_rollout`] follows
-//! it until it completes (RUNNING for everyone, acknowledged) or is aborted. There is no reconnecting: a broken stream ends the wait, because silently
-//! resuming could hide the very window a responder needs to know about.
+//! [`decide`] is the whole rule, a pure function of G, one status and what the statuses of
+//! G before it counted ([`Seen`], kept by [`Counted`]); [`wait`] only feeds it statuses. A
+//! staged resume (`resume --stages --wait`) moves through several generations, one per
+//! stage: [`decide_rollout`] judges it and [`wait_rollout`] follows it until it completes
+//! (RUNNING for everyone, acknowledged) or is aborted. There is no reconnecting: a broken
+//! stream ends the wait, because silently resuming could hide the very window a responder
+//! needs to know about. [`reported`] follows the stream briefly for the status of a change
+//! that every replica has reported on, without waiting for acknowledgements.
 
 use std::cmp::Ordering;
 use std::fmt::Write as _;
@@ -16,16 +19,20 @@ use tokio::time::Instant;
 
 use crate::client::Session;
 use crate::exit::{Error, Exit};
-use crate::output::clean;
+use crate::output::{clean, diverged_line};
 use crate::view::{Micros, RunState, StageView, StatusView};
+
+/// How many collector ids an error message lists at most.
+const LISTED_IN_MESSAGES: usize = 5;
 
 /// What one status means for a wait on generation G.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
-    /// Not there yet: collectors are pending, or the status predates G (the replica
-    /// serving the stream has not caught up).
+    /// Not there yet: collectors are pending or diverged, collectors counted before are
+    /// missing from the counts, or the status predates G (the replica serving the stream
+    /// has not caught up).
     Continue,
-    /// Every connected collector acknowledged G without error.
+    /// Every connected collector acknowledged G without error, its gate as intended.
     Done,
     /// Nothing is pending, but some collectors' hooks failed at G.
     Failed,
@@ -33,12 +40,20 @@ pub enum Decision {
     Superseded,
 }
 
-/// Judges `status` for a wait on `generation`.
+/// Judges `status` for a wait on `generation`; `seen` is what the statuses of `generation`
+/// received so far counted, this one included (see [`Counted`]).
 ///
-/// Zero connected collectors is [`Decision::Done`]: every connected collector has
-/// acknowledged. The status shows the count, so nobody mistakes it for a fleet.
+/// A collector that acknowledged G but whose gate is not in the state intended for it
+/// (diverged: PAUSED for lost contact while RUNNING is intended) is no confirmation: the
+/// wait goes on, since the replica sends it the state again and such pauses usually
+/// heal. Nor is a status that no longer counts collectors counted before, connected or
+/// disconnected (see `vanished`): they went missing without disconnecting (a replica's
+/// registration or summaries went missing from etcd), so the wait goes on.
+///
+/// Otherwise zero connected collectors is [`Decision::Done`]: every connected collector
+/// has acknowledged. The status shows the count, so nobody mistakes it for a fleet.
 #[must_use]
-pub fn decide(generation: u64, status: &StatusView) -> Decision {
+pub fn decide(generation: u64, status: &StatusView, seen: Seen) -> Decision {
     let c = &status.collectors;
     match status.state.generation.cmp(&generation) {
         Ordering::Less => Decision::Continue,
@@ -47,8 +62,143 @@ pub fn decide(generation: u64, status: &StatusView) -> Decision {
         // A replica that has not reported on G may hold collectors not counted yet.
         Ordering::Equal if !status.replicas_behind.is_empty() => Decision::Continue,
         Ordering::Equal if c.errored_count > 0 => Decision::Failed,
+        Ordering::Equal if c.diverged_count > 0 => Decision::Continue,
+        Ordering::Equal if vanished(status, seen) > 0 => Decision::Continue,
         Ordering::Equal => Decision::Done,
     }
+}
+
+/// How many collectors counted in earlier statuses of its generation `status` counts
+/// neither as connected nor as disconnected.
+///
+/// Against the same replicas, a count may only grow: one that falls below
+/// [`Seen::most`] lost collectors. Across a change of the replicas counted, only "none at
+/// all" is taken as lost ([`Seen::most_ever`] of them): a replica that crashes keeps its
+/// summary in etcd until its lease expires, so its collectors, reconnected to another
+/// replica, are counted twice until then, and the fall that follows cannot be told from
+/// a loss by the counts alone.
+fn vanished(status: &StatusView, seen: Seen) -> u64 {
+    let c = &status.collectors;
+    let counted = c.connected.saturating_add(c.disconnected_count);
+    if counted < seen.most {
+        seen.most - counted
+    } else if counted == 0 {
+        seen.most_ever
+    } else {
+        0
+    }
+}
+
+/// What the statuses of one generation counted, for [`decide`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Seen {
+    /// The most collectors seen connected since the set of replicas counted last changed.
+    pub most: u64,
+    /// The most collectors seen connected at all.
+    pub most_ever: u64,
+}
+
+/// Keeps [`Seen`] over the statuses a wait receives, for the latest generation among
+/// them; a stage of a staged resume starts afresh.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counted {
+    generation: u64,
+    replicas: Vec<String>,
+    seen: Seen,
+}
+
+impl Counted {
+    /// Notes `status` and returns what the statuses of its generation counted, its own
+    /// count included. A status older than one noted before changes nothing, and is
+    /// judged alone.
+    pub fn note(&mut self, status: &StatusView) -> Seen {
+        let connected = status.collectors.connected;
+        match status.state.generation.cmp(&self.generation) {
+            Ordering::Less => {
+                return Seen {
+                    most: connected,
+                    most_ever: connected,
+                };
+            }
+            Ordering::Greater => {
+                *self = Self {
+                    generation: status.state.generation,
+                    replicas: status.replicas.clone(),
+                    seen: Seen {
+                        most: connected,
+                        most_ever: connected,
+                    },
+                };
+            }
+            Ordering::Equal if status.replicas != self.replicas => {
+                self.replicas.clone_from(&status.replicas);
+                self.seen.most = connected;
+            }
+            Ordering::Equal => self.seen.most = self.seen.most.max(connected),
+        }
+        self.seen.most_ever = self.seen.most_ever.max(connected);
+        self.seen
+    }
+
+    /// What the statuses of `generation` counted; nothing when none was noted.
+    #[must_use]
+    pub fn at(&self, generation: u64) -> Seen {
+        if generation == self.generation {
+            self.seen
+        } else {
+            Seen::default()
+        }
+    }
+}
+
+/// What is still wrong in a status of the waited generation besides its pending and
+/// errored counts, for a message: `; 2 effectively PAUSED although RUNNING is intended
+/// (lost contact?): ...`, vanished collectors, replicas that have not reported.
+fn not_confirmed(program: &str, status: &StatusView, seen: Seen) -> String {
+    let mut text = String::new();
+    if let Some(diverged) = diverged_line(&status.collectors, LISTED_IN_MESSAGES) {
+        let _ = write!(text, "; {diverged}");
+    }
+    let missing = vanished(status, seen);
+    if missing > 0 {
+        let _ = write!(
+            text,
+            "; {missing} {} connected at generation {} but {} no longer counted and did not \
+             disconnect: a replica's summaries may be missing; check `killswitch collectors {}`",
+            if missing == 1 {
+                "collector was"
+            } else {
+                "collectors were"
+            },
+            status.state.generation,
+            if missing == 1 { "is" } else { "are" },
+            clean(program)
+        );
+    }
+    if !status.replicas_behind.is_empty() {
+        let behind: Vec<String> = status.replicas_behind.iter().map(|r| clean(r)).collect();
+        let _ = write!(
+            text,
+            "; replicas {} have not reported on it yet",
+            behind.join(", ")
+        );
+    }
+    text
+}
+
+/// `; pending: c1, c2 and 3 more`, or nothing when none is pending.
+fn stragglers(status: &StatusView) -> String {
+    let c = &status.collectors;
+    if c.pending_count == 0 {
+        return String::new();
+    }
+    let listed: Vec<String> = c.pending.iter().take(10).map(|id| clean(id)).collect();
+    let mut text = format!("; pending: {}", listed.join(", "));
+    let count = u64::try_from(listed.len()).unwrap_or(u64::MAX);
+    if c.pending_count > count {
+        let _ = write!(text, " and {} more", c.pending_count - count);
+    }
+    text
 }
 
 /// How a wait ended.
@@ -73,8 +223,10 @@ pub struct Waited {
     pub outcome: Outcome,
     /// The last status received; for [`Outcome::Superseded`] the superseding one.
     pub last: Option<StatusView>,
+    program: String,
     generation: u64,
     limit: Duration,
+    seen: Seen,
 }
 
 impl Waited {
@@ -130,8 +282,12 @@ impl Waited {
                 let c = &status.collectors;
                 format!(
                     "timed out after {limit} waiting for collectors to acknowledge generation \
-                     {generation}: {} pending, {} errored of {} connected",
-                    c.pending_count, c.errored_count, c.connected
+                     {generation}: {} pending, {} errored of {} connected{}{}",
+                    c.pending_count,
+                    c.errored_count,
+                    c.connected,
+                    stragglers(status),
+                    not_confirmed(&self.program, status, self.seen)
                 )
             }
         }
@@ -153,11 +309,12 @@ pub async fn wait(
     mut on_status: impl FnMut(&StatusView),
 ) -> Waited {
     let mut last = None;
+    let mut counted = Counted::default();
     let follow = async {
         let mut stream = session.watch_status(program).await?;
         while let Some(status) = stream.next().await? {
             on_status(&status);
-            let decision = decide(generation, &status);
+            let decision = decide(generation, &status, counted.note(&status));
             last = Some(status);
             match decision {
                 Decision::Continue => {}
@@ -182,9 +339,37 @@ pub async fn wait(
     Waited {
         outcome,
         last,
+        program: program.to_owned(),
         generation,
         limit,
+        seen: counted.at(generation),
     }
+}
+
+/// Follows `WatchStatus` for `program` for at most `limit` until a status of `generation`
+/// arrives that every registered replica has reported on: its counts cover every
+/// collector the change was aimed at. `None` when none came in time, the program moved
+/// past `generation` first, or the stream could not be followed (best effort: the change
+/// is committed whatever happens here).
+pub async fn reported(
+    session: &mut Session,
+    program: &str,
+    generation: u64,
+    limit: Duration,
+) -> Option<StatusView> {
+    let follow = async {
+        let mut stream = session.watch_status(program).await.ok()?;
+        while let Ok(Some(status)) = stream.next().await {
+            match status.state.generation.cmp(&generation) {
+                Ordering::Less => {}
+                Ordering::Greater => return None,
+                Ordering::Equal if status.replicas_behind.is_empty() => return Some(status),
+                Ordering::Equal => {}
+            }
+        }
+        None
+    };
+    tokio::time::timeout(limit, follow).await.ok().flatten()
 }
 
 /// What one status means for a wait on a staged resume that started at generation S.
@@ -206,23 +391,25 @@ pub enum RolloutDecision {
     Superseded,
 }
 
-/// Judges `status` for a wait on the staged resume that started at generation `start`.
+/// Judges `status` for a wait on the staged resume that started at generation `start`;
+/// `seen` is what the statuses of its generation counted (see [`decide`]).
 #[must_use]
-pub fn decide_rollout(start: u64, status: &StatusView) -> RolloutDecision {
+pub fn decide_rollout(start: u64, status: &StatusView, seen: Seen) -> RolloutDecision {
     let state = &status.state;
     if state.generation < start || state.rollout.is_some() {
         return RolloutDecision::Continue;
     }
     let whole = state.rules.is_empty() && state.scope.is_none();
+    let decision = decide(state.generation, status, seen);
     match state.state {
-        RunState::Running if whole => match decide(state.generation, status) {
+        RunState::Running if whole => match decision {
             Decision::Continue | Decision::Superseded => RolloutDecision::Continue,
             Decision::Done => RolloutDecision::Done,
             Decision::Failed => RolloutDecision::Failed,
         },
         // Aborted: once its pause is acknowledged (or failed) everywhere, so the result
         // shows that every collector closed again.
-        RunState::Paused if whole => match decide(state.generation, status) {
+        RunState::Paused if whole => match decision {
             Decision::Continue | Decision::Superseded => RolloutDecision::Continue,
             Decision::Done | Decision::Failed => RolloutDecision::Aborted,
         },
@@ -283,8 +470,10 @@ pub struct WaitedRollout {
     pub stages: Vec<StageView>,
     /// The last status received.
     pub last: Option<StatusView>,
+    program: String,
     start: u64,
     limit: Duration,
+    seen: Seen,
 }
 
 impl WaitedRollout {
@@ -373,6 +562,7 @@ impl WaitedRollout {
             }
             at.push(')');
         }
+        at.push_str(&not_confirmed(&self.program, status, self.seen));
         format!("timed out after {limit}: {at}")
     }
 }
@@ -390,12 +580,14 @@ pub async fn wait_rollout(
 ) -> WaitedRollout {
     let mut last = None;
     let mut stages: Vec<StageView> = Vec::new();
+    let mut counted = Counted::default();
     let follow = async {
         let mut stream = session.watch_status(program).await?;
         while let Some(status) = stream.next().await? {
             on_status(&status);
-            record_stage(&mut stages, start, &status, began.elapsed());
-            let decision = decide_rollout(start, &status);
+            let seen = counted.note(&status);
+            record_stage(&mut stages, start, &status, began.elapsed(), seen);
+            let decision = decide_rollout(start, &status, seen);
             last = Some(status);
             match decision {
                 RolloutDecision::Continue => {}
@@ -422,18 +614,30 @@ pub async fn wait_rollout(
         }
         Err(_elapsed) => RolloutOutcome::TimedOut,
     };
+    let seen = last.as_ref().map_or_else(Seen::default, |s: &StatusView| {
+        counted.at(s.state.generation)
+    });
     WaitedRollout {
         outcome,
         stages,
         last,
+        program: program.to_owned(),
         start,
         limit,
+        seen,
     }
 }
 
 /// Notes what `status` says about the stage it is at, if it is a stage of the rollout
-/// that started at `start`.
-fn record_stage(stages: &mut Vec<StageView>, start: u64, status: &StatusView, elapsed: Duration) {
+/// that started at `start`; `counted` is what the statuses of its generation counted, as
+/// for [`decide`].
+fn record_stage(
+    stages: &mut Vec<StageView>,
+    start: u64,
+    status: &StatusView,
+    elapsed: Duration,
+    counted: Seen,
+) {
     let state = &status.state;
     let Some(rollout) = &state.rollout else {
         return;
@@ -442,7 +646,7 @@ fn record_stage(stages: &mut Vec<StageView>, start: u64, status: &StatusView, el
         return;
     }
     let c = &status.collectors;
-    let acknowledged = decide(state.generation, status) == Decision::Done;
+    let acknowledged = decide(state.generation, status, counted) == Decision::Done;
     let seen = match stages.last_mut() {
         Some(seen) if seen.generation == state.generation => seen,
         _ => {
@@ -521,11 +725,25 @@ mod tests {
         StatusView::try_from(response).unwrap()
     }
 
+    /// [`decide`] for a status that shows as many collectors as were ever seen.
+    fn judge(generation: u64, status: &StatusView) -> Decision {
+        decide(generation, status, as_seen(status))
+    }
+
+    /// What a wait that received only `status` has seen.
+    fn as_seen(status: &StatusView) -> Seen {
+        let connected = status.collectors.connected;
+        Seen {
+            most: connected,
+            most_ever: connected,
+        }
+    }
+
     #[test]
     fn decisions() {
         #[track_caller]
         fn check(generation: u64, connected: u64, pending: u64, errored: u64, expected: Decision) {
-            let got = decide(G, &view(status(generation, connected, pending, errored)));
+            let got = judge(G, &view(status(generation, connected, pending, errored)));
             assert_eq!(
                 got, expected,
                 "waiting for {G}, status at {generation}: {connected} connected, \
@@ -542,6 +760,313 @@ mod tests {
         check(G - 1, 3, 0, 1, Decision::Continue);
         check(G + 1, 3, 0, 0, Decision::Superseded);
         check(G + 1, 3, 2, 1, Decision::Superseded);
+    }
+
+    /// A status of a resume at `generation`: `connected` collectors, of which `diverged`
+    /// answered PAUSED (lost contact) while RUNNING is intended, the others acknowledged.
+    fn diverged(generation: u64, connected: u64, diverged: u64) -> v1::StatusResponse {
+        let mut response = status(generation, connected, 0, 0);
+        response.state.as_mut().unwrap().state = v1::RunState::Running.into();
+        let counts = response.collectors.as_mut().unwrap();
+        counts.acked = connected - diverged;
+        counts.diverged_count = diverged;
+        counts.diverged = (0..diverged)
+            .map(|i| v1::CollectorDiverged {
+                collector_id: format!("c{}", 7 + 2 * i),
+                replica: "r1".to_owned(),
+                effective: v1::RunState::Paused.into(),
+                intended: v1::RunState::Running.into(),
+            })
+            .collect();
+        response
+    }
+
+    #[test]
+    fn diverged_collectors_are_no_confirmation() {
+        assert_eq!(judge(G, &view(diverged(G, 3, 2))), Decision::Continue);
+        assert_eq!(judge(G, &view(diverged(G, 3, 3))), Decision::Continue);
+        assert_eq!(judge(G, &view(diverged(G, 3, 0))), Decision::Done);
+        // A failed hook is final whatever the others do.
+        let mut failed = diverged(G, 3, 1);
+        let counts = failed.collectors.as_mut().unwrap();
+        (counts.acked, counts.errored_count) = (1, 1);
+        assert_eq!(judge(G, &view(failed)), Decision::Failed);
+        // Pending ones hold it anyway.
+        let mut pending = diverged(G, 3, 1);
+        let counts = pending.collectors.as_mut().unwrap();
+        (counts.acked, counts.pending_count) = (1, 1);
+        assert_eq!(judge(G, &view(pending)), Decision::Continue);
+        // A count beyond the listed ones holds it too.
+        let mut unlisted = diverged(G, 3, 0);
+        unlisted.collectors.as_mut().unwrap().diverged_count = 1;
+        assert_eq!(judge(G, &view(unlisted)), Decision::Continue);
+    }
+
+    #[test]
+    fn collectors_that_vanish_without_disconnecting_hold_the_wait() {
+        #[track_caller]
+        fn check(seen: (u64, u64), connected: u64, disconnected: u64, expected: Decision) {
+            let mut response = status(G, connected, 0, 0);
+            response.collectors.as_mut().unwrap().disconnected_count = disconnected;
+            let (most, most_ever) = seen;
+            assert_eq!(
+                decide(G, &view(response), Seen { most, most_ever }),
+                expected,
+                "{seen:?} seen, now {connected} connected and {disconnected} disconnected"
+            );
+        }
+        // The same replicas counted throughout: a count may only grow.
+        check((3, 3), 3, 0, Decision::Done);
+        check((3, 3), 0, 0, Decision::Continue);
+        check((3, 3), 2, 0, Decision::Continue);
+        check((3, 3), 0, 3, Decision::Done);
+        check((3, 3), 1, 2, Decision::Done);
+        check((3, 3), 2, 5, Decision::Done);
+        check((0, 0), 0, 0, Decision::Done);
+        check((u64::MAX, u64::MAX), u64::MAX, u64::MAX, Decision::Done);
+        // The replicas counted changed since 7 were seen: only none at all is a loss.
+        check((0, 7), 0, 0, Decision::Continue);
+        check((4, 7), 4, 0, Decision::Done);
+        check((4, 7), 3, 0, Decision::Continue);
+        check((0, 7), 0, 1, Decision::Done);
+    }
+
+    #[test]
+    fn what_was_counted_is_remembered_per_generation_and_replicas() {
+        #[track_caller]
+        fn noted(
+            counted: &mut Counted,
+            generation: u64,
+            connected: u64,
+            replicas: &[&str],
+        ) -> Seen {
+            let mut response = status(generation, connected, 0, 0);
+            response.replicas = replicas.iter().map(|r| (*r).to_owned()).collect();
+            counted.note(&view(response))
+        }
+        let seen = |most, most_ever| Seen { most, most_ever };
+        let mut counted = Counted::default();
+        let both = ["r1", "r2"];
+        assert_eq!(noted(&mut counted, G - 1, 9, &both), seen(9, 9));
+        assert_eq!(
+            noted(&mut counted, G, 4, &both),
+            seen(4, 4),
+            "a new generation starts afresh"
+        );
+        assert_eq!(noted(&mut counted, G, 7, &both), seen(7, 7));
+        assert_eq!(noted(&mut counted, G, 5, &both), seen(7, 7));
+        assert_eq!(
+            noted(&mut counted, G - 1, 2, &both),
+            seen(2, 2),
+            "an older status is judged alone"
+        );
+        // r1 crashed: its collectors, counted twice until its lease expired, are counted
+        // once on r2.
+        assert_eq!(noted(&mut counted, G, 4, &["r2"]), seen(4, 7));
+        assert_eq!(noted(&mut counted, G, 3, &["r2"]), seen(4, 7));
+        assert_eq!(noted(&mut counted, G, 5, &both), seen(5, 7));
+        assert_eq!(
+            (counted.at(G), counted.at(G + 1)),
+            (seen(5, 7), Seen::default())
+        );
+    }
+
+    #[test]
+    fn timeouts_name_diverged_and_vanished_collectors() {
+        #[track_caller]
+        fn check(last: v1::StatusResponse, most: u64, expected: &str) {
+            let waited = Waited {
+                outcome: Outcome::TimedOut,
+                last: Some(view(last)),
+                program: "demo".to_owned(),
+                generation: G,
+                limit: Duration::from_secs(5),
+                seen: Seen {
+                    most,
+                    most_ever: most,
+                },
+            };
+            let err = waited.result().unwrap_err();
+            assert_eq!((err.exit(), err.message()), (Exit::AckTimeout, expected));
+        }
+        check(
+            diverged(G, 3, 2),
+            3,
+            "timed out after 5s waiting for collectors to acknowledge generation 7: 0 pending, \
+             0 errored of 3 connected; 2 effectively PAUSED although RUNNING is intended (lost \
+             contact?): c7 (replica r1), c9 (replica r1)",
+        );
+        let mut many = diverged(G, 9, 7);
+        many.collectors.as_mut().unwrap().diverged_count = 8;
+        check(
+            many,
+            9,
+            "timed out after 5s waiting for collectors to acknowledge generation 7: 0 pending, \
+             0 errored of 9 connected; 8 effectively PAUSED although RUNNING is intended (lost \
+             contact?): c7 (replica r1), c9 (replica r1), c11 (replica r1), c13 (replica r1), \
+             c15 (replica r1) and 3 more",
+        );
+        check(
+            status(G, 0, 0, 0),
+            4,
+            "timed out after 5s waiting for collectors to acknowledge generation 7: 0 pending, \
+             0 errored of 0 connected; 4 collectors were connected at generation 7 but are no \
+             longer counted and did not disconnect: a replica's summaries may be missing; check \
+             `killswitch collectors demo`",
+        );
+        let mut one = status(G, 1, 0, 0);
+        one.collectors.as_mut().unwrap().disconnected_count = 1;
+        one.replicas_behind = vec!["r2".to_owned()];
+        check(
+            one,
+            3,
+            "timed out after 5s waiting for collectors to acknowledge generation 7: 0 pending, \
+             0 errored of 1 connected; 1 collector was connected at generation 7 but is no \
+             longer counted and did not disconnect: a replica's summaries may be missing; check \
+             `killswitch collectors demo`; replicas r2 have not reported on it yet",
+        );
+    }
+
+    #[tokio::test]
+    async fn resume_wait_never_succeeds_while_collectors_are_paused() {
+        let stuck = Fake {
+            script: Mutex::new(vec![
+                (ms(0), Ok(diverged(G, 3, 2))),
+                (ms(0), Ok(diverged(G, 3, 1))),
+            ]),
+            then_hang: true,
+        };
+        let waited = wait_against(stuck, Duration::from_secs(10), ms(300)).await;
+        assert_eq!(waited.outcome, Outcome::TimedOut);
+        let err = waited.result().unwrap_err();
+        assert_eq!(err.exit(), Exit::AckTimeout);
+        assert!(
+            err.message().ends_with(
+                "1 effectively PAUSED although RUNNING is intended (lost contact?): c7 \
+                 (replica r1)"
+            ),
+            "{}",
+            err.message()
+        );
+
+        // The replica sends the state again; once the gates reopen, the wait is done.
+        let healed = Fake {
+            script: Mutex::new(vec![
+                (ms(0), Ok(diverged(G, 3, 2))),
+                (ms(50), Ok(diverged(G, 3, 0))),
+            ]),
+            then_hang: true,
+        };
+        let waited = wait_against(healed, Duration::from_secs(10), Duration::from_secs(10)).await;
+        assert_eq!(waited.outcome, Outcome::Done);
+    }
+
+    #[tokio::test]
+    async fn zero_of_zero_is_no_confirmation_when_collectors_were_counted_before() {
+        let vanished = Fake {
+            script: Mutex::new(vec![
+                (ms(0), Ok(status(G, 3, 3, 0))),
+                (ms(0), Ok(status(G, 0, 0, 0))),
+            ]),
+            then_hang: true,
+        };
+        let waited = wait_against(vanished, Duration::from_secs(10), ms(300)).await;
+        assert_eq!(waited.outcome, Outcome::TimedOut);
+        let err = waited.result().unwrap_err();
+        assert!(
+            err.message().contains(
+                "3 collectors were connected at generation 7 but are no longer counted and \
+                 did not disconnect"
+            ),
+            "{}",
+            err.message()
+        );
+
+        // Counted as disconnected, they are accounted for.
+        let mut left = status(G, 0, 0, 0);
+        left.collectors.as_mut().unwrap().disconnected_count = 3;
+        let disconnected = Fake {
+            script: Mutex::new(vec![(ms(0), Ok(status(G, 3, 3, 0))), (ms(0), Ok(left))]),
+            then_hang: true,
+        };
+        let waited = wait_against(disconnected, Duration::from_secs(10), ms(300)).await;
+        assert_eq!(waited.outcome, Outcome::Done);
+    }
+
+    #[tokio::test]
+    async fn a_crashed_replicas_collectors_counted_twice_do_not_hold_the_wait() {
+        let on = |mut response: v1::StatusResponse, replicas: &[&str]| {
+            response.replicas = replicas.iter().map(|r| (*r).to_owned()).collect();
+            Ok(response)
+        };
+        // r1 held 3 of 4 collectors and crashed; they reconnected to r2 while r1's summary
+        // (3 pending) lived on until its lease expired.
+        let fake = Fake {
+            script: Mutex::new(vec![
+                (ms(0), on(status(G, 4, 3, 0), &["r1", "r2"])),
+                (ms(0), on(status(G, 7, 3, 0), &["r1", "r2"])),
+                (ms(0), on(status(G, 4, 0, 0), &["r2"])),
+            ]),
+            then_hang: true,
+        };
+        let waited = wait_against(fake, Duration::from_secs(10), Duration::from_secs(10)).await;
+        assert_eq!(waited.outcome, Outcome::Done);
+
+        // Every collector was on r1, and its summary went missing: 0 of 0 confirms nothing.
+        let fake = Fake {
+            script: Mutex::new(vec![
+                (ms(0), on(status(G, 3, 3, 0), &["r1", "r2"])),
+                (ms(0), on(status(G, 0, 0, 0), &["r2"])),
+            ]),
+            then_hang: true,
+        };
+        let waited = wait_against(fake, Duration::from_secs(10), ms(300)).await;
+        assert_eq!(waited.outcome, Outcome::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn the_reported_status_is_the_first_every_replica_reported_on() {
+        #[track_caller]
+        fn behind(mut response: v1::StatusResponse) -> v1::StatusResponse {
+            response.replicas_behind = vec!["r2".to_owned()];
+            response
+        }
+        async fn reported_from(script: Script, limit: Duration) -> Option<StatusView> {
+            let fake = Fake {
+                script: Mutex::new(script),
+                then_hang: true,
+            };
+            let (mut session, stop, server) = serve(fake, Duration::from_secs(10)).await;
+            let got = reported(&mut session, "demo", G, limit).await;
+            drop(session);
+            drop(stop);
+            server.await.unwrap().unwrap();
+            got
+        }
+        let got = reported_from(
+            vec![
+                (ms(0), Ok(status(G - 1, 4, 0, 0))),
+                (ms(0), Ok(behind(status(G, 4, 4, 0)))),
+                (ms(0), Ok(status(G, 0, 0, 0))),
+                (ms(0), Ok(status(G, 2, 0, 0))),
+            ],
+            Duration::from_secs(10),
+        )
+        .await;
+        assert_eq!(got.map(|s| s.collectors.connected), Some(0));
+
+        let never = reported_from(vec![(ms(0), Ok(behind(status(G, 4, 4, 0))))], ms(200)).await;
+        assert_eq!(
+            never, None,
+            "no status every replica reported on: not known"
+        );
+
+        let superseded = reported_from(
+            vec![(ms(0), Ok(status(G + 1, 4, 0, 0)))],
+            Duration::from_secs(10),
+        )
+        .await;
+        assert_eq!(superseded, None, "a newer change's count is not this one's");
     }
 
     /// A status of a staged resume: `stage` (0-based) of 20%,100% while in progress,
@@ -612,14 +1137,26 @@ mod tests {
         for (generation, state, stage, rule, counts, expected) in cases {
             let status = staged(generation, state, stage, rule, counts);
             assert_eq!(
-                decide_rollout(G, &status),
+                decide_rollout(G, &status, as_seen(&status)),
                 expected,
                 "{generation} {state:?} stage {stage:?} rule {rule} {counts:?}"
             );
         }
         let mut behind = staged(G + 5, Running, None, false, (3, 0, 0));
         behind.replicas_behind = vec!["r2".to_owned()];
-        assert_eq!(decide_rollout(G, &behind), Continue);
+        let three = Seen {
+            most: 3,
+            most_ever: 3,
+        };
+        assert_eq!(decide_rollout(G, &behind, three), Continue);
+        // Completed, but a collector paused for lost contact is not RUNNING yet.
+        let mut paused = staged(G + 5, Running, None, false, (3, 0, 0));
+        (paused.collectors.acked, paused.collectors.diverged_count) = (2, 1);
+        assert_eq!(decide_rollout(G, &paused, three), Continue);
+        // Completed, but collectors vanished from the counts.
+        let vanished = staged(G + 5, Running, None, false, (1, 0, 0));
+        assert_eq!(decide_rollout(G, &vanished, three), Continue);
+        assert_eq!(decide_rollout(G, &vanished, as_seen(&vanished)), Done);
     }
 
     #[test]
@@ -636,7 +1173,7 @@ mod tests {
             (staged(G + 4, Running, None, false, (3, 0, 0)), 1500),
         ];
         for (status, ms) in &feed {
-            record_stage(&mut stages, G, status, ms_(*ms));
+            record_stage(&mut stages, G, status, ms_(*ms), as_seen(status));
         }
         let seen: Vec<_> = stages
             .iter()
@@ -662,7 +1199,9 @@ mod tests {
             let waited = WaitedRollout {
                 outcome,
                 stages: vec![],
+                seen: last.as_ref().map_or_else(Seen::default, as_seen),
                 last,
+                program: "demo".to_owned(),
                 start: G,
                 limit: Duration::from_secs(20),
             };
@@ -715,6 +1254,18 @@ mod tests {
                  9: 2 pending, 0 errored of 3 connected (pending: p0, p1)",
             )),
         );
+        let mut paused = staged(G + 4, Running, None, false, (3, 0, 0));
+        paused.collectors.acked = 2;
+        paused.collectors.diverged_count = 1;
+        check(
+            RolloutOutcome::TimedOut,
+            Some(paused),
+            Some((
+                3,
+                "timed out after 20s: the staged resume reached generation 11: 0 pending, 0 \
+                 errored of 3 connected; 1 not in the state intended for them",
+            )),
+        );
         check(
             RolloutOutcome::TimedOut,
             None,
@@ -735,14 +1286,14 @@ mod tests {
     fn a_replica_that_has_not_reported_holds_the_wait() {
         let mut behind = status(G, 0, 0, 0);
         behind.replicas_behind = vec!["r2".to_owned()];
-        assert_eq!(decide(G, &view(behind.clone())), Decision::Continue);
+        assert_eq!(judge(G, &view(behind.clone())), Decision::Continue);
         behind.collectors = Some(v1::CollectorCounts {
             connected: 2,
             errored_count: 2,
             ..Default::default()
         });
         assert_eq!(
-            decide(G, &view(behind)),
+            judge(G, &view(behind)),
             Decision::Continue,
             "r2 may still hold pending collectors"
         );
@@ -754,16 +1305,19 @@ mod tests {
         let counts = response.collectors.as_mut().unwrap();
         counts.pending_count = 150;
         counts.acked = 150;
-        assert_eq!(decide(G, &view(response)), Decision::Continue);
+        assert_eq!(judge(G, &view(response)), Decision::Continue);
     }
 
     #[test]
     fn results() {
         #[track_caller]
         fn check(outcome: Outcome, last: Option<v1::StatusResponse>, expected: Option<(u8, &str)>) {
+            let last = last.map(view);
             let waited = Waited {
                 outcome,
-                last: last.map(view),
+                seen: last.as_ref().map_or_else(Seen::default, as_seen),
+                last,
+                program: "demo".to_owned(),
                 generation: G,
                 limit: Duration::from_secs(2),
             };
@@ -795,7 +1349,7 @@ mod tests {
             Some((
                 3,
                 "timed out after 2s waiting for collectors to acknowledge generation 7: \
-                 1 pending, 1 errored of 3 connected",
+                 1 pending, 1 errored of 3 connected; pending: p0",
             )),
         );
         check(

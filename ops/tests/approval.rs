@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use common::{DEADLINE, Pki, killswitch, parse, run, text, until};
 use killswitch_control::testing::{Etcd, Replica};
+use killswitch_proto::prost::Message;
+use killswitch_proto::v1;
 use killswitch_sdk::Client;
 use serde_json::Value;
 
@@ -172,7 +174,7 @@ async fn a_second_operator_approves_and_collectors_reopen() {
             "bob",
             &["approve", &id, "--reason", "me again"],
             4,
-            "you requested this resume; a different operator must approve it",
+            "you filed this request; a different operator must approve it",
         )
         .await;
 
@@ -240,8 +242,8 @@ async fn a_request_made_stale_by_a_pause_cannot_be_approved() {
             "the program changed since the request; request the resume again",
         )
         .await;
-    // A one-operator program resumes directly, and approving needs an owner at least.
-    let set = system
+    // Lowering the bar is itself a two-person change; then the program resumes directly.
+    let requested = system
         .ok(
             "alice",
             &[
@@ -255,6 +257,13 @@ async fn a_request_made_stale_by_a_pause_cannot_be_approved() {
             ],
         )
         .await;
+    assert_eq!(requested["resume_approvals"], 2, "{requested}");
+    let id = requested["approval"]["id"].as_str().expect("a request id");
+    let set = system
+        .ok("carol", &["approve", id, "--reason", "agreed"])
+        .await;
+    assert_eq!(set["changed"], true, "{set}");
+    let set = system.ok("alice", &["program", "show", "demo"]).await;
     assert_eq!(set["resume_approvals"], 1, "{set}");
     assert_eq!(set["policy"]["on_lost_contact"], "pause", "{set}");
     let resumed = system
@@ -262,6 +271,166 @@ async fn a_request_made_stale_by_a_pause_cannot_be_approved() {
         .await;
     assert_eq!(resumed["changed"], true, "{resumed}");
     assert!(resumed.get("approval").is_none(), "{resumed}");
+}
+
+/// One owner cannot switch two-person resume off: fewer approvals, fail open or a longer
+/// grace wait for another operator, the requester cannot approve it, and nothing changes
+/// until someone else does.
+#[tokio::test]
+async fn one_owner_cannot_lower_a_two_person_program_alone() {
+    let system = Secure::start().await;
+    for change in [
+        &["--resume-approvals", "1"][..],
+        &["--on-lost-contact", "keep"],
+        &["--grace", "10m"],
+    ] {
+        let before = system.admin_state().await;
+        let mut args = vec!["program", "set", "demo", "--reason", "faster"];
+        args.extend_from_slice(change);
+        let (code, stdout, stderr) = system.cli("bob", &args).await;
+        assert_eq!(code, 0, "{stderr}");
+        assert!(
+            stdout.contains(
+                "the change weakens a program that needs two operators, so nothing changed yet"
+            ),
+            "{stdout}"
+        );
+        let shown = system.ok("bob", &["program", "show", "demo"]).await;
+        assert_eq!(shown["resume_approvals"], 2, "{shown}");
+        assert_eq!(shown["policy"]["on_lost_contact"], "pause", "{shown}");
+        assert_eq!(shown["policy"]["grace_ms"], 30_000, "{shown}");
+        let programs = format!("{PREFIX}/programs/");
+        let after = system.admin_state().await;
+        let unchanged = |dump: &[(Vec<u8>, Vec<u8>)]| {
+            dump.iter()
+                .filter(|(key, _)| key.starts_with(programs.as_bytes()))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            unchanged(&before),
+            unchanged(&after),
+            "the program is unchanged"
+        );
+    }
+    let requested = system
+        .ok(
+            "bob",
+            &[
+                "program",
+                "set",
+                "demo",
+                "--on-lost-contact",
+                "keep",
+                "--reason",
+                "offline ok",
+            ],
+        )
+        .await;
+    let id = requested["approval"]["id"].as_str().expect("a request id");
+    system
+        .refused(
+            "bob",
+            &["approve", id, "--reason", "mine"],
+            4,
+            "you filed this request; a different operator must approve it",
+        )
+        .await;
+    let approved = system
+        .ok("carol", &["approve", id, "--reason", "agreed"])
+        .await;
+    assert_eq!(approved["changed"], true, "{approved}");
+    let shown = system.ok("bob", &["program", "show", "demo"]).await;
+    assert_eq!(shown["policy"]["on_lost_contact"], "keep", "{shown}");
+    let audit = system.ok("bob", &["audit", "--program", "demo"]).await;
+    let last = audit
+        .as_array()
+        .and_then(|a| a.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(last["actor"], "carol", "{last}");
+    assert!(
+        last["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("requested by bob")),
+        "{last}"
+    );
+}
+
+/// A compromised etcd (or replica) hands an approver a statement for something else than
+/// the request says: the approver's CLI reads it and refuses to sign, changing nothing.
+#[tokio::test]
+async fn an_approver_refuses_to_sign_a_statement_it_was_not_asked_for() {
+    let system = Secure::start().await;
+    let keys = tempfile::tempdir().expect("temp dir");
+    let made = killswitch(&["keys", "new", "carol", "--out", common::path(keys.path())]);
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let key = keys.path().join("carol.ed25519");
+    let generation = system.ok("bob", &["program", "show", "demo"]).await["state"]["generation"]
+        .as_u64()
+        .expect("generation");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let now = i64::try_from(now).expect("now");
+    for (id, statement, message) in [
+        (
+            "0000aaaa",
+            v1::ResumeStatement {
+                program: "other".into(),
+                replaces_generation: generation,
+                expires_at_unix: now + 600,
+                nonce: vec![1; 16],
+            },
+            "the statement is for program \"other\", but the request is for \"demo\"",
+        ),
+        (
+            "0000bbbb",
+            v1::ResumeStatement {
+                program: "demo".into(),
+                replaces_generation: generation,
+                expires_at_unix: now + 30 * 24 * 3600,
+                nonce: vec![2; 16],
+            },
+            "more than the 86460 s any resume request lives",
+        ),
+    ] {
+        let forged = v1::store::ApprovalRequest {
+            requester: "bob".into(),
+            reason: "all clear".into(),
+            replaces_generation: generation,
+            authorization: Some(v1::ResumeAuthorization {
+                statement: statement.encode_to_vec(),
+                signatures: Vec::new(),
+            }),
+            ..Default::default()
+        };
+        let mut client = system.etcd.client().await.expect("etcd client");
+        client
+            .put(
+                format!("{PREFIX}/approvals/demo/{id}"),
+                forged.encode_to_vec(),
+                None,
+            )
+            .await
+            .expect("forge a request");
+        system
+            .refused(
+                "carol",
+                &[
+                    "approve",
+                    id,
+                    "--reason",
+                    "ok",
+                    "--signing-key",
+                    common::path(&key),
+                ],
+                1,
+                message,
+            )
+            .await;
+    }
 }
 
 #[tokio::test]

@@ -7,9 +7,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Collector, DEADLINE, System, blocking_hook, parse, until};
+use killswitch_control::admin::ACTOR_METADATA;
 use killswitch_control::targeting::bucket;
 use killswitch_control::testing::wait_until;
-use serde_json::Value;
+use killswitch_proto::v1;
+use killswitch_proto::v1::admin_service_client::AdminServiceClient;
+use serde_json::{Value, json};
 
 /// The etcd prefix the replicas use (their default).
 const PREFIX: &str = "/killswitch/v1";
@@ -673,10 +676,15 @@ async fn a_drill_pauses_the_selected_collectors_and_restores_them() {
         ])
         .await;
     assert_eq!(
-        code, 1,
+        code, 5,
         "a drill that reaches nobody tested nothing: {table}"
     );
     assert!(stderr.contains("tested nothing"), "{stderr}");
+    assert!(
+        table.contains("NO connected collector matched")
+            && table.contains("matched:       0 connected collectors of demo"),
+        "{table}"
+    );
     for collector in collectors {
         collector.client.shutdown().await;
     }
@@ -796,4 +804,245 @@ async fn ctrl_c_during_a_drill_ends_it() {
     assert!(actions.iter().any(|a| a == "drill-end"), "{actions:?}");
     drop(release);
     until("the gate to reopen", || stuck.gate("demo").is_active()).await;
+}
+
+#[tokio::test]
+async fn a_scoped_pause_that_matches_no_connected_collector_exits_5_and_is_stored() {
+    let system = System::start().await;
+    system.create("demo").await;
+    system.change("resume", "demo").await;
+    let collectors = labelled(&system, FLEET);
+    until("every gate to open", || {
+        collectors.iter().all(|c| c.gate("demo").is_active())
+    })
+    .await;
+
+    let (code, stdout, stderr) = system
+        .cli(&[
+            "--output",
+            "json",
+            "pause",
+            "demo",
+            "--selector",
+            "region=apac",
+            "--reason",
+            "apac uploads misrouted",
+            "--wait",
+            "5s",
+        ])
+        .await;
+    assert_eq!(code, 5, "a scope that matched nobody: {stdout}{stderr}");
+    let paused = parse(&stdout);
+    let generation = paused["generation"].as_u64().expect("generation");
+    assert_eq!(
+        (paused["matched"].clone(), paused["changed"].clone()),
+        (json!(0), json!(true)),
+        "{paused}"
+    );
+    assert_eq!(paused["status"]["collectors"]["connected"], 0, "{paused}");
+    assert!(
+        stderr.contains(&format!(
+            "killswitch: warning: the scope region=apac matched no connected collector of \
+             demo: the change is stored (generation {generation}) and applies to collectors \
+             that connect later with matching labels"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        collectors.iter().all(|c| c.gate("demo").is_active()),
+        "nobody was paused"
+    );
+
+    // The change is stored: status shows the rule.
+    let status = system.json(&["status", "demo"]).await;
+    assert_eq!(
+        (status["generation"].clone(), status["scope"].clone()),
+        (json!(generation), json!("region=apac")),
+        "{status}"
+    );
+    assert_eq!(
+        (
+            status["rules"][0]["selector"].clone(),
+            status["rules"][0]["state"].clone()
+        ),
+        (json!("region=apac"), json!("PAUSED")),
+        "{status}"
+    );
+
+    // Without --wait it exits 0, and says so plainly.
+    let (code, table, stderr) = system
+        .cli(&[
+            "pause",
+            "demo",
+            "--selector",
+            "region=apac",
+            "--reason",
+            "again",
+        ])
+        .await;
+    assert_eq!(code, 0, "{table}{stderr}");
+    assert!(
+        table.contains(
+            "scope region=apac matched 0 connected collectors of demo: nothing was paused now; \
+             collectors that connect later with matching labels obey it"
+        ),
+        "{table}"
+    );
+
+    // A collector that connects later with matching labels obeys it, and is counted.
+    let late = Collector::builder("c5", &["demo"])
+        .label("region", "apac")
+        .start(&[system.endpoint(0)]);
+    until("the apac collector to apply the scoped pause", || {
+        late.applied("demo") >= Some(generation)
+    })
+    .await;
+    assert!(!late.gate("demo").is_active(), "it connected paused");
+    system
+        .status_until(0, "demo", "the apac collector to be counted", |s| {
+            s["collectors"]["connected"] == 1 && s["collectors"]["acked"] == 1
+        })
+        .await;
+    let (code, stdout, stderr) = system
+        .cli(&[
+            "--output",
+            "json",
+            "pause",
+            "demo",
+            "--selector",
+            "region=apac",
+            "--reason",
+            "again",
+        ])
+        .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(parse(&stdout)["matched"], 1, "{stdout}");
+    late.client.shutdown().await;
+    for collector in collectors {
+        collector.client.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_real_pause_during_a_drill_of_the_same_selector_outlives_the_drill() {
+    let system = System::start().await;
+    system.create("demo").await;
+    system.change("resume", "demo").await;
+    let collectors = labelled(&system, FLEET);
+    let (emea, us) = collectors.split_at(2);
+    until("every gate to open", || {
+        collectors.iter().all(|c| c.gate("demo").is_active())
+    })
+    .await;
+
+    // A drill left running, as one whose CLI was killed leaves it.
+    let mut admin = AdminServiceClient::connect(system.endpoint(0))
+        .await
+        .expect("connect to the admin API");
+    let mut request = tonic::Request::new(v1::DrillRequest {
+        program: "demo".to_owned(),
+        selector: "region=emea".to_owned(),
+        reason: "quarterly drill".to_owned(),
+        incident_id: String::new(),
+    });
+    request
+        .metadata_mut()
+        .insert(ACTOR_METADATA, "drill-runner".parse().expect("ascii actor"));
+    let drilled = admin
+        .start_drill(request)
+        .await
+        .expect("start the drill")
+        .into_inner()
+        .state
+        .expect("state")
+        .generation;
+    until("the drill to pause the emea collectors", || {
+        emea.iter()
+            .all(|c| c.applied("demo") >= Some(drilled) && !c.gate("demo").is_active())
+    })
+    .await;
+
+    // The incident is real: the same collectors are paused for real.
+    let before = actions(&system, "demo").await;
+    let (code, stdout, stderr) = system
+        .cli(&[
+            "--output",
+            "json",
+            "pause",
+            "demo",
+            "--selector",
+            "region=emea",
+            "--reason",
+            "real",
+            "--wait",
+            "5s",
+        ])
+        .await;
+    assert_eq!(code, 0, "pause during the drill: {stdout}{stderr}");
+    let paused = parse(&stdout);
+    assert_eq!(
+        paused["changed"], true,
+        "a drill's rule does not absorb a real pause: {paused}"
+    );
+    assert_eq!(
+        (paused["complete"].clone(), paused["matched"].clone()),
+        (json!(true), json!(2)),
+        "{paused}"
+    );
+    let after = actions(&system, "demo").await;
+    assert_eq!(
+        (after.len(), after.last().map(String::as_str)),
+        (before.len() + 1, Some("pause")),
+        "the real pause is audited: {after:?}"
+    );
+
+    let (code, stdout, stderr) = system
+        .cli(&[
+            "--output",
+            "json",
+            "drill",
+            "demo",
+            "--selector",
+            "region=emea",
+            "--end",
+            "--reason",
+            "done",
+            "--wait",
+            "5s",
+        ])
+        .await;
+    assert_eq!(code, 0, "drill --end: {stdout}{stderr}");
+    let ended = parse(&stdout)["generation"].as_u64().expect("generation");
+    until("the emea collectors to apply the drill's end", || {
+        emea.iter().all(|c| c.applied("demo") >= Some(ended))
+    })
+    .await;
+    for c in emea {
+        assert!(
+            !c.gate("demo").is_active(),
+            "the real pause outlives the drill"
+        );
+    }
+    assert!(us.iter().all(|c| c.gate("demo").is_active()));
+    let status = system.json(&["status", "demo"]).await;
+    let rules: Vec<(Value, Value, Value)> = status["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .map(|r| {
+            (
+                r["selector"].clone(),
+                r["state"].clone(),
+                r["drill"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rules,
+        [(json!("region=emea"), json!("PAUSED"), json!(false))],
+        "only the real pause is left: {status}"
+    );
+    for collector in collectors {
+        collector.client.shutdown().await;
+    }
 }

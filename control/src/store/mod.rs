@@ -59,7 +59,7 @@ pub enum StoreError {
     #[error("approval request {0} does not exist or has expired")]
     NoApprovalRequest(String),
     /// The operator approving a resume is the one who requested it.
-    #[error("you requested this resume; a different operator must approve it")]
+    #[error("you filed this request; a different operator must approve it")]
     SelfApproval,
     /// The program changed after the resume was requested.
     #[error("the program changed since the request; request the resume again")]
