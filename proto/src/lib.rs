@@ -4,11 +4,15 @@
 //! - [`v1`]: the `CollectorService` and `AdminService` APIs and the types they share.
 //! - [`v1::store`]: the protobuf messages stored as etcd values.
 //! - [`codec`]: the codec of every generated client and server (small buffers).
+//! - [`contract`]: what every side must agree on: name, id and label syntax and limits,
+//!   the grace bounds, the actor metadata key.
 //!
-//! This crate holds no logic beyond small conversions: validation and domain types live
-//! at the edges that receive these messages (`killswitch-control`, `killswitch-sdk`).
+//! This crate holds no logic beyond small conversions and the contract's pure checks:
+//! domain types live at the edges that receive these messages (`killswitch-control`,
+//! `killswitch-sdk`, the CLI), each wrapping a contract violation in its own error.
 
 pub mod codec;
+pub mod contract;
 
 /// `killswitch.v1`: services and messages.
 #[allow(missing_docs, unreachable_pub, clippy::all)]
