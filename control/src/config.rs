@@ -98,12 +98,12 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Most collector sessions this replica serves; more are refused with
     /// RESOURCE_EXHAUSTED so collectors move to another replica.
-    #[arg(long, env = "KILLSWITCH_MAX_SESSIONS", default_value_t = crate::session::DEFAULT_MAX_SESSIONS)]
+    #[arg(long, env = "KILLSWITCH_MAX_SESSIONS", default_value_t = crate::api::session::DEFAULT_MAX_SESSIONS)]
     pub max_sessions: usize,
     /// Most sessions one collector id holds on this replica at once (counted from the
     /// connection when a certificate proves the id, else from Hello); more are refused
     /// with RESOURCE_EXHAUSTED, so one stolen certificate cannot fill --max-sessions.
-    #[arg(long, env = "KILLSWITCH_MAX_SESSIONS_PER_COLLECTOR", default_value_t = crate::session::DEFAULT_MAX_SESSIONS_PER_COLLECTOR)]
+    #[arg(long, env = "KILLSWITCH_MAX_SESSIONS_PER_COLLECTOR", default_value_t = crate::api::session::DEFAULT_MAX_SESSIONS_PER_COLLECTOR)]
     pub max_sessions_per_collector: usize,
     /// PEM certificate chain this replica presents (also to peer replicas).
     #[arg(long, env = "KILLSWITCH_TLS_CERT", value_name = "FILE")]

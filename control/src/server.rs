@@ -20,13 +20,13 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use x509_parser::pem::Pem;
 
-use crate::acks::AckBook;
-use crate::admin::Admin;
-use crate::auth::{Auth, AuthConfig, AuthFileError};
-use crate::cache::{StateCache, WatchTiming, run_watcher};
+use crate::api::admin::Admin;
+use crate::api::auth::{Auth, AuthConfig, AuthFileError};
+use crate::api::session::{MAX_MESSAGE_BYTES, SessionConfig, Sessions};
 use crate::metrics::{AdminMetrics, Metrics, ReplicaState, serve_metrics};
-use crate::publish::{PublishConfig, run_publisher};
-use crate::session::{MAX_MESSAGE_BYTES, SessionConfig, Sessions};
+use crate::replica::acks::AckBook;
+use crate::replica::cache::{StateCache, WatchTiming, run_watcher};
+use crate::replica::publish::{PublishConfig, run_publisher};
 use crate::store::{Store, StoreError};
 
 /// How long a client may take to complete the TLS handshake.
@@ -139,7 +139,7 @@ pub enum Security {
     #[default]
     InsecureDev,
     /// TLS on the listener; callers authenticate with a client certificate or a bearer
-    /// token and are authorized by role (see [`crate::auth`]).
+    /// token and are authorized by role (see [`crate::api::auth`]).
     Tls(Box<TlsSettings>),
 }
 
@@ -564,7 +564,7 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     let local = listener.local_addr().map_err(ServerError::Listener)?;
     let mut server = tonic::transport::Server::builder()
-        .max_concurrent_streams(crate::session::MAX_STREAMS_PER_CONNECTION);
+        .max_concurrent_streams(crate::api::session::MAX_STREAMS_PER_CONNECTION);
     match &config.security {
         Security::InsecureDev => {
             check_loopback(local)?;
@@ -641,7 +641,7 @@ pub async fn serve(
         publish,
         stop.child_token(),
     ));
-    let driver = tokio::spawn(crate::rollout::run_driver(
+    let driver = tokio::spawn(crate::replica::rollout::run_driver(
         store.clone(),
         cache.clone(),
         config.replica_id.clone(),

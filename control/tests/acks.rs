@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{change, create, name, store};
-use killswitch_control::domain::RunState;
+use killswitch_control::model::RunState;
 use killswitch_control::testing::{Etcd, Replica};
 use killswitch_proto::v1::admin_service_client::AdminServiceClient;
 use killswitch_proto::v1::collector_service_client::CollectorServiceClient;
@@ -227,7 +227,7 @@ async fn a_session_that_keeps_sending_refused_acks_is_closed() {
 
     let mut forger = RawCollector::connect(&replica.endpoint(), "forger", &["demo"]).await;
     let sent = forger.snapshot().await.states[0].generation;
-    let limit = killswitch_control::session::MAX_REFUSED_ACKS;
+    let limit = killswitch_control::api::session::MAX_REFUSED_ACKS;
     for n in 0..=u64::from(limit) {
         forger.ack("demo", sent + 1 + n, v1::RunState::Paused).await;
     }
@@ -372,8 +372,8 @@ async fn heartbeats_follow_a_grace_shorter_than_the_interval() {
     let etcd = Etcd::start().await.expect("etcd");
     let store = store(etcd.endpoint()).await;
     create(&store, "demo").await;
-    let policy = killswitch_control::domain::FailurePolicy {
-        on_lost_contact: killswitch_control::domain::LostContact::Pause,
+    let policy = killswitch_control::model::FailurePolicy {
+        on_lost_contact: killswitch_control::model::LostContact::Pause,
         grace: Duration::from_secs(1),
     };
     common::set_policy(

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use killswitch_control::domain::{FailurePolicy, Program, ProgramName, RunState};
-use killswitch_control::store::{Change, Store, audit_hash};
+use killswitch_control::model::audit::audit_hash;
+use killswitch_control::model::{FailurePolicy, Program, ProgramName, RunState};
+use killswitch_control::store::{Change, Store};
 use killswitch_control::testing::Etcd;
 use killswitch_proto::prost::Message;
 use killswitch_proto::prost_types;
@@ -370,7 +371,7 @@ async fn long_logs_are_read_in_pages() {
     let verdict = store.verify_audit().await.expect("verify");
     assert_eq!((verdict.entries_checked, verdict.problem), (1_234, None));
 
-    let query = killswitch_control::audit::Query::from_wire(&v1::ListAuditRequest {
+    let query = killswitch_control::model::audit::Query::from_wire(&v1::ListAuditRequest {
         limit: 700,
         ..Default::default()
     })

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{change, create, name, store_on};
-use killswitch_control::cache::{StateCache, WatchTiming, run_watcher};
-use killswitch_control::domain::RunState;
+use killswitch_control::model::RunState;
+use killswitch_control::replica::cache::{StateCache, WatchTiming, run_watcher};
 use killswitch_control::store::{ChangeOutcome, StoreError};
 use killswitch_control::testing::{Etcd, wait_until};
 use tokio_util::sync::CancellationToken;

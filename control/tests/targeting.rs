@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{change, create, name, store};
-use killswitch_control::domain::RunState;
-use killswitch_control::selector::Selector;
+use killswitch_control::model::RunState;
+use killswitch_control::model::selector::Selector;
+use killswitch_control::model::targeting::MAX_RULES;
 use killswitch_control::store::StoreError;
-use killswitch_control::targeting::MAX_RULES;
 use killswitch_control::testing::Etcd;
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

@@ -68,7 +68,7 @@ impl Admin {
         let metadata = request.metadata_mut();
         match &self.token {
             Some(token) => metadata.insert("authorization", token.parse()?),
-            None => metadata.insert(killswitch_control::admin::ACTOR_METADATA, "fleet".parse()?),
+            None => metadata.insert(killswitch_proto::contract::ACTOR_METADATA, "fleet".parse()?),
         };
         Ok(request)
     }

@@ -169,7 +169,7 @@ mod tests {
             assert!(pki.path(file).is_file(), "{file}");
         }
         let auth = std::fs::read_to_string(pki.path(AUTH_FILE)).expect("auth.toml");
-        let parsed = killswitch_control::auth::AuthConfig::load(&pki.path(AUTH_FILE));
+        let parsed = killswitch_control::api::auth::AuthConfig::load(&pki.path(AUTH_FILE));
         assert!(parsed.is_ok(), "{auth}: {parsed:?}");
         let issuer = CollectorIssuer::load(dir.path()).expect("issuer");
         let (cert, key) = issuer.issue("sim-000001").expect("certificate");

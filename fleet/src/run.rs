@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 use etcd_client::{GetOptions, WatchOptions};
 use indicatif::{ProgressBar, ProgressStyle};
-use killswitch_control::latency::Histogram;
+use killswitch_control::model::latency::Histogram;
 use killswitch_control::testing::Etcd;
 use killswitch_proto::prost::Message as _;
 use killswitch_proto::v1::store::AckSummary;

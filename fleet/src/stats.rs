@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use killswitch_control::latency::Histogram;
+use killswitch_control::model::latency::Histogram;
 use serde::{Deserialize, Serialize};
 
 /// The 50th, 90th and 99th percentile and the maximum of some latencies, in milliseconds.

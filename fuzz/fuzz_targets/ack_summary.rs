@@ -5,9 +5,9 @@
 
 #![no_main]
 
-use killswitch_control::domain::{ProgramName, ProgramState};
-use killswitch_control::latency::Histogram;
-use killswitch_control::status::{ReplicaSummary, aggregate};
+use killswitch_control::model::{ProgramName, ProgramState};
+use killswitch_control::model::latency::Histogram;
+use killswitch_control::model::status::{ReplicaSummary, aggregate};
 use killswitch_proto::prost::Message as _;
 use killswitch_proto::v1::store;
 use libfuzzer_sys::fuzz_target;

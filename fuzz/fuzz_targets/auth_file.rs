@@ -4,7 +4,7 @@
 
 #![no_main]
 
-use killswitch_control::auth::{AuthConfig, parse_spiffe_id};
+use killswitch_control::api::auth::{AuthConfig, parse_spiffe_id};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

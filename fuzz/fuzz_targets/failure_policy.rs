@@ -4,7 +4,7 @@
 
 #![no_main]
 
-use killswitch_control::domain::{FailurePolicy, MAX_GRACE, MIN_GRACE};
+use killswitch_control::model::{FailurePolicy, MAX_GRACE, MIN_GRACE};
 use killswitch_proto::prost::Message as _;
 use killswitch_proto::v1;
 use libfuzzer_sys::fuzz_target;

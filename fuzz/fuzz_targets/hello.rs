@@ -6,8 +6,8 @@
 
 use std::time::SystemTime;
 
-use killswitch_control::domain::{self, RunState};
-use killswitch_control::session::{MAX_LABELS, MAX_PROGRAMS_PER_SESSION, parse_hello};
+use killswitch_control::model::{self, RunState};
+use killswitch_control::api::session::{MAX_LABELS, MAX_PROGRAMS_PER_SESSION, parse_hello};
 use killswitch_proto::prost::Message as _;
 use killswitch_proto::v1::{CollectorMessage, collector_message};
 use libfuzzer_sys::fuzz_target;

@@ -1,10 +1,10 @@
 //! Names, ids, label keys and free text from operators and collectors: every validator in
-//! `killswitch_control::domain` must accept exactly its documented syntax, return its
+//! `killswitch_control::model` must accept exactly its documented syntax, return its
 //! input unchanged when it accepts it, and never panic or echo unbounded input back.
 
 #![no_main]
 
-use killswitch_control::domain::{self, CollectorId, InvalidInput, ProgramName};
+use killswitch_control::model::{self, CollectorId, InvalidInput, ProgramName};
 use libfuzzer_sys::fuzz_target;
 
 /// Longest error message any validator may produce, whatever the input's length: the

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use killswitch_control::selector::{MAX_SELECTOR_BYTES, Selector};
+use killswitch_control::model::selector::{MAX_SELECTOR_BYTES, Selector};
 use libfuzzer_sys::fuzz_target;
 
 /// Longest error message allowed: prose plus at most 128 quoted bytes, escaped.

@@ -10,8 +10,9 @@
 
 use std::time::SystemTime;
 
-use killswitch_control::domain::{FailurePolicy, Program, ProgramName, ProgramState, RunState};
-use killswitch_control::store::{audit_hash, revision};
+use killswitch_control::model::{FailurePolicy, Program, ProgramName, ProgramState, RunState};
+use killswitch_control::model::audit::audit_hash;
+use killswitch_control::store::revision;
 use killswitch_proto::prost::Message as _;
 use killswitch_proto::prost_types;
 use killswitch_proto::v1::{self, store};

@@ -1,10 +1,6 @@
 //! Changes to which collectors a state applies to: scoped pauses and resumes, drills,
-//! staged resumes and the emergency stop-all (see [`crate::targeting`]).
-//!
-//! Every change to a program's state goes through [`Store::edit_state`]: it reads the
-//! state and the stop-all flag, lets the caller decide the new state, and commits it with
-//! its audit entry in one transaction that also compares the flag, so no state is ever
-//! written without the stop-all mark while a stop-all is active.
+//! staged resumes and the emergency stop-all (see [`crate::model::targeting`]), each made
+//! through [`Store::edit_state`].
 
 use std::time::{Duration, SystemTime};
 
@@ -12,13 +8,14 @@ use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
 use killswitch_proto::prost::Message;
 use killswitch_proto::v1::{self, store};
 
+use super::state::{Edit, Global, whole};
 use super::{
     Audited, Change, ChangeOutcome, MAX_ATTEMPTS, SignedResume, Store, StoreError, audit_entry,
-    decode, revision,
+    decode,
 };
-use crate::domain::{InvalidInput, ProgramName, ProgramState, RunState};
-use crate::selector::Selector;
-use crate::targeting::{MAX_RULES, Rollout, Rule, StopAll};
+use crate::model::selector::Selector;
+use crate::model::targeting::{MAX_RULES, Rollout, Rule, StopAll};
+use crate::model::{InvalidInput, ProgramName, ProgramState, RunState};
 
 /// Most programs one stop-all covers: it is one etcd transaction, and etcd allows 128
 /// operations in one (`--max-txn-ops`).
@@ -27,143 +24,7 @@ pub const MAX_STOP_ALL_PROGRAMS: usize = 120;
 /// How long a request to clear the stop-all waits for a second admin.
 const CLEAR_REQUEST_TTL: Duration = Duration::from_secs(15 * 60);
 
-/// The new state a change decided on.
-pub(crate) struct Edit {
-    /// The new stored state; actor, reason, time and the stop-all mark are filled in.
-    pub(crate) stored: store::ProgramState,
-    /// The audit action.
-    pub(crate) action: &'static str,
-    /// The audit detail.
-    pub(crate) detail: String,
-    /// Further comparisons and operations of the same transaction.
-    pub(crate) compares: Vec<Compare>,
-    pub(crate) ops: Vec<TxnOp>,
-}
-
-impl Edit {
-    pub(crate) fn new(stored: store::ProgramState, action: &'static str, detail: String) -> Self {
-        Self {
-            stored,
-            action,
-            detail,
-            compares: Vec::new(),
-            ops: Vec::new(),
-        }
-    }
-}
-
-/// A whole-program state: the base state alone, every rule, staged resume and scope gone.
-pub(crate) fn whole(current: &store::ProgramState, target: RunState) -> store::ProgramState {
-    store::ProgramState {
-        state: target.to_wire() as i32,
-        policy: current.policy,
-        stop_all: current.stop_all.clone(),
-        ..store::ProgramState::default()
-    }
-}
-
-/// The stop-all flag as stored, with its key's mod_revision (0 when never set).
-struct Global {
-    revision: i64,
-    value: v1::StopAll,
-}
-
 impl Store {
-    async fn global(&self) -> Result<Global, StoreError> {
-        let (revision, value) = self.read_global().await?;
-        Ok(Global { revision, value })
-    }
-
-    /// The stop-all flag and its key's mod_revision (0 and an inactive flag when unset).
-    pub(crate) async fn read_global(&self) -> Result<(i64, v1::StopAll), StoreError> {
-        Ok(self
-            .read::<v1::StopAll>(&self.keys.global())
-            .await?
-            .unwrap_or_default())
-    }
-
-    /// The stop-all flag, with the generation that last changed it.
-    pub async fn get_stop_all(&self) -> Result<v1::StopAll, StoreError> {
-        let global = self.global().await?;
-        Ok(v1::StopAll {
-            generation: revision(global.revision),
-            ..global.value
-        })
-    }
-
-    /// Reads a program's state and the stop-all flag, asks `edit` for the new state
-    /// (`None`: nothing to change) and commits it with its audit entry. A lost race reads
-    /// again, at most [`MAX_ATTEMPTS`] times.
-    pub(crate) async fn edit_state<F>(
-        &self,
-        name: &ProgramName,
-        change: &Change,
-        mut edit: F,
-    ) -> Result<ChangeOutcome, StoreError>
-    where
-        F: FnMut(&ProgramState, &store::ProgramState) -> Result<Option<Edit>, StoreError>,
-    {
-        let state_key = self.keys.state(name);
-        for _ in 0..MAX_ATTEMPTS {
-            let (at, stored) = self
-                .read::<store::ProgramState>(&state_key)
-                .await?
-                .ok_or_else(|| StoreError::NotFound(name.clone()))?;
-            let current = ProgramState::from_store(name.clone(), revision(at), &stored);
-            let Some(mut edit) = edit(&current, &stored)? else {
-                return Ok(ChangeOutcome {
-                    state: current,
-                    changed: false,
-                });
-            };
-            let global = self.global().await?;
-            let head = self.audit_head().await?;
-            let now = SystemTime::now();
-            let new = &mut edit.stored;
-            new.reason.clone_from(&change.reason);
-            new.incident_id.clone_from(&change.incident_id);
-            new.actor.clone_from(&change.actor);
-            new.changed_at = Some(killswitch_proto::timestamp(now));
-            new.stop_all = global.value.active.then(|| global.value.clone());
-            let to = RunState::from_wire(new.state);
-            let entry = audit_entry(
-                &head,
-                now,
-                change,
-                Audited {
-                    action: edit.action,
-                    program: name.as_str(),
-                    from: current.state,
-                    to,
-                    detail: std::mem::take(&mut edit.detail),
-                },
-            );
-            let mut compares = vec![
-                Compare::mod_revision(state_key.as_str(), CompareOp::Equal, at),
-                Compare::mod_revision(self.keys.audit_head(), CompareOp::Equal, head.revision),
-                Compare::mod_revision(self.keys.global(), CompareOp::Equal, global.revision),
-            ];
-            compares.append(&mut edit.compares);
-            let mut ops = vec![TxnOp::put(
-                state_key.as_str(),
-                edit.stored.encode_to_vec(),
-                None,
-            )];
-            ops.append(&mut edit.ops);
-            let txn = Txn::new()
-                .when(compares)
-                .and_then(self.audited_puts(&entry, ops));
-            if let Some(generation) = self.commit(txn, &entry, head.revision).await? {
-                return Ok(ChangeOutcome {
-                    state: ProgramState::from_store(name.clone(), generation, &edit.stored),
-                    changed: true,
-                });
-            }
-            tracing::debug!(program = %name, "lost a race with a concurrent change; retrying");
-        }
-        Err(StoreError::Contention)
-    }
-
     /// Pauses or resumes only the collectors `selector` matches: a rule appended to the
     /// program's state. The same rule as the last one changes nothing, unless that one is
     /// a drill's.
@@ -550,4 +411,44 @@ fn add_rule(
     targeting.store_into(&mut new);
     new.purge = false;
     Ok(new)
+}
+
+/// The edit that starts a staged resume of a PAUSED program; `None` when it is already
+/// RUNNING for everyone.
+pub(super) fn rollout_edit(
+    current: &ProgramState,
+    stored: &store::ProgramState,
+    stages: &[u32],
+    interval: Duration,
+    signed: Option<&SignedResume>,
+) -> Result<Option<Edit>, StoreError> {
+    let stages = crate::model::targeting::stages(stages)?;
+    if current.state == RunState::Running && current.targeting.rules.is_empty() {
+        return Ok(None);
+    }
+    if signed.is_some_and(|s| s.replaces != current.generation) {
+        return Err(StoreError::StaleStatement);
+    }
+    let rollout = crate::model::targeting::Rollout {
+        stages,
+        stage: 0,
+        interval,
+        stage_started_at: Some(SystemTime::now()),
+    };
+    let detail = format!(
+        "staged: {} every {}",
+        rollout
+            .stages
+            .iter()
+            .map(|p| format!("{p}%"))
+            .collect::<Vec<_>>()
+            .join(","),
+        humantime::format_duration(interval)
+    );
+    let new = store::ProgramState {
+        rollout: Some(rollout.to_wire()),
+        authorization: signed.map(|s| s.authorization.clone()),
+        ..whole(stored, RunState::Paused)
+    };
+    Ok(Some(Edit::new(new, "resume", detail)))
 }

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use killswitch_control::cache::WatchTiming;
-use killswitch_control::domain::ProgramState;
-use killswitch_control::domain::{FailurePolicy, Program, ProgramName};
+use killswitch_control::model::ProgramState;
+use killswitch_control::model::{FailurePolicy, Program, ProgramName};
+use killswitch_control::replica::cache::WatchTiming;
 use killswitch_control::store::{Change, PolicyOutcome, Store};
 
 /// The default etcd key prefix.

@@ -18,19 +18,19 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
-use crate::acks::{AckBook, Filter};
-use crate::audit;
-use crate::auth::{Action, Auth};
-use crate::cache::StateCache;
-use crate::domain::{
+use crate::api::auth::{Action, Auth};
+use crate::api::error::ApiError;
+use crate::api::signing::{self, SignatureError};
+use crate::model::audit;
+use crate::model::selector::Selector;
+use crate::model::status;
+use crate::model::targeting;
+use crate::model::{
     self, FailurePolicy, InvalidInput, Program, ProgramName, ProgramState, RunState,
 };
-use crate::error::ApiError;
-use crate::selector::Selector;
-use crate::signing::{self, SignatureError};
-use crate::status;
+use crate::replica::acks::{AckBook, Filter};
+use crate::replica::cache::StateCache;
 use crate::store::{Change, PolicyOutcome, ResumeOutcome, SignedResume, Staged, Store, StoreError};
-use crate::targeting;
 
 /// How long WatchStatus waits after a change before reading status, to coalesce bursts.
 const STATUS_DEBOUNCE: Duration = Duration::from_millis(50);
@@ -40,10 +40,6 @@ const STATUS_REFRESH: Duration = Duration::from_secs(2);
 const PEER_TIMEOUT: Duration = Duration::from_secs(3);
 
 type StatusSender = mpsc::Sender<Result<v1::StatusResponse, Status>>;
-
-/// Metadata key carrying the operator's name under `--insecure-dev`; with TLS the actor is
-/// the authenticated operator and this is ignored.
-pub const ACTOR_METADATA: &str = "killswitch-actor";
 
 /// The operator-facing gRPC service.
 #[derive(Debug, Clone)]
@@ -137,7 +133,7 @@ impl Admin {
     ) -> Result<v1::ChangeResponse, ApiError> {
         let name = ProgramName::parse(&request.program)?;
         let change = change(actor, &request.reason, &request.incident_id)?;
-        let ttl = domain::approval_ttl(request.ttl_ms)?;
+        let ttl = model::approval_ttl(request.ttl_ms)?;
         let selector = optional_selector(&request.selector)?;
         let staged = if request.stages_percent.is_empty() {
             None
@@ -258,8 +254,8 @@ async fn next_summary(
 fn change(actor: String, reason: &str, incident_id: &str) -> Result<Change, InvalidInput> {
     Ok(Change {
         actor,
-        reason: domain::reason(reason)?,
-        incident_id: domain::incident_id(incident_id)?,
+        reason: model::reason(reason)?,
+        incident_id: model::incident_id(incident_id)?,
     })
 }
 
@@ -310,15 +306,15 @@ impl AdminService for Admin {
         let result: Result<_, ApiError> = async {
             let program = Program {
                 name: ProgramName::parse(&request.name)?,
-                owner: domain::owner(&request.owner)?,
-                description: domain::description(&request.description)?,
+                owner: model::owner(&request.owner)?,
+                description: model::description(&request.description)?,
                 created_at: None,
                 created_by: String::new(),
                 policy: FailurePolicy::parse(request.policy.as_ref())?,
-                resume_approvals: domain::resume_approvals(request.resume_approvals)?.unwrap_or(1),
+                resume_approvals: model::resume_approvals(request.resume_approvals)?.unwrap_or(1),
             };
             let reason = if request.reason.is_empty() { "program created" } else { &request.reason };
-            let change = Change { actor, reason: domain::reason(reason)?, incident_id: String::new() };
+            let change = Change { actor, reason: model::reason(reason)?, incident_id: String::new() };
             let (program, state) = self.store.create_program(&program, &change).await?;
             tracing::info!(program = %program.name, owner = program.owner, actor = change.actor, "program created");
             Ok(v1::CreateProgramResponse { program: Some(program.to_wire()), state: Some(state.to_wire()) })
@@ -339,14 +335,14 @@ impl AdminService for Admin {
         let request = request.into_inner();
         let result: Result<_, ApiError> = async {
             let name = ProgramName::parse(&request.program)?;
-            let approvals = domain::resume_approvals(request.resume_approvals)?;
+            let approvals = model::resume_approvals(request.resume_approvals)?;
             // Without a policy, a request that only sets approvals keeps the policy.
             let policy = match (&request.policy, approvals) {
                 (None, Some(_)) => None,
                 (policy, _) => Some(FailurePolicy::parse(policy.as_ref())?),
             };
             let change = change(actor, &request.reason, &request.incident_id)?;
-            let ttl = domain::approval_ttl(request.ttl_ms)?;
+            let ttl = model::approval_ttl(request.ttl_ms)?;
             let (program, state) = match self
                 .store
                 .set_policy(&name, policy, approvals, ttl, &change)
@@ -442,9 +438,9 @@ impl AdminService for Admin {
         self.authorize(&request, Action::Approve, None)?;
         let r = request.get_ref();
         let result: Result<_, ApiError> = async {
-            let id = domain::approval_id(&r.request_id)?;
-            let reason = domain::reason(&r.reason)?;
-            let incident_id = domain::incident_id(&r.incident_id)?;
+            let id = model::approval_id(&r.request_id)?;
+            let reason = model::reason(&r.reason)?;
+            let incident_id = model::incident_id(&r.incident_id)?;
             let pending = self.store.get_approval(&id).await?;
             let actor =
                 self.auth
@@ -491,7 +487,7 @@ impl AdminService for Admin {
     ) -> Result<Response<v1::GetApprovalResponse>, Status> {
         self.authorize(&request, Action::GetApproval, None)?;
         let result: Result<_, ApiError> = async {
-            let id = domain::approval_id(&request.get_ref().request_id)?;
+            let id = model::approval_id(&request.get_ref().request_id)?;
             let pending = self.store.get_approval(&id).await?;
             self.auth.authorize(
                 &request,
@@ -568,7 +564,7 @@ impl AdminService for Admin {
                 Ok(v1::CollectorFilter::Pending) => Filter::Pending,
                 Ok(v1::CollectorFilter::Errored) => Filter::Errored,
                 Err(_) => {
-                    return Err(domain::InvalidInput::UnknownValue {
+                    return Err(model::InvalidInput::UnknownValue {
                         field: "collector filter",
                         value: request.filter,
                         hint: "use ALL, PENDING or ERRORED",

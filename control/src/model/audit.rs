@@ -13,8 +13,7 @@ use killswitch_proto::prost::Message;
 use killswitch_proto::prost_types::Timestamp;
 use killswitch_proto::v1::{self, store};
 
-use crate::domain::{InvalidInput, ProgramName};
-use crate::store::audit_hash;
+use crate::model::{InvalidInput, ProgramName};
 
 /// Most entries one listing returns, whatever limit is asked for.
 pub const MAX_LIST_ENTRIES: usize = 10_000;
@@ -451,6 +450,18 @@ pub fn to_wire(entry: store::AuditEntry) -> v1::AuditEntry {
         hash: entry.hash,
         prev_hash: entry.prev_hash,
     }
+}
+
+/// SHA-256 of the entry encoded with an empty `hash`; covers `prev_hash`, so entries chain.
+#[must_use]
+pub fn audit_hash(entry: &store::AuditEntry) -> Vec<u8> {
+    use killswitch_proto::prost::Message as _;
+    use sha2::{Digest as _, Sha256};
+    let unhashed = store::AuditEntry {
+        hash: Vec::new(),
+        ..entry.clone()
+    };
+    Sha256::digest(unhashed.encode_to_vec()).to_vec()
 }
 
 #[cfg(test)]

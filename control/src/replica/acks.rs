@@ -13,10 +13,10 @@ use std::time::{Duration, SystemTime};
 use killswitch_proto::v1::{self, store};
 use tokio::sync::Notify;
 
-use crate::domain::{CollectorId, Generation, ProgramName, RunState};
-use crate::latency::Histogram;
 use crate::metrics::{AckResult, Metrics};
-use crate::targeting::Targeting;
+use crate::model::latency::Histogram;
+use crate::model::targeting::Targeting;
+use crate::model::{CollectorId, Generation, ProgramName, RunState};
 
 /// Identifies one session, so an old session cannot remove its successor's entry.
 pub type SessionId = u64;

@@ -5,9 +5,9 @@
 
 use tonic::Status;
 
-use crate::auth::AuthError;
-use crate::domain::InvalidInput;
-use crate::signing::SignatureError;
+use crate::api::auth::AuthError;
+use crate::api::signing::SignatureError;
+use crate::model::InvalidInput;
 use crate::store::StoreError;
 
 /// Why an API call failed.
@@ -90,7 +90,7 @@ impl From<ApiError> for Status {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ProgramName;
+    use crate::model::ProgramName;
 
     #[test]
     fn maps_known_causes() {

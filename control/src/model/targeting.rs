@@ -17,8 +17,8 @@ use std::time::{Duration, SystemTime};
 use killswitch_proto::v1;
 use sha2::{Digest, Sha256};
 
-use crate::domain::{InvalidInput, RunState};
-use crate::selector::Selector;
+use crate::model::selector::Selector;
+use crate::model::{InvalidInput, RunState};
 
 /// Most rules a program may carry; a whole-program pause or resume clears them.
 pub const MAX_RULES: usize = 32;

@@ -46,7 +46,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
-use crate::domain::{label_key, label_value};
+use crate::model::{label_key, label_value};
 
 /// Longest selector accepted, in bytes.
 pub const MAX_SELECTOR_BYTES: usize = 4096;
@@ -711,7 +711,7 @@ fn check_satisfiable(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain;
+    use crate::model;
 
     /// A valid selector parses, displays as `canonical`, and the canonical form parses
     /// back to an equal selector that displays the same (the round trip).
@@ -759,8 +759,8 @@ mod tests {
 
     #[test]
     fn valid_selectors_and_their_canonical_form() {
-        let long_key = "k".repeat(domain::MAX_LABEL_KEY_BYTES);
-        let long_value = "v".repeat(domain::MAX_LABEL_VALUE_BYTES);
+        let long_key = "k".repeat(model::MAX_LABEL_KEY_BYTES);
+        let long_value = "v".repeat(model::MAX_LABEL_VALUE_BYTES);
         let table: &[(&str, &str)] = &[
             ("region=emea", "region=emea"),
             ("region==emea", "region=emea"),
@@ -971,13 +971,13 @@ mod tests {
 
     #[test]
     fn bounds() {
-        let key = "k".repeat(domain::MAX_LABEL_KEY_BYTES + 1);
+        let key = "k".repeat(model::MAX_LABEL_KEY_BYTES + 1);
         check_invalid(
             &format!("a,{key}"),
             3,
             "label key is 64 bytes long; at most 63",
         );
-        let value = "v".repeat(domain::MAX_LABEL_VALUE_BYTES + 1);
+        let value = "v".repeat(model::MAX_LABEL_VALUE_BYTES + 1);
         check_invalid(
             &format!("a={value}"),
             3,

@@ -14,7 +14,7 @@ use etcd_client::{EventType, WatchOptions};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{Generation, ProgramName, ProgramState};
+use crate::model::{Generation, ProgramName, ProgramState};
 use crate::store::{Store, StoreError, revision};
 
 /// What a subscriber sees: the program's state, `None` while it does not exist.
@@ -492,7 +492,7 @@ fn retry_delay(failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::RunState;
+    use crate::model::RunState;
 
     fn state(name: &str, generation: u64, run: RunState) -> ProgramState {
         ProgramState {
@@ -504,9 +504,9 @@ mod tests {
             actor: "tester".into(),
             changed_at: None,
             purge: false,
-            policy: crate::domain::FailurePolicy::default(),
+            policy: crate::model::FailurePolicy::default(),
             authorization: None,
-            targeting: crate::targeting::Targeting::default(),
+            targeting: crate::model::targeting::Targeting::default(),
         }
     }
 

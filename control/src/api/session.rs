@@ -23,22 +23,22 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
-use crate::acks::{AckBook, AckRecord, Labels, SessionId};
-use crate::auth::Auth;
-use crate::cache::{Slot, StateCache};
-use crate::domain::{
+use crate::api::auth::Auth;
+use crate::api::error::ApiError;
+use crate::metrics::Metrics;
+use crate::model::{
     self, CollectorId, Generation, InvalidInput, LostContact, ProgramName, ProgramState, RunState,
     label_key, label_value,
 };
-use crate::error::ApiError;
-use crate::metrics::Metrics;
+use crate::replica::acks::{AckBook, AckRecord, Labels, SessionId};
+use crate::replica::cache::{Slot, StateCache};
 
 /// Most programs one collector may follow.
 pub const MAX_PROGRAMS_PER_SESSION: usize = 64;
 /// Most labels one collector may carry.
 pub const MAX_LABELS: usize = 32;
-/// Longest label value, in bytes; a key is at most [`domain::MAX_LABEL_KEY_BYTES`].
-pub const MAX_LABEL_BYTES: usize = domain::MAX_LABEL_VALUE_BYTES;
+/// Longest label value, in bytes; a key is at most [`model::MAX_LABEL_KEY_BYTES`].
+pub const MAX_LABEL_BYTES: usize = model::MAX_LABEL_VALUE_BYTES;
 /// Largest gRPC message a replica decodes or encodes, in bytes (64 KiB).
 ///
 /// The largest legitimate collector message is a Hello with [`MAX_PROGRAMS_PER_SESSION`]
@@ -344,7 +344,7 @@ pub struct Hello {
 
 impl Hello {
     /// What this collector receives of `state`: its own effective state (see
-    /// [`crate::targeting`]).
+    /// [`crate::model::targeting`]).
     fn view(&self, state: &ProgramState) -> v1::ProgramState {
         state.to_collector_wire(self.collector.as_str(), &self.labels)
     }

@@ -15,9 +15,9 @@ use std::time::{Duration, SystemTime};
 use killswitch_proto::v1::store;
 use tokio_util::sync::CancellationToken;
 
-use crate::acks::AckBook;
-use crate::cache::StateCache;
-use crate::domain::{Generation, ProgramName};
+use crate::model::{Generation, ProgramName};
+use crate::replica::acks::AckBook;
+use crate::replica::cache::StateCache;
 use crate::store::{Store, StoreError};
 
 /// How much longer the first progress write waits per collector connected here: 1.5 s

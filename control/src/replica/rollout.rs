@@ -1,4 +1,4 @@
-//! Drives staged resumes (see [`crate::targeting::Rollout`]) forward, from one replica at
+//! Drives staged resumes (see [`crate::model::targeting::Rollout`]) forward, from one replica at
 //! a time.
 //!
 //! Every replica runs [`run_driver`], but only the one holding the driver key
@@ -21,9 +21,9 @@ use std::time::{Duration, SystemTime};
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
 use tokio_util::sync::CancellationToken;
 
-use crate::cache::StateCache;
-use crate::domain::ProgramState;
-use crate::status;
+use crate::model::ProgramState;
+use crate::model::status;
+use crate::replica::cache::StateCache;
 use crate::store::{Change, Store, StoreError};
 
 /// How often the driver looks at the rollouts.

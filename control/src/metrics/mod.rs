@@ -19,7 +19,6 @@
 
 use std::collections::HashSet;
 use std::convert::Infallible;
-use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -33,10 +32,9 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use tokio::net::TcpListener;
@@ -47,9 +45,9 @@ use tonic::codegen::Service;
 use tonic::server::NamedService;
 use tracing::Instrument;
 
-use crate::auth::AuthError;
-use crate::cache::StateCache;
-use crate::session::Sessions;
+pub mod replica_state;
+
+pub use replica_state::ReplicaState;
 
 /// Upper bounds of `killswitch_commit_to_ack_seconds`, in seconds: a pause should be
 /// acknowledged within a second; the tail shows collectors that were away.
@@ -201,7 +199,7 @@ impl Metrics {
     }
 
     /// Counts an acknowledgement refused because it does not match what the session sent
-    /// (`reason` is [`crate::session::AckRefusal::reason`]), under the collector's id.
+    /// (`reason` is [`crate::api::session::AckRefusal::reason`]), under the collector's id.
     pub fn refused_ack(&self, reason: &'static str, collector: &str) {
         let collector = {
             let mut named = self
@@ -227,13 +225,11 @@ impl Metrics {
         self.heartbeats.inc();
     }
 
-    /// Counts a caller refused by authentication or authorization, by
-    /// [`AuthError::reason`].
-    pub fn auth_failure(&self, error: &AuthError) {
+    /// Counts a caller refused by authentication or authorization, by `reason` (a fixed
+    /// name per kind of refusal, such as `unknown_token`).
+    pub fn auth_failure(&self, reason: &'static str) {
         self.auth_failures
-            .get_or_create(&ReasonLabel {
-                reason: error.reason(),
-            })
+            .get_or_create(&ReasonLabel { reason })
             .inc();
     }
 
@@ -251,7 +247,7 @@ impl Metrics {
 
     /// A registry showing these metrics and, read at each scrape, `state`.
     #[must_use]
-    pub fn registry(&self, state: ReplicaState) -> Registry {
+    pub fn registry(&self, state: impl Collector + 'static) -> Registry {
         let mut registry = Registry::default();
         self.register(&mut registry);
         registry.register_collector(Box::new(state));
@@ -335,74 +331,6 @@ fn code_name(code: Code) -> &'static str {
         Code::DataLoss => "DataLoss",
         Code::Unauthenticated => "Unauthenticated",
     }
-}
-
-/// The replica's state, read at each scrape: open sessions and the etcd watch.
-#[derive(Debug)]
-pub struct ReplicaState {
-    cache: Arc<StateCache>,
-    sessions: Sessions,
-}
-
-impl ReplicaState {
-    /// Reads `cache` and `sessions` when scraped.
-    #[must_use]
-    pub fn new(cache: Arc<StateCache>, sessions: Sessions) -> Self {
-        Self { cache, sessions }
-    }
-}
-
-impl Collector for ReplicaState {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
-        let sessions = i64::try_from(self.sessions.open_sessions()).unwrap_or(i64::MAX);
-        describe(
-            &mut encoder,
-            "killswitch_sessions",
-            "Collector sessions open on this replica, Hello received or not.",
-            None,
-            &ConstGauge::new(sessions),
-        )?;
-        describe(
-            &mut encoder,
-            "killswitch_etcd_watch_healthy",
-            "1 while the etcd watch is healthy (it answers progress probes), so the replica heartbeats and accepts sessions; 0 otherwise.",
-            None,
-            &ConstGauge::new(i64::from(self.cache.is_healthy())),
-        )?;
-        let revision = i64::try_from(self.cache.revision()).unwrap_or(i64::MAX);
-        describe(
-            &mut encoder,
-            "killswitch_etcd_watch_revision",
-            "The etcd revision the replica's state cache is current up to.",
-            None,
-            &ConstGauge::new(revision),
-        )?;
-        describe(
-            &mut encoder,
-            "killswitch_etcd_watch_lag",
-            "Time since the etcd watch last heard from etcd (an event, a progress notification or a listing), or since start if it never did.",
-            Some(&Unit::Seconds),
-            &ConstGauge::new(self.cache.since_heard().as_secs_f64()),
-        )?;
-        describe(
-            &mut encoder,
-            "killswitch_reconcile_differences",
-            "Program states the periodic reconcile found different from etcd and corrected: anything but 0 means the watch missed a change.",
-            None,
-            &ConstCounter::new(self.cache.reconcile_differences()),
-        )
-    }
-}
-
-fn describe(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    unit: Option<&Unit>,
-    metric: &impl EncodeMetric,
-) -> fmt::Result {
-    let metric_encoder = encoder.encode_descriptor(name, help, unit, metric.metric_type())?;
-    metric.encode(metric_encoder)
 }
 
 /// The label value for a request path: the `AdminService` method, or `unknown`.
@@ -650,9 +578,11 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::acks::AckBook;
-    use crate::auth::Auth;
-    use crate::session::SessionConfig;
+    use crate::api::auth::{Auth, AuthError};
+    use crate::api::session::SessionConfig;
+    use crate::api::session::Sessions;
+    use crate::replica::acks::AckBook;
+    use crate::replica::cache::StateCache;
 
     fn registry(metrics: &Metrics, cache: Arc<StateCache>) -> Registry {
         let sessions = Sessions::new(
@@ -699,7 +629,7 @@ mod tests {
         metrics.ack(AckResult::Error);
         metrics.commit_to_ack(Duration::from_millis(30));
         metrics.heartbeat();
-        metrics.auth_failure(&AuthError::UnknownToken);
+        metrics.auth_failure(AuthError::UnknownToken.reason());
         metrics.admin_call("Pause", Code::Ok, Duration::from_millis(3));
         metrics.admin_call("GetProgram", Code::NotFound, Duration::from_millis(1));
         let text = exposition(&registry(&metrics, cache));

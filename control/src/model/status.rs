@@ -6,9 +6,9 @@ use std::time::SystemTime;
 
 use killswitch_proto::v1::{self, store};
 
-use crate::acks::SUMMARY_LIST_LIMIT;
-use crate::domain::ProgramState;
-use crate::latency::Histogram;
+use crate::model::ProgramState;
+use crate::model::latency::Histogram;
+use crate::replica::acks::SUMMARY_LIST_LIMIT;
 
 /// One replica's summary, as read from `{prefix}/acks/{program}/{replica}`.
 #[derive(Debug, Clone, PartialEq)]
@@ -161,7 +161,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::domain::{ProgramName, RunState};
+    use crate::model::{ProgramName, RunState};
 
     fn state(generation: u64) -> ProgramState {
         ProgramState {
@@ -173,9 +173,9 @@ mod tests {
             actor: "a".into(),
             changed_at: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(100)),
             purge: false,
-            policy: crate::domain::FailurePolicy::default(),
+            policy: crate::model::FailurePolicy::default(),
             authorization: None,
-            targeting: crate::targeting::Targeting::default(),
+            targeting: crate::model::targeting::Targeting::default(),
         }
     }
 

@@ -32,9 +32,8 @@ use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::transport::ClientTlsConfig;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
-use crate::admin::ACTOR_METADATA;
-use crate::domain::{self, CollectorId, InvalidInput, ProgramName};
 use crate::metrics::Metrics;
+use crate::model::{self, CollectorId, InvalidInput, ProgramName};
 
 /// The actor recorded under `--insecure-dev` when a request names none.
 const ANONYMOUS: &str = "anonymous";
@@ -1010,7 +1009,7 @@ impl Auth {
             .and_then(|caller| caller.authorize(action, program));
         if let Err(error) = &result {
             tracing::info!(rpc = action.rpc(), program, %error, "denied");
-            self.metrics.auth_failure(error);
+            self.metrics.auth_failure(error.reason());
         }
         result
     }
@@ -1041,7 +1040,7 @@ impl Auth {
             Err(error) => Err(error),
         };
         if let Err(error) = &result {
-            self.metrics.auth_failure(error);
+            self.metrics.auth_failure(error.reason());
         }
         result
     }
@@ -1068,7 +1067,7 @@ impl Auth {
                 }),
         });
         if let Err(error) = &result {
-            self.metrics.auth_failure(error);
+            self.metrics.auth_failure(error.reason());
         }
         result
     }
@@ -1076,13 +1075,13 @@ impl Auth {
 
 /// `--insecure-dev`: the actor named by the request, `anonymous` when absent.
 fn dev_actor(metadata: &MetadataMap) -> Result<String, AuthError> {
-    match metadata.get(ACTOR_METADATA) {
+    match metadata.get(killswitch_proto::contract::ACTOR_METADATA) {
         None => Ok(ANONYMOUS.to_owned()),
         Some(value) => {
             let value = value
                 .to_str()
                 .map_err(|_| InvalidInput::ControlCharacters { field: "actor" })?;
-            Ok(domain::actor(value)?)
+            Ok(model::actor(value)?)
         }
     }
 }

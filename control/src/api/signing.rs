@@ -11,8 +11,8 @@ use killswitch_proto::prost::Message;
 use killswitch_proto::v1::{ResumeAuthorization, ResumeStatement, Signature};
 use ring::signature::{ED25519, UnparsedPublicKey};
 
-use crate::auth::Signing;
-use crate::domain::{Generation, ProgramName};
+use crate::api::auth::Signing;
+use crate::model::{Generation, ProgramName};
 
 /// Longest a signed statement may stay valid, from now.
 pub const MAX_STATEMENT_LIFETIME: Duration = Duration::from_secs(25 * 3600);
