@@ -21,6 +21,7 @@ use tracing::Instrument;
 use crate::api::auth::{Action, Auth};
 use crate::api::error::ApiError;
 use crate::api::signing::{self, SignatureError};
+use crate::api::wire;
 use crate::model::audit;
 use crate::model::selector::Selector;
 use crate::model::status;
@@ -786,7 +787,7 @@ impl Admin {
             .read_status(name)
             .await?
             .ok_or_else(|| StoreError::NotFound(name.clone()))?;
-        let mut response = status::aggregate(&state, &summaries, &registered);
+        let mut status = status::aggregate(&state, &summaries, &registered);
         // This replica knows its own collectors without etcd: while its registration or
         // summary is missing there (a lost lease, a failed write), they are not counted,
         // so it holds the verdict as a replica behind. "0 of 0" then never confirms.
@@ -795,15 +796,12 @@ impl Admin {
             .any(|s| s.replica == self.replica_id && s.summary.generation >= state.generation);
         if !reported
             && self.book.connected(name) > 0
-            && !response.replicas_behind.contains(&self.replica_id)
+            && !status.replicas_behind.contains(&self.replica_id)
         {
-            response.replicas_behind.push(self.replica_id.clone());
-            response.replicas_behind.sort();
+            status.replicas_behind.push(self.replica_id.clone());
+            status.replicas_behind.sort();
         }
-        // The program's state carries the stop-all mark in the same transaction as the
-        // flag, so the banner comes from the state that was read, not a second read.
-        response.stop_all = state.targeting.stop_all.as_ref().map(|s| s.to_wire());
-        Ok(response)
+        Ok(wire::status_response(&status))
     }
 
     /// Sends a new status whenever the program's state or a summary changes.

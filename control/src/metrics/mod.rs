@@ -3,12 +3,16 @@
 //! [`Metrics`] holds what is counted as it happens: acknowledgements and their
 //! commit-to-ack time, heartbeats, authentication and authorization failures, admin
 //! calls. What describes the replica's state (open sessions, the etcd watch's health,
-//! revision and silence, reconcile differences) is read from the [`Sessions`] and the
-//! [`StateCache`] at scrape time by [`ReplicaState`], so it cannot drift from them.
+//! revision and silence, reconcile differences) is read from the sessions and the state
+//! cache at scrape time by [`replica_state::ReplicaState`], so it cannot drift from them.
 //! [`Metrics::registry`] gathers both; [`serve_metrics`] answers `GET /metrics` with them
 //! in the Prometheus text format (version 0.0.4). [`AdminMetrics`] wraps the admin
 //! service: it counts and times every call by method and gRPC status, and runs it in an
 //! `admin` span. `docs/metrics.md` lists the metrics with suggested alerts.
+//!
+//! **Layer:** the counters here are a leaf that every layer may bump; they import
+//! nothing of the crate. [`replica_state`] reads the replica and the gRPC edge, so it sits
+//! with the server.
 //!
 //! One [`Metrics`] is created per replica in [`crate::serve`] and shared through an
 //! `Arc`; there are no global registries. Labels take values from fixed sets (RPC
@@ -46,8 +50,6 @@ use tonic::server::NamedService;
 use tracing::Instrument;
 
 pub mod replica_state;
-
-pub use replica_state::ReplicaState;
 
 /// Upper bounds of `killswitch_commit_to_ack_seconds`, in seconds: a pause should be
 /// acknowledged within a second; the tail shows collectors that were away.
@@ -581,6 +583,7 @@ mod tests {
     use crate::api::auth::{Auth, AuthError};
     use crate::api::session::SessionConfig;
     use crate::api::session::Sessions;
+    use crate::metrics::replica_state::ReplicaState;
     use crate::replica::acks::AckBook;
     use crate::replica::cache::StateCache;
 

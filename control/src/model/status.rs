@@ -1,14 +1,18 @@
 //! Fleet-wide status: a program's state plus the acknowledgement summaries of every
-//! replica, combined. Pure, so every rule is unit-tested.
+//! replica, combined into a [`FleetStatus`] that the admin API and the rollout driver
+//! consume. Pure, so every rule is unit-tested.
 
-use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime};
 
-use killswitch_proto::v1::{self, store};
+use killswitch_proto::v1::store;
 
-use crate::model::ProgramState;
 use crate::model::latency::Histogram;
-use crate::replica::acks::SUMMARY_LIST_LIMIT;
+use crate::model::{ProgramState, RunState};
+
+/// Longest list of ids a summary carries (laggards, errored, diverged, disconnected), and
+/// a status lists.
+pub const SUMMARY_LIST_LIMIT: usize = 100;
 
 /// One replica's summary, as read from `{prefix}/acks/{program}/{replica}`.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,6 +23,96 @@ pub struct ReplicaSummary {
     pub summary: store::AckSummary,
 }
 
+/// A program's status across the fleet, judged against its current generation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetStatus {
+    /// The program's stored state.
+    pub state: ProgramState,
+    /// Its collectors' acknowledgements of the current generation.
+    pub counts: Counts,
+    /// Replicas whose collectors are counted, sorted.
+    pub replicas: Vec<String>,
+    /// Commit-to-acknowledgement times of the current generation.
+    pub ack_times: AckTimes,
+    /// Registered replicas that have not reported on the current generation, sorted.
+    pub replicas_behind: Vec<String>,
+}
+
+/// Acknowledgement counts over every replica; each list at most [`SUMMARY_LIST_LIMIT`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Collectors connected (in the last change's scope).
+    pub connected: u64,
+    /// Acknowledged without error, the gate as intended.
+    pub acked: u64,
+    /// Of those, how many confirmed deleting buffered data.
+    pub purged: u64,
+    /// Not acknowledged the current generation: the count, and the first ids, sorted.
+    pub pending_count: u64,
+    /// See `pending_count`.
+    pub pending: Vec<String>,
+    /// Acknowledged with an error: the count, and the first, by id.
+    pub errored_count: u64,
+    /// See `errored_count`.
+    pub errored: Vec<Errored>,
+    /// Acknowledged without error, the gate not as intended: the count and the first.
+    pub diverged_count: u64,
+    /// See `diverged_count`.
+    pub diverged: Vec<Diverged>,
+    /// Recently disconnected: the count, and the newest first.
+    pub disconnected_count: u64,
+    /// See `disconnected_count`.
+    pub disconnected: Vec<Disconnected>,
+}
+
+/// A collector whose hooks failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Errored {
+    /// Its id.
+    pub collector_id: String,
+    /// What it reported.
+    pub error: String,
+    /// The replica it is connected to.
+    pub replica: String,
+}
+
+/// A collector whose gate is not in the state intended for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diverged {
+    /// Its id.
+    pub collector_id: String,
+    /// The replica it is connected to.
+    pub replica: String,
+    /// What it acknowledged its gate is.
+    pub effective: RunState,
+    /// What the control plane intends.
+    pub intended: RunState,
+}
+
+/// A collector that disconnected recently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disconnected {
+    /// Its id.
+    pub collector_id: String,
+    /// When, if known.
+    pub at: Option<SystemTime>,
+    /// The replica it was connected to.
+    pub replica: String,
+}
+
+/// Commit-to-acknowledgement times of the current generation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AckTimes {
+    /// How many acknowledgements the figures cover.
+    pub count: u64,
+    /// Median (within about 5%).
+    pub p50: Duration,
+    /// The longest.
+    pub max: Duration,
+    /// From the commit to the last acknowledgement so far.
+    pub propagation: Duration,
+}
+
 /// Judges every replica's collectors against the program's current generation;
 /// `registered` are the replicas alive in etcd, each of which must report on it.
 #[must_use]
@@ -26,13 +120,9 @@ pub fn aggregate(
     state: &ProgramState,
     summaries: &[ReplicaSummary],
     registered: &[String],
-) -> v1::StatusResponse {
+) -> FleetStatus {
     let current = state.generation;
-    let mut counts = v1::CollectorCounts::default();
-    let mut pending: Vec<String> = Vec::new();
-    let mut errored: Vec<v1::CollectorError> = Vec::new();
-    let mut diverged: Vec<v1::CollectorDiverged> = Vec::new();
-    let mut disconnected: Vec<v1::Disconnected> = Vec::new();
+    let mut counts = Counts::default();
     let mut latency = Histogram::default();
     let mut last_ack: Option<SystemTime> = None;
 
@@ -44,55 +134,7 @@ pub fn aggregate(
         if scoped && summary.generation < current {
             continue;
         }
-        counts.connected = counts.connected.saturating_add(summary.connected);
-        for generation in summary
-            .generations
-            .iter()
-            .filter(|g| g.generation >= current)
-        {
-            counts.acked = counts.acked.saturating_add(generation.ok);
-            counts.purged = counts.purged.saturating_add(generation.purged);
-            counts.errored_count = counts.errored_count.saturating_add(generation.errored);
-            counts.diverged_count = counts.diverged_count.saturating_add(generation.diverged);
-        }
-        pending.extend(
-            summary
-                .laggards
-                .iter()
-                .filter(|l| l.generation < current)
-                .map(|l| l.collector_id.clone()),
-        );
-        errored.extend(
-            summary
-                .errored
-                .iter()
-                .filter(|e| e.generation >= current)
-                .map(|e| v1::CollectorError {
-                    collector_id: e.collector_id.clone(),
-                    error: e.error.clone(),
-                    replica: replica.clone(),
-                }),
-        );
-        diverged.extend(
-            summary
-                .diverged
-                .iter()
-                .filter(|d| d.generation >= current)
-                .map(|d| v1::CollectorDiverged {
-                    collector_id: d.collector_id.clone(),
-                    replica: replica.clone(),
-                    effective: d.effective,
-                    intended: d.intended,
-                }),
-        );
-        counts.disconnected_count = counts
-            .disconnected_count
-            .saturating_add(summary.disconnected_count);
-        disconnected.extend(summary.disconnected.iter().map(|d| v1::Disconnected {
-            collector_id: d.collector_id.clone(),
-            at: d.at,
-            replica: replica.clone(),
-        }));
+        add_summary(&mut counts, replica, summary, current);
         if summary.generation == current {
             if let Some(stored) = &summary.latency {
                 latency.merge(&Histogram::from_store(stored));
@@ -110,27 +152,25 @@ pub fn aggregate(
             .saturating_add(counts.errored_count)
             .saturating_add(counts.diverged_count),
     );
-
-    pending.sort();
-    pending.truncate(SUMMARY_LIST_LIMIT);
-    counts.pending = pending;
-    errored.sort_by(|a, b| a.collector_id.cmp(&b.collector_id));
-    errored.truncate(SUMMARY_LIST_LIMIT);
-    counts.errored = errored;
-    diverged.sort_by(|a, b| a.collector_id.cmp(&b.collector_id));
-    diverged.truncate(SUMMARY_LIST_LIMIT);
-    counts.diverged = diverged;
+    counts.pending.sort();
+    counts.pending.truncate(SUMMARY_LIST_LIMIT);
+    counts
+        .errored
+        .sort_by(|a, b| a.collector_id.cmp(&b.collector_id));
+    counts.errored.truncate(SUMMARY_LIST_LIMIT);
+    counts
+        .diverged
+        .sort_by(|a, b| a.collector_id.cmp(&b.collector_id));
+    counts.diverged.truncate(SUMMARY_LIST_LIMIT);
     // Newest first, across replicas.
-    disconnected.sort_by_key(|d| std::cmp::Reverse(d.at.map(|t| (t.seconds, t.nanos))));
-    disconnected.truncate(SUMMARY_LIST_LIMIT);
-    counts.disconnected = disconnected;
+    counts.disconnected.sort_by_key(|d| std::cmp::Reverse(d.at));
+    counts.disconnected.truncate(SUMMARY_LIST_LIMIT);
 
     let propagation = match (state.changed_at, last_ack) {
         (Some(committed), Some(last)) => last.duration_since(committed).unwrap_or_default(),
-        _ => std::time::Duration::ZERO,
+        _ => Duration::ZERO,
     };
-    let micros = |d: std::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-    let replicas: BTreeMap<&str, ()> = summaries.iter().map(|s| (s.replica.as_str(), ())).collect();
+    let replicas: BTreeSet<&str> = summaries.iter().map(|s| s.replica.as_str()).collect();
     let mut replicas_behind: Vec<String> = registered
         .iter()
         .filter(|id| {
@@ -141,19 +181,73 @@ pub fn aggregate(
         .cloned()
         .collect();
     replicas_behind.sort();
-    v1::StatusResponse {
-        state: Some(state.to_wire()),
-        collectors: Some(counts),
-        replicas: replicas.into_keys().map(str::to_owned).collect(),
-        ack_times: Some(v1::AckTimes {
+    FleetStatus {
+        state: state.clone(),
+        counts,
+        replicas: replicas.into_iter().map(str::to_owned).collect(),
+        ack_times: AckTimes {
             count: latency.count(),
-            p50_us: micros(latency.quantile(0.5)),
-            max_us: micros(latency.max()),
-            propagation_us: micros(propagation),
-        }),
+            p50: latency.quantile(0.5),
+            max: latency.max(),
+            propagation,
+        },
         replicas_behind,
-        stop_all: None,
     }
+}
+
+/// Adds one replica's summary, judged against generation `current`, to `counts`.
+fn add_summary(counts: &mut Counts, replica: &str, summary: &store::AckSummary, current: u64) {
+    counts.connected = counts.connected.saturating_add(summary.connected);
+    for generation in summary
+        .generations
+        .iter()
+        .filter(|g| g.generation >= current)
+    {
+        counts.acked = counts.acked.saturating_add(generation.ok);
+        counts.purged = counts.purged.saturating_add(generation.purged);
+        counts.errored_count = counts.errored_count.saturating_add(generation.errored);
+        counts.diverged_count = counts.diverged_count.saturating_add(generation.diverged);
+    }
+    counts.pending.extend(
+        summary
+            .laggards
+            .iter()
+            .filter(|l| l.generation < current)
+            .map(|l| l.collector_id.clone()),
+    );
+    counts.errored.extend(
+        summary
+            .errored
+            .iter()
+            .filter(|e| e.generation >= current)
+            .map(|e| Errored {
+                collector_id: e.collector_id.clone(),
+                error: e.error.clone(),
+                replica: replica.to_owned(),
+            }),
+    );
+    counts.diverged.extend(
+        summary
+            .diverged
+            .iter()
+            .filter(|d| d.generation >= current)
+            .map(|d| Diverged {
+                collector_id: d.collector_id.clone(),
+                replica: replica.to_owned(),
+                effective: RunState::from_wire(d.effective),
+                intended: RunState::from_wire(d.intended),
+            }),
+    );
+    counts.disconnected_count = counts
+        .disconnected_count
+        .saturating_add(summary.disconnected_count);
+    counts
+        .disconnected
+        .extend(summary.disconnected.iter().map(|d| Disconnected {
+            collector_id: d.collector_id.clone(),
+            at: d.at.and_then(|t| SystemTime::try_from(t).ok()),
+            replica: replica.to_owned(),
+        }));
 }
 
 #[cfg(test)]
@@ -230,7 +324,7 @@ mod tests {
 
         let registered = ["r1".to_owned(), "r2".to_owned(), "r3".to_owned()];
         let status = aggregate(&state(9), &[r2, r1], &registered);
-        let counts = status.collectors.expect("counts");
+        let counts = &status.counts;
         assert_eq!(
             (
                 counts.connected,
@@ -259,10 +353,10 @@ mod tests {
             ["r2", "r3"],
             "r2 still at 7, r3 never reported"
         );
-        let times = status.ack_times.expect("ack times");
+        let times = status.ack_times;
         assert_eq!(
-            (times.count, times.max_us, times.propagation_us),
-            (1, 20_000, 250_000)
+            (times.count, times.max, times.propagation),
+            (1, Duration::from_millis(20), Duration::from_millis(250))
         );
     }
 
@@ -287,7 +381,7 @@ mod tests {
             },
         ];
         let status = aggregate(&state(9), &[r1], &["r1".to_owned()]);
-        let counts = status.collectors.expect("counts");
+        let counts = &status.counts;
         assert_eq!(
             (
                 counts.connected,
@@ -299,11 +393,11 @@ mod tests {
         );
         assert_eq!(
             counts.diverged,
-            [v1::CollectorDiverged {
+            [Diverged {
                 collector_id: "c2".into(),
                 replica: "r1".into(),
-                effective: v1::RunState::Paused as i32,
-                intended: v1::RunState::Running as i32,
+                effective: RunState::Paused,
+                intended: RunState::Running,
             }]
         );
     }
@@ -312,7 +406,7 @@ mod tests {
     fn absurd_summaries_from_a_peer_do_not_panic() {
         let huge = summary("r1", 3, u64::MAX, &[(3, u64::MAX, u64::MAX)]);
         let status = aggregate(&state(3), &[huge.clone(), huge], &[]);
-        let counts = status.collectors.expect("counts");
+        let counts = &status.counts;
         assert_eq!(
             (counts.connected, counts.acked, counts.pending_count),
             (u64::MAX, u64::MAX, 0)
@@ -322,11 +416,11 @@ mod tests {
     #[test]
     fn no_replicas_means_nobody_connected() {
         let status = aggregate(&state(3), &[], &[]);
-        let counts = status.collectors.expect("counts");
+        let counts = &status.counts;
         assert_eq!(
             (counts.connected, counts.acked, counts.pending_count),
             (0, 0, 0)
         );
-        assert_eq!(status.ack_times.map(|t| t.count), Some(0));
+        assert_eq!(status.ack_times.count, 0);
     }
 }

@@ -15,14 +15,13 @@ use tokio::sync::Notify;
 
 use crate::metrics::{AckResult, Metrics};
 use crate::model::latency::Histogram;
+use crate::model::status::SUMMARY_LIST_LIMIT;
 use crate::model::targeting::Targeting;
 use crate::model::{CollectorId, Generation, ProgramName, RunState};
 
 /// Identifies one session, so an old session cannot remove its successor's entry.
 pub type SessionId = u64;
 
-/// Longest list of ids a summary carries (laggards, errored, disconnected).
-pub const SUMMARY_LIST_LIMIT: usize = 100;
 /// How long a disconnected collector is remembered.
 pub const DISCONNECTED_WINDOW: Duration = Duration::from_secs(300);
 /// Most disconnected collectors remembered per program.

@@ -156,7 +156,7 @@ async fn step(store: &Store, replica_id: &str, state: &ProgramState) -> Result<(
         return Ok(());
     }
     let status = status::aggregate(&current, &summaries, &registered);
-    let counts = status.collectors.unwrap_or_default();
+    let counts = status.counts;
     let change = |reason: String| Change {
         actor: format!("rollout-driver@{replica_id}"),
         reason,
