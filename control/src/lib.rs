@@ -17,7 +17,8 @@
 //!   signature checks, the one error-to-status mapping. The only place wire types meet
 //!   the model.
 //! - [`server`]: builds a replica from its [`Config`] and runs it until shutdown;
-//!   [`config`] and [`logging`]: the binary's settings and log format.
+//!   [`security`]: TLS, the auth file and etcd access; [`config`] and [`logging`]: the
+//!   binary's settings and log format.
 //! - `testing` (feature `testing`): start a real etcd and real replicas for tests.
 
 pub mod api;
@@ -26,9 +27,10 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod replica;
+pub mod security;
 pub mod server;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use server::{Config, ServerError, serve};
+pub use server::{Config, Replica, ServerError, serve};

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use killswitch_control::config::Settings;
-use killswitch_control::server::{EtcdFiles, Security, TlsFiles};
+use killswitch_control::security::{EtcdFiles, Security, TlsFiles};
 use killswitch_control::{Config, logging, serve};
 
 #[tokio::main]

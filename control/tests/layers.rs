@@ -22,7 +22,9 @@ fn layer_of_module(path: &str) -> Option<u8> {
         ("store", _) => Some(1),
         ("replica", _) => Some(2),
         ("api", _) => Some(3),
-        ("server" | "config" | "logging" | "serve" | "Config" | "ServerError", _) => Some(5),
+        ("server" | "security" | "config" | "logging" | "serve" | "Config" | "ServerError", _) => {
+            Some(5)
+        }
         _ => None,
     }
 }
