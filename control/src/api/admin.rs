@@ -8,7 +8,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use killswitch_proto::v1::admin_service_client::AdminServiceClient;
 use killswitch_proto::v1::{self, admin_service_server::AdminService, store};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -21,7 +20,7 @@ use tracing::Instrument;
 use crate::api::auth::{Action, Auth};
 use crate::api::error::ApiError;
 use crate::api::signing::{self, SignatureError};
-use crate::api::wire;
+use crate::api::{peers, wire};
 use crate::model::audit;
 use crate::model::selector::Selector;
 use crate::model::status;
@@ -37,9 +36,6 @@ use crate::store::{Change, PolicyOutcome, ResumeOutcome, SignedResume, Staged, S
 const STATUS_DEBOUNCE: Duration = Duration::from_millis(50);
 /// How often WatchStatus re-reads status when nothing changed.
 const STATUS_REFRESH: Duration = Duration::from_secs(2);
-/// How long a peer replica may take to list its collectors.
-const PEER_TIMEOUT: Duration = Duration::from_secs(3);
-
 type StatusSender = mpsc::Sender<Result<v1::StatusResponse, Status>>;
 
 /// The operator-facing gRPC service.
@@ -127,6 +123,38 @@ impl Admin {
         Ok(change_response(outcome))
     }
 
+    /// Checks the caller's signed statement, if any (and whether one is required), against
+    /// the program's current generation.
+    async fn signed_resume(
+        &self,
+        name: &ProgramName,
+        actor: &str,
+        authorization: Option<&v1::ResumeAuthorization>,
+    ) -> Result<Option<SignedResume>, ApiError> {
+        let signing = self.auth.signing(actor);
+        let Some(authorization) = authorization else {
+            signing::check_resume(None, name, 0, actor, signing, SystemTime::now())?;
+            return Ok(None);
+        };
+        let current = self
+            .store
+            .get_state(name)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(name.clone()))?;
+        signing::check_resume(
+            Some(authorization),
+            name,
+            current.generation,
+            actor,
+            signing,
+            SystemTime::now(),
+        )?;
+        Ok(Some(SignedResume {
+            authorization: authorization.clone(),
+            replaces: current.generation,
+        }))
+    }
+
     async fn resume_or_request(
         &self,
         actor: String,
@@ -152,33 +180,9 @@ impl Admin {
                 interval: Duration::from_millis(request.stage_interval_ms),
             })
         };
-        let signing = self.auth.signing(&change.actor);
-        let authorization = request.authorization.as_ref();
-        let signed = match authorization {
-            None => {
-                signing::check_resume(None, &name, 0, &change.actor, signing, SystemTime::now())?;
-                None
-            }
-            Some(authorization) => {
-                let current = self
-                    .store
-                    .get_state(&name)
-                    .await?
-                    .ok_or_else(|| StoreError::NotFound(name.clone()))?;
-                signing::check_resume(
-                    Some(authorization),
-                    &name,
-                    current.generation,
-                    &change.actor,
-                    signing,
-                    SystemTime::now(),
-                )?;
-                Some(SignedResume {
-                    authorization: authorization.clone(),
-                    replaces: current.generation,
-                })
-            }
-        };
+        let signed = self
+            .signed_resume(&name, &change.actor, request.authorization.as_ref())
+            .await?;
         if let Some(selector) = &selector {
             let program = self
                 .store
@@ -881,7 +885,7 @@ impl Admin {
             };
             let tls = self.auth.peer_tls().cloned();
             peers.spawn(async move {
-                let answer = ask_peer(&replica.address, tls, request).await;
+                let answer = peers::ask_peer(&replica.address, tls, request).await;
                 (id, replica.address, answer)
             });
         }
@@ -905,30 +909,4 @@ impl Admin {
             unreachable_replicas: unreachable,
         }
     }
-}
-
-/// Asks a peer replica for its own collectors, over TLS (presenting this replica's
-/// certificate) when `tls` is given.
-async fn ask_peer(
-    address: &str,
-    tls: Option<tonic::transport::ClientTlsConfig>,
-    request: v1::ListCollectorsRequest,
-) -> Result<Vec<v1::CollectorInfo>, Status> {
-    let mut endpoint = tonic::transport::Endpoint::from_shared(address.to_owned())
-        .map_err(|e| Status::internal(format!("bad peer address {address}: {e}")))?
-        .connect_timeout(PEER_TIMEOUT)
-        .timeout(PEER_TIMEOUT);
-    if let Some(tls) = tls {
-        endpoint = endpoint
-            .tls_config(tls)
-            .map_err(|e| Status::internal(format!("bad TLS settings for peer {address}: {e}")))?;
-    }
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| Status::unavailable(e.to_string()))?;
-    let response = AdminServiceClient::new(channel)
-        .list_collectors(request)
-        .await?;
-    Ok(response.into_inner().collectors)
 }

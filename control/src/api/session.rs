@@ -597,43 +597,14 @@ impl Sessions {
         certified: Option<CollectorId>,
         identity: Option<CollectorSlot>,
     ) {
-        let hello = self.read_hello(&mut inbound).await.and_then(|hello| {
-            self.auth
-                .check_hello(certified.as_ref(), &hello.collector, &hello.programs)
-                .map(|()| hello)
-                .map_err(|error| Status::from(ApiError::from(error)))
-        });
-        let hello = match hello {
-            Ok(hello) => {
-                tracing::Span::current()
-                    .record("collector", tracing::field::display(&hello.collector));
-                hello
-            }
+        let (hello, _identity) = match self.admit(&mut inbound, certified, identity).await {
+            Ok(admitted) => admitted,
             Err(status) => {
                 tracing::info!(error = %status.message(), "rejected session");
                 let _ = tx.send(Err(Box::new(status))).await;
                 return;
             }
         };
-        // Without a certificate (development), the id is counted from Hello.
-        let _identity = match identity {
-            Some(slot) => slot,
-            None => match self.collector_slot(&hello.collector) {
-                Ok(slot) => slot,
-                Err(status) => {
-                    let _ = tx.send(Err(Box::new(status))).await;
-                    return;
-                }
-            },
-        };
-        let mut health = self.cache.health();
-        if !*health.borrow_and_update() {
-            let status = Status::unavailable(
-                "this replica has lost etcd and cannot vouch for program state; try another replica",
-            );
-            let _ = tx.send(Err(Box::new(status))).await;
-            return;
-        }
         tracing::info!(collector = %hello.collector, programs = ?hello.programs, labels = ?hello.labels, "collector connected");
         self.book
             .connect(id, &hello.collector, &hello.labels, &hello.programs);
@@ -645,18 +616,7 @@ impl Sessions {
         };
 
         let mut sent: HashMap<ProgramName, Sent> = HashMap::new();
-        let mut changes = StreamMap::new();
-        let mut snapshot = v1::Snapshot::default();
-        for program in &hello.programs {
-            let mut rx = self.cache.subscribe(program);
-            match rx.borrow_and_update().as_deref() {
-                Some(state) => snapshot
-                    .states
-                    .push(sent_view(&hello, &mut sent, program, state)),
-                None => snapshot.unknown_programs.push(program.to_string()),
-            }
-            changes.insert(program.clone(), WatchStream::from_changes(rx));
-        }
+        let (snapshot, mut changes) = self.snapshot(&hello, &mut sent);
         if !send(&tx, control_message::Msg::Snapshot(snapshot)).await {
             return;
         }
@@ -665,7 +625,7 @@ impl Sessions {
         let mut heartbeat = heartbeat_interval(period);
         let mut refused: u32 = 0;
         // Created once, not at every wake-up of the loop below.
-        let mut health_changes = WatchStream::from_changes(health);
+        let mut health_changes = WatchStream::from_changes(self.cache.health());
         let drained = self.drain.cancelled();
         let closed = tx.closed();
         let replaced = replaced.cancelled();
@@ -707,6 +667,7 @@ impl Sessions {
                     }
                 }
                 _ = heartbeat.tick() => {
+                    // Only while this replica can vouch for the state it sent.
                     if self.cache.is_healthy() {
                         let beat = v1::Heartbeat {
                             revision: self.cache.revision(),
@@ -728,18 +689,7 @@ impl Sessions {
                         }
                         Received::Refused(refusal) => {
                             refused += 1;
-                            self.metrics.refused_ack(refusal.reason(), hello.collector.as_str());
-                            if refused == 1 {
-                                tracing::warn!(collector = %hello.collector, %refusal, "refused an acknowledgement");
-                            } else {
-                                tracing::debug!(collector = %hello.collector, %refusal, "refused an acknowledgement");
-                            }
-                            if refused > MAX_REFUSED_ACKS {
-                                tracing::warn!(collector = %hello.collector, refused, "closing a session that sent too many refused acknowledgements");
-                                let status = Status::invalid_argument(format!(
-                                    "closing the session: {refused} acknowledgements did not match \
-                                     any state this replica sent; the last one {refusal}"
-                                ));
+                            if let Some(status) = self.refused(&hello, refused, &refusal) {
                                 let _ = tx.send(Err(Box::new(status))).await;
                                 return;
                             }
@@ -766,6 +716,71 @@ impl Sessions {
             .map(|state| state.policy.grace / HEARTBEATS_PER_GRACE)
             .fold(self.config.heartbeat_interval, Duration::min)
             .max(MIN_HEARTBEAT_PERIOD)
+    }
+
+    /// Reads and checks Hello, takes the collector's session slot (counted from Hello
+    /// when no certificate counted it already), and makes sure this replica can vouch for
+    /// program state; the status to end the session with otherwise.
+    async fn admit(
+        &self,
+        inbound: &mut Streaming<CollectorMessage>,
+        certified: Option<CollectorId>,
+        identity: Option<CollectorSlot>,
+    ) -> Result<(Hello, CollectorSlot), Status> {
+        let hello = self.read_hello(inbound).await?;
+        self.auth
+            .check_hello(certified.as_ref(), &hello.collector, &hello.programs)
+            .map_err(|error| Status::from(ApiError::from(error)))?;
+        tracing::Span::current().record("collector", tracing::field::display(&hello.collector));
+        let slot = match identity {
+            Some(slot) => slot,
+            None => self.collector_slot(&hello.collector)?,
+        };
+        if !self.cache.is_healthy() {
+            return Err(Status::unavailable(
+                "this replica has lost etcd and cannot vouch for program state; try another replica",
+            ));
+        }
+        Ok((hello, slot))
+    }
+
+    /// The Snapshot of every program `hello` follows (recorded in `sent`), and the
+    /// streams of their later changes.
+    fn snapshot(
+        &self,
+        hello: &Hello,
+        sent: &mut HashMap<ProgramName, Sent>,
+    ) -> (v1::Snapshot, StreamMap<ProgramName, WatchStream<Slot>>) {
+        let mut changes = StreamMap::new();
+        let mut snapshot = v1::Snapshot::default();
+        for program in &hello.programs {
+            let mut rx = self.cache.subscribe(program);
+            match rx.borrow_and_update().as_deref() {
+                Some(state) => snapshot.states.push(sent_view(hello, sent, program, state)),
+                None => snapshot.unknown_programs.push(program.to_string()),
+            }
+            changes.insert(program.clone(), WatchStream::from_changes(rx));
+        }
+        (snapshot, changes)
+    }
+
+    /// Counts and logs (the first at warn) the `refused`-th refused acknowledgement; the
+    /// status that closes the session once there were more than [`MAX_REFUSED_ACKS`].
+    fn refused(&self, hello: &Hello, refused: u32, refusal: &AckRefusal) -> Option<Status> {
+        self.metrics
+            .refused_ack(refusal.reason(), hello.collector.as_str());
+        if refused == 1 {
+            tracing::warn!(collector = %hello.collector, %refusal, "refused an acknowledgement");
+        } else {
+            tracing::debug!(collector = %hello.collector, %refusal, "refused an acknowledgement");
+        }
+        (refused > MAX_REFUSED_ACKS).then(|| {
+            tracing::warn!(collector = %hello.collector, refused, "closing a session that sent too many refused acknowledgements");
+            Status::invalid_argument(format!(
+                "closing the session: {refused} acknowledgements did not match any state this \
+                 replica sent; the last one {refusal}"
+            ))
+        })
     }
 
     async fn read_hello(&self, inbound: &mut Streaming<CollectorMessage>) -> Result<Hello, Status> {
