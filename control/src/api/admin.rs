@@ -659,7 +659,7 @@ impl AdminService for Admin {
                 tracing::warn!(actor = change.actor, reason = change.reason, "STOP-ALL set");
             }
             Ok::<_, ApiError>(v1::StopAllResponse {
-                stop_all: Some(stop_all),
+                stop_all: Some(wire::stop_all(&stop_all)),
                 changed,
                 approval_request_id: String::new(),
             })
@@ -696,13 +696,12 @@ impl AdminService for Admin {
                     "STOP-ALL cleared"
                 );
             }
-            let approval_request_id = if changed || !stop_all.active {
-                String::new()
-            } else {
-                stop_all.clear_request_id.clone()
+            let approval_request_id = match &stop_all.clear_request {
+                Some(request) if !changed && stop_all.active() => request.id.clone(),
+                _ => String::new(),
             };
             Ok::<_, ApiError>(v1::StopAllResponse {
-                stop_all: Some(stop_all),
+                stop_all: Some(wire::stop_all(&stop_all)),
                 changed,
                 approval_request_id,
             })
@@ -718,7 +717,7 @@ impl AdminService for Admin {
         self.authorize(&request, Action::Status, None)?;
         let stop_all = self.store.get_stop_all().await.map_err(ApiError::from)?;
         Ok(Response::new(v1::StopAllResponse {
-            stop_all: Some(stop_all),
+            stop_all: Some(wire::stop_all(&stop_all)),
             changed: false,
             approval_request_id: String::new(),
         }))

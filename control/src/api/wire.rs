@@ -1,11 +1,12 @@
 //! Model values as admin API messages: the one place a [`FleetStatus`] becomes a
-//! `StatusResponse`.
+//! `StatusResponse` and a [`StopAllFlag`] a `StopAll`.
 
 use std::time::{Duration, SystemTime};
 
 use killswitch_proto::v1;
 
 use crate::model::status::{Counts, FleetStatus};
+use crate::model::targeting::StopAllFlag;
 
 /// The `Status` and `WatchStatus` answer for `status`.
 #[must_use]
@@ -74,4 +75,20 @@ fn collector_counts(counts: &Counts) -> v1::CollectorCounts {
             .collect(),
         diverged_count: counts.diverged_count,
     }
+}
+
+/// The stop-all flag as the admin API shows it.
+#[must_use]
+pub fn stop_all(flag: &StopAllFlag) -> v1::StopAll {
+    let mut message = flag
+        .mark
+        .as_ref()
+        .map_or_else(v1::StopAll::default, |mark| mark.to_wire());
+    message.generation = flag.generation;
+    if let Some(request) = &flag.clear_request {
+        message.clear_request_id.clone_from(&request.id);
+        message.clear_requested_by.clone_from(&request.requested_by);
+        message.clear_request_expires_at = request.expires_at.map(killswitch_proto::timestamp);
+    }
+    message
 }

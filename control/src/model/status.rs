@@ -256,6 +256,7 @@ mod tests {
 
     use super::*;
     use crate::model::{ProgramName, RunState};
+    use killswitch_proto::v1;
 
     fn state(generation: u64) -> ProgramState {
         ProgramState {

@@ -18,7 +18,7 @@ use killswitch_proto::v1;
 use sha2::{Digest, Sha256};
 
 use crate::model::selector::Selector;
-use crate::model::{InvalidInput, RunState};
+use crate::model::{Generation, InvalidInput, RunState};
 
 /// Most rules a program may carry; a whole-program pause or resume clears them.
 pub const MAX_RULES: usize = 32;
@@ -209,6 +209,53 @@ impl StopAll {
             at: self.at.map(killswitch_proto::timestamp),
             ..v1::StopAll::default()
         }
+    }
+}
+
+/// The stop-all flag as stored (`{prefix}/global`): whether it is active (and who set it,
+/// why), the generation that last changed it, and a pending request to clear it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StopAllFlag {
+    /// The active stop-all; `None` when inactive.
+    pub mark: Option<StopAll>,
+    /// The mod_revision of the flag's key (0 when never set).
+    pub generation: Generation,
+    /// A request to clear it, waiting for a second admin.
+    pub clear_request: Option<ClearRequest>,
+}
+
+/// A request to clear the stop-all, waiting for a second admin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClearRequest {
+    /// Its id, for `killswitch stop-all --clear --approve ID`.
+    pub id: String,
+    /// The admin who asked.
+    pub requested_by: String,
+    /// When it expires.
+    pub expires_at: Option<SystemTime>,
+}
+
+impl StopAllFlag {
+    /// From the stored value and its key's mod_revision.
+    #[must_use]
+    pub fn from_stored(stored: &v1::StopAll, generation: Generation) -> Self {
+        Self {
+            mark: StopAll::from_wire(stored),
+            generation,
+            clear_request: (!stored.clear_request_id.is_empty()).then(|| ClearRequest {
+                id: stored.clear_request_id.clone(),
+                requested_by: stored.clear_requested_by.clone(),
+                expires_at: stored
+                    .clear_request_expires_at
+                    .and_then(|t| SystemTime::try_from(t).ok()),
+            }),
+        }
+    }
+
+    /// Whether the stop-all is active.
+    #[must_use]
+    pub fn active(&self) -> bool {
+        self.mark.is_some()
     }
 }
 

@@ -12,6 +12,7 @@ use killswitch_proto::v1::{self, store};
 
 use super::targeting::rollout_edit;
 use super::*;
+use crate::model::targeting::StopAllFlag;
 
 impl Store {
     /// Reads one program's state; `None` when it does not exist.
@@ -182,6 +183,13 @@ pub(super) struct Global {
     pub(super) value: v1::StopAll,
 }
 
+impl Global {
+    /// The flag as the model knows it.
+    pub(super) fn flag(&self) -> StopAllFlag {
+        StopAllFlag::from_stored(&self.value, revision(self.revision))
+    }
+}
+
 impl Store {
     pub(super) async fn global(&self) -> Result<Global, StoreError> {
         let (revision, value) = self.read_global().await?;
@@ -197,12 +205,8 @@ impl Store {
     }
 
     /// The stop-all flag, with the generation that last changed it.
-    pub async fn get_stop_all(&self) -> Result<v1::StopAll, StoreError> {
-        let global = self.global().await?;
-        Ok(v1::StopAll {
-            generation: revision(global.revision),
-            ..global.value
-        })
+    pub async fn get_stop_all(&self) -> Result<StopAllFlag, StoreError> {
+        Ok(self.global().await?.flag())
     }
 
     /// Reads a program's state and the stop-all flag, asks `edit` for the new state

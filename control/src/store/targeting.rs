@@ -14,7 +14,7 @@ use super::{
     decode,
 };
 use crate::model::selector::Selector;
-use crate::model::targeting::{MAX_RULES, Rollout, Rule, StopAll};
+use crate::model::targeting::{MAX_RULES, Rollout, Rule, StopAll, StopAllFlag};
 use crate::model::{InvalidInput, ProgramName, ProgramState, RunState};
 
 /// Most programs one stop-all covers: it is one etcd transaction, and etcd allows 128
@@ -195,7 +195,7 @@ impl Store {
 
     /// Sets the emergency stop-all: the flag and a mark on every program's state, so every
     /// collector of every program pauses, in one audited transaction.
-    pub async fn stop_all(&self, change: &Change) -> Result<(v1::StopAll, bool), StoreError> {
+    pub async fn stop_all(&self, change: &Change) -> Result<(StopAllFlag, bool), StoreError> {
         let flag = StopAll {
             reason: change.reason.clone(),
             incident_id: change.incident_id.clone(),
@@ -213,13 +213,13 @@ impl Store {
         change: &Change,
         needs_two: bool,
         approve: Option<&str>,
-    ) -> Result<(v1::StopAll, bool), StoreError> {
+    ) -> Result<(StopAllFlag, bool), StoreError> {
         if !needs_two {
             return self.set_global(change, None, "stop-all-clear").await;
         }
         let global = self.global().await?;
         if !global.value.active {
-            return Ok((global.value, false));
+            return Ok((global.flag(), false));
         }
         match approve {
             None => self.request_clear(change, global).await,
@@ -247,7 +247,7 @@ impl Store {
         &self,
         change: &Change,
         global: Global,
-    ) -> Result<(v1::StopAll, bool), StoreError> {
+    ) -> Result<(StopAllFlag, bool), StoreError> {
         let head = self.audit_head().await?;
         let now = SystemTime::now();
         let id = format!("{:08x}", fastrand::u32(..));
@@ -279,7 +279,7 @@ impl Store {
                 vec![TxnOp::put(self.keys.global(), value.encode_to_vec(), None)],
             ));
         match self.commit(txn, &entry, head.revision).await? {
-            Some(_) => Ok((value, false)),
+            Some(generation) => Ok((StopAllFlag::from_stored(&value, generation), false)),
             None => Err(StoreError::Contention),
         }
     }
@@ -291,11 +291,11 @@ impl Store {
         change: &Change,
         flag: Option<StopAll>,
         action: &'static str,
-    ) -> Result<(v1::StopAll, bool), StoreError> {
+    ) -> Result<(StopAllFlag, bool), StoreError> {
         for _ in 0..MAX_ATTEMPTS {
             let global = self.global().await?;
             if global.value.active == flag.is_some() {
-                return Ok((global.value, false));
+                return Ok((global.flag(), false));
             }
             let prefix = self.keys.states();
             let states = self
@@ -366,13 +366,7 @@ impl Store {
                 .when(compares)
                 .and_then(self.audited_puts(&entry, ops));
             if let Some(generation) = self.commit(txn, &entry, head.revision).await? {
-                return Ok((
-                    v1::StopAll {
-                        generation,
-                        ..value
-                    },
-                    true,
-                ));
+                return Ok((StopAllFlag::from_stored(&value, generation), true));
             }
             tracing::debug!("stop-all lost a race with a concurrent change; retrying");
         }
