@@ -19,7 +19,6 @@
 //! - [`server`]: builds a replica from its [`Config`] and runs it until shutdown;
 //!   [`security`]: TLS, the auth file and etcd access; [`config`] and [`logging`]: the
 //!   binary's settings and log format.
-//! - `testing` (feature `testing`): start a real etcd and real replicas for tests.
 
 pub mod api;
 pub mod config;
@@ -30,7 +29,5 @@ pub mod replica;
 pub mod security;
 pub mod server;
 pub mod store;
-#[cfg(feature = "testing")]
-pub mod testing;
 
 pub use server::{Config, Replica, ServerError, serve};

@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 
 use common::{change, create, name, store};
 use killswitch_control::model::RunState;
-use killswitch_control::testing::{Etcd, Replica};
 use killswitch_proto::v1::admin_service_client::AdminServiceClient;
 use killswitch_proto::v1::collector_service_client::CollectorServiceClient;
 use killswitch_proto::v1::{
     self, Ack, CollectorMessage, ControlMessage, Hello, StatusRequest, collector_message,
     control_message,
 };
+use killswitch_testkit::{Etcd, Replica};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;

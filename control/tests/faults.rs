@@ -11,7 +11,7 @@ use common::{change, create, name, store_on};
 use killswitch_control::model::RunState;
 use killswitch_control::replica::cache::{StateCache, WatchTiming, run_watcher};
 use killswitch_control::store::{ChangeOutcome, StoreError};
-use killswitch_control::testing::{Etcd, wait_until};
+use killswitch_testkit::{Etcd, wait_until};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test]

@@ -5,9 +5,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use killswitch_control::testing::{self, Etcd, Replica, metric_value as value, wait_until};
 use killswitch_proto::v1::{self, admin_service_client::AdminServiceClient};
 use killswitch_sdk::Client;
+use killswitch_testkit::{Etcd, Replica, metric_value as value, wait_until};
 
 /// Generous for a loaded two-core machine; the test normally takes about two seconds.
 const DEADLINE: Duration = Duration::from_secs(15);
@@ -15,13 +15,13 @@ const DEADLINE: Duration = Duration::from_secs(15);
 /// A loopback address nothing listens on, for `--metrics-listen`: the replica prints
 /// only its gRPC address, so the test chooses the metrics port itself.
 fn free_addr() -> SocketAddr {
-    testing::free_addr().expect("a free port")
+    killswitch_testkit::free_addr().expect("a free port")
 }
 
 /// One plain HTTP/1.1 request; returns the status code and the body, checking that a
 /// 200 is Prometheus' text format.
 async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
-    let (status, head, body) = testing::http_request(addr, method, path)
+    let (status, head, body) = killswitch_testkit::http_request(addr, method, path)
         .await
         .expect("an HTTP exchange with the metrics listener");
     if status == 200 {

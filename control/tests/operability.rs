@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use killswitch_control::testing::{Etcd, Replica, control_binary, wait_until};
+use killswitch_testkit::{Etcd, Replica, control_binary, wait_until};
 use serde_json::Value;
 
 /// The Python probe: Health/Check for each service, then reflection's service list.

@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use killswitch_control::testing::Etcd;
 use killswitch_proto::v1::collector_service_client::CollectorServiceClient;
 use killswitch_proto::v1::{CollectorMessage, Hello, collector_message};
+use killswitch_testkit::Etcd;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test]

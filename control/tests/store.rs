@@ -7,8 +7,8 @@ use killswitch_control::model::audit::audit_hash;
 use killswitch_control::model::{FailurePolicy, LostContact, RunState};
 use killswitch_control::replica::cache::{StateCache, WatchTiming, run_watcher};
 use killswitch_control::store::{PolicyOutcome, Store, StoreError};
-use killswitch_control::testing::{Etcd, Proxy, wait_until};
 use killswitch_proto::v1::{self, admin_service_client::AdminServiceClient};
+use killswitch_testkit::{Etcd, Proxy, wait_until};
 use tokio_util::sync::CancellationToken;
 
 mod common;

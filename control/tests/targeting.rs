@@ -11,7 +11,7 @@ use killswitch_control::model::RunState;
 use killswitch_control::model::selector::Selector;
 use killswitch_control::model::targeting::MAX_RULES;
 use killswitch_control::store::StoreError;
-use killswitch_control::testing::Etcd;
+use killswitch_testkit::Etcd;
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -295,7 +295,7 @@ async fn stop_all_marks_every_program_and_clearing_restores_each_programs_own_st
         .expect("resume");
 
     let (flag, changed) = store.stop_all(&admin).await.expect("stop-all");
-    assert!(changed && flag.active);
+    assert!(changed && flag.active());
     create(&store, "late").await;
     let anyone = labels(&[]);
     for program in ["running", "paused", "late"] {
@@ -329,8 +329,8 @@ async fn stop_all_marks_every_program_and_clearing_restores_each_programs_own_st
         .clear_stop_all(&admin, true, None)
         .await
         .expect("request");
-    assert!(!changed && pending.active);
-    let id = pending.clear_request_id.clone();
+    assert!(!changed && pending.active());
+    let id = pending.clear_request.expect("a clear request").id;
     assert!(matches!(
         store.clear_stop_all(&admin, true, Some(&id)).await,
         Err(StoreError::SelfApproval)
@@ -339,7 +339,7 @@ async fn stop_all_marks_every_program_and_clearing_restores_each_programs_own_st
         .clear_stop_all(&change("carol", "contained"), true, Some(&id))
         .await
         .expect("clear");
-    assert!(changed && !cleared.active);
+    assert!(changed && !cleared.active());
     for (program, own) in [
         ("running", RunState::Running),
         ("paused", RunState::Paused),
@@ -385,7 +385,7 @@ async fn an_unreadable_state_blinds_nothing_and_stop_all_replaces_it() {
         .stop_all(&change("alice", "breach"))
         .await
         .expect("stop-all despite the unreadable state");
-    assert!(changed && flag.active);
+    assert!(changed && flag.active());
     for program in ["fine", "broken"] {
         let state = store
             .get_state(&name(program))

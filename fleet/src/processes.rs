@@ -2,14 +2,14 @@
 //! and subscriber processes (this binary's hidden `simulate` and `watch` subcommands).
 //! Every one is killed when its handle is dropped.
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use indicatif::ProgressBar;
+use killswitch_testkit::{Replica, free_addr, wait_until};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
 use tokio::process::ChildStdin;
 use tokio::sync::mpsc;
@@ -17,14 +17,12 @@ use tokio::sync::mpsc;
 use crate::pki::{self, Pki};
 use crate::subscribers::{Command, Event};
 
-/// A `killswitch-control` process.
+/// A `killswitch-control` process, known by its replica id.
 #[derive(Debug)]
 pub struct ReplicaProcess {
-    child: Child,
-    addr: SocketAddr,
+    replica: Replica,
     /// Its replica id, which names its acknowledgement summaries in etcd.
     pub id: String,
-    tls: bool,
 }
 
 impl ReplicaProcess {
@@ -38,86 +36,33 @@ impl ReplicaProcess {
         pki: Option<&Pki>,
         log: &Path,
     ) -> anyhow::Result<Self> {
-        let mut command = std::process::Command::new(binary);
-        command.args([
-            "--listen",
-            "127.0.0.1:0",
-            "--etcd",
-            etcd,
-            "--replica-id",
-            id,
-        ]);
-        match pki {
-            Some(pki) => {
-                command
-                    .arg("--tls-cert")
-                    .arg(pki.path(pki::SERVER_CERT))
-                    .arg("--tls-key")
-                    .arg(pki.path(pki::SERVER_KEY))
-                    .arg("--client-ca")
-                    .arg(pki.path(pki::CA_CERT))
-                    .arg("--auth-file")
-                    .arg(pki.path(pki::AUTH_FILE));
-            }
-            None => {
-                command.arg("--insecure-dev");
+        let mut args: Vec<OsString> = vec!["--replica-id".into(), id.into()];
+        if let Some(pki) = pki {
+            for (flag, file) in [
+                ("--tls-cert", pki::SERVER_CERT),
+                ("--tls-key", pki::SERVER_KEY),
+                ("--client-ca", pki::CA_CERT),
+                ("--auth-file", pki::AUTH_FILE),
+            ] {
+                args.extend([flag.into(), pki.path(file).into()]);
             }
         }
-        let log_file = std::fs::File::create(log)
-            .with_context(|| format!("cannot create {}", log.display()))?;
-        let mut child = command
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log_file))
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
-        let stdout = child.stdout.take().context("no stdout from the replica")?;
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .context("cannot read the replica's stdout")?;
-        let Some(addr) = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|addr| addr.parse().ok())
-        else {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!(
-                "{} did not report its address (said {line:?}); see {}",
-                binary.display(),
-                log.display()
-            );
-        };
         Ok(Self {
-            child,
-            addr,
+            replica: Replica::start_binary(binary, etcd, &args, log)?,
             id: id.to_owned(),
-            tls: pki.is_some(),
         })
     }
 
     /// `https://127.0.0.1:PORT` with TLS, else `http://...`.
     #[must_use]
     pub fn endpoint(&self) -> String {
-        let scheme = if self.tls { "https" } else { "http" };
-        format!("{scheme}://{}", self.addr)
+        self.replica.endpoint()
     }
 
     /// Its process id.
     #[must_use]
     pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for ReplicaProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.replica.pid()
     }
 }
 
@@ -136,11 +81,6 @@ pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(binary)
 }
 
-/// A free loopback port.
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 /// An `etcd grpc-proxy start` process in front of one etcd.
 #[derive(Debug)]
 pub struct GrpcProxy {
@@ -153,41 +93,40 @@ impl GrpcProxy {
     /// Starts a proxy for `etcd` (`http://HOST:PORT`) with its data in `dir`, and waits
     /// until it answers.
     pub async fn start(etcd: &str, dir: &Path) -> anyhow::Result<Self> {
-        let port = free_port()?;
+        let addr = free_addr()?;
         let upstream = etcd.trim_start_matches("http://");
         std::fs::create_dir_all(dir)?;
         let log = std::fs::File::create(dir.join("proxy.log"))?;
         let child = std::process::Command::new("etcd")
             .args(["grpc-proxy", "start"])
             .arg(format!("--endpoints={upstream}"))
-            .arg(format!("--listen-addr=127.0.0.1:{port}"))
-            .arg(format!("--advertise-client-url=127.0.0.1:{port}"))
+            .arg(format!("--listen-addr={addr}"))
+            .arg(format!("--advertise-client-url={addr}"))
             .arg(format!("--data-dir={}", dir.join("data").display()))
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
             .context("cannot start `etcd grpc-proxy` (is etcd on PATH?)")?;
+        // Made before waiting, so a proxy that never answers is killed on the way out.
         let proxy = Self {
             child,
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint: format!("http://{addr}"),
         };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let options = etcd_client::ConnectOptions::new().with_timeout(Duration::from_secs(1));
-            if let Ok(mut client) =
-                etcd_client::Client::connect([&proxy.endpoint], Some(options)).await
-                && client.get("/", None).await.is_ok()
-            {
-                return Ok(proxy);
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "etcd grpc-proxy did not answer on {} within 15s",
-                    proxy.endpoint
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let endpoint = proxy.endpoint.as_str();
+        wait_until(
+            Duration::from_secs(15),
+            &format!("etcd grpc-proxy to answer on {endpoint}"),
+            || async move {
+                let options =
+                    etcd_client::ConnectOptions::new().with_timeout(Duration::from_secs(1));
+                match etcd_client::Client::connect([endpoint], Some(options)).await {
+                    Ok(mut client) => client.get("/", None).await.is_ok(),
+                    Err(_) => false,
+                }
+            },
+        )
+        .await?;
+        Ok(proxy)
     }
 
     /// Its process id.

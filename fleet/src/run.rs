@@ -21,9 +21,9 @@ use anyhow::Context;
 use etcd_client::{GetOptions, WatchOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 use killswitch_control::model::latency::Histogram;
-use killswitch_control::testing::Etcd;
 use killswitch_proto::prost::Message as _;
 use killswitch_proto::v1::store::AckSummary;
+use killswitch_testkit::Etcd;
 
 use crate::admin::{Admin, Kind};
 use crate::peers::{self, PeersConfig};

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 #[test]
 fn every_collector_acknowledges_every_round() {
-    let control = killswitch_control::testing::control_binary().expect("killswitch-control");
+    let control = killswitch_testkit::control_binary().expect("killswitch-control");
     let dir = tempfile::tempdir().expect("temp dir");
     let json = dir.path().join("report.json");
     let output = Command::new(env!("CARGO_BIN_EXE_killswitch-fleet"))

@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use killswitch_control::testing::{Etcd, Replica};
 use killswitch_sdk::{Cause, Client, Gate, StateEvent};
+use killswitch_testkit::{Etcd, Replica};
 use tokio::process::Command;
 
 /// Soak the control plane under random faults and check its invariants.

@@ -11,10 +11,10 @@ mod common;
 use std::time::Duration;
 
 use common::{DEADLINE, Pki, killswitch, parse, run, text, until};
-use killswitch_control::testing::{Etcd, Replica};
 use killswitch_proto::prost::Message;
 use killswitch_proto::v1;
 use killswitch_sdk::Client;
+use killswitch_testkit::{Etcd, Replica};
 use serde_json::Value;
 
 /// etcd key prefix the replicas use (their default).

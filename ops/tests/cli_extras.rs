@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Pki, killswitch, path, text};
-use killswitch_control::testing::{Etcd, Replica, wait_until};
+use killswitch_testkit::{Etcd, Replica, wait_until};
 use serde_json::Value;
 
 /// The Python probe of `control/tests/operability.rs`.

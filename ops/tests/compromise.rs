@@ -12,13 +12,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{DEADLINE, Pki, System, run, until};
-use killswitch_control::testing::{Etcd, Replica};
 use killswitch_proto::v1::collector_service_client::CollectorServiceClient;
 use killswitch_proto::v1::collector_service_server::{CollectorService, CollectorServiceServer};
 use killswitch_proto::v1::{
     self, CollectorMessage, ControlMessage, Hello, collector_message, control_message,
 };
 use killswitch_sdk::{Backoff, Client};
+use killswitch_testkit::{Etcd, Replica};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_stream::Stream;
@@ -434,7 +434,7 @@ async fn one_certificate_cannot_take_every_session_slot() {
     assert_eq!(
         (held.len(), refused),
         (
-            killswitch_control::session::DEFAULT_MAX_SESSIONS_PER_COLLECTOR,
+            killswitch_control::api::session::DEFAULT_MAX_SESSIONS_PER_COLLECTOR,
             500 - 4
         ),
         "one identity holds its few sessions"

@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{Collector, System, until};
+use std::time::{Duration, Instant};
+
+use common::{Collector, System, blocking_hook, parse, until};
 
 #[tokio::test]
 async fn pause_reaches_every_collector_and_status_confirms() {
@@ -192,4 +194,45 @@ async fn bad_input_exits_non_zero_and_changes_nothing() {
         stderr.contains("cannot reach the control plane"),
         "{stderr}"
     );
+}
+
+/// `--timeout` bounds each RPC, yet `--wait` reads its status stream for as long as the
+/// collectors take: tonic applies the timeout to the response headers, not to the body.
+#[tokio::test]
+async fn a_wait_outlives_the_rpc_timeout() {
+    let system = System::start().await;
+    system.create("demo").await;
+    system.change("resume", "demo").await;
+    let (release, hook) = blocking_hook();
+    let slow = Collector::builder("slow", &["demo"])
+        .on_pause(hook)
+        .start(&[system.endpoint(0)]);
+    until("the gate to open", || slow.gate("demo").is_active()).await;
+
+    let began = Instant::now();
+    let pause = system.cli(&[
+        "--timeout",
+        "1s",
+        "--output",
+        "json",
+        "pause",
+        "demo",
+        "--reason",
+        "leak",
+        "--wait",
+        "20s",
+    ]);
+    let hold = async {
+        until("the pause hook to start", || slow.pauses() >= 1).await;
+        // Acknowledged only well past the per-RPC timeout.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        drop(release);
+    };
+    let ((code, stdout, stderr), ()) = tokio::join!(pause, hold);
+    assert_eq!(code, 0, "the wait completes: {stdout}{stderr}");
+    assert!(began.elapsed() > Duration::from_secs(3));
+    let waited = parse(&stdout);
+    assert_eq!(waited["complete"], true, "{waited}");
+    assert_eq!(waited["status"]["collectors"]["acked"], 1, "{waited}");
+    assert!(!slow.gate("demo").is_active());
 }

@@ -6,8 +6,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Collector, System, until};
-use killswitch_control::testing::{Etcd, Proxy, Replica};
 use killswitch_sdk::Cause;
+use killswitch_testkit::{Etcd, Proxy, Replica};
 
 /// The replicas' heartbeat interval in these tests (`System` starts them with `1s`).
 const HEARTBEAT: Duration = Duration::from_secs(1);

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Collector, System, blocking_hook, demo_collector, until};
-use killswitch_control::testing::{Etcd, Proxy, Replica};
 use killswitch_sdk::Cause;
+use killswitch_testkit::{Etcd, Proxy, Replica};
 use serde_json::Value;
 
 /// Collectors spread over the replicas: collector `i` prefers replica `i % replicas`.

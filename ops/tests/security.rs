@@ -12,10 +12,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{DEADLINE, ENV, Pki, killswitch, parse, path, run, text, until};
-use killswitch_control::testing::{
+use killswitch_sdk::Client;
+use killswitch_testkit::{
     Etcd, Replica, control_binary, free_addr, http_request, metric_value, wait_until,
 };
-use killswitch_sdk::Client;
 use serde_json::Value;
 
 /// etcd key prefix the replicas use (their default).

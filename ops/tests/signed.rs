@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{DEADLINE, Pki, killswitch, parse, path, run, text, until};
-use killswitch_control::testing::{Etcd, Replica};
 use killswitch_proto::prost::Message;
 use killswitch_proto::v1::{self, store};
 use killswitch_sdk::Client;
+use killswitch_testkit::{Etcd, Replica};
 use ring::signature::Ed25519KeyPair;
 use serde_json::Value;
 

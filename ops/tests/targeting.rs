@@ -7,11 +7,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Collector, DEADLINE, System, blocking_hook, parse, until};
-use killswitch_control::admin::ACTOR_METADATA;
-use killswitch_control::targeting::bucket;
-use killswitch_control::testing::wait_until;
+use killswitch_proto::contract::ACTOR_METADATA;
+use killswitch_control::model::targeting::bucket;
 use killswitch_proto::v1;
 use killswitch_proto::v1::admin_service_client::AdminServiceClient;
+use killswitch_testkit::wait_until;
 use serde_json::{Value, json};
 
 /// The etcd prefix the replicas use (their default).

@@ -1,6 +1,14 @@
-//! Test helpers (feature `testing`): a real etcd on free loopback ports in its own temp
-//! dir, and real `killswitch-control` processes. Both stop when dropped.
+//! `killswitch-testkit`: the harness of every test that runs real processes, and of the
+//! `fleet` load tool. A real etcd (one member, or a cluster whose members a test can
+//! kill, stop and restart) on free loopback ports in its own temp dir, real
+//! `killswitch-control` processes, a TCP [`Proxy`] to cut connections, [`wait_until`],
+//! free ports, and a plain HTTP request and metric lookup for scraping a replica's
+//! `--metrics-listen`. Every process stops when its handle is dropped.
+//!
+//! It starts the replica as a binary and reaches etcd with its own client, so it does not
+//! link `killswitch-control`'s library: the shipped replica carries no test code.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -309,8 +317,42 @@ impl Replica {
         etcd_endpoint: &str,
         extra: &[&str],
     ) -> anyhow::Result<Self> {
-        let tls = extra.iter().any(|arg| arg.starts_with("--tls-cert"));
-        let mut child = Command::new(control_binary()?)
+        Self::spawn(&control_binary()?, listen, etcd_endpoint, extra, None)
+    }
+
+    /// [`Replica::start`] of a given `binary`, with its stderr written to `log` instead
+    /// of the caller's: for a tool that runs replicas outside `cargo test` (`fleet`).
+    pub fn start_binary(
+        binary: &Path,
+        etcd_endpoint: &str,
+        extra: &[impl AsRef<OsStr>],
+        log: &Path,
+    ) -> anyhow::Result<Self> {
+        let listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self::spawn(binary, listen, etcd_endpoint, extra, Some(log))
+    }
+
+    /// Starts `binary` and reads the address it reports; stderr goes to `log` if given.
+    fn spawn(
+        binary: &Path,
+        listen: SocketAddr,
+        etcd_endpoint: &str,
+        extra: &[impl AsRef<OsStr>],
+        log: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        let tls = extra.iter().any(|arg| {
+            arg.as_ref()
+                .to_str()
+                .is_some_and(|arg| arg.starts_with("--tls-cert"))
+        });
+        let stderr = match log {
+            Some(log) => Stdio::from(
+                std::fs::File::create(log)
+                    .with_context(|| format!("cannot create {}", log.display()))?,
+            ),
+            None => Stdio::inherit(),
+        };
+        let mut child = Command::new(binary)
             .args(["--listen", &listen.to_string(), "--etcd", etcd_endpoint])
             .args((!tls).then_some("--insecure-dev"))
             .args(extra)
@@ -319,25 +361,25 @@ impl Replica {
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
-            .context("cannot start killswitch-control")?;
-        let stdout = child
-            .stdout
-            .take()
-            .context("no stdout from killswitch-control")?;
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .context("cannot read killswitch-control's stdout")?;
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|a| a.parse().ok())
-            .with_context(|| {
-                format!("killswitch-control did not report its address (said {line:?})")
-            })?;
-        Ok(Self { child, addr, tls })
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        match read_address(&mut child) {
+            Ok(addr) => Ok(Self { child, addr, tls }),
+            Err(error) => {
+                // Useless without its address, and nothing would ever stop it.
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(match log {
+                    Some(log) => error.context(format!(
+                        "{} did not start; see {}",
+                        binary.display(),
+                        log.display()
+                    )),
+                    None => error,
+                })
+            }
+        }
     }
 
     /// `http://ADDR`, or `https://ADDR` when started with `--tls-cert`, for the CLI and
@@ -375,6 +417,22 @@ impl Drop for Replica {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The address a starting replica prints as its first line, `listening on ADDR`.
+fn read_address(child: &mut Child) -> anyhow::Result<SocketAddr> {
+    let stdout = child
+        .stdout
+        .take()
+        .context("no stdout from killswitch-control")?;
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .context("cannot read killswitch-control's stdout")?;
+    line.trim()
+        .strip_prefix("listening on ")
+        .and_then(|a| a.parse().ok())
+        .with_context(|| format!("killswitch-control did not report its address (said {line:?})"))
 }
 
 /// The `killswitch-control` binary next to the running test, built first if missing.
@@ -531,4 +589,88 @@ pub fn metric_value(text: &str, series: &str) -> Option<f64> {
         .filter(|line| !line.starts_with('#'))
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|value| value.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_value_reads_the_exact_series() {
+        let text = "# HELP sessions Sessions.\n# TYPE sessions gauge\nsessions 3\n\
+                    acks_total{result=\"ok\"} 7\nacks_total{result=\"ok\",x=\"y\"} 9\n";
+        assert_eq!(metric_value(text, "sessions"), Some(3.0));
+        assert_eq!(metric_value(text, "acks_total{result=\"ok\"}"), Some(7.0));
+        assert_eq!(metric_value(text, "acks_total"), None);
+        assert_eq!(metric_value(text, "missing"), None);
+    }
+
+    #[tokio::test]
+    async fn wait_until_polls_until_the_condition_holds_or_times_out() {
+        let mut polls = 0;
+        wait_until(Duration::from_secs(5), "the third poll", || {
+            polls += 1;
+            std::future::ready(polls >= 3)
+        })
+        .await
+        .expect("the condition holds");
+        assert_eq!(polls, 3);
+
+        let error = wait_until(Duration::from_millis(50), "never", || async { false })
+            .await
+            .expect_err("the condition never holds");
+        assert!(error.to_string().contains("waiting for never"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn the_proxy_forwards_until_cut_and_again_once_restored() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let server = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let target = server.local_addr().expect("address");
+        let serving = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = server.accept().await {
+                let mut request = [0; 1024];
+                let _ = stream.read(&mut request).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello")
+                    .await;
+            }
+        });
+        let proxy = Proxy::start(target).await.expect("proxy");
+        let addr: SocketAddr = proxy
+            .endpoint()
+            .trim_start_matches("http://")
+            .parse()
+            .expect("the proxy's address");
+
+        let (status, _, body) = http_request(addr, "GET", "/").await.expect("forwarded");
+        assert_eq!((status, body.as_str()), (200, "hello"));
+        proxy.cut();
+        assert!(http_request(addr, "GET", "/").await.is_err(), "cut");
+        proxy.restore();
+        let (status, _, _) = http_request(addr, "GET", "/").await.expect("restored");
+        assert_eq!(status, 200);
+        serving.abort();
+    }
+
+    #[tokio::test]
+    async fn etcd_serves_and_dumps_what_was_written() {
+        let etcd = Etcd::start().await.expect("etcd on PATH");
+        let before = etcd.revision().await.expect("revision");
+        etcd.client()
+            .await
+            .expect("client")
+            .put("/t/key", "value", None)
+            .await
+            .expect("put");
+        assert_eq!(
+            etcd.dump("/t/").await.expect("dump"),
+            vec![(b"/t/key".to_vec(), b"value".to_vec())]
+        );
+        assert!(etcd.revision().await.expect("revision") > before);
+        assert_eq!(etcd.leader().await.expect("leader"), 0);
+    }
 }

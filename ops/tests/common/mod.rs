@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use killswitch_control::testing::{Etcd, Replica, wait_until};
 use killswitch_sdk::{Cause, Client, Gate, HookResult, StateEvent};
+use killswitch_testkit::{Etcd, Replica, wait_until};
 use serde_json::Value;
 
 /// Generous: a loaded two-core machine must not fail a correct system.
