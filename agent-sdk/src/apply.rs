@@ -1,14 +1,18 @@
 //! What applying a program state means, as pure decisions: no IO, no clock, no hooks.
 //!
 //! The session task converts each received `ProgramState` into an [`Incoming`], asks
-//! [`step`] what to do given what it applied last, runs the hook the answer names, then
-//! asks [`Change::settle`] where the gate ends up and what to acknowledge. Keeping these
+//! [`decide`] what to do given what it applied last (the order of generations, [`step`],
+//! then the signed-resume rule), runs the hook the answer names, then asks
+//! [`Change::settle`] where the gate ends up and what to acknowledge. Keeping these
 //! rules here lets the tests below cover every case without a server.
+
+use std::time::SystemTime;
 
 use killswitch_proto::v1::{ProgramState, ResumeAuthorization, RunState};
 
 use crate::event::{Cause, StateEvent};
 use crate::policy::Policy;
+use crate::signing::{self, Trust};
 
 /// The state the control plane wants for a program, folded to the two that matter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,7 +41,7 @@ pub(crate) struct Incoming {
     pub(crate) desired: Desired,
     /// What to do without contact.
     pub(crate) policy: Policy,
-    /// The change, as the hooks will see it (with [`Cause::Update`] until [`step`] says
+    /// The change, as the hooks will see it (with [`Cause::Update`] until [`decide`] says
     /// otherwise).
     pub(crate) event: StateEvent,
     /// The signed resume carried with a RUNNING state, if any.
@@ -143,6 +147,112 @@ pub(crate) fn step(last: Option<Last>, generation: u64, desired: Desired) -> Ste
     }
 }
 
+/// What the signed-resume rule remembers about a program.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Signed {
+    /// The last PAUSED generation applied: an older signed resume is a replay.
+    pub(crate) last_paused: Option<u64>,
+    /// The statement of the last resume accepted: later generations carrying it (policy
+    /// changes while RUNNING, contact restored) are not refused for its expiry.
+    pub(crate) accepted: Option<Vec<u8>>,
+}
+
+/// What to do with an incoming state, every rule considered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Older than what was applied: ignore it and send nothing ([`Step::Stale`]).
+    Stale,
+    /// Already applied: run no hook, acknowledge again ([`Step::Reack`]).
+    Reack,
+    /// Close the gate first, then run the pause hook.
+    Pause {
+        /// Why the hook runs.
+        cause: Cause,
+        /// Why a RUNNING state was refused: its resume is not signed as required, so it
+        /// is applied as a pause (with [`Cause::Update`]) and the Ack carries this. `None`
+        /// for a PAUSED state, which is remembered in [`Signed::last_paused`].
+        refused: Option<String>,
+    },
+    /// Run the resume hook, then open the gate if the hook succeeded.
+    Resume {
+        /// Why the hook runs.
+        cause: Cause,
+        /// The signed statement that allowed it, to remember in [`Signed::accepted`];
+        /// `None` when signatures are not required.
+        accepted: Option<Vec<u8>>,
+    },
+}
+
+/// Decides what to do with `incoming`, given what was applied last for the program
+/// (`None` before anything), the collector's `trust` settings, what it remembers of the
+/// program's signed states, whether the program's gate is open now, and the time `now`.
+///
+/// First the order of generations ([`step`]): an older state is ignored, the same one
+/// acknowledged again, and a PAUSED always wins over a RUNNING. Then a RUNNING that would
+/// resume needs a resume signed as `trust` requires ([`signing::check_resume`]), or it
+/// is a pause: the control plane and etcd can stop collection, never start it. A
+/// statement accepted before keeps an open gate open after it expired (a later generation
+/// carrying it, e.g. a policy change), but an expired statement never opens a closed gate.
+pub(crate) fn decide(
+    last: Option<Last>,
+    incoming: &Incoming,
+    trust: &Trust,
+    signed: &Signed,
+    gate_open: bool,
+    now: SystemTime,
+) -> Decision {
+    match step(last, incoming.event.generation, incoming.desired) {
+        Step::Stale => Decision::Stale,
+        Step::Reack => Decision::Reack,
+        Step::Change(Change::Pause, cause) => Decision::Pause {
+            cause,
+            refused: None,
+        },
+        Step::Change(Change::Resume, cause) => {
+            match check_signed(incoming, trust, signed, gate_open, now) {
+                Ok(accepted) => Decision::Resume { cause, accepted },
+                Err(refused) => Decision::Pause {
+                    cause: Cause::Update,
+                    refused: Some(refused),
+                },
+            }
+        }
+    }
+}
+
+/// Whether a RUNNING state's signed resume lets the gate open (see [`signing`]): `Ok`
+/// with the statement to remember as accepted, `Err` with why not.
+fn check_signed(
+    incoming: &Incoming,
+    trust: &Trust,
+    signed: &Signed,
+    gate_open: bool,
+    now: SystemTime,
+) -> Result<Option<Vec<u8>>, String> {
+    if trust.required == 0 {
+        return Ok(None);
+    }
+    let authorization = incoming.authorization.as_ref();
+    let statement = authorization.map(|a| a.statement.as_slice());
+    let context = signing::Context {
+        program: &incoming.event.program,
+        generation: incoming.event.generation,
+        last_paused: signed.last_paused,
+        now_unix: unix_seconds(now),
+        // An accepted statement keeps an open gate open; it opens a closed one (after
+        // lost contact, a restart) only until it expires.
+        check_expiry: statement.is_none() || signed.accepted.as_deref() != statement || !gate_open,
+    };
+    signing::check_resume(trust, authorization, context)?;
+    Ok(statement.map(<[u8]>::to_vec))
+}
+
+/// `time` in whole seconds since the Unix epoch (0 before it).
+fn unix_seconds(time: SystemTime) -> i64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// Whether a state's (or a heartbeat's) generation can be real: no larger than the
 /// largest etcd revision, and, once the collector has heard anything (`horizon`: the
 /// highest revision or generation it accepted so far), at most
@@ -205,10 +315,19 @@ impl Change {
 
 #[cfg(test)]
 mod tests {
-    use super::{Change, Desired, HookOutcome, Incoming, Last, Step, plausible, step};
+    use super::{
+        Change, Decision, Desired, HookOutcome, Incoming, Last, Signed, Step, decide, plausible,
+        step, unix_seconds,
+    };
     use crate::event::Cause;
     use crate::policy::{OnLostContact, Policy};
-    use killswitch_proto::v1::{FailurePolicy, LostContact, ProgramState, RunState};
+    use crate::signing::Trust;
+    use crate::signing::fixtures::{NOW, key_pair, public, sign, statement};
+    use killswitch_proto::v1::{
+        FailurePolicy, LostContact, ProgramState, ResumeAuthorization, RunState,
+    };
+    use ring::signature::Ed25519KeyPair;
+    use std::time::{Duration, SystemTime};
 
     const RUNNING: i32 = RunState::Running as i32;
     const PAUSED: i32 = RunState::Paused as i32;
@@ -519,5 +638,337 @@ mod tests {
             ("fixed", "INC-7", "alice")
         );
         assert_eq!(event.cause, Cause::Update);
+    }
+
+    /// alice's key pair, and a collector's trust in it: one signature required.
+    fn alice() -> (Ed25519KeyPair, Trust) {
+        let alice = key_pair();
+        let trust = Trust {
+            keys: [public(&alice)].into(),
+            required: 1,
+            ..Trust::default()
+        };
+        (alice, trust)
+    }
+
+    /// `statement` signed by `pair`.
+    fn signed_by(pair: &Ed25519KeyPair, statement: &[u8]) -> Option<ResumeAuthorization> {
+        Some(ResumeAuthorization {
+            statement: statement.to_vec(),
+            signatures: vec![sign(pair, statement)],
+        })
+    }
+
+    /// A state for `demo` at `generation`, RUNNING with `authorization`.
+    fn running(generation: u64, authorization: Option<ResumeAuthorization>) -> Incoming {
+        Incoming::from(ProgramState {
+            program: "demo".to_owned(),
+            state: RUNNING,
+            generation,
+            authorization,
+            ..ProgramState::default()
+        })
+    }
+
+    /// A state for `demo` at `generation`, PAUSED.
+    fn pausing(generation: u64) -> Incoming {
+        Incoming::from(ProgramState {
+            program: "demo".to_owned(),
+            state: PAUSED,
+            generation,
+            ..ProgramState::default()
+        })
+    }
+
+    /// What the collector remembers: the last pause it applied and the statement it
+    /// accepted last.
+    fn memory(last_paused: Option<u64>, accepted: Option<&[u8]>) -> Signed {
+        Signed {
+            last_paused,
+            accepted: accepted.map(<[u8]>::to_vec),
+        }
+    }
+
+    /// Decides `incoming` over `last` at [`NOW`], with `trust`, the memory `signed` and
+    /// the gate open or not, and compares a one-line summary with `expected`.
+    fn check_decide(
+        last: Option<Last>,
+        incoming: &Incoming,
+        trust: &Trust,
+        signed: &Signed,
+        gate_open: bool,
+        expected: &str,
+    ) {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(NOW.unsigned_abs());
+        let carried = incoming.authorization.as_ref().map(|a| a.statement.clone());
+        let actual = match decide(last, incoming, trust, signed, gate_open, now) {
+            Decision::Stale => "ignore".to_owned(),
+            Decision::Reack => "re-ack".to_owned(),
+            Decision::Pause {
+                cause,
+                refused: None,
+            } => format!("Pause ({cause})"),
+            Decision::Pause {
+                cause,
+                refused: Some(refused),
+            } => format!("Pause ({cause}), refused: {refused}"),
+            Decision::Resume {
+                cause,
+                accepted: None,
+            } => format!("Resume ({cause})"),
+            Decision::Resume {
+                cause,
+                accepted: Some(accepted),
+            } => {
+                assert_eq!(Some(accepted), carried, "accepts the statement it carries");
+                format!("Resume ({cause}), accepting its statement")
+            }
+        };
+        assert_eq!(
+            actual, expected,
+            "last {last:?}, incoming {incoming:?}, {signed:?}, gate open {gate_open}"
+        );
+    }
+
+    #[test]
+    fn resumes_are_not_checked_without_required_signatures() {
+        let (alice, _) = alice();
+        let trust = Trust::default();
+        let nothing = Signed::default();
+        check_decide(
+            None,
+            &running(10, None),
+            &trust,
+            &nothing,
+            false,
+            "Resume (update)",
+        );
+        check_decide(
+            lost(10),
+            &running(10, None),
+            &trust,
+            &nothing,
+            false,
+            "Resume (contact restored)",
+        );
+        // Even an expired statement: nothing is checked, nothing remembered.
+        let expired = statement("demo", 9, NOW - 1);
+        check_decide(
+            None,
+            &running(10, signed_by(&alice, &expired)),
+            &trust,
+            &nothing,
+            false,
+            "Resume (update)",
+        );
+    }
+
+    #[test]
+    fn an_unsigned_running_is_a_pause_when_signatures_are_required() {
+        let (_, trust) = alice();
+        let nothing = Signed::default();
+        let refused =
+            "Pause (update), refused: resume not signed by enough trusted operators (0 of 1)";
+        check_decide(None, &running(10, None), &trust, &nothing, false, refused);
+        check_decide(
+            applied(9),
+            &running(10, None),
+            &trust,
+            &nothing,
+            true,
+            refused,
+        );
+        // Contact restored is no exception: the hook is a pause, for an update.
+        check_decide(
+            lost(10),
+            &running(10, None),
+            &trust,
+            &nothing,
+            false,
+            refused,
+        );
+    }
+
+    #[test]
+    fn a_signed_running_resumes_and_its_statement_is_remembered() {
+        let (alice, trust) = alice();
+        let good = statement("demo", 9, NOW + 600);
+        check_decide(
+            paused(9),
+            &running(10, signed_by(&alice, &good)),
+            &trust,
+            &memory(Some(9), None),
+            false,
+            "Resume (update), accepting its statement",
+        );
+        check_decide(
+            lost(10),
+            &running(10, signed_by(&alice, &good)),
+            &trust,
+            &memory(Some(9), Some(&good)),
+            false,
+            "Resume (contact restored), accepting its statement",
+        );
+        // Signed by a key the collector does not trust.
+        check_decide(
+            paused(9),
+            &running(10, signed_by(&key_pair(), &good)),
+            &trust,
+            &memory(Some(9), None),
+            false,
+            "Pause (update), refused: resume not signed by enough trusted operators (0 of 1)",
+        );
+    }
+
+    #[test]
+    fn an_expired_statement_never_opens_a_closed_gate() {
+        let (alice, trust) = alice();
+        let expired = statement("demo", 9, NOW - 1);
+        let refused =
+            "Pause (update), refused: resume statement expired 1 s ago by this collector's clock";
+        // First seen after it expired.
+        check_decide(
+            paused(9),
+            &running(10, signed_by(&alice, &expired)),
+            &trust,
+            &memory(Some(9), None),
+            false,
+            refused,
+        );
+        // Accepted before, but the gate closed since: lost contact, a restart.
+        let accepted = memory(Some(9), Some(&expired));
+        check_decide(
+            lost(10),
+            &running(10, signed_by(&alice, &expired)),
+            &trust,
+            &accepted,
+            false,
+            refused,
+        );
+        check_decide(
+            applied(10),
+            &running(11, signed_by(&alice, &expired)),
+            &trust,
+            &accepted,
+            false,
+            refused,
+        );
+        // An open gate does not excuse another expired statement.
+        let other = statement("demo", 10, NOW - 1);
+        check_decide(
+            applied(10),
+            &running(11, signed_by(&alice, &other)),
+            &trust,
+            &accepted,
+            true,
+            refused,
+        );
+    }
+
+    /// A later generation carrying the resume already accepted (a policy change while
+    /// RUNNING) keeps the gate open after the statement expired; its signatures still
+    /// count.
+    #[test]
+    fn the_accepted_statement_keeps_an_open_gate_open() {
+        let (alice, trust) = alice();
+        let expired = statement("demo", 9, NOW - 1);
+        let accepted = memory(Some(9), Some(&expired));
+        check_decide(
+            applied(10),
+            &running(11, signed_by(&alice, &expired)),
+            &trust,
+            &accepted,
+            true,
+            "Resume (update), accepting its statement",
+        );
+        check_decide(
+            applied(10),
+            &running(11, signed_by(&key_pair(), &expired)),
+            &trust,
+            &accepted,
+            true,
+            "Pause (update), refused: resume not signed by enough trusted operators (0 of 1)",
+        );
+    }
+
+    #[test]
+    fn a_resume_replayed_after_a_newer_pause_is_refused() {
+        let (alice, trust) = alice();
+        // alice's genuine resume replaced generation 9; a pause at 12 was applied since.
+        let replayed = statement("demo", 9, NOW + 600);
+        check_decide(
+            paused(12),
+            &running(14, signed_by(&alice, &replayed)),
+            &trust,
+            &memory(Some(12), Some(&replayed)),
+            false,
+            "Pause (update), refused: resume statement replaces generation 9, older than the \
+             pause at generation 12 this collector applied: a replayed resume",
+        );
+    }
+
+    /// A PAUSED needs no signature and wins over a RUNNING at any generation; an older
+    /// RUNNING is ignored and the same one acknowledged again, signed or not.
+    #[test]
+    fn pause_always_wins_whatever_the_signatures() {
+        let (alice, trust) = alice();
+        let nothing = Signed::default();
+        check_decide(
+            None,
+            &pausing(17),
+            &trust,
+            &nothing,
+            false,
+            "Pause (update)",
+        );
+        check_decide(
+            applied(100),
+            &pausing(17),
+            &trust,
+            &nothing,
+            true,
+            "Pause (update)",
+        );
+        check_decide(
+            lost(u64::MAX),
+            &pausing(17),
+            &trust,
+            &nothing,
+            false,
+            "Pause (update)",
+        );
+        let good = statement("demo", 8, NOW + 600);
+        check_decide(
+            applied(10),
+            &running(9, signed_by(&alice, &good)),
+            &trust,
+            &nothing,
+            true,
+            "ignore",
+        );
+        check_decide(
+            applied(10),
+            &running(10, None),
+            &trust,
+            &nothing,
+            true,
+            "re-ack",
+        );
+        check_decide(
+            paused(10),
+            &running(10, None),
+            &trust,
+            &nothing,
+            false,
+            "re-ack",
+        );
+    }
+
+    #[test]
+    fn clock_readings_before_the_epoch_are_zero() {
+        let epoch = SystemTime::UNIX_EPOCH;
+        assert_eq!(unix_seconds(epoch + Duration::from_secs(17)), 17);
+        assert_eq!(unix_seconds(epoch), 0);
+        assert_eq!(unix_seconds(epoch - Duration::from_secs(17)), 0);
     }
 }

@@ -9,13 +9,14 @@ use std::time::{Duration, SystemTime};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, Uri};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, Uri};
 
 use crate::backoff::Backoff;
 use crate::client::Client;
 use crate::error::{BuildError, error_chain};
 use crate::event::{HookResult, StateEvent};
 use crate::hook::{DEFAULT_HOOK_TIMEOUT, Hook, Hooks};
+use crate::names::{MAX_LABELS, is_valid_collector_id, is_valid_label, is_valid_program_name};
 use crate::programs::Programs;
 use crate::session::{self, Settings};
 use crate::signing::{self, Trust};
@@ -355,60 +356,19 @@ impl ClientBuilder {
             max_statement_lifetime,
         } = self;
 
-        if endpoints.is_empty() {
-            return Err(BuildError::NoEndpoint);
-        }
-        let uris = endpoints
-            .iter()
-            .map(|endpoint| parse_endpoint(endpoint, tls.is_some()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let tls = tls.as_ref().map(TlsPem::client_config).transpose()?;
-        let endpoints = uris
-            .into_iter()
-            .map(|uri| {
-                // The PEM was checked; what is left is e.g. a key that is not the
-                // certificate's.
-                session::endpoint(uri, tls.as_ref()).map_err(|error| BuildError::InvalidTls {
-                    reason: format!(
-                        "the certificate and key cannot be used together ({})",
-                        error_chain(&error)
-                    ),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-
-        if collector_id.is_empty() {
-            return Err(BuildError::NoCollectorId);
-        }
-        if !is_valid_collector_id(&collector_id) {
-            return Err(BuildError::InvalidCollectorId { id: collector_id });
-        }
-
-        if programs.is_empty() {
-            return Err(BuildError::NoProgram);
-        }
-        if let Some(name) = programs.iter().find(|name| !is_valid_program_name(name)) {
-            return Err(BuildError::InvalidProgramName { name: name.clone() });
-        }
-        let programs: BTreeSet<String> = programs.into_iter().collect();
-        let bad_label = labels
-            .iter()
-            .find(|(key, value)| !is_valid_label(key, value));
-        if let Some((key, _)) = bad_label.or(labels.iter().nth(MAX_LABELS)) {
-            return Err(BuildError::InvalidLabel { key: key.clone() });
-        }
-
+        let endpoints = session_endpoints(&endpoints, tls.as_ref())?;
+        check_collector_id(&collector_id)?;
+        let programs = check_programs(programs)?;
+        check_labels(&labels)?;
         if !backoff.is_valid() {
             return Err(BuildError::InvalidBackoff {
                 initial: backoff.initial,
                 max: backoff.max,
             });
         }
-
         if hook_timeout.is_zero() {
             return Err(BuildError::InvalidHookTimeout);
         }
-
         let path_problem = state_file.as_deref().and_then(state_file::path_problem);
         if let (Some(path), Some(reason)) = (&state_file, path_problem) {
             return Err(BuildError::InvalidStateFile {
@@ -416,27 +376,7 @@ impl ClientBuilder {
                 reason: reason.to_owned(),
             });
         }
-
-        let mut keys = BTreeSet::new();
-        for (index, key) in trusted_keys.iter().enumerate() {
-            keys.insert(signing::parse_key(key).ok_or(BuildError::InvalidTrustedKey { index })?);
-        }
-        if required_signatures > keys.len() {
-            return Err(BuildError::NotEnoughTrustedKeys {
-                required: required_signatures,
-                trusted: keys.len(),
-            });
-        }
-        if !(Duration::from_secs(1)..=Duration::from_secs(24 * 3600))
-            .contains(&max_statement_lifetime)
-        {
-            return Err(BuildError::StatementLifetime(max_statement_lifetime));
-        }
-        let trust = Trust {
-            keys,
-            required: required_signatures,
-            max_lifetime_secs: i64::try_from(max_statement_lifetime.as_secs()).unwrap_or(i64::MAX),
-        };
+        let trust = trust(&trusted_keys, required_signatures, max_statement_lifetime)?;
 
         let runtime = tokio::runtime::Handle::try_current().map_err(BuildError::NoRuntime)?;
 
@@ -467,6 +407,105 @@ impl ClientBuilder {
         ));
         Ok(Client::new(programs, task, cancel))
     }
+}
+
+impl Client {
+    /// Starts configuring a client.
+    #[must_use]
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+}
+
+/// The session endpoints for the configured `endpoints`, over TLS with `tls`.
+fn session_endpoints(
+    endpoints: &[String],
+    tls: Option<&TlsPem>,
+) -> Result<Vec<Endpoint>, BuildError> {
+    if endpoints.is_empty() {
+        return Err(BuildError::NoEndpoint);
+    }
+    let uris = endpoints
+        .iter()
+        .map(|endpoint| parse_endpoint(endpoint, tls.is_some()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let tls = tls.map(TlsPem::client_config).transpose()?;
+    uris.into_iter()
+        .map(|uri| {
+            // The PEM was checked; what is left is e.g. a key that is not the
+            // certificate's.
+            session::endpoint(uri, tls.as_ref()).map_err(|error| BuildError::InvalidTls {
+                reason: format!(
+                    "the certificate and key cannot be used together ({})",
+                    error_chain(&error)
+                ),
+            })
+        })
+        .collect()
+}
+
+/// Checks the collector id: present, and valid.
+fn check_collector_id(collector_id: &str) -> Result<(), BuildError> {
+    if collector_id.is_empty() {
+        return Err(BuildError::NoCollectorId);
+    }
+    if !is_valid_collector_id(collector_id) {
+        return Err(BuildError::InvalidCollectorId {
+            id: collector_id.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks the registered programs (at least one, each a valid name) and returns them
+/// without repeats.
+fn check_programs(programs: Vec<String>) -> Result<BTreeSet<String>, BuildError> {
+    if programs.is_empty() {
+        return Err(BuildError::NoProgram);
+    }
+    if let Some(name) = programs.iter().find(|name| !is_valid_program_name(name)) {
+        return Err(BuildError::InvalidProgramName { name: name.clone() });
+    }
+    Ok(programs.into_iter().collect())
+}
+
+/// Checks the labels: each valid, and not too many.
+fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), BuildError> {
+    let bad_label = labels
+        .iter()
+        .find(|(key, value)| !is_valid_label(key, value));
+    if let Some((key, _)) = bad_label.or(labels.iter().nth(MAX_LABELS)) {
+        return Err(BuildError::InvalidLabel { key: key.clone() });
+    }
+    Ok(())
+}
+
+/// The trusted keys, parsed, with how many must sign a resume and how long a statement
+/// may still be valid.
+fn trust(
+    trusted_keys: &[Vec<u8>],
+    required_signatures: usize,
+    max_statement_lifetime: Duration,
+) -> Result<Trust, BuildError> {
+    let mut keys = BTreeSet::new();
+    for (index, key) in trusted_keys.iter().enumerate() {
+        keys.insert(signing::parse_key(key).ok_or(BuildError::InvalidTrustedKey { index })?);
+    }
+    if required_signatures > keys.len() {
+        return Err(BuildError::NotEnoughTrustedKeys {
+            required: required_signatures,
+            trusted: keys.len(),
+        });
+    }
+    if !(Duration::from_secs(1)..=Duration::from_secs(24 * 3600)).contains(&max_statement_lifetime)
+    {
+        return Err(BuildError::StatementLifetime(max_statement_lifetime));
+    }
+    Ok(Trust {
+        keys,
+        required: required_signatures,
+        max_lifetime_secs: i64::try_from(max_statement_lifetime.as_secs()).unwrap_or(i64::MAX),
+    })
 }
 
 /// Parses an endpoint as an `https://HOST[:PORT]` URI when TLS is configured, else as an
@@ -560,106 +599,11 @@ fn check_certificates(what: &str, pem: &[u8]) -> Result<(), BuildError> {
     Ok(())
 }
 
-/// Whether `id` matches `^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`, the syntax the control
-/// plane accepts for a collector id.
-fn is_valid_collector_id(id: &str) -> bool {
-    let mut bytes = id.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && id.len() <= 128
-        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
-}
-
-/// Most labels a collector may send (the control plane refuses more).
-const MAX_LABELS: usize = 32;
-
-/// Whether a label would pass the control plane's Hello checks: the key matches
-/// `^[a-z0-9]([a-z0-9._/-]{0,61}[a-z0-9])?$`, the value is at most 128 bytes without
-/// control characters.
-fn is_valid_label(key: &str, value: &str) -> bool {
-    let edge = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    let inner = |b: u8| edge(b) || matches!(b, b'.' | b'_' | b'/' | b'-');
-    let key_ok = match key.as_bytes() {
-        [] => false,
-        [only] => edge(*only),
-        [first, middle @ .., last] => {
-            key.len() <= 63 && edge(*first) && edge(*last) && middle.iter().all(|&b| inner(b))
-        }
-    };
-    key_ok && value.len() <= 128 && !value.chars().any(char::is_control)
-}
-
-/// Whether `name` matches `^[a-z][a-z0-9-]{0,62}$`, the syntax of a program name.
-pub(crate) fn is_valid_program_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_lowercase())
-        && name.len() <= 63
-        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{is_valid_collector_id, is_valid_label, is_valid_program_name};
     use crate::{Backoff, BuildError, Cause, Client, ClientBuilder, StateEvent};
     use std::sync::{Arc, Mutex, PoisonError};
     use std::time::Duration;
-
-    #[test]
-    fn label_syntax_matches_the_control_plane() {
-        for (key, value, valid) in [
-            ("region", "emea", true),
-            ("k8s.io/zone-a", "", true),
-            ("a", "x", true),
-            ("Region", "emea", false),
-            ("-region", "x", false),
-            ("region-", "x", false),
-            ("", "x", false),
-            ("region", "a\u{7}b", false),
-        ] {
-            assert_eq!(is_valid_label(key, value), valid, "{key:?}={value:?}");
-        }
-        assert!(!is_valid_label(&"a".repeat(64), "x"));
-        assert!(!is_valid_label("region", &"x".repeat(129)));
-    }
-
-    #[test]
-    fn program_names() {
-        let check = |name: &str, valid: bool| {
-            assert_eq!(is_valid_program_name(name), valid, "{name:?}");
-        };
-        check("a", true);
-        check("keystrokes", true);
-        check("screen-v2", true);
-        check("a-", true);
-        check(&format!("a{}", "b".repeat(62)), true);
-        check(&format!("a{}", "b".repeat(63)), false);
-        check("", false);
-        check("1abc", false);
-        check("-abc", false);
-        check("Keys", false);
-        check("keys_v2", false);
-        check("keys.v2", false);
-        check("keys v2", false);
-        check("clé", false);
-    }
-
-    #[test]
-    fn collector_ids() {
-        let check = |id: &str, valid: bool| {
-            assert_eq!(is_valid_collector_id(id), valid, "{id:?}");
-        };
-        check("c1", true);
-        check("7", true);
-        check("host-42.eu-west:worker_3", true);
-        check("HOST", true);
-        check(&"a".repeat(128), true);
-        check(&"a".repeat(129), false);
-        check("", false);
-        check(".host", false);
-        check("-host", false);
-        check("host 42", false);
-        check("host/42", false);
-        check("hôte", false);
-    }
 
     /// A builder that passes validation.
     fn valid() -> ClientBuilder {

@@ -6,7 +6,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::warn;
 
-use crate::builder::ClientBuilder;
 use crate::gate::Gate;
 use crate::programs::Programs;
 
@@ -33,12 +32,9 @@ pub struct Client {
 }
 
 impl Client {
-    /// Starts configuring a client.
-    #[must_use]
-    pub fn builder() -> ClientBuilder {
-        ClientBuilder::default()
-    }
-
+    /// The handle of a started session task `task`, which `cancel` stops, and of the
+    /// `programs` it obeys. (`Client::builder` is defined in `builder.rs`, so that this
+    /// module needs nothing from the builder.)
     pub(crate) fn new(
         programs: Arc<Programs>,
         task: JoinHandle<()>,
@@ -52,8 +48,8 @@ impl Client {
     }
 
     /// The gate of `program`, or `None` if it was not registered with
-    /// [`ClientBuilder::program`]. Clones share one switch: get it once, then check
-    /// [`Gate::is_active`] per event.
+    /// [`ClientBuilder::program`](crate::ClientBuilder::program). Clones share one
+    /// switch: get it once, then check [`Gate::is_active`] per event.
     #[must_use]
     pub fn gate(&self, program: &str) -> Option<Gate> {
         self.programs
@@ -63,7 +59,8 @@ impl Client {
 
     /// The generation last applied for `program` (whether its hook succeeded or not), or
     /// `None` if none was yet or the program was not registered. With a
-    /// [state file](ClientBuilder::state_file), it starts from the file's generation.
+    /// [state file](crate::ClientBuilder::state_file), it starts from the file's
+    /// generation.
     #[must_use]
     pub fn applied_generation(&self, program: &str) -> Option<u64> {
         let applied = self.programs.get(program)?.applied()?;

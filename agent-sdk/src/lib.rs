@@ -63,8 +63,10 @@
 //!
 //! # Layout
 //!
-//! - `builder.rs`: [`ClientBuilder`], validation and start.
+//! - `builder.rs`: [`ClientBuilder`] (and [`Client::builder`]), validation and start.
 //! - `client.rs`: [`Client`], the handle a collector keeps.
+//! - `names.rs`: the syntax of program names, collector ids and labels, shared with the
+//!   control plane.
 //! - `gate.rs`: [`Gate`], the one-atomic-load switch.
 //! - `event.rs`: [`StateEvent`], [`Cause`] and [`HookResult`], what hooks receive and
 //!   return, and the purge confirmation.
@@ -94,6 +96,7 @@ mod error;
 mod event;
 mod gate;
 mod hook;
+mod names;
 mod policy;
 mod programs;
 mod session;

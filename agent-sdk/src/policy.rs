@@ -11,7 +11,7 @@ use killswitch_proto::v1::{FailurePolicy, LostContact};
 use tokio::time::Instant;
 
 /// The grace period used when the control plane sends 0 (or no policy at all).
-pub(crate) const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_GRACE: Duration = killswitch_proto::contract::DEFAULT_GRACE;
 
 /// What a collector does when it has not heard from the control plane for a while.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

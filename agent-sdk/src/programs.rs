@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
-use crate::apply::{Desired, Last};
+use crate::apply::{Desired, Last, Signed};
 use crate::gate::Gate;
 use crate::policy::Policy;
 use crate::state_file::Saved;
@@ -27,16 +27,6 @@ pub(crate) struct Program {
     applied: Mutex<Option<Applied>>,
     /// What signed-resume checks remember (see [`Signed`]).
     signed: Mutex<Signed>,
-}
-
-/// What the signed-resume check remembers about a program.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Signed {
-    /// The last PAUSED generation applied: an older signed resume is a replay.
-    pub(crate) last_paused: Option<u64>,
-    /// The statement of the last resume accepted: later generations carrying it (policy
-    /// changes while RUNNING, contact restored) are not refused for its expiry.
-    pub(crate) accepted: Option<Vec<u8>>,
 }
 
 /// The last state applied for a program, and what its Ack reported.

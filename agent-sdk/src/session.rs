@@ -19,8 +19,8 @@ use std::time::{Duration, SystemTime};
 
 use killswitch_proto::v1::collector_service_client::CollectorServiceClient;
 use killswitch_proto::v1::{
-    Ack, CollectorMessage, Hello, ProgramState, ResumeAuthorization, RunState, Snapshot,
-    collector_message, control_message,
+    Ack, CollectorMessage, Hello, ProgramState, RunState, Snapshot, collector_message,
+    control_message,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -29,14 +29,14 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{ClientTlsConfig, Endpoint, Uri};
 use tracing::{debug, info, warn};
 
-use crate::apply::{self, Change, Desired, Incoming, Settled, Step};
+use crate::apply::{self, Change, Decision, Desired, Incoming, Last, Settled};
 use crate::backoff::Backoff;
 use crate::error::error_chain;
 use crate::event::{Cause, StateEvent};
 use crate::hook::Hooks;
-use crate::policy::OnLostContact;
+use crate::policy::{OnLostContact, Policy};
 use crate::programs::{Applied, Contact, Program, Programs};
-use crate::signing::{self, Trust};
+use crate::signing::Trust;
 use crate::state_file::StateFile;
 
 /// How long connecting to a replica may take before the attempt counts as failed; with
@@ -424,25 +424,23 @@ impl Runner {
         Ok(())
     }
 
-    /// Applies one program state: decides with [`apply::step`], runs the hook, moves the
-    /// gate, records the state (in memory and in the state file) and acknowledges.
+    /// Applies one program state in three steps: decides what it means
+    /// ([`apply::decide`], remembering what the signed-resume rule needs), carries the
+    /// change out ([`carry_out`](Runner::carry_out)) and reports it
+    /// ([`report`](Runner::report)). A state already applied is only acknowledged again
+    /// ([`reack`](Runner::reack)).
     async fn apply(&self, state: ProgramState, outbound: &Outbound) -> Result<(), End> {
-        let Incoming {
-            mut desired,
-            policy,
-            mut event,
-            authorization,
-        } = Incoming::from(state);
-        let Some(program) = self.programs.get(&event.program) else {
-            warn!(program = %event.program, "ignoring a state for a program this collector did not register");
+        let incoming = Incoming::from(state);
+        let Some(program) = self.programs.get(&incoming.event.program) else {
+            warn!(program = %incoming.event.program, "ignoring a state for a program this collector did not register");
             return Ok(());
         };
-        if !apply::plausible(event.generation, self.horizon()) {
+        if !apply::plausible(incoming.event.generation, self.horizon()) {
             // No real replica can send it: applying it (even a PAUSED) would make every
             // later real state look stale.
             warn!(
-                program = %event.program,
-                generation = event.generation,
+                program = %incoming.event.program,
+                generation = incoming.event.generation,
                 horizon = self.horizon(),
                 "ignoring a state at an implausible generation: it cannot come from a real \
                  control plane",
@@ -450,8 +448,22 @@ impl Runner {
             return Ok(());
         }
         let last = program.applied().map(|applied| applied.last());
-        let (change, cause) = match apply::step(last, event.generation, desired) {
-            Step::Stale => {
+        let decision = apply::decide(
+            last,
+            &incoming,
+            &self.trust,
+            &program.signed(),
+            program.gate.is_active(),
+            SystemTime::now(),
+        );
+        let Incoming {
+            desired,
+            policy,
+            mut event,
+            authorization: _,
+        } = incoming;
+        let (change, refused) = match decision {
+            Decision::Stale => {
                 debug!(
                     program = %event.program,
                     generation = event.generation,
@@ -460,61 +472,82 @@ impl Runner {
                 );
                 return Ok(());
             }
-            Step::Reack => {
-                if last.is_some_and(|last| last.lost_contact) {
-                    info!(
+            Decision::Reack => return self.reack(program, &event, last, policy, outbound).await,
+            Decision::Resume { cause, accepted } => {
+                if let Some(statement) = accepted {
+                    program.note_accepted(&statement);
+                }
+                event.cause = cause;
+                (Change::Resume, None)
+            }
+            Decision::Pause { cause, refused } => {
+                event.cause = cause;
+                match &refused {
+                    // A RUNNING state whose resume is not signed as required is a pause:
+                    // the gate stays (or goes) closed, and the Ack says why.
+                    Some(refused) => warn!(
                         program = %event.program,
                         generation = event.generation,
-                        "contact with the control plane is back; the program stays paused",
-                    );
+                        %refused,
+                        "refusing a RUNNING state: the gate stays closed",
+                    ),
+                    None => program.note_paused(event.generation),
                 }
-                // The policy is the program's, not the state's: it may have changed
-                // without a new generation.
-                let applied = program.update(|applied| {
-                    applied.contact = Contact::Current;
-                    applied.policy = policy;
-                });
-                self.save_state().await?;
-                if let Some(applied) = applied {
-                    debug!(
-                        program = %event.program,
-                        generation = event.generation,
-                        "state already applied: acknowledging it again",
-                    );
-                    let ack = ack(&event.program, &applied, program.gate.is_active());
-                    self.send(outbound, ack).await?;
-                }
-                return Ok(());
+                (Change::Pause, refused)
             }
-            Step::Change(change, cause) => (change, cause),
         };
-        event.cause = cause;
-        // A RUNNING state whose resume is not signed as required is a pause: the gate
-        // stays (or goes) closed, and the Ack says why.
-        let refused = match change {
-            Change::Resume => self
-                .check_signed(program, &event, authorization.as_ref())
-                .err(),
-            Change::Pause => None,
-        };
-        let change = match &refused {
-            Some(refused) => {
-                warn!(
-                    program = %event.program,
-                    generation = event.generation,
-                    %refused,
-                    "refusing a RUNNING state: the gate stays closed",
-                );
-                desired = Desired::Paused;
-                event.cause = Cause::Update;
-                Change::Pause
-            }
-            None => change,
-        };
-        if desired == Desired::Paused && refused.is_none() {
-            program.note_paused(event.generation);
-        }
+        let settled = self.carry_out(program, change, &event, policy).await?;
+        let applied = record(&event, desired, policy, refused, settled);
+        self.report(&event.program, program, applied, outbound)
+            .await
+    }
 
+    /// Acknowledges again a state already applied, running no hook. A program paused
+    /// for lost contact whose state is PAUSED is simply no longer lost.
+    async fn reack(
+        &self,
+        program: &Program,
+        event: &StateEvent,
+        last: Option<Last>,
+        policy: Policy,
+        outbound: &Outbound,
+    ) -> Result<(), End> {
+        if last.is_some_and(|last| last.lost_contact) {
+            info!(
+                program = %event.program,
+                generation = event.generation,
+                "contact with the control plane is back; the program stays paused",
+            );
+        }
+        // The policy is the program's, not the state's: it may have changed without a
+        // new generation.
+        let applied = program.update(|applied| {
+            applied.contact = Contact::Current;
+            applied.policy = policy;
+        });
+        self.save_state().await?;
+        if let Some(applied) = applied {
+            debug!(
+                program = %event.program,
+                generation = event.generation,
+                "state already applied: acknowledging it again",
+            );
+            let ack = ack(&event.program, &applied, program.gate.is_active());
+            self.send(outbound, ack).await?;
+        }
+        Ok(())
+    }
+
+    /// Carries out `change` for `event` on `program`'s gate: a pause closes the gate
+    /// before anything else, then the hook runs and the gate moves where its outcome
+    /// leaves it (see [`Hooks::carry_out`]).
+    async fn carry_out(
+        &self,
+        program: &Program,
+        change: Change,
+        event: &StateEvent,
+        policy: Policy,
+    ) -> Result<Settled, End> {
         if change == Change::Pause {
             // Stop capture before anything else: the hook may be slow, or hang.
             program.gate.close();
@@ -540,84 +573,23 @@ impl Runner {
                 open_before,
             ))
             .await?;
-        match (change, settled.error.as_str()) {
-            (Change::Pause, "") => debug!(program = %event.program, "pause hook done"),
-            (Change::Pause, error) => {
-                warn!(program = %event.program, %error, "pause hook failed; the gate is closed");
-            }
-            (Change::Resume, "") if settled.open => info!(
-                program = %event.program,
-                generation = event.generation,
-                reason = %event.reason,
-                actor = %event.actor,
-                %cause,
-                "killswitch resumed the program: gate open",
-            ),
-            (Change::Resume, "") => warn!(
-                program = %event.program,
-                generation = event.generation,
-                "contact with the control plane was lost while the resume hook ran; \
-                 the gate stays closed",
-            ),
-            (Change::Resume, error) => warn!(
-                program = %event.program,
-                generation = event.generation,
-                %error,
-                "resume hook failed; the gate stays closed",
-            ),
-        }
-
-        let error = match (refused, settled.error) {
-            (None, error) => error,
-            (Some(refused), hook) if hook.is_empty() => refused,
-            (Some(refused), hook) => format!("{refused}; pause hook: {hook}"),
-        };
-        let applied = Applied {
-            generation: event.generation,
-            desired,
-            policy,
-            contact: Contact::Current,
-            at: SystemTime::now(),
-            error,
-            purged: settled.purged,
-        };
-        program.set_applied(applied.clone());
-        self.save_state().await?;
-        let ack = ack(&event.program, &applied, program.gate.is_active());
-        self.send(outbound, ack).await
+        log_settled(change, event, &settled);
+        Ok(settled)
     }
 
-    /// Whether a RUNNING state's signed resume lets the gate open (see [`signing`]);
-    /// remembers the statement when it does.
-    fn check_signed(
+    /// Records `applied` as `program`'s state (named `name`), saves the state file and
+    /// acknowledges it with the gate as it is now.
+    async fn report(
         &self,
+        name: &str,
         program: &Program,
-        event: &StateEvent,
-        authorization: Option<&ResumeAuthorization>,
-    ) -> Result<(), String> {
-        if self.trust.required == 0 {
-            return Ok(());
-        }
-        let memory = program.signed();
-        let statement = authorization.map(|a| a.statement.as_slice());
-        let context = signing::Context {
-            program: &event.program,
-            generation: event.generation,
-            last_paused: memory.last_paused,
-            now_unix: SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
-            // An accepted statement keeps an open gate open; it opens a closed one (after
-            // lost contact, a restart) only until it expires.
-            check_expiry: statement.is_none()
-                || memory.accepted.as_deref() != statement
-                || !program.gate.is_active(),
-        };
-        signing::check_resume(&self.trust, authorization, context)?;
-        if let Some(statement) = statement {
-            program.note_accepted(statement);
-        }
-        Ok(())
+        applied: Applied,
+        outbound: &Outbound,
+    ) -> Result<(), End> {
+        program.set_applied(applied.clone());
+        self.save_state().await?;
+        let ack = ack(name, &applied, program.gate.is_active());
+        self.send(outbound, ack).await
     }
 
     /// The highest revision or generation heard so far: heartbeats and applied states.
@@ -794,6 +766,67 @@ impl Runner {
             }
             output = future => Ok(Some(output)),
         }
+    }
+}
+
+/// Logs where carrying out `change` for `event` left the gate.
+fn log_settled(change: Change, event: &StateEvent, settled: &Settled) {
+    match (change, settled.error.as_str()) {
+        (Change::Pause, "") => debug!(program = %event.program, "pause hook done"),
+        (Change::Pause, error) => {
+            warn!(program = %event.program, %error, "pause hook failed; the gate is closed");
+        }
+        (Change::Resume, "") if settled.open => info!(
+            program = %event.program,
+            generation = event.generation,
+            reason = %event.reason,
+            actor = %event.actor,
+            cause = %event.cause,
+            "killswitch resumed the program: gate open",
+        ),
+        (Change::Resume, "") => warn!(
+            program = %event.program,
+            generation = event.generation,
+            "contact with the control plane was lost while the resume hook ran; \
+             the gate stays closed",
+        ),
+        (Change::Resume, error) => warn!(
+            program = %event.program,
+            generation = event.generation,
+            %error,
+            "resume hook failed; the gate stays closed",
+        ),
+    }
+}
+
+/// What to record once a change for `event` was carried out with the outcome `settled`:
+/// a RUNNING that was `refused` counts as PAUSED, and the Ack's error says why it was
+/// refused before what the pause hook said.
+fn record(
+    event: &StateEvent,
+    desired: Desired,
+    policy: Policy,
+    refused: Option<String>,
+    settled: Settled,
+) -> Applied {
+    let desired = if refused.is_some() {
+        Desired::Paused
+    } else {
+        desired
+    };
+    let error = match (refused, settled.error) {
+        (None, error) => error,
+        (Some(refused), hook) if hook.is_empty() => refused,
+        (Some(refused), hook) => format!("{refused}; pause hook: {hook}"),
+    };
+    Applied {
+        generation: event.generation,
+        desired,
+        policy,
+        contact: Contact::Current,
+        at: SystemTime::now(),
+        error,
+        purged: settled.purged,
     }
 }
 

@@ -162,26 +162,33 @@ pub(crate) fn parse_key(key: &[u8]) -> Option<PublicKey> {
     Some(out)
 }
 
+/// Keys, statements and signatures for the tests of this module and of `apply.rs`.
 #[cfg(test)]
-mod tests {
-    use killswitch_proto::v1::Signature;
+pub(crate) mod fixtures {
+    use killswitch_proto::prost::Message;
+    use killswitch_proto::v1::{ResumeStatement, Signature};
     use ring::rand::SystemRandom;
     use ring::signature::{Ed25519KeyPair, KeyPair};
 
-    use super::*;
+    use super::PublicKey;
 
-    const NOW: i64 = 1_800_000_000;
+    /// The time the tests check statements at, in Unix seconds.
+    pub(crate) const NOW: i64 = 1_800_000_000;
 
-    fn key_pair() -> Ed25519KeyPair {
+    /// A fresh ed25519 key pair.
+    pub(crate) fn key_pair() -> Ed25519KeyPair {
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).expect("generate a key");
         Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("parse the key")
     }
 
-    fn public(pair: &Ed25519KeyPair) -> PublicKey {
+    /// The public key of `pair`.
+    pub(crate) fn public(pair: &Ed25519KeyPair) -> PublicKey {
         PublicKey::try_from(pair.public_key().as_ref()).expect("32 bytes")
     }
 
-    fn statement(program: &str, replaces: u64, expires: i64) -> Vec<u8> {
+    /// An encoded statement resuming `program`, replacing generation `replaces`,
+    /// expiring at `expires` (Unix seconds).
+    pub(crate) fn statement(program: &str, replaces: u64, expires: i64) -> Vec<u8> {
         ResumeStatement {
             program: program.to_owned(),
             replaces_generation: replaces,
@@ -191,7 +198,8 @@ mod tests {
         .encode_to_vec()
     }
 
-    fn sign(pair: &Ed25519KeyPair, statement: &[u8]) -> Signature {
+    /// `pair`'s signature of `statement`.
+    pub(crate) fn sign(pair: &Ed25519KeyPair, statement: &[u8]) -> Signature {
         Signature {
             public_key: pair.public_key().as_ref().to_vec(),
             signature: pair
@@ -200,6 +208,14 @@ mod tests {
                 .to_vec(),
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use ring::signature::Ed25519KeyPair;
+
+    use super::fixtures::{NOW, key_pair, public, sign, statement};
+    use super::*;
 
     /// One case: the authorization, what the collector knows, and the expected result
     /// (`Ok(())` or a fragment of the error).

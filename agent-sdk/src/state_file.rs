@@ -34,7 +34,7 @@ use std::sync::{Mutex, PoisonError};
 use tracing::{debug, warn};
 
 use crate::apply::Desired;
-use crate::builder::is_valid_program_name;
+use crate::names::is_valid_program_name;
 use crate::policy::{OnLostContact, Policy};
 
 /// Largest state file read, in bytes: a few lines per program. A larger file is not one
