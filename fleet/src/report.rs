@@ -251,6 +251,58 @@ impl RunReport {
         (sessions > 0).then(|| grown as f64 / sessions as f64)
     }
 
+    /// One table row per measured change.
+    fn write_changes(&self, text: &mut String) {
+        for change in &self.changes {
+            let _ = writeln!(
+                text,
+                "| {} {} | {}/{} | {} | {} | {} | {:.1} µs | {} |",
+                change.kind,
+                change.round,
+                change.acked,
+                change.collectors,
+                change.hook.map_or("-".to_owned(), |q| format!(
+                    "{:.0} / {:.0} ms",
+                    q.p50_ms, q.max_ms
+                )),
+                change.ack.map_or("-".to_owned(), |q| format!(
+                    "{:.0} / {:.0} / {:.0} / {:.0} ms",
+                    q.p50_ms, q.p90_ms, q.p99_ms, q.max_ms
+                )),
+                change
+                    .confirmed_ms
+                    .map_or("-".to_owned(), |ms| format!("{ms:.0} ms")),
+                change.replica_cpu_us_per_collector,
+                change.etcd_writes,
+            );
+        }
+    }
+
+    /// The medians of the pause and of the resume rounds.
+    fn write_summaries(&self, text: &mut String) {
+        for (name, summary) in [("pause", &self.pause), ("resume", &self.resume)] {
+            if let Some(s) = summary {
+                let _ = writeln!(
+                    text,
+                    "\n{name}: median of {} rounds: hook p50 {} last {}; ack p50 {} p90 {} p99 {} last {} (worst {}); confirmed {}; replica CPU {} per collector; etcd writes <= {}; every collector acked every round: {}",
+                    s.rounds,
+                    ms(s.hook_p50_ms),
+                    ms(s.hook_max_ms),
+                    ms(s.ack_p50_ms),
+                    ms(s.ack_p90_ms),
+                    ms(s.ack_p99_ms),
+                    ms(s.ack_max_ms),
+                    ms(s.ack_max_worst_ms),
+                    ms(s.confirmed_ms),
+                    s.cpu_us_per_collector
+                        .map_or("-".to_owned(), |us| format!("{us:.1} µs")),
+                    s.etcd_writes_max,
+                    s.all_acked,
+                );
+            }
+        }
+    }
+
     /// The report as text: per-change lines, summaries, peers and the targets.
     #[must_use]
     pub fn render(&self) -> String {
@@ -281,50 +333,8 @@ impl RunReport {
                 text,
                 "\n| change | acked | hook p50 / max | ack p50 / p90 / p99 / max | confirmed | CPU/collector | etcd writes |\n|---|---|---|---|---|---|---|"
             );
-            for change in &self.changes {
-                let _ = writeln!(
-                    text,
-                    "| {} {} | {}/{} | {} | {} | {} | {:.1} µs | {} |",
-                    change.kind,
-                    change.round,
-                    change.acked,
-                    change.collectors,
-                    change.hook.map_or("-".to_owned(), |q| format!(
-                        "{:.0} / {:.0} ms",
-                        q.p50_ms, q.max_ms
-                    )),
-                    change.ack.map_or("-".to_owned(), |q| format!(
-                        "{:.0} / {:.0} / {:.0} / {:.0} ms",
-                        q.p50_ms, q.p90_ms, q.p99_ms, q.max_ms
-                    )),
-                    change
-                        .confirmed_ms
-                        .map_or("-".to_owned(), |ms| format!("{ms:.0} ms")),
-                    change.replica_cpu_us_per_collector,
-                    change.etcd_writes,
-                );
-            }
-            for (name, summary) in [("pause", &self.pause), ("resume", &self.resume)] {
-                if let Some(s) = summary {
-                    let _ = writeln!(
-                        text,
-                        "\n{name}: median of {} rounds: hook p50 {} last {}; ack p50 {} p90 {} p99 {} last {} (worst {}); confirmed {}; replica CPU {} per collector; etcd writes <= {}; every collector acked every round: {}",
-                        s.rounds,
-                        ms(s.hook_p50_ms),
-                        ms(s.hook_max_ms),
-                        ms(s.ack_p50_ms),
-                        ms(s.ack_p90_ms),
-                        ms(s.ack_p99_ms),
-                        ms(s.ack_max_ms),
-                        ms(s.ack_max_worst_ms),
-                        ms(s.confirmed_ms),
-                        s.cpu_us_per_collector
-                            .map_or("-".to_owned(), |us| format!("{us:.1} µs")),
-                        s.etcd_writes_max,
-                        s.all_acked,
-                    );
-                }
-            }
+            self.write_changes(&mut text);
+            self.write_summaries(&mut text);
         }
         for peer in &self.peers {
             match &peer.skipped {

@@ -79,19 +79,7 @@ pub fn raise_open_files() {
 
 /// Runs the benchmark; returns its report.
 pub async fn run(config: RunConfig) -> anyhow::Result<RunReport> {
-    anyhow::ensure!(config.collectors > 0, "--collectors must be at least 1");
-    anyhow::ensure!(config.replicas > 0, "--replicas must be at least 1");
-    anyhow::ensure!(
-        config.collectors.div_ceil(config.replicas) <= MAX_PER_REPLICA,
-        "{} collectors need at least {} replicas: one serves at most {MAX_PER_REPLICA} \
-         sessions within its 20,000 open files",
-        config.collectors,
-        config.collectors.div_ceil(MAX_PER_REPLICA)
-    );
-    anyhow::ensure!(
-        (1..=MAX_PER_PROCESS).contains(&config.per_process),
-        "--per-process must be between 1 and {MAX_PER_PROCESS}"
-    );
+    check(&config)?;
     let ticks = procfs::clock_ticks();
     let mut report = RunReport {
         machine: Machine {
@@ -126,22 +114,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<RunReport> {
     } else {
         None
     };
-    let control_bin = match &config.control_bin {
-        Some(path) => path.clone(),
-        None => sibling_binary("killswitch-control")?,
-    };
-    let mut replicas = Vec::with_capacity(config.replicas);
-    for i in 1..=config.replicas {
-        let id = format!("fleet-r{i}");
-        let log = work.join(format!("{id}.log"));
-        replicas.push(ReplicaProcess::start(
-            &control_bin,
-            &etcd_endpoint,
-            &id,
-            pki.as_ref(),
-            &log,
-        )?);
-    }
+    let replicas = start_replicas(&config, &etcd_endpoint, pki.as_ref(), &work)?;
     let tls = match &pki {
         Some(pki) => Some((pki.ca_pem()?, pki.token.clone())),
         None => None,
@@ -151,32 +124,8 @@ pub async fn run(config: RunConfig) -> anyhow::Result<RunReport> {
     let mut etcd = connect_etcd(&etcd_endpoint).await?;
     let before: Vec<Usage> = usages(&replicas, ticks)?;
 
-    // Simulators: collectors spread evenly over the processes.
     let endpoints: Vec<String> = replicas.iter().map(ReplicaProcess::endpoint).collect();
-    let processes = report.config.simulators;
-    let mut spawn = Vec::with_capacity(processes);
-    let mut first = 0;
-    for p in 0..processes {
-        let count = config.collectors / processes + usize::from(p < config.collectors % processes);
-        let mut args = vec![
-            "simulate".to_owned(),
-            "--endpoints".to_owned(),
-            endpoints.join(","),
-            "--first".to_owned(),
-            first.to_string(),
-            "--count".to_owned(),
-            count.to_string(),
-            "--program".to_owned(),
-            config.program.clone(),
-            "--in-flight".to_owned(),
-            config.in_flight.to_string(),
-        ];
-        if let Some(pki) = &pki {
-            args.extend(["--pki-dir".to_owned(), pki.dir.display().to_string()]);
-        }
-        spawn.push((args, count));
-        first += count;
-    }
+    let spawn = simulator_args(&config, &endpoints, pki.as_ref(), report.config.simulators);
     let started = Instant::now();
     let mut simulators = Subscribers::spawn(spawn)?;
     let bar = progress_bar(config.collectors as u64, "collectors in sync");
@@ -195,17 +144,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<RunReport> {
     );
     settle(&mut etcd).await?;
     let after = usages(&replicas, ticks)?;
-    for ((replica, before), after) in replicas.iter().zip(&before).zip(&after) {
-        let sessions = expected.get(&replica.id).copied().unwrap_or(0);
-        report.idle.push(IdleMemory {
-            replica: replica.id.clone(),
-            sessions,
-            rss_before_bytes: before.rss_bytes,
-            rss_after_bytes: after.rss_bytes,
-            bytes_per_session: (after.rss_bytes as f64 - before.rss_bytes as f64)
-                / sessions.max(1) as f64,
-        });
-    }
+    report.idle = idle_memory(&replicas, &expected, &before, &after);
 
     let mut round = Round {
         admin: &mut admin,
@@ -240,6 +179,103 @@ pub async fn run(config: RunConfig) -> anyhow::Result<RunReport> {
     report.summarize();
     drop(owned_etcd);
     Ok(report)
+}
+
+/// Refuses a configuration the machine cannot run.
+fn check(config: &RunConfig) -> anyhow::Result<()> {
+    anyhow::ensure!(config.collectors > 0, "--collectors must be at least 1");
+    anyhow::ensure!(config.replicas > 0, "--replicas must be at least 1");
+    anyhow::ensure!(
+        config.collectors.div_ceil(config.replicas) <= MAX_PER_REPLICA,
+        "{} collectors need at least {} replicas: one serves at most {MAX_PER_REPLICA} \
+         sessions within its 20,000 open files",
+        config.collectors,
+        config.collectors.div_ceil(MAX_PER_REPLICA)
+    );
+    anyhow::ensure!(
+        (1..=MAX_PER_PROCESS).contains(&config.per_process),
+        "--per-process must be between 1 and {MAX_PER_PROCESS}"
+    );
+    Ok(())
+}
+
+/// Starts the replicas `fleet-r1`, `fleet-r2`, ... with their logs in `work`.
+fn start_replicas(
+    config: &RunConfig,
+    etcd_endpoint: &str,
+    pki: Option<&pki::Pki>,
+    work: &std::path::Path,
+) -> anyhow::Result<Vec<ReplicaProcess>> {
+    let control_bin = match &config.control_bin {
+        Some(path) => path.clone(),
+        None => sibling_binary("killswitch-control")?,
+    };
+    (1..=config.replicas)
+        .map(|i| {
+            let id = format!("fleet-r{i}");
+            let log = work.join(format!("{id}.log"));
+            ReplicaProcess::start(&control_bin, etcd_endpoint, &id, pki, &log)
+        })
+        .collect()
+}
+
+/// The arguments of each simulator process and how many collectors it runs: the
+/// collectors spread evenly over `processes`.
+fn simulator_args(
+    config: &RunConfig,
+    endpoints: &[String],
+    pki: Option<&pki::Pki>,
+    processes: usize,
+) -> Vec<(Vec<String>, usize)> {
+    let mut spawn = Vec::with_capacity(processes);
+    let mut first = 0;
+    for p in 0..processes {
+        let count = config.collectors / processes + usize::from(p < config.collectors % processes);
+        let mut args = vec![
+            "simulate".to_owned(),
+            "--endpoints".to_owned(),
+            endpoints.join(","),
+            "--first".to_owned(),
+            first.to_string(),
+            "--count".to_owned(),
+            count.to_string(),
+            "--program".to_owned(),
+            config.program.clone(),
+            "--in-flight".to_owned(),
+            config.in_flight.to_string(),
+        ];
+        if let Some(pki) = pki {
+            args.extend(["--pki-dir".to_owned(), pki.dir.display().to_string()]);
+        }
+        spawn.push((args, count));
+        first += count;
+    }
+    spawn
+}
+
+/// What each replica's idle sessions cost, from its memory before and after they connected.
+fn idle_memory(
+    replicas: &[ReplicaProcess],
+    expected: &std::collections::HashMap<String, u64>,
+    before: &[Usage],
+    after: &[Usage],
+) -> Vec<IdleMemory> {
+    replicas
+        .iter()
+        .zip(before)
+        .zip(after)
+        .map(|((replica, before), after)| {
+            let sessions = expected.get(&replica.id).copied().unwrap_or(0);
+            IdleMemory {
+                replica: replica.id.clone(),
+                sessions,
+                rss_before_bytes: before.rss_bytes,
+                rss_after_bytes: after.rss_bytes,
+                bytes_per_session: (after.rss_bytes as f64 - before.rss_bytes as f64)
+                    / sessions.max(1) as f64,
+            }
+        })
+        .collect()
 }
 
 /// `endpoint` when given, else a new etcd (stopped when the handle is dropped) and its
@@ -392,6 +428,43 @@ struct Round<'a> {
 }
 
 impl Round<'_> {
+    /// Follows the summaries until every replica's summary at `generation` counts all its
+    /// collectors (the moment is returned) or the round times out; the summaries seen.
+    async fn confirmed(
+        &self,
+        watch: &mut etcd_client::WatchStream,
+        prefix: &str,
+        generation: u64,
+    ) -> anyhow::Result<(HashMap<String, AckSummary>, Option<SystemTime>)> {
+        let mut latest: HashMap<String, AckSummary> = HashMap::new();
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let Ok(message) = tokio::time::timeout_at(deadline, watch.message()).await else {
+                return Ok((latest, None));
+            };
+            let Some(response) = message? else {
+                return Ok((latest, None));
+            };
+            for event in response.events() {
+                if let Some(kv) = event.kv()
+                    && event.event_type() == etcd_client::EventType::Put
+                    && let Some((replica, summary)) = decode_summary(prefix, kv.key(), kv.value())
+                {
+                    latest.insert(replica, summary);
+                }
+            }
+            let (acked, _) = counts(&latest, generation);
+            let all_reported = self.replicas.iter().all(|r| {
+                latest
+                    .get(&r.id)
+                    .is_some_and(|s| s.generation == generation)
+            });
+            if all_reported && acked >= self.collectors as u64 {
+                return Ok((latest, Some(SystemTime::now())));
+            }
+        }
+    }
+
     async fn measure(&mut self, number: usize, kind: Kind) -> anyhow::Result<ChangeReport> {
         let start_revision = revision(self.etcd).await?;
         let prefix = acks_prefix(self.program);
@@ -424,33 +497,7 @@ impl Round<'_> {
             .and_then(|t| SystemTime::try_from(t).ok())
             .context("the new state has no commit time")?;
 
-        // Confirmed: every replica's summary at this generation counts all its collectors.
-        let mut latest: HashMap<String, AckSummary> = HashMap::new();
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        let mut confirmed = None;
-        while confirmed.is_none() {
-            let Ok(message) = tokio::time::timeout_at(deadline, watch.message()).await else {
-                break;
-            };
-            let Some(response) = message? else { break };
-            for event in response.events() {
-                if let Some(kv) = event.kv()
-                    && event.event_type() == etcd_client::EventType::Put
-                    && let Some((replica, summary)) = decode_summary(&prefix, kv.key(), kv.value())
-                {
-                    latest.insert(replica, summary);
-                }
-            }
-            let (acked, _) = counts(&latest, generation);
-            let all_reported = self.replicas.iter().all(|r| {
-                latest
-                    .get(&r.id)
-                    .is_some_and(|s| s.generation == generation)
-            });
-            if all_reported && acked >= self.collectors as u64 {
-                confirmed = Some(SystemTime::now());
-            }
-        }
+        let (mut latest, confirmed) = self.confirmed(&mut watch, &prefix, generation).await?;
         let cpu_after = usages(self.replicas, self.ticks)?;
         drop(watch);
         // On a timeout, count what the replicas last published.

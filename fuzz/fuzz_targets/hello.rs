@@ -32,8 +32,8 @@ fuzz_target!(|data: &[u8]| {
                 assert!(hello.labels.len() <= MAX_LABELS);
                 assert_eq!(hello.labels.len(), wire.labels.len());
                 for (key, value) in hello.labels.iter() {
-                    assert!(domain::label_key(key).is_ok(), "{key:?}");
-                    assert!(domain::label_value(value).is_ok(), "{value:?}");
+                    assert!(model::label_key(key).is_ok(), "{key:?}");
+                    assert!(model::label_value(value).is_ok(), "{value:?}");
                     assert_eq!(wire.labels.get(key), Some(value));
                 }
             }

@@ -1,10 +1,13 @@
-//! Names, ids, label keys and free text from operators and collectors: every validator in
-//! `killswitch_control::model` must accept exactly its documented syntax, return its
-//! input unchanged when it accepts it, and never panic or echo unbounded input back.
+//! Names, ids, label keys and free text from operators and collectors: the one
+//! implementation of the shared syntax (`killswitch_proto::contract`) and every validator
+//! of `killswitch_control::model` built on it must accept exactly the documented syntax,
+//! return their input unchanged when they accept it, and never panic or echo unbounded
+//! input back.
 
 #![no_main]
 
 use killswitch_control::model::{self, CollectorId, InvalidInput, ProgramName};
+use killswitch_proto::contract;
 use libfuzzer_sys::fuzz_target;
 
 /// Longest error message any validator may produce, whatever the input's length: the
@@ -27,6 +30,14 @@ fn is_collector_id(s: &str) -> bool {
         && b[0].is_ascii_alphanumeric()
         && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || b"._:-".contains(c))
+}
+
+/// `^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`.
+fn is_operator_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    (1..=64).contains(&b.len())
+        && b[0].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || b"._-".contains(c))
 }
 
 /// `^[a-z0-9]([a-z0-9._/-]{0,61}[a-z0-9])?$`.
@@ -70,15 +81,19 @@ fuzz_target!(|data: &[u8]| {
     let input = String::from_utf8_lossy(data);
     let input = input.as_ref();
 
+    assert_eq!(contract::program_name(input).is_ok(), is_program_name(input), "{input:?}");
+    assert_eq!(contract::collector_id(input).is_ok(), is_collector_id(input), "{input:?}");
+    assert_eq!(contract::operator_name(input).is_ok(), is_operator_name(input), "{input:?}");
+    assert_eq!(contract::label_key(input).is_ok(), is_label_key(input), "{input:?}");
     check(input, ProgramName::parse(input), ProgramName::as_str, is_program_name(input));
     check(input, CollectorId::parse(input), CollectorId::as_str, is_collector_id(input));
-    check(input, domain::label_key(input), String::as_str, is_label_key(input));
-    let printable = input.len() <= domain::MAX_LABEL_VALUE_BYTES && !input.chars().any(char::is_control);
-    check(input, domain::label_value(input), String::as_str, printable);
+    check(input, model::label_key(input), String::as_str, is_label_key(input));
+    let printable = input.len() <= model::MAX_LABEL_VALUE_BYTES && !input.chars().any(char::is_control);
+    check(input, model::label_value(input), String::as_str, printable);
 
-    check_text(input, domain::reason(input), true, domain::MAX_REASON_BYTES);
-    check_text(input, domain::incident_id(input), false, domain::MAX_SHORT_FIELD_BYTES);
-    check_text(input, domain::owner(input), true, domain::MAX_SHORT_FIELD_BYTES);
-    check_text(input, domain::description(input), false, domain::MAX_DESCRIPTION_BYTES);
-    check_text(input, domain::actor(input), true, domain::MAX_SHORT_FIELD_BYTES);
+    check_text(input, model::reason(input), true, model::MAX_REASON_BYTES);
+    check_text(input, model::incident_id(input), false, model::MAX_SHORT_FIELD_BYTES);
+    check_text(input, model::owner(input), true, model::MAX_SHORT_FIELD_BYTES);
+    check_text(input, model::description(input), false, model::MAX_DESCRIPTION_BYTES);
+    check_text(input, model::actor(input), true, model::MAX_SHORT_FIELD_BYTES);
 });

@@ -766,7 +766,7 @@ mod tests {
             "dave",
             "dave:",
             ":admin",
-            "Dave:admin",
+            "-dave:admin",
             "dave:root",
             "dave:Admin",
         ] {

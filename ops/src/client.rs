@@ -23,11 +23,6 @@ use crate::view::{
     StopAllResultView,
 };
 
-/// The gRPC metadata key carrying who is acting. A control plane run with
-/// `--insecure-dev` records it in the audit; over TLS it records the authenticated
-/// operator instead.
-pub const ACTOR_METADATA_KEY: &str = "killswitch-actor";
-
 /// Adds the actor, and the bearer token if any, to every outgoing request.
 #[derive(Debug, Clone)]
 struct ActorInterceptor {
@@ -38,7 +33,12 @@ struct ActorInterceptor {
 impl Interceptor for ActorInterceptor {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         let metadata = request.metadata_mut();
-        metadata.insert(ACTOR_METADATA_KEY, self.actor.clone());
+        // A control plane run with `--insecure-dev` records the actor in the audit;
+        // over TLS it records the authenticated operator instead.
+        metadata.insert(
+            killswitch_proto::contract::ACTOR_METADATA,
+            self.actor.clone(),
+        );
         if let Some(authorization) = &self.authorization {
             metadata.insert("authorization", authorization.clone());
         }
@@ -348,19 +348,44 @@ pub struct StatusStream {
 impl StatusStream {
     /// The next status; `None` when the control plane ended the stream.
     ///
-    /// A failure once the stream is open is exit 1 whatever its code: the request was
-    /// accepted, so a code such as `INVALID_ARGUMENT` would not mean bad input.
+    /// A failure once the stream is open is exit 1 whatever its code (see [`broken`]).
     pub async fn next(&mut self) -> Result<Option<StatusView>, Error> {
         match self.inner.message().await {
             Ok(Some(response)) => response.try_into().map(Some),
             Ok(None) => Ok(None),
-            Err(status) => {
-                let cause = Error::from_status(&status, &self.endpoint, self.timeout);
-                Err(Error::new(
-                    Exit::Error,
-                    format!("the status stream broke: {}", cause.message()),
-                ))
-            }
+            Err(status) => Err(broken(&status, &self.endpoint, self.timeout)),
+        }
+    }
+}
+
+/// The error for a status stream that failed once open: exit 1 whatever the code, because
+/// the request was accepted, so a code such as `INVALID_ARGUMENT` would not mean bad input.
+fn broken(status: &Status, endpoint: &EndpointUrl, timeout: Duration) -> Error {
+    let cause = Error::from_status(status, endpoint, timeout);
+    Error::new(
+        Exit::Error,
+        format!("the status stream broke: {}", cause.message()),
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broken_status_stream_is_exit_1_whatever_its_code() {
+        let endpoint = EndpointUrl::parse("http://127.0.0.1:1").unwrap();
+        for status in [
+            Status::permission_denied("revoked"),
+            Status::invalid_argument("revoked"),
+        ] {
+            let err = broken(&status, &endpoint, Duration::from_secs(5));
+            assert_eq!(
+                (err.exit(), err.message()),
+                (Exit::Error, "the status stream broke: revoked"),
+                "{status:?}"
+            );
         }
     }
 }

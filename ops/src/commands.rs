@@ -306,7 +306,8 @@ async fn finish_rollout(
     let clock = std::time::Instant::now();
     // The progress of the generation being shown: one per stage, then the completion.
     let mut shown: Option<(u64, Progress)> = None;
-    let waited = wait::wait_rollout(session, &program, first, began, limit, |status| {
+    let statuses = session.watch_status(&program);
+    let waited = wait::wait_rollout(statuses, &program, first, began, limit, |status| {
         let generation = status.state.generation;
         if generation < first {
             return;
@@ -422,7 +423,8 @@ async fn wait_every_program(
     for program in programs {
         let (name, generation) = (program.name, program.state.generation);
         let mut progress = Progress::start(&name, generation);
-        let waited = wait::wait(session, &name, generation, start, limit, |status| {
+        let statuses = session.watch_status(&name);
+        let waited = wait::wait(statuses, &name, generation, start, limit, |status| {
             progress.update(status);
         })
         .await;
@@ -512,26 +514,8 @@ pub async fn drill(
         .map(|_| micros(sent.elapsed()));
 
     // Whatever happened, the drill ends here.
-    let ended = session.end_drill(request).await;
-    let (restore_generation, restored, end_error) = match ended {
-        // Interrupted: the drill is ended; whoever pressed Ctrl-C wants out, not a wait.
-        Ok(change) if interrupted => (Some(change.state.generation), None, None),
-        Ok(change) => {
-            let generation = change.state.generation;
-            let label = format!("{} restore", clean(&program));
-            let (waited, _) = wait_interruptibly(
-                session,
-                &program,
-                generation,
-                (Instant::now(), args.wait),
-                &label,
-                &mut interrupt,
-            )
-            .await;
-            (Some(generation), waited, None)
-        }
-        Err(err) => (None, None, Some(err)),
-    };
+    let (restore_generation, restored, end_error) =
+        end_drill(session, request, interrupted, args.wait, &mut interrupt).await;
 
     let drill_status = drilled.as_ref().and_then(|w| w.last.clone());
     let restore_status = restored.as_ref().and_then(|w| w.last.clone());
@@ -540,8 +524,8 @@ pub async fn drill(
         .filter(|s| s.state.generation == drill_generation)
         .map(|s| &s.collectors);
     let view = DrillView {
-        program: program.clone(),
-        selector: selector.clone(),
+        program,
+        selector,
         drill_generation,
         restore_generation,
         collectors: counts.map_or(0, |c| c.connected),
@@ -560,7 +544,56 @@ pub async fn drill(
         restore_status,
     };
     out.write(&output::drill(&view, format)?)?;
+    drill_result(
+        &view,
+        end_error,
+        interrupted,
+        drilled.as_ref(),
+        restored.as_ref(),
+    )
+}
 
+/// Ends a started drill with `request` and, unless it was `interrupted`, waits up to
+/// `limit` for the restore to be acknowledged (Ctrl-C ends that wait too): the restore's
+/// generation and wait, or the error that kept the drill from ending.
+async fn end_drill(
+    session: &mut Session,
+    request: v1::DrillRequest,
+    interrupted: bool,
+    limit: Duration,
+    interrupt: &mut Interrupt,
+) -> (Option<u64>, Option<Waited>, Option<Error>) {
+    let program = request.program.clone();
+    match session.end_drill(request).await {
+        // Interrupted: the drill is ended; whoever pressed Ctrl-C wants out, not a wait.
+        Ok(change) if interrupted => (Some(change.state.generation), None, None),
+        Ok(change) => {
+            let generation = change.state.generation;
+            let label = format!("{} restore", clean(&program));
+            let (waited, _) = wait_interruptibly(
+                session,
+                &program,
+                generation,
+                (Instant::now(), limit),
+                &label,
+                interrupt,
+            )
+            .await;
+            (Some(generation), waited, None)
+        }
+        Err(err) => (None, None, Some(err)),
+    }
+}
+
+/// The error of a drill whose report is printed: it could not be ended, it was
+/// interrupted, a phase failed or timed out, or it matched no connected collector.
+fn drill_result(
+    view: &DrillView,
+    end_error: Option<Error>,
+    interrupted: bool,
+    drilled: Option<&Waited>,
+    restored: Option<&Waited>,
+) -> Result<(), Error> {
     if let Some(err) = end_error {
         return Err(Error::new(
             Exit::Error,
@@ -568,8 +601,8 @@ pub async fn drill(
                 "the drill could not be ended: {}; the selected collectors may STILL BE \
                  PAUSED: end it with `killswitch drill {} --selector '{}' --end --reason TEXT`",
                 err.message(),
-                clean(&program),
-                clean(&selector)
+                clean(&view.program),
+                clean(&view.selector)
             ),
         ));
     }
@@ -580,9 +613,9 @@ pub async fn drill(
              (check with `killswitch status`)",
         ));
     }
-    phase_result("drill", drilled.as_ref())?;
-    phase_result("restore", restored.as_ref())?;
-    tested_any(&view)
+    phase_result("drill", drilled)?;
+    phase_result("restore", restored)?;
+    tested_any(view)
 }
 
 /// For a drill whose waits completed: exit 5 when its selector matched no connected
@@ -614,7 +647,7 @@ async fn wait_interruptibly(
 ) -> (Option<Waited>, bool) {
     let mut progress = Progress::labelled(label, generation, std::time::Instant::now());
     let waited = tokio::select! {
-        waited = wait::wait(session, program, generation, start, limit, |status| {
+        waited = wait::wait(session.watch_status(program), program, generation, start, limit, |status| {
             progress.update(status);
         }) => Some(waited),
         () = interrupt.recv() => None,
@@ -748,14 +781,16 @@ async fn finish_change(
     let (program, generation) = (change.state.program.clone(), change.state.generation);
     let Some(limit) = wait else {
         if scope == Scope::Selector {
-            let status = wait::reported(session, &program, generation, MATCH_COUNT_WAIT).await;
+            let statuses = session.watch_status(&program);
+            let status = wait::reported(statuses, generation, MATCH_COUNT_WAIT).await;
             change.matched = Some(Matched::from_status(generation, status.as_ref()));
         }
         return out.write(&output::change(&change, format)?);
     };
     let start = Instant::now();
     let mut progress = Progress::start(&program, generation);
-    let waited = wait::wait(session, &program, generation, start, limit, |status| {
+    let statuses = session.watch_status(&program);
+    let waited = wait::wait(statuses, &program, generation, start, limit, |status| {
         progress.update(status);
     })
     .await;

@@ -18,9 +18,6 @@ use tonic::transport::Uri;
 /// Longest reason the control plane accepts, in bytes (see `PauseRequest.reason`).
 pub const MAX_REASON_BYTES: usize = 1024;
 
-/// Longest program name, in characters (`^[a-z][a-z0-9-]{0,62}$`).
-pub const MAX_PROGRAM_NAME_CHARS: usize = 63;
-
 /// Actor recorded when neither `--actor`, `KILLSWITCH_ACTOR` nor `USER` is set.
 pub const UNKNOWN_ACTOR: &str = "unknown";
 
@@ -31,17 +28,8 @@ pub struct ProgramName(String);
 impl ProgramName {
     /// Parses a program name; the error says what the rule is.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let mut chars = s.chars();
-        let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
-        let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if first_ok && rest_ok && s.len() <= MAX_PROGRAM_NAME_CHARS {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(format!(
-                "invalid program name: it must start with a lowercase letter and have at \
-                 most {MAX_PROGRAM_NAME_CHARS} lowercase letters, digits and '-'"
-            ))
-        }
+        killswitch_proto::contract::program_name(s).map_err(|violation| violation.to_string())?;
+        Ok(Self(s.to_owned()))
     }
 
     /// The name as sent on the wire.

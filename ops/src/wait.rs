@@ -10,6 +10,11 @@
 //! stream ends the wait, because silently resuming could hide the very window a responder
 //! needs to know about. [`reported`] follows the stream briefly for the status of a change
 //! that every replica has reported on, without waiting for acknowledgements.
+//!
+//! They take their statuses from a [`StatusSource`]. The CLI passes them the opening of a
+//! `WatchStatus` call ([`Session::watch_status`](crate::client::Session::watch_status),
+//! a [`StatusStream`]) still pending, so the deadline covers opening it too; the tests
+//! pass a script.
 
 use std::cmp::Ordering;
 use std::fmt::Write as _;
@@ -17,7 +22,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::client::Session;
+use crate::client::StatusStream;
 use crate::exit::{Error, Exit};
 use crate::output::{clean, diverged_line};
 use crate::view::{Micros, RunState, StageView, StatusView};
@@ -294,14 +299,31 @@ impl Waited {
     }
 }
 
-/// Follows `WatchStatus` for `program` until [`decide`] stops at `generation`, the stream
-/// breaks, or `limit` has passed since `start`. `on_status` sees every status, e.g. to
-/// show progress.
+/// The statuses of one program, in the order the control plane sends them: the current
+/// one, then every change. [`StatusStream`] (an open `WatchStatus` call) is the one the
+/// CLI uses.
+pub trait StatusSource {
+    /// The next status; `None` when the control plane ended the stream, an error when it
+    /// broke.
+    fn next(&mut self) -> impl Future<Output = Result<Option<StatusView>, Error>> + Send;
+}
+
+impl StatusSource for StatusStream {
+    fn next(&mut self) -> impl Future<Output = Result<Option<StatusView>, Error>> + Send {
+        StatusStream::next(self)
+    }
+}
+
+/// Follows the statuses of `program` from `open` until [`decide`] stops at `generation`,
+/// the stream breaks, or `limit` has passed since `start`. `on_status` sees every status,
+/// e.g. to show progress.
 ///
-/// The deadline covers opening the stream too; the per-RPC timeout of `session` bounds
-/// only that opening (see [`Session::connect`]).
-pub async fn wait(
-    session: &mut Session,
+/// `open` opens the stream (`session.watch_status(program)`): the deadline covers opening
+/// it too, and failing to open it breaks the wait like failing to read it. The per-RPC
+/// timeout of a session bounds only that opening (see
+/// [`Session::connect`](crate::client::Session::connect)).
+pub async fn wait<S: StatusSource>(
+    open: impl Future<Output = Result<S, Error>>,
     program: &str,
     generation: u64,
     start: Instant,
@@ -311,7 +333,7 @@ pub async fn wait(
     let mut last = None;
     let mut counted = Counted::default();
     let follow = async {
-        let mut stream = session.watch_status(program).await?;
+        let mut stream = open.await?;
         while let Some(status) = stream.next().await? {
             on_status(&status);
             let decision = decide(generation, &status, counted.note(&status));
@@ -346,19 +368,18 @@ pub async fn wait(
     }
 }
 
-/// Follows `WatchStatus` for `program` for at most `limit` until a status of `generation`
-/// arrives that every registered replica has reported on: its counts cover every
-/// collector the change was aimed at. `None` when none came in time, the program moved
-/// past `generation` first, or the stream could not be followed (best effort: the change
-/// is committed whatever happens here).
-pub async fn reported(
-    session: &mut Session,
-    program: &str,
+/// Follows the statuses from `open` (as [`wait`] does) for at most `limit` until a status
+/// of `generation` arrives that every registered replica has reported on: its counts
+/// cover every collector the change was aimed at. `None` when none came in time, the
+/// program moved past `generation` first, or the stream could not be followed (best
+/// effort: the change is committed whatever happens here).
+pub async fn reported<S: StatusSource>(
+    open: impl Future<Output = Result<S, Error>>,
     generation: u64,
     limit: Duration,
 ) -> Option<StatusView> {
     let follow = async {
-        let mut stream = session.watch_status(program).await.ok()?;
+        let mut stream = open.await.ok()?;
         while let Ok(Some(status)) = stream.next().await {
             match status.state.generation.cmp(&generation) {
                 Ordering::Less => {}
@@ -567,11 +588,12 @@ impl WaitedRollout {
     }
 }
 
-/// Follows `WatchStatus` for a staged resume of `program` that started at generation
-/// `start`, stage after stage, until [`decide_rollout`] ends it, the stream breaks, or
-/// `limit` has passed since `began`. `on_status` sees every status.
-pub async fn wait_rollout(
-    session: &mut Session,
+/// Follows the statuses from `open` (as [`wait`] does) for a staged resume of `program`
+/// that started at generation `start`, stage after stage, until [`decide_rollout`] ends
+/// it, the stream breaks, or `limit` has passed since `began`. `on_status` sees every
+/// status.
+pub async fn wait_rollout<S: StatusSource>(
+    open: impl Future<Output = Result<S, Error>>,
     program: &str,
     start: u64,
     began: Instant,
@@ -582,7 +604,7 @@ pub async fn wait_rollout(
     let mut stages: Vec<StageView> = Vec::new();
     let mut counted = Counted::default();
     let follow = async {
-        let mut stream = session.watch_status(program).await?;
+        let mut stream = open.await?;
         while let Some(status) = stream.next().await? {
             on_status(&status);
             let seen = counted.note(&status);
@@ -676,16 +698,11 @@ fn record_stage(
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::sync::Mutex;
+    use std::future::ready;
 
     use killswitch_proto::v1;
-    use killswitch_proto::v1::admin_service_server::{AdminService, AdminServiceServer};
-    use tokio::sync::{mpsc, oneshot};
-    use tonic::codegen::tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
-    use tonic::{Request, Response, Status};
 
     use super::*;
-    use crate::input::{Actor, EndpointUrl};
 
     const G: u64 = 7;
 
@@ -929,14 +946,14 @@ mod tests {
 
     #[tokio::test]
     async fn resume_wait_never_succeeds_while_collectors_are_paused() {
-        let stuck = Fake {
-            script: Mutex::new(vec![
+        let stuck = Scripted {
+            script: vec![
                 (ms(0), Ok(diverged(G, 3, 2))),
                 (ms(0), Ok(diverged(G, 3, 1))),
-            ]),
+            ],
             then_hang: true,
         };
-        let waited = wait_against(stuck, Duration::from_secs(10), ms(300)).await;
+        let waited = wait_on(stuck, ms(300)).await;
         assert_eq!(waited.outcome, Outcome::TimedOut);
         let err = waited.result().unwrap_err();
         assert_eq!(err.exit(), Exit::AckTimeout);
@@ -950,27 +967,27 @@ mod tests {
         );
 
         // The replica sends the state again; once the gates reopen, the wait is done.
-        let healed = Fake {
-            script: Mutex::new(vec![
+        let healed = Scripted {
+            script: vec![
                 (ms(0), Ok(diverged(G, 3, 2))),
                 (ms(50), Ok(diverged(G, 3, 0))),
-            ]),
+            ],
             then_hang: true,
         };
-        let waited = wait_against(healed, Duration::from_secs(10), Duration::from_secs(10)).await;
+        let waited = wait_on(healed, Duration::from_secs(10)).await;
         assert_eq!(waited.outcome, Outcome::Done);
     }
 
     #[tokio::test]
     async fn zero_of_zero_is_no_confirmation_when_collectors_were_counted_before() {
-        let vanished = Fake {
-            script: Mutex::new(vec![
+        let vanished = Scripted {
+            script: vec![
                 (ms(0), Ok(status(G, 3, 3, 0))),
                 (ms(0), Ok(status(G, 0, 0, 0))),
-            ]),
+            ],
             then_hang: true,
         };
-        let waited = wait_against(vanished, Duration::from_secs(10), ms(300)).await;
+        let waited = wait_on(vanished, ms(300)).await;
         assert_eq!(waited.outcome, Outcome::TimedOut);
         let err = waited.result().unwrap_err();
         assert!(
@@ -985,11 +1002,11 @@ mod tests {
         // Counted as disconnected, they are accounted for.
         let mut left = status(G, 0, 0, 0);
         left.collectors.as_mut().unwrap().disconnected_count = 3;
-        let disconnected = Fake {
-            script: Mutex::new(vec![(ms(0), Ok(status(G, 3, 3, 0))), (ms(0), Ok(left))]),
+        let disconnected = Scripted {
+            script: vec![(ms(0), Ok(status(G, 3, 3, 0))), (ms(0), Ok(left))],
             then_hang: true,
         };
-        let waited = wait_against(disconnected, Duration::from_secs(10), ms(300)).await;
+        let waited = wait_on(disconnected, ms(300)).await;
         assert_eq!(waited.outcome, Outcome::Done);
     }
 
@@ -1001,26 +1018,26 @@ mod tests {
         };
         // r1 held 3 of 4 collectors and crashed; they reconnected to r2 while r1's summary
         // (3 pending) lived on until its lease expired.
-        let fake = Fake {
-            script: Mutex::new(vec![
+        let source = Scripted {
+            script: vec![
                 (ms(0), on(status(G, 4, 3, 0), &["r1", "r2"])),
                 (ms(0), on(status(G, 7, 3, 0), &["r1", "r2"])),
                 (ms(0), on(status(G, 4, 0, 0), &["r2"])),
-            ]),
+            ],
             then_hang: true,
         };
-        let waited = wait_against(fake, Duration::from_secs(10), Duration::from_secs(10)).await;
+        let waited = wait_on(source, Duration::from_secs(10)).await;
         assert_eq!(waited.outcome, Outcome::Done);
 
         // Every collector was on r1, and its summary went missing: 0 of 0 confirms nothing.
-        let fake = Fake {
-            script: Mutex::new(vec![
+        let source = Scripted {
+            script: vec![
                 (ms(0), on(status(G, 3, 3, 0), &["r1", "r2"])),
                 (ms(0), on(status(G, 0, 0, 0), &["r2"])),
-            ]),
+            ],
             then_hang: true,
         };
-        let waited = wait_against(fake, Duration::from_secs(10), ms(300)).await;
+        let waited = wait_on(source, ms(300)).await;
         assert_eq!(waited.outcome, Outcome::TimedOut);
     }
 
@@ -1032,16 +1049,11 @@ mod tests {
             response
         }
         async fn reported_from(script: Script, limit: Duration) -> Option<StatusView> {
-            let fake = Fake {
-                script: Mutex::new(script),
+            let source = Scripted {
+                script,
                 then_hang: true,
             };
-            let (mut session, stop, server) = serve(fake, Duration::from_secs(10)).await;
-            let got = reported(&mut session, "demo", G, limit).await;
-            drop(session);
-            drop(stop);
-            server.await.unwrap().unwrap();
-            got
+            reported(ready(Ok(source)), G, limit).await
         }
         let got = reported_from(
             vec![
@@ -1376,222 +1388,45 @@ mod tests {
         );
     }
 
-    /// What the fake control plane's `WatchStatus` sends, in order, after each delay.
-    type Script = Vec<(Duration, Result<v1::StatusResponse, Status>)>;
+    /// What a scripted status stream sends, in order, each after its delay.
+    type Script = Vec<(Duration, Result<v1::StatusResponse, Error>)>;
 
-    /// An `AdminService` that answers `WatchStatus` from a script, then either ends the
-    /// stream or keeps it open until the client goes away.
-    struct Fake {
-        script: Mutex<Script>,
+    /// A [`StatusSource`] that sends a script, then either ends the stream or (hanging)
+    /// sends nothing more, as an open `WatchStatus` call with no news would.
+    struct Scripted {
+        script: Script,
         then_hang: bool,
     }
 
-    #[tonic::async_trait]
-    impl AdminService for Fake {
-        type WatchStatusStream = ReceiverStream<Result<v1::StatusResponse, Status>>;
-
-        async fn watch_status(
-            &self,
-            _: Request<v1::StatusRequest>,
-        ) -> Result<Response<Self::WatchStatusStream>, Status> {
-            let script = std::mem::take(&mut *self.script.lock().unwrap());
-            let then_hang = self.then_hang;
-            let (tx, rx) = mpsc::channel(1);
-            // Ends with the script, or (hanging) when the client drops the stream.
-            tokio::spawn(async move {
-                for (delay, item) in script {
-                    tokio::time::sleep(delay).await;
-                    if tx.send(item).await.is_err() {
-                        return;
-                    }
+    impl StatusSource for Scripted {
+        async fn next(&mut self) -> Result<Option<StatusView>, Error> {
+            if self.script.is_empty() {
+                if self.then_hang {
+                    std::future::pending::<()>().await;
                 }
-                if then_hang {
-                    tx.closed().await;
-                }
-            });
-            Ok(Response::new(ReceiverStream::new(rx)))
-        }
-
-        async fn create_program(
-            &self,
-            _: Request<v1::CreateProgramRequest>,
-        ) -> Result<Response<v1::CreateProgramResponse>, Status> {
-            Err(Status::unimplemented("fake"))
-        }
-
-        async fn get_program(
-            &self,
-            _: Request<v1::GetProgramRequest>,
-        ) -> Result<Response<v1::GetProgramResponse>, Status> {
-            Err(Status::unimplemented("fake"))
-        }
-
-        async fn list_programs(
-            &self,
-            _: Request<v1::ListProgramsRequest>,
-        ) -> Result<Response<v1::ListProgramsResponse>, Status> {
-            Err(Status::unimplemented("fake"))
-        }
-
-        async fn set_policy(
-            &self,
-            _: Request<v1::SetPolicyRequest>,
-        ) -> Result<Response<v1::GetProgramResponse>, Status> {
-            Err(Status::unimplemented("fake"))
-        }
-
-        async fn pause(
-            &self,
-            _: Request<v1::PauseRequest>,
-        ) -> Result<Response<v1::ChangeResponse>, Status> {
-            Err(Status::unimplemented("fake"))
-        }
-
-        async fn resume(
-            &self,
-            _: Request<v1::ResumeRequest>,
-        ) -> Result<Response<v1::ChangeResponse>, Status> {
-            Err(Status::unimplemented("fake"))
-        }
-
-        async fn approve(
-            &self,
-            _: Request<v1::ApproveRequest>,
-        ) -> Result<Response<v1::ChangeResponse>, Status> {
-            Err(Status::unimplemented("fake"))
-        }
-
-        async fn get_approval(
-            &self,
-            _: Request<v1::GetApprovalRequest>,
-        ) -> Result<Response<v1::GetApprovalResponse>, Status> {
-            Err(Status::unimplemented("fake"))
-        }
-
-        async fn status(
-            &self,
-            _: Request<v1::StatusRequest>,
-        ) -> Result<Response<v1::StatusResponse>, Status> {
-            Err(Status::unimplemented("fake"))
-        }
-
-        async fn list_collectors(
-            &self,
-            _: Request<v1::ListCollectorsRequest>,
-        ) -> Result<Response<v1::ListCollectorsResponse>, Status> {
-            Err(Status::unimplemented("fake"))
-        }
-
-        async fn list_audit(
-            &self,
-            _: Request<v1::ListAuditRequest>,
-        ) -> Result<Response<v1::ListAuditResponse>, Status> {
-            Err(Status::unimplemented("fake"))
-        }
-
-        async fn verify_audit(
-            &self,
-            _: Request<v1::VerifyAuditRequest>,
-        ) -> Result<Response<v1::VerifyAuditResponse>, Status> {
-            Err(Status::unimplemented("fake"))
-        }
-
-        async fn abort_rollout(
-            &self,
-            _: Request<v1::AbortRolloutRequest>,
-        ) -> Result<Response<v1::ChangeResponse>, Status> {
-            Err(Status::unimplemented("fake"))
-        }
-
-        async fn stop_all(
-            &self,
-            _: Request<v1::StopAllRequest>,
-        ) -> Result<Response<v1::StopAllResponse>, Status> {
-            Err(Status::unimplemented("fake"))
-        }
-
-        async fn clear_stop_all(
-            &self,
-            _: Request<v1::ClearStopAllRequest>,
-        ) -> Result<Response<v1::StopAllResponse>, Status> {
-            Err(Status::unimplemented("fake"))
-        }
-
-        async fn get_stop_all(
-            &self,
-            _: Request<v1::GetStopAllRequest>,
-        ) -> Result<Response<v1::StopAllResponse>, Status> {
-            Err(Status::unimplemented("fake"))
-        }
-
-        async fn start_drill(
-            &self,
-            _: Request<v1::DrillRequest>,
-        ) -> Result<Response<v1::ChangeResponse>, Status> {
-            Err(Status::unimplemented("fake"))
-        }
-
-        async fn end_drill(
-            &self,
-            _: Request<v1::DrillRequest>,
-        ) -> Result<Response<v1::ChangeResponse>, Status> {
-            Err(Status::unimplemented("fake"))
+                return Ok(None);
+            }
+            let (delay, item) = self.script.remove(0);
+            tokio::time::sleep(delay).await;
+            item.map(|response| Some(view(response)))
         }
     }
 
-    /// Serves `fake` on 127.0.0.1:0 for a wait on generation [`G`] with per-RPC `timeout`;
-    /// the server stops when the returned sender is dropped.
-    async fn wait_against(fake: Fake, timeout: Duration, limit: Duration) -> Waited {
-        let (mut session, stop, server) = serve(fake, timeout).await;
-        let waited = wait(&mut session, "demo", G, Instant::now(), limit, |_| {}).await;
-        drop(session);
-        drop(stop);
-        server.await.unwrap().unwrap();
-        waited
+    /// A wait on generation [`G`] of `demo` fed by `source`.
+    async fn wait_on(source: Scripted, limit: Duration) -> Waited {
+        wait(ready(Ok(source)), "demo", G, Instant::now(), limit, |_| {}).await
     }
 
-    /// [`wait_against`] for a staged resume that started at [`G`].
-    async fn wait_rollout_against(fake: Fake, limit: Duration) -> WaitedRollout {
-        let (mut session, stop, server) = serve(fake, Duration::from_secs(10)).await;
-        let waited = wait_rollout(&mut session, "demo", G, Instant::now(), limit, |_| {}).await;
-        drop(session);
-        drop(stop);
-        server.await.unwrap().unwrap();
-        waited
-    }
-
-    type Served = (
-        Session,
-        oneshot::Sender<()>,
-        tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
-    );
-
-    /// Serves `fake` on 127.0.0.1:0 and connects to it with per-RPC `timeout`.
-    async fn serve(fake: Fake, timeout: Duration) -> Served {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(AdminServiceServer::new(fake))
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                    let _ = stopped.await;
-                }),
-        );
-        let endpoint = EndpointUrl::parse(&format!("http://{address}")).unwrap();
-        let actor = Actor::parse("tester").unwrap();
-        let credentials = crate::cli::Credentials::default();
-        let session = Session::connect(&endpoint, timeout, &actor, &credentials)
-            .await
-            .unwrap();
-        (session, stop, server)
+    /// [`wait_on`] for a staged resume that started at [`G`].
+    async fn wait_rollout_on(source: Scripted, limit: Duration) -> WaitedRollout {
+        wait_rollout(ready(Ok(source)), "demo", G, Instant::now(), limit, |_| {}).await
     }
 
     #[tokio::test]
     async fn a_rollout_is_followed_through_its_stages() {
         use v1::RunState::{Paused, Running};
-        let fake = Fake {
-            script: Mutex::new(vec![
+        let source = Scripted {
+            script: vec![
                 (ms(0), Ok(staged_wire(G, Paused, Some(0), false, (1, 1, 0)))),
                 (ms(0), Ok(staged_wire(G, Paused, Some(0), false, (1, 0, 0)))),
                 (
@@ -1606,10 +1441,10 @@ mod tests {
                     ms(0),
                     Ok(staged_wire(G + 4, Running, None, false, (3, 0, 0))),
                 ),
-            ]),
+            ],
             then_hang: true,
         };
-        let waited = wait_rollout_against(fake, Duration::from_secs(10)).await;
+        let waited = wait_rollout_on(source, Duration::from_secs(10)).await;
         assert_eq!(waited.outcome, RolloutOutcome::Done);
         let stages: Vec<(u32, u64)> = waited
             .stages
@@ -1623,28 +1458,25 @@ mod tests {
     #[tokio::test]
     async fn an_abort_not_acknowledged_in_time_is_still_an_abort() {
         use v1::RunState::Paused;
-        let fake = Fake {
-            script: Mutex::new(vec![
+        let source = Scripted {
+            script: vec![
                 (ms(0), Ok(staged_wire(G, Paused, Some(0), false, (3, 0, 1)))),
                 (
                     ms(0),
                     Ok(staged_wire(G + 1, Paused, None, false, (3, 2, 0))),
                 ),
-            ]),
+            ],
             then_hang: true,
         };
-        let waited = wait_rollout_against(fake, ms(300)).await;
+        let waited = wait_rollout_on(source, ms(300)).await;
         assert_eq!(waited.outcome, RolloutOutcome::Aborted);
         assert_eq!(waited.result().unwrap_err().exit(), Exit::Error);
 
-        let stuck = Fake {
-            script: Mutex::new(vec![(
-                ms(0),
-                Ok(staged_wire(G, Paused, Some(0), false, (3, 1, 0))),
-            )]),
+        let stuck = Scripted {
+            script: vec![(ms(0), Ok(staged_wire(G, Paused, Some(0), false, (3, 1, 0))))],
             then_hang: true,
         };
-        let waited = wait_rollout_against(stuck, ms(300)).await;
+        let waited = wait_rollout_on(stuck, ms(300)).await;
         assert_eq!(waited.outcome, RolloutOutcome::TimedOut);
         assert_eq!(waited.result().unwrap_err().exit(), Exit::AckTimeout);
     }
@@ -1653,29 +1485,53 @@ mod tests {
         Duration::from_millis(millis)
     }
 
+    /// A wait follows statuses as they come, however far apart (that the stream itself
+    /// outlives the per-RPC timeout is `e2e.rs`'s `a_wait_outlives_the_rpc_timeout`).
     #[tokio::test]
-    async fn the_stream_outlives_the_rpc_timeout() {
-        let fake = Fake {
-            script: Mutex::new(vec![
+    async fn statuses_are_followed_until_the_generation_is_acknowledged() {
+        let source = Scripted {
+            script: vec![
                 (ms(0), Ok(status(G - 1, 3, 0, 0))),
                 (ms(150), Ok(status(G, 3, 2, 0))),
                 (ms(150), Ok(status(G, 3, 0, 0))),
-            ]),
+            ],
             then_hang: true,
         };
-        let waited = wait_against(fake, ms(100), Duration::from_secs(10)).await;
+        let waited = wait_on(source, Duration::from_secs(10)).await;
         assert_eq!(waited.outcome, Outcome::Done);
         assert!(waited.complete());
         assert_eq!(waited.last, Some(view(status(G, 3, 0, 0))));
     }
 
     #[tokio::test]
+    async fn opening_the_stream_is_part_of_the_wait() {
+        let refused = || ready(Err::<Scripted, _>(Error::new(Exit::Denied, "no")));
+        let waited = wait(refused(), "demo", G, Instant::now(), ms(300), |_| {}).await;
+        assert_eq!(
+            (waited.outcome, waited.last),
+            (Outcome::Broken(Error::new(Exit::Denied, "no")), None)
+        );
+        assert_eq!(reported(refused(), G, ms(300)).await, None);
+
+        // The deadline runs from `start`, while the stream is still opening.
+        let slow = async {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            Ok(Scripted {
+                script: vec![(ms(0), Ok(status(G, 3, 0, 0)))],
+                then_hang: true,
+            })
+        };
+        let waited = wait(slow, "demo", G, Instant::now(), ms(300), |_| {}).await;
+        assert_eq!((waited.outcome, waited.last), (Outcome::TimedOut, None));
+    }
+
+    #[tokio::test]
     async fn the_deadline_ends_the_wait_with_the_last_status() {
-        let fake = Fake {
-            script: Mutex::new(vec![(ms(0), Ok(status(G, 3, 1, 0)))]),
+        let source = Scripted {
+            script: vec![(ms(0), Ok(status(G, 3, 1, 0)))],
             then_hang: true,
         };
-        let waited = wait_against(fake, Duration::from_secs(10), ms(300)).await;
+        let waited = wait_on(source, ms(300)).await;
         assert_eq!(waited.outcome, Outcome::TimedOut);
         assert_eq!(waited.last, Some(view(status(G, 3, 1, 0))));
         assert_eq!(waited.result().unwrap_err().exit(), Exit::AckTimeout);
@@ -1683,11 +1539,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_stream_that_ends_or_fails_breaks_the_wait() {
-        let ended = Fake {
-            script: Mutex::new(vec![(ms(0), Ok(status(G, 3, 1, 0)))]),
+        let ended = Scripted {
+            script: vec![(ms(0), Ok(status(G, 3, 1, 0)))],
             then_hang: false,
         };
-        let waited = wait_against(ended, Duration::from_secs(10), Duration::from_secs(10)).await;
+        let waited = wait_on(ended, Duration::from_secs(10)).await;
         let err = waited.result().unwrap_err();
         assert_eq!(
             (err.exit(), err.message()),
@@ -1698,14 +1554,17 @@ mod tests {
             )
         );
 
-        let failed = Fake {
-            script: Mutex::new(vec![
+        let failed = Scripted {
+            script: vec![
                 (ms(0), Ok(status(G, 3, 1, 0))),
-                (ms(0), Err(Status::permission_denied("revoked"))),
-            ]),
+                (
+                    ms(0),
+                    Err(Error::new(Exit::Error, "the status stream broke: revoked")),
+                ),
+            ],
             then_hang: true,
         };
-        let waited = wait_against(failed, Duration::from_secs(10), Duration::from_secs(10)).await;
+        let waited = wait_on(failed, Duration::from_secs(10)).await;
         let err = waited.result().unwrap_err();
         assert_eq!(
             (err.exit(), err.message()),

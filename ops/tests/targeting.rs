@@ -7,8 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Collector, DEADLINE, System, blocking_hook, parse, until};
-use killswitch_proto::contract::ACTOR_METADATA;
 use killswitch_control::model::targeting::bucket;
+use killswitch_proto::contract::ACTOR_METADATA;
 use killswitch_proto::v1;
 use killswitch_proto::v1::admin_service_client::AdminServiceClient;
 use killswitch_testkit::wait_until;

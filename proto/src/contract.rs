@@ -183,7 +183,16 @@ mod tests {
         for ok in ["a", "demo", "mouse-clicks-2", &"a".repeat(63)] {
             assert_eq!(program_name(ok), Ok(()), "{ok}");
         }
-        for bad in ["", "Demo", "1demo", "-x", "a_b", "a b", "é", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "Demo",
+            "1demo",
+            "-x",
+            "a_b",
+            "a b",
+            "é",
+            &"a".repeat(64),
+        ] {
             assert!(
                 matches!(program_name(bad), Err(Violation::ProgramName(_))),
                 "{bad}"
@@ -223,7 +232,10 @@ mod tests {
             assert_eq!(label_key(ok), Ok(()), "{ok}");
         }
         for bad in ["", "Region", "-a", "a-", "a b"] {
-            assert!(matches!(label_key(bad), Err(Violation::LabelKey(_))), "{bad}");
+            assert!(
+                matches!(label_key(bad), Err(Violation::LabelKey(_))),
+                "{bad}"
+            );
         }
         assert_eq!(
             label_key(&"k".repeat(64)).map_err(|e| e.to_string()),
