@@ -14,6 +14,7 @@
 //! - `cli.rs`: the subcommands and their flags.
 //! - `run.rs`: the orchestrator and what it measures per change.
 //! - `peers.rs`: the etcd watch peers.
+//! - `console.rs`: the progress bar and the orchestrator's etcd client, which both use.
 //! - `simulate.rs`, `watchers.rs`: the child processes holding simulated collectors and
 //!   etcd watchers.
 //! - `subscribers.rs`: the line protocol between the orchestrator and its children, and
@@ -28,6 +29,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod console;
 pub mod peers;
 pub mod pki;
 pub mod plot;

@@ -9,9 +9,9 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 
+use crate::console::{connect_etcd, progress_bar};
 use crate::processes::{GrpcProxy, Subscribers};
 use crate::report::{PeerReport, PeerRound};
-use crate::run::{connect_etcd, progress_bar};
 use crate::stats::{Quantiles, ms_between};
 use crate::subscribers::unix_ns;
 

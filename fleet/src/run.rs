@@ -19,7 +19,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use etcd_client::{GetOptions, WatchOptions};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
+
+use crate::console::{connect_etcd, progress_bar};
 use killswitch_control::model::latency::Histogram;
 use killswitch_proto::prost::Message as _;
 use killswitch_proto::v1::store::AckSummary;
@@ -128,15 +130,8 @@ pub async fn run(config: RunConfig) -> anyhow::Result<RunReport> {
     let spawn = simulator_args(&config, &endpoints, pki.as_ref(), report.config.simulators);
     let started = Instant::now();
     let mut simulators = Subscribers::spawn(spawn)?;
-    let bar = progress_bar(config.collectors as u64, "collectors in sync");
-    simulators
-        .wait_ready(&bar, Duration::from_secs(600))
-        .await
-        .context("the collectors did not all connect")?;
-    // Every replica must have counted its share before anything is measured.
     let expected = expected_per_replica(&replicas, config.collectors);
-    wait_connected(&mut etcd, &config.program, &expected, &bar).await?;
-    bar.finish_and_clear();
+    in_sync(&config, &mut simulators, &mut etcd, &expected).await?;
     report.connect_secs = started.elapsed().as_secs_f64();
     eprintln!(
         "{} collectors in sync on {} replica(s) in {:.1} s",
@@ -179,6 +174,24 @@ pub async fn run(config: RunConfig) -> anyhow::Result<RunReport> {
     report.summarize();
     drop(owned_etcd);
     Ok(report)
+}
+
+/// Waits until every collector is in sync and every replica counted its share, so
+/// nothing is measured before.
+async fn in_sync(
+    config: &RunConfig,
+    simulators: &mut Subscribers,
+    etcd: &mut etcd_client::Client,
+    expected: &HashMap<String, u64>,
+) -> anyhow::Result<()> {
+    let bar = progress_bar(config.collectors as u64, "collectors in sync");
+    simulators
+        .wait_ready(&bar, Duration::from_secs(600))
+        .await
+        .context("the collectors did not all connect")?;
+    wait_connected(etcd, &config.program, expected, &bar).await?;
+    bar.finish_and_clear();
+    Ok(())
 }
 
 /// Refuses a configuration the machine cannot run.
@@ -287,27 +300,6 @@ pub async fn start_etcd(endpoint: Option<&str>) -> anyhow::Result<(Option<Etcd>,
     let etcd = Etcd::start().await.context("cannot start etcd")?;
     let endpoint = etcd.endpoint().to_owned();
     Ok((Some(etcd), endpoint))
-}
-
-/// A bar on stderr counting toward `total`.
-#[must_use]
-pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(total);
-    let template = format!("{{elapsed:>4}} {{bar:40}} {{pos}}/{{len}} {what}");
-    if let Ok(style) = ProgressStyle::with_template(&template) {
-        bar.set_style(style);
-    }
-    bar
-}
-
-/// An etcd client for the orchestrator's own reads and watches.
-pub async fn connect_etcd(endpoint: &str) -> anyhow::Result<etcd_client::Client> {
-    let options = etcd_client::ConnectOptions::new()
-        .with_connect_timeout(Duration::from_secs(5))
-        .with_timeout(Duration::from_secs(10));
-    etcd_client::Client::connect([endpoint], Some(options))
-        .await
-        .with_context(|| format!("cannot connect to etcd at {endpoint}"))
 }
 
 /// etcd's current revision.

@@ -680,21 +680,12 @@ impl Sessions {
                     }
                 }
                 message = inbound.message() => match message {
-                    Ok(Some(message)) => match self.receive(id, &hello, &mut sent, message) {
-                        Received::Done => {}
-                        Received::Resend(program) => {
-                            if !self.resend(&tx, &hello, &mut sent, std::slice::from_ref(&program)).await {
-                                return;
-                            }
+                    Ok(Some(message)) => {
+                        let received = self.receive(id, &hello, &mut sent, message);
+                        if !self.act_on(received, &tx, &hello, &mut sent, &mut refused).await {
+                            return;
                         }
-                        Received::Refused(refusal) => {
-                            refused += 1;
-                            if let Some(status) = self.refused(&hello, refused, &refusal) {
-                                let _ = tx.send(Err(Box::new(status))).await;
-                                return;
-                            }
-                        }
-                    },
+                    }
                     Ok(None) => return,
                     Err(status) => {
                         tracing::debug!(error = %status, "collector stream ended");
@@ -762,6 +753,36 @@ impl Sessions {
             changes.insert(program.clone(), WatchStream::from_changes(rx));
         }
         (snapshot, changes)
+    }
+
+    /// Does what a message from the collector calls for: send a state again, or count a
+    /// refused acknowledgement and close the session after too many. `false` when the
+    /// session is over.
+    async fn act_on(
+        &self,
+        received: Received,
+        tx: &Outbound,
+        hello: &Hello,
+        sent: &mut HashMap<ProgramName, Sent>,
+        refused: &mut u32,
+    ) -> bool {
+        match received {
+            Received::Done => true,
+            Received::Resend(program) => {
+                self.resend(tx, hello, sent, std::slice::from_ref(&program))
+                    .await
+            }
+            Received::Refused(refusal) => {
+                *refused += 1;
+                match self.refused(hello, *refused, &refusal) {
+                    Some(status) => {
+                        let _ = tx.send(Err(Box::new(status))).await;
+                        false
+                    }
+                    None => true,
+                }
+            }
+        }
     }
 
     /// Counts and logs (the first at warn) the `refused`-th refused acknowledgement; the

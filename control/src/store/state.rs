@@ -4,13 +4,12 @@
 //! compares the flag, so no state is ever written without the stop-all mark while a
 //! stop-all is active.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
 use killswitch_proto::prost::Message;
 use killswitch_proto::v1::{self, store};
 
-use super::targeting::rollout_edit;
 use super::*;
 use crate::model::targeting::StopAllFlag;
 
@@ -120,23 +119,6 @@ impl Store {
                 String::new()
             };
             Ok(Some(Edit::new(new, target.action(), detail)))
-        })
-        .await
-    }
-
-    /// Starts a staged resume of a PAUSED program (see [`crate::model::targeting::Rollout`]):
-    /// the first stage's collectors resume now, the next stages as the rollout driver
-    /// advances it. A program already RUNNING for everyone is returned unchanged.
-    pub async fn start_rollout(
-        &self,
-        name: &ProgramName,
-        stages: &[u32],
-        interval: Duration,
-        change: &Change,
-        signed: Option<&SignedResume>,
-    ) -> Result<ChangeOutcome, StoreError> {
-        self.edit_state(name, change, |current, stored| {
-            rollout_edit(current, stored, stages, interval, signed)
         })
         .await
     }

@@ -25,6 +25,23 @@ pub const MAX_STOP_ALL_PROGRAMS: usize = 120;
 const CLEAR_REQUEST_TTL: Duration = Duration::from_secs(15 * 60);
 
 impl Store {
+    /// Starts a staged resume of a PAUSED program (see [`crate::model::targeting::Rollout`]):
+    /// the first stage's collectors resume now, the next stages as the rollout driver
+    /// advances it. A program already RUNNING for everyone is returned unchanged.
+    pub async fn start_rollout(
+        &self,
+        name: &ProgramName,
+        stages: &[u32],
+        interval: Duration,
+        change: &Change,
+        signed: Option<&SignedResume>,
+    ) -> Result<ChangeOutcome, StoreError> {
+        self.edit_state(name, change, |current, stored| {
+            rollout_edit(current, stored, stages, interval, signed)
+        })
+        .await
+    }
+
     /// Pauses or resumes only the collectors `selector` matches: a rule appended to the
     /// program's state. The same rule as the last one changes nothing, unless that one is
     /// a drill's.
