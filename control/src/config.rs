@@ -101,7 +101,7 @@ pub struct Settings {
     #[arg(long, env = "KILLSWITCH_MAX_SESSIONS", default_value_t = crate::api::session::DEFAULT_MAX_SESSIONS)]
     pub max_sessions: usize,
     /// Most sessions one collector id holds on this replica at once (counted from the
-    /// connection when a certificate proves the id, else from Hello); more are refused
+    /// session's opening when a certificate proves the id, else from Hello); more are refused
     /// with RESOURCE_EXHAUSTED, so one stolen certificate cannot fill --max-sessions.
     #[arg(long, env = "KILLSWITCH_MAX_SESSIONS_PER_COLLECTOR", default_value_t = crate::api::session::DEFAULT_MAX_SESSIONS_PER_COLLECTOR)]
     pub max_sessions_per_collector: usize,

@@ -31,3 +31,17 @@ if ! python3 -c 'import grpc, grpc_health, grpc_reflection' >/dev/null 2>&1; the
   python3 -m pip install --quiet --disable-pip-version-check \
     grpcio grpcio-health-checking grpcio-reflection
 fi
+
+# grpcio-tools: control/tests/protocol.rs runs control/tests/protocol_client.py, a second
+# collector client that generates its Python stubs from proto/ at test time.
+if ! python3 -c 'import grpc_tools.protoc' >/dev/null 2>&1; then
+  echo "setup: installing grpcio-tools for python3" >&2
+  python3 -m pip install --quiet --disable-pip-version-check grpcio-tools
+fi
+
+# maturin (the build backend of the Python package in agent-sdk/python) and pytest, which
+# agent-sdk/python/test.sh uses to build it and run its tests.
+if ! python3 -c 'import pytest, maturin' >/dev/null 2>&1; then
+  echo "setup: installing maturin and pytest for python3" >&2
+  python3 -m pip install --quiet --disable-pip-version-check maturin pytest
+fi

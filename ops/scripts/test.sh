@@ -8,3 +8,6 @@ ops/scripts/setup.sh
 # The end-to-end tests run the real binaries and the demo collector: build them first.
 cargo build --workspace --bins --examples
 cargo test --workspace "$@"
+# The Python package over the SDK: built from source, tested with pytest against real
+# processes.
+agent-sdk/python/test.sh

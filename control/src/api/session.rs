@@ -89,7 +89,7 @@ pub struct SessionConfig {
     /// [`DEFAULT_MAX_SESSIONS`] (20,000).
     pub max_sessions: usize,
     /// Most sessions one collector id holds at once; one more is refused with
-    /// `RESOURCE_EXHAUSTED`. Counted from the connection when a certificate proves the id
+    /// `RESOURCE_EXHAUSTED`. Counted from the session's opening when a certificate proves the id
     /// (so a stolen certificate cannot fill [`max_sessions`](Self::max_sessions) with
     /// silent connections), from Hello otherwise. Besides, a new session of a collector
     /// for the same programs replaces its older one. Default
@@ -299,7 +299,7 @@ impl CollectorService for Sessions {
                 "this replica already serves {max} sessions; connect to another replica"
             )));
         };
-        // A certified id is counted from the connection on, before any Hello.
+        // A certified id is counted from the session's opening on, before any Hello.
         let identity = match &certified {
             Some(id) => Some(self.collector_slot(id)?),
             None => None,
