@@ -316,6 +316,52 @@ async fn the_last_entry_deleted_is_caught_by_the_head() {
     replica.stop().await;
 }
 
+/// A deleted audit head over an existing log blocks every change (a new chain would
+/// start at entry 1 and hide the old one), with an error naming the key; nothing is
+/// written.
+#[tokio::test]
+async fn a_deleted_audit_head_blocks_changes() {
+    let etcd = Etcd::start().await.expect("start etcd");
+    let mut replica = Replica::start(&etcd).await;
+    replica.make_changes().await;
+    let mut client = etcd.client().await.expect("etcd client");
+    client
+        .delete(format!("{PREFIX}/audit/head"), None)
+        .await
+        .expect("delete the head");
+    let before = etcd.dump(PREFIX).await.expect("dump");
+    let refused = replica
+        .admin
+        .pause(v1::PauseRequest {
+            program: "demo".into(),
+            reason: "after the head went missing".into(),
+            purge: true,
+            ..Default::default()
+        })
+        .await
+        .expect_err("no change without the head");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused}");
+    assert!(
+        refused
+            .message()
+            .contains(&format!("its head ({PREFIX}/audit/head) is missing")),
+        "{}",
+        refused.message()
+    );
+    let after = etcd.dump(PREFIX).await.expect("dump");
+    let changed = |dump: &[(Vec<u8>, Vec<u8>)]| {
+        dump.iter()
+            .filter(|(key, _)| {
+                let key = String::from_utf8_lossy(key);
+                key.contains("/audit/") || key.contains("/state/")
+            })
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(changed(&before), changed(&after), "nothing written");
+    replica.stop().await;
+}
+
 /// Writes a valid chain of `n` entries and its head under `prefix`, directly.
 async fn write_log(client: &mut etcd_client::Client, prefix: &str, n: u64) {
     let mut prev_hash = vec![0; 32];

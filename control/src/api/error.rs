@@ -59,9 +59,11 @@ impl From<ApiError> for Status {
             ApiError::Store(error @ StoreError::SelfApproval) => {
                 Status::permission_denied(error.to_string())
             }
-            ApiError::Store(error @ (StoreError::StaleApproval | StoreError::StaleStatement)) => {
-                Status::failed_precondition(error.to_string())
-            }
+            ApiError::Store(
+                error @ (StoreError::StaleApproval
+                | StoreError::StaleStatement
+                | StoreError::AuditHeadMissing(_)),
+            ) => Status::failed_precondition(error.to_string()),
             ApiError::Store(StoreError::Contention) => {
                 Status::aborted("too many concurrent changes to this program; try again")
             }

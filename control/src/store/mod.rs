@@ -93,6 +93,14 @@ pub enum StoreError {
     /// Every attempt lost a race with a concurrent change. Retryable.
     #[error("gave up after {MAX_ATTEMPTS} attempts: other changes kept winning the race")]
     Contention,
+    /// The audit log has entries but its head key is gone: starting a new chain would
+    /// hide the old one, so no change is made until the head is restored.
+    #[error(
+        "the audit log has entries but its head ({0}) is missing: nothing was changed; \
+         restore the head from a backup of etcd (or rebuild it from the last entry's seq and \
+         hash) before making changes"
+    )]
+    AuditHeadMissing(String),
 }
 
 impl StoreError {
@@ -561,17 +569,31 @@ impl Store {
             .transpose()
     }
 
+    /// The audit head; a fresh chain only when the log has no entry at all (a deleted
+    /// head over an existing log is refused: [`StoreError::AuditHeadMissing`]).
     async fn audit_head(&self) -> Result<Head, StoreError> {
         Ok(
             match self
                 .read::<store::AuditHead>(&self.keys.audit_head())
                 .await?
             {
-                None => Head {
-                    revision: 0,
-                    seq: 0,
-                    hash: vec![0; 32],
-                },
+                None => {
+                    let first = format!("{}/audit/0", self.keys.prefix);
+                    let entries = self
+                        .get(
+                            first.as_str(),
+                            Some(GetOptions::new().with_prefix().with_count_only()),
+                        )
+                        .await?;
+                    if entries.count() > 0 {
+                        return Err(StoreError::AuditHeadMissing(self.keys.audit_head()));
+                    }
+                    Head {
+                        revision: 0,
+                        seq: 0,
+                        hash: vec![0; 32],
+                    }
+                }
                 Some((revision, head)) => Head {
                     revision,
                     seq: head.seq,
