@@ -22,8 +22,8 @@ typedef enum {
   KS_NULL_ARGUMENT = 1,
   // A string argument is not UTF-8.
   KS_INVALID_UTF8 = 2,
-  // An argument is out of range or malformed (a key that is not 64 hex digits, a
-  // lifetime of 0, ...).
+  // An argument is out of range or malformed (a trusted key neither 32 nor 64 bytes
+  // long, a log level that is not a `ks_log_level`, a second logger, ...).
   KS_INVALID_ARGUMENT = 3,
   // `ks_client_start` refused the options: the message names the first problem.
   KS_BUILD_ERROR = 4,
@@ -63,10 +63,16 @@ typedef enum {
 } ks_cause;
 
 // A running client. Start with [`ks_client_start`], stop (and free) with
-// [`ks_client_stop`]. Its functions may be called from any thread.
+// [`ks_client_stop`]. Thread-safety: [`ks_client_gate`] may be called from any thread,
+// concurrently; [`ks_client_stop`] only once no other thread uses the client or its
+// gates.
 typedef struct ks_client ks_client;
 
 // A program's gate: open while the program may collect.
+//
+// Ownership: owned by its client, from [`ks_client_gate`]; never freed by the caller,
+// valid until [`ks_client_stop`]. Thread-safety: [`ks_gate_is_active`] may be called
+// from any thread, concurrently.
 typedef struct ks_gate ks_gate;
 
 // Where a hook reports how it went: an error message, a purge confirmation. Owned by the
@@ -74,8 +80,11 @@ typedef struct ks_gate ks_gate;
 typedef struct ks_hook_result ks_hook_result;
 
 // What a client is built from. Create with [`ks_options_new`], free with
-// [`ks_options_free`]; not thread-safe: set it up on one thread, then start any number
-// of clients from it.
+// [`ks_options_free`] (clients started from it do not need it any more).
+//
+// Ownership: setters copy what they are given; strings and buffers are borrowed only
+// during the call. Thread-safety: none; set it up on one thread (or lock around it),
+// then start any number of clients from it.
 typedef struct ks_options ks_options;
 
 // A log callback: `message` is `len` bytes of UTF-8, not NUL-terminated, valid during the
@@ -140,8 +149,11 @@ ks_result ks_hook_result_set_error(ks_hook_result *result, const char *message);
 // `result` must be the pointer the hook received, during the hook call.
 ks_result ks_hook_result_confirm_purge(ks_hook_result *result);
 
-// Starts a client from `options` (which stay the caller's) and writes it to `out`. Every
-// gate starts closed; the client connects in the background.
+// Starts a client from `options` (read during the call only; they stay the caller's)
+// and writes it to `out`. Every gate starts closed; the client connects in the
+// background, on its own runtime thread. On failure `*out` is left untouched and
+// [`crate::ks_last_error`] names the first problem (`KS_BUILD_ERROR`: the SDK's check of
+// the options, or a TLS file that cannot be read).
 //
 // Ownership: the caller owns `*out` and must pass it to [`ks_client_stop`].
 //

@@ -201,13 +201,19 @@ pub unsafe extern "C" fn ks_hook_result_confirm_purge(result: *mut ks_hook_resul
 }
 
 /// A program's gate: open while the program may collect.
+///
+/// Ownership: owned by its client, from [`ks_client_gate`]; never freed by the caller,
+/// valid until [`ks_client_stop`]. Thread-safety: [`ks_gate_is_active`] may be called
+/// from any thread, concurrently.
 #[allow(non_camel_case_types)]
 pub struct ks_gate {
     gate: Gate,
 }
 
 /// A running client. Start with [`ks_client_start`], stop (and free) with
-/// [`ks_client_stop`]. Its functions may be called from any thread.
+/// [`ks_client_stop`]. Thread-safety: [`ks_client_gate`] may be called from any thread,
+/// concurrently; [`ks_client_stop`] only once no other thread uses the client or its
+/// gates.
 #[allow(non_camel_case_types)]
 pub struct ks_client {
     client: Option<Client>,
@@ -215,8 +221,11 @@ pub struct ks_client {
     runtime: tokio::runtime::Runtime,
 }
 
-/// Starts a client from `options` (which stay the caller's) and writes it to `out`. Every
-/// gate starts closed; the client connects in the background.
+/// Starts a client from `options` (read during the call only; they stay the caller's)
+/// and writes it to `out`. Every gate starts closed; the client connects in the
+/// background, on its own runtime thread. On failure `*out` is left untouched and
+/// [`crate::ks_last_error`] names the first problem (`KS_BUILD_ERROR`: the SDK's check of
+/// the options, or a TLS file that cannot be read).
 ///
 /// Ownership: the caller owns `*out` and must pass it to [`ks_client_stop`].
 ///

@@ -17,8 +17,8 @@ pub enum ks_result {
     KS_NULL_ARGUMENT = 1,
     /// A string argument is not UTF-8.
     KS_INVALID_UTF8 = 2,
-    /// An argument is out of range or malformed (a key that is not 64 hex digits, a
-    /// lifetime of 0, ...).
+    /// An argument is out of range or malformed (a trusted key neither 32 nor 64 bytes
+    /// long, a log level that is not a `ks_log_level`, a second logger, ...).
     KS_INVALID_ARGUMENT = 3,
     /// `ks_client_start` refused the options: the message names the first problem.
     KS_BUILD_ERROR = 4,

@@ -18,8 +18,11 @@ pub(crate) enum Tls {
 }
 
 /// What a client is built from. Create with [`ks_options_new`], free with
-/// [`ks_options_free`]; not thread-safe: set it up on one thread, then start any number
-/// of clients from it.
+/// [`ks_options_free`] (clients started from it do not need it any more).
+///
+/// Ownership: setters copy what they are given; strings and buffers are borrowed only
+/// during the call. Thread-safety: none; set it up on one thread (or lock around it),
+/// then start any number of clients from it.
 #[allow(non_camel_case_types)]
 #[derive(Default)]
 pub struct ks_options {

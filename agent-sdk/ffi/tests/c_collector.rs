@@ -58,16 +58,36 @@ fn artefact(name: &str, build: &[&str]) -> PathBuf {
 
 /// The `killswitch` CLI.
 fn cli_binary() -> PathBuf {
-    artefact("killswitch", &["-p", "killswitch-ops", "--bin", "killswitch"])
+    artefact(
+        "killswitch",
+        &["-p", "killswitch-ops", "--bin", "killswitch"],
+    )
+}
+
+/// The static library: `cargo test` builds every crate type of the library into
+/// `target/<profile>/deps/` (as fresh as this test), `cargo build` copies it up to
+/// `target/<profile>/`; the newer of the two, else built now.
+fn static_library() -> PathBuf {
+    let profile = profile_dir();
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    [
+        profile.join("deps").join("libkillswitch.a"),
+        profile.join("libkillswitch.a"),
+    ]
+    .into_iter()
+    .filter_map(|path| Some((modified(&path)?, path)))
+    .max()
+    .map_or_else(
+        || artefact("libkillswitch.a", &["-p", "killswitch-ffi", "--lib"]),
+        |(_, path)| path,
+    )
 }
 
 /// Compiles `source` (relative to this crate) with `cc` against the committed header and
 /// the static library, once per test binary; returns the executable.
 fn compile(source: &str, name: &str) -> PathBuf {
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    // `cargo test -p killswitch-ffi` builds every crate type of the library, so the
-    // static library is as fresh as this test.
-    let library = artefact("libkillswitch.a", &["-p", "killswitch-ffi", "--lib"]);
+    let library = static_library();
     let dir = profile_dir().join("killswitch-ffi-c");
     std::fs::create_dir_all(&dir).expect("create the C build dir");
     let out = dir.join(name);
@@ -99,6 +119,8 @@ fn c_collector() -> &'static Path {
 struct CCollector {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
+    /// The threads reading stdout and stderr, done at the process's exit.
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl CCollector {
@@ -115,6 +137,7 @@ impl CCollector {
             .spawn()
             .expect("start the C collector");
         let lines = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
         for (stream, prefix) in [
@@ -122,14 +145,18 @@ impl CCollector {
             (Box::new(stderr), "! "),
         ] {
             let lines = lines.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines() {
                     let Ok(line) = line else { break };
                     lines.lock().expect("lines").push(format!("{prefix}{line}"));
                 }
-            });
+            }));
         }
-        Self { child, lines }
+        Self {
+            child,
+            lines,
+            readers,
+        }
     }
 
     fn lines(&self) -> Vec<String> {
@@ -164,6 +191,9 @@ impl CCollector {
             .expect("run kill");
         assert!(status.success(), "kill -TERM");
         let exit = self.child.wait().expect("wait for the C collector");
+        for reader in self.readers.drain(..) {
+            reader.join().expect("reader thread");
+        }
         let lines = self.lines();
         assert!(
             exit.success(),
@@ -221,7 +251,12 @@ impl Cli {
     }
 
     /// Polls `status PROGRAM` until `done` holds; returns that status.
-    async fn status_until(&self, program: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    async fn status_until(
+        &self,
+        program: &str,
+        what: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + DEADLINE;
         loop {
             let status = self.json(&["status", program]).await;
@@ -357,7 +392,10 @@ async fn a_c_collector_connects_over_mtls_closes_its_gate_on_pause_and_acknowled
         .await;
     assert_eq!(paused["changed"], true, "{paused}");
     collector
-        .line(&["demo: PAUSED (update) at generation", "(reason: leak) by alice"])
+        .line(&[
+            "demo: PAUSED (update) at generation",
+            "(reason: leak) by alice",
+        ])
         .await;
     let status = alice.json(&["status", "demo"]).await;
     assert_eq!(status["collectors"]["connected"], 1, "{status}");
@@ -407,9 +445,7 @@ async fn a_c_collector_fails_closed_after_the_grace_when_its_replica_dies() {
     let mut system = Plain::start().await;
     system
         .cli
-        .json(&[
-            "program", "create", "demo", "--owner", "t", "--grace", "2s",
-        ])
+        .json(&["program", "create", "demo", "--owner", "t", "--grace", "2s"])
         .await;
     system.cli.json(&["resume", "demo", "--reason", "go"]).await;
     let endpoint = system.endpoint();
@@ -454,9 +490,15 @@ async fn a_c_collector_stays_paused_after_a_restart_from_its_state_file() {
                 "keep",
             ])
             .await;
-        system.cli.json(&["resume", program, "--reason", "go"]).await;
+        system
+            .cli
+            .json(&["resume", program, "--reason", "go"])
+            .await;
     }
-    system.cli.json(&["pause", "demo", "--reason", "leak"]).await;
+    system
+        .cli
+        .json(&["pause", "demo", "--reason", "leak"])
+        .await;
     let args = |endpoint: &str| {
         [
             "--endpoint",
@@ -495,7 +537,9 @@ async fn a_c_collector_stays_paused_after_a_restart_from_its_state_file() {
     let offline = CCollector::start(&offline_args, &[]);
     offline.line(&["[c1] kept: RUNNING (state file)"]).await;
     offline.line(&["[c1] kept: collecting, "]).await;
-    offline.line(&["[c1] demo: paused, 0 events captured"]).await;
+    offline
+        .line(&["[c1] demo: paused, 0 events captured"])
+        .await;
     let lines = offline.lines();
     assert!(
         !lines.iter().any(|line| line.contains("demo: RUNNING")),
