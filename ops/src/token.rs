@@ -40,8 +40,7 @@ entry. The operator passes the token to the CLI in KILLSWITCH_TOKEN.";
 /// `killswitch token new`
 #[derive(Debug, Args)]
 pub struct NewArgs {
-    /// Operator name: a lowercase letter, then at most 63 lowercase letters, digits, '.',
-    /// '_' and '-'
+    /// Operator name: a letter or digit, then at most 63 letters, digits, '.', '_' and '-'
     #[arg(value_name = "NAME", value_parser = OperatorName::parse)]
     pub name: OperatorName,
 
@@ -54,10 +53,24 @@ pub struct NewArgs {
     /// [default: every program]
     #[arg(long = "program", value_name = "NAME", value_parser = ProgramName::parse)]
     pub programs: Vec<ProgramName>,
+
+    /// How long the token is accepted (e.g. 8h, 30d): the entry gets `expires` [default:
+    /// no expiry]
+    #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+    pub ttl: Option<std::time::Duration>,
 }
 
-/// An operator's name, `^[a-z][a-z0-9._-]{0,63}$`: the `name` of its `auth.toml` entry
-/// and the last segment of its certificate's SPIFFE ID.
+/// A token lifetime: at least a minute.
+fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
+    let ttl = humantime::parse_duration(text).map_err(|e| format!("{e}: use e.g. 8h or 30d"))?;
+    if ttl < std::time::Duration::from_secs(60) {
+        return Err("a token must live at least 1m".to_owned());
+    }
+    Ok(ttl)
+}
+
+/// An operator's name, `^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$` (killswitch-proto's contract):
+/// the `name` of its `auth.toml` entry and the last segment of its certificate's SPIFFE ID.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OperatorName(String);
 
@@ -123,6 +136,8 @@ pub enum Credential {
     Token {
         /// `token_sha256`.
         sha256: String,
+        /// `expires`: when the control plane stops accepting it; `None`: never.
+        expires: Option<std::time::SystemTime>,
     },
 }
 
@@ -187,7 +202,7 @@ impl OperatorEntry {
                     "or with a bearer token (SHA-256 of the token, lowercase hex)",
                 );
             }
-            Credential::Token { sha256 } => {
+            Credential::Token { sha256, expires } => {
                 line(
                     &mut toml,
                     "cert = false",
@@ -198,6 +213,16 @@ impl OperatorEntry {
                     &format!("token_sha256 = \"{sha256}\""),
                     "SHA-256 of the bearer token, lowercase hex",
                 );
+                if let Some(expires) = expires {
+                    line(
+                        &mut toml,
+                        &format!(
+                            "expires = \"{}\"",
+                            humantime::format_rfc3339_seconds(*expires)
+                        ),
+                        "the token is refused from then on",
+                    );
+                }
             }
         }
         toml
@@ -275,6 +300,7 @@ pub fn run(command: TokenCommand, format: OutputFormat, out: &mut Sink<'_>) -> R
         programs: args.programs,
         credential: Credential::Token {
             sha256: token_sha256(&token),
+            expires: args.ttl.map(|ttl| std::time::SystemTime::now() + ttl),
         },
     };
     if format == OutputFormat::Json {
@@ -377,7 +403,14 @@ cert = true               # may authenticate with its client certificate
     #[test]
     fn token_entry() {
         let sha256 = token_sha256("abc");
-        let toml = entry(&["demo", "screen-v2"], Credential::Token { sha256 }).to_toml();
+        let toml = entry(
+            &["demo", "screen-v2"],
+            Credential::Token {
+                sha256,
+                expires: None,
+            },
+        )
+        .to_toml();
         assert_eq!(
             toml,
             r#"[[operator]]
@@ -391,9 +424,37 @@ token_sha256 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad
     }
 
     #[test]
+    fn an_expiring_token_entry_says_when() {
+        let sha256 = token_sha256("abc");
+        let expires = Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_900_000_000));
+        let toml = entry(&[], Credential::Token { sha256, expires }).to_toml();
+        assert!(
+            toml.contains("expires = \"2030-03-17T17:46:40Z\""),
+            "{toml}"
+        );
+        let table: toml::Table = toml.parse().unwrap();
+        assert_eq!(
+            table["operator"].as_array().unwrap()[0]["expires"].as_str(),
+            Some("2030-03-17T17:46:40Z")
+        );
+        assert!(parse_ttl("30s").is_err());
+        assert_eq!(
+            parse_ttl("8h"),
+            Ok(std::time::Duration::from_secs(8 * 3600))
+        );
+    }
+
+    #[test]
     fn token_entry_is_valid_toml() {
         let sha256 = token_sha256("abc");
-        let toml = entry(&["demo"], Credential::Token { sha256 }).to_toml();
+        let toml = entry(
+            &["demo"],
+            Credential::Token {
+                sha256,
+                expires: None,
+            },
+        )
+        .to_toml();
         let table: toml::Table = toml.parse().unwrap();
         let operator = &table["operator"].as_array().unwrap()[0];
         assert_eq!(operator["name"].as_str(), Some("alice"));

@@ -31,6 +31,8 @@ pub struct Operator {
     pub cert: bool,
     /// SHA-256 of the operator's bearer token, if they have one.
     pub(super) token_sha256: Option<[u8; 32]>,
+    /// When the bearer token stops being accepted (`expires`); `None`: never.
+    pub token_expires: Option<std::time::SystemTime>,
     /// The ed25519 public key that must sign this operator's resumes and approvals.
     pub signing_key: Option<[u8; 32]>,
 }
@@ -43,6 +45,7 @@ impl fmt::Debug for Operator {
             .field("programs", &self.programs)
             .field("cert", &self.cert)
             .field("token", &self.token_sha256.map(|_| "<sha256>"))
+            .field("token_expires", &self.token_expires)
             .field("signing_key", &self.signing_key.is_some())
             .finish()
     }
@@ -98,6 +101,7 @@ impl Operator {
 /// role = "owner"
 /// programs = ["demo"]     # empty or absent: every program (not allowed for admin)
 /// token_sha256 = "9f86d0..."  # lowercase hex SHA-256 of the bearer token
+/// expires = "2026-12-31T23:59:59Z"  # optional: the token is refused from then on
 /// signing_key = "3b6a27..."   # ed25519 public key: carol's resumes must be signed
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,6 +210,8 @@ struct RawOperator {
     #[serde(default)]
     cert: bool,
     token_sha256: Option<toml::Spanned<String>>,
+    /// When the bearer token stops being accepted, RFC 3339 (`2026-12-31T23:59:59Z`).
+    expires: Option<toml::Spanned<String>>,
     signing_key: Option<toml::Spanned<String>>,
 }
 
@@ -359,12 +365,33 @@ fn parse_operator(
             )
         })?),
     };
+    let token_expires = match &raw.expires {
+        None => None,
+        Some(_) if token_sha256.is_none() => {
+            return Err(fail(
+                Some(at),
+                format!(
+                    "operator {name:?} has `expires` but no token_sha256: `expires` applies to the bearer token"
+                ),
+            ));
+        }
+        Some(at) => Some(humantime::parse_rfc3339_weak(at.get_ref()).map_err(|_| {
+            fail(
+                Some(at.span()),
+                format!(
+                    "expires {:?} is not a time: use RFC 3339, e.g. 2026-12-31T23:59:59Z",
+                    at.get_ref()
+                ),
+            )
+        })?),
+    };
     Ok(Operator {
         name: name.clone(),
         role,
         programs,
         cert: raw.cert,
         token_sha256,
+        token_expires,
         signing_key,
     })
 }

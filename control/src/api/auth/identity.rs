@@ -6,6 +6,8 @@
 //! **Layer:** api. May import [`crate::model`], `killswitch_proto` and its siblings'
 //! auth file, roles and [`AuthError`]; never `crate::store` or `crate::replica`.
 
+use std::time::SystemTime;
+
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
@@ -157,10 +159,16 @@ pub fn identify<'a>(
         return Err(AuthError::NoCredentials);
     };
     let token = bearer_token(value).ok_or(AuthError::MalformedAuthorization)?;
-    config
+    let operator = config
         .operator_by_token(token)
-        .map(Caller::Operator)
-        .ok_or(AuthError::UnknownToken)
+        .ok_or(AuthError::UnknownToken)?;
+    match operator.token_expires {
+        Some(at) if at <= SystemTime::now() => Err(AuthError::TokenExpired {
+            operator: operator.name.clone(),
+            at: humantime::format_rfc3339_seconds(at).to_string(),
+        }),
+        _ => Ok(Caller::Operator(operator)),
+    }
 }
 
 /// `TOKEN` from `Bearer TOKEN` (the scheme is case-insensitive).
@@ -376,6 +384,51 @@ mod tests {
         assert!(AuthError::NoCredentials.is_unauthenticated());
         assert!(AuthError::UnknownToken.is_unauthenticated());
         assert!(!AuthError::CollectorOnAdmin.is_unauthenticated());
+    }
+
+    /// A token past its `expires` is refused (UNAUTHENTICATED), one before it accepted.
+    #[test]
+    fn expired_tokens_are_refused() {
+        use super::super::fixtures::{TD, sha256_hex};
+        let text = format!(
+            "trust_domain = \"{TD}\"\n\
+             [[operator]]\nname = \"old\"\nrole = \"viewer\"\ntoken_sha256 = \"{}\"\nexpires = \"2020-01-01T00:00:00Z\"\n\
+             [[operator]]\nname = \"new\"\nrole = \"viewer\"\ntoken_sha256 = \"{}\"\nexpires = \"2999-01-01T00:00:00Z\"\n",
+            sha256_hex("old-token"),
+            sha256_hex("new-token"),
+        );
+        let config = AuthConfig::parse(&text, "auth.toml").expect("valid");
+        let header = |text: &str| AsciiMetadataValue::try_from(text).expect("ascii");
+        let old = identify(&config, b"own", None, Some(&header("Bearer old-token")));
+        let Err(error) = old else {
+            panic!("an expired token was accepted");
+        };
+        assert!(error.is_unauthenticated());
+        assert_eq!(
+            error.to_string(),
+            "the bearer token of operator \"old\" expired at 2020-01-01T00:00:00Z: ask an admin for a new one (`killswitch token new old --ttl ...`)"
+        );
+        let new = identify(&config, b"own", None, Some(&header("Bearer new-token")));
+        assert!(matches!(new, Ok(Caller::Operator(o)) if o.name == "new"));
+        for (entry, problem) in [
+            ("expires = \"soon\"", "is not a time"),
+            (
+                "cert = true\nexpires = \"2999-01-01T00:00:00Z\"",
+                "`expires` applies to the bearer token",
+            ),
+        ] {
+            let hash = sha256_hex("t");
+            let token = if entry.starts_with("cert") {
+                String::new()
+            } else {
+                format!("token_sha256 = \"{hash}\"\n")
+            };
+            let text = format!(
+                "trust_domain = \"{TD}\"\n[[operator]]\nname = \"a\"\nrole = \"viewer\"\n{token}{entry}\n"
+            );
+            let error = AuthConfig::parse(&text, "auth.toml").expect_err(entry);
+            assert!(error.to_string().contains(problem), "{error}");
+        }
     }
 
     /// A self-signed certificate with `uris` as URI SANs and `cn` as common name.

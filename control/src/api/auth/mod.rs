@@ -76,6 +76,16 @@ pub enum AuthError {
         "unknown bearer token: check --token (KILLSWITCH_TOKEN); its SHA-256 must be listed in the control plane's auth file"
     )]
     UnknownToken,
+    /// The operator's bearer token passed its `expires` time.
+    #[error(
+        "the bearer token of operator {operator:?} expired at {at}: ask an admin for a new one (`killswitch token new {operator} --ttl ...`)"
+    )]
+    TokenExpired {
+        /// Whose token.
+        operator: String,
+        /// When it expired, RFC 3339.
+        at: String,
+    },
     /// The client certificate cannot be read or names nobody.
     #[error("unusable client certificate: {0}")]
     BadCertificate(String),
@@ -169,6 +179,7 @@ impl AuthError {
             AuthError::NoCredentials
                 | AuthError::MalformedAuthorization
                 | AuthError::UnknownToken
+                | AuthError::TokenExpired { .. }
                 | AuthError::BadCertificate(_)
         )
     }
@@ -181,6 +192,7 @@ impl AuthError {
             AuthError::NoCredentials => "no_credentials",
             AuthError::MalformedAuthorization => "malformed_authorization",
             AuthError::UnknownToken => "unknown_token",
+            AuthError::TokenExpired { .. } => "token_expired",
             AuthError::BadCertificate(_) => "bad_certificate",
             AuthError::ForeignTrustDomain { .. } => "foreign_trust_domain",
             AuthError::UnknownOperator(_) => "unknown_operator",

@@ -175,6 +175,7 @@ mod tests {
                     programs: Vec::new(),
                     cert: true,
                     token_sha256: None,
+                    token_expires: None,
                     signing_key: None,
                 };
                 let result = operator.permits(action, Some("demo"));
