@@ -648,13 +648,18 @@ impl Sessions {
                 }
                 () = &mut closed => return,
                 Some((program, slot)) = changes.next() => {
+                    // A policy change (a shorter grace) comes with a new state: judged
+                    // from that state alone, so a change costs each session no lookups.
+                    // A longer grace keeps the shorter period until the session ends.
+                    let shorter = slot
+                        .as_deref()
+                        .and_then(grace_period)
+                        .filter(|candidate| *candidate < period);
                     if !self.forward(&tx, &hello, &mut sent, &program, slot).await {
                         return;
                     }
-                    // A policy change (a shorter grace) comes with a new state.
-                    let now = self.heartbeat_period(&hello);
-                    if now != period {
-                        period = now;
+                    if let Some(shorter) = shorter {
+                        period = shorter;
                         heartbeat = heartbeat_interval(period);
                     }
                 }
@@ -703,10 +708,8 @@ impl Sessions {
             .programs
             .iter()
             .filter_map(|program| self.cache.get(program))
-            .filter(|state| state.policy.on_lost_contact == LostContact::Pause)
-            .map(|state| state.policy.grace / HEARTBEATS_PER_GRACE)
+            .filter_map(|state| grace_period(&state))
             .fold(self.config.heartbeat_interval, Duration::min)
-            .max(MIN_HEARTBEAT_PERIOD)
     }
 
     /// Reads and checks Hello, takes the collector's session slot (counted from Hello
@@ -943,6 +946,13 @@ enum Received {
 
 /// Shortest heartbeat period, whatever the grace (the shortest grace is 1 s).
 const MIN_HEARTBEAT_PERIOD: Duration = Duration::from_millis(100);
+
+/// The heartbeat period a fail-closed program's grace asks for ([`HEARTBEATS_PER_GRACE`]
+/// per grace, at least [`MIN_HEARTBEAT_PERIOD`]); `None` for a fail-open program.
+fn grace_period(state: &ProgramState) -> Option<Duration> {
+    (state.policy.on_lost_contact == LostContact::Pause)
+        .then(|| (state.policy.grace / HEARTBEATS_PER_GRACE).max(MIN_HEARTBEAT_PERIOD))
+}
 
 /// A heartbeat timer whose first tick comes one `period` from now.
 fn heartbeat_interval(period: Duration) -> tokio::time::Interval {
