@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{change, create, name, store};
+use common::{change, create, create_running, name, store};
 use killswitch_control::model::RunState;
 use killswitch_proto::v1::admin_service_client::AdminServiceClient;
 use killswitch_proto::v1::collector_service_client::CollectorServiceClient;
@@ -259,18 +259,7 @@ async fn a_session_that_keeps_sending_refused_acks_is_closed() {
 async fn a_collector_paused_for_lost_contact_is_counted_apart_and_sent_the_state_again() {
     let etcd = Etcd::start().await.expect("etcd");
     let store = store(etcd.endpoint()).await;
-    create(&store, "demo").await;
-    let running = store
-        .set_state(
-            &name("demo"),
-            RunState::Running,
-            false,
-            &change("ops", "go"),
-        )
-        .await
-        .expect("resume")
-        .state
-        .generation;
+    let running = create_running(&store, "demo").await;
     let replica = Replica::start(etcd.endpoint(), &[]).expect("replica");
     let endpoint = replica.endpoint();
 

@@ -9,8 +9,7 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{change, create, name, store};
-use killswitch_control::model::RunState;
+use common::{create_running, store};
 use killswitch_testkit::{Etcd, Replica};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
@@ -28,19 +27,8 @@ const SETUP: &str = "run ops/scripts/setup.sh to install python3's grpcio and gr
 async fn a_python_client_follows_the_documented_session() {
     let etcd = Etcd::start().await.expect("start etcd");
     let store = store(etcd.endpoint()).await;
-    create(&store, "demo").await;
     // Programs start PAUSED; resumed, so that the client's pause is a change.
-    let running = store
-        .set_state(
-            &name("demo"),
-            RunState::Running,
-            false,
-            &change("tester", "resume"),
-        )
-        .await
-        .expect("resume demo")
-        .state
-        .generation;
+    let running = create_running(&store, "demo").await;
     // 200 ms: the default grace (30 s) is longer, so the session heartbeats every 200 ms
     // and each heartbeat vouches for three periods.
     let replica =

@@ -82,3 +82,20 @@ pub async fn set_policy(
         PolicyOutcome::Requested { id, .. } => panic!("waits for approval as request {id}"),
     }
 }
+
+/// Creates `program` and resumes it (programs start PAUSED, so that a pause is a change);
+/// the generation of its RUNNING state.
+pub async fn create_running(store: &Store, program: &str) -> u64 {
+    create(store, program).await;
+    store
+        .set_state(
+            &name(program),
+            killswitch_control::model::RunState::Running,
+            false,
+            &change("tester", "resume"),
+        )
+        .await
+        .expect("resume")
+        .state
+        .generation
+}
