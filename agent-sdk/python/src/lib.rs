@@ -180,6 +180,7 @@ impl Client {
         state_file = None,
         trusted_keys = None,
         required_signatures = 0,
+        max_statement_lifetime = 3600.0,
         on_pause = None,
         on_resume = None,
         hook_timeout = 10.0,
@@ -194,6 +195,7 @@ impl Client {
         state_file: Option<PathBuf>,
         trusted_keys: Option<Vec<Bound<'_, PyAny>>>,
         required_signatures: usize,
+        max_statement_lifetime: f64,
         on_pause: Option<Py<PyAny>>,
         on_resume: Option<Py<PyAny>>,
         hook_timeout: f64,
@@ -201,11 +203,18 @@ impl Client {
         let hook_timeout = Duration::try_from_secs_f64(hook_timeout).map_err(|_| {
             PyValueError::new_err("hook_timeout: give a finite, non-negative number of seconds")
         })?;
+        let max_statement_lifetime =
+            Duration::try_from_secs_f64(max_statement_lifetime).map_err(|_| {
+                PyValueError::new_err(
+                    "max_statement_lifetime: give a finite, non-negative number of seconds",
+                )
+            })?;
         let mut builder: ClientBuilder = killswitch_sdk::Client::builder()
             .endpoints(endpoints)
             .collector_id(collector_id.clone())
             .hook_timeout(hook_timeout)
-            .required_signatures(required_signatures);
+            .required_signatures(required_signatures)
+            .max_statement_lifetime(max_statement_lifetime);
         for program in &programs {
             builder = builder.program(program.clone());
         }

@@ -38,6 +38,7 @@ def tls_client(replica, pki, collector_id, programs, **hooks):
         ({"hook_timeout": 0.0}, "invalid hook timeout"),
         ({"endpoints": ["https://127.0.0.1:7070"]}, "uses https but TLS is not configured"),
         ({"trusted_keys": ["zz"], "required_signatures": 1}, "invalid trusted key #0"),
+        ({"max_statement_lifetime": 2 * 86400.0}, "invalid max statement lifetime"),
     ],
 )
 def test_invalid_configurations_raise_build_error_with_the_sdk_message(overrides, message):

@@ -72,6 +72,7 @@ class Client:
         state_file: Optional[Union[str, "os.PathLike[str]"]] = None,
         trusted_keys: Optional[Sequence[_Key]] = None,
         required_signatures: int = 0,
+        max_statement_lifetime: float = 3600.0,
         on_pause: Optional[_Hook] = None,
         on_resume: Optional[_Hook] = None,
         hook_timeout: float = 10.0,
