@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
-use crate::api::auth::Auth;
+use crate::api::auth::{Auth, CertifiedCollector};
 use crate::api::error::ApiError;
 use crate::metrics::Metrics;
 use crate::model::{
@@ -301,7 +301,7 @@ impl CollectorService for Sessions {
         };
         // A certified id is counted from the session's opening on, before any Hello.
         let identity = match &certified {
-            Some(id) => Some(self.collector_slot(id)?),
+            Some(collector) => Some(self.collector_slot(&collector.id)?),
             None => None,
         };
         let remote = request.remote_addr();
@@ -594,7 +594,7 @@ impl Sessions {
         id: SessionId,
         mut inbound: Streaming<CollectorMessage>,
         tx: Outbound,
-        certified: Option<CollectorId>,
+        certified: Option<CertifiedCollector>,
         identity: Option<CollectorSlot>,
     ) {
         let (hello, _identity) = match self.admit(&mut inbound, certified, identity).await {
@@ -718,13 +718,24 @@ impl Sessions {
     async fn admit(
         &self,
         inbound: &mut Streaming<CollectorMessage>,
-        certified: Option<CollectorId>,
+        certified: Option<CertifiedCollector>,
         identity: Option<CollectorSlot>,
     ) -> Result<(Hello, CollectorSlot), Status> {
-        let hello = self.read_hello(inbound).await?;
-        self.auth
-            .check_hello(certified.as_ref(), &hello.collector, &hello.programs)
+        let mut hello = self.read_hello(inbound).await?;
+        // Pinned labels take the certificate's values; a Hello contradicting them is
+        // refused.
+        let labels = self
+            .auth
+            .check_hello(
+                certified.as_ref(),
+                &hello.collector,
+                &hello.labels,
+                &hello.programs,
+            )
             .map_err(|error| Status::from(ApiError::from(error)))?;
+        if labels != *hello.labels {
+            hello.labels = Arc::new(labels);
+        }
         tracing::Span::current().record("collector", tracing::field::display(&hello.collector));
         let slot = match identity {
             Some(slot) => slot,

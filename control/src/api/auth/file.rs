@@ -1,15 +1,16 @@
 //! The auth file, `auth.toml`: the operators ([`Operator`]), which collectors may follow
-//! which programs ([`CollectorRule`]), parsing and checking it into an [`AuthConfig`],
+//! which programs ([`CollectorRule`]), which labels certificates pin, parsing and checking it into an [`AuthConfig`],
 //! and why it was refused ([`AuthFileError`], with the line).
 //!
 //! **Layer:** api. May import [`crate::model`] and its siblings' [`Role`], [`Action`]
 //! and [`AuthError`]; never `crate::store` or `crate::replica`.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::ops::Range;
 use std::path::Path;
 
+use killswitch_proto::contract;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -90,6 +91,7 @@ impl Operator {
 ///
 /// ```toml
 /// trust_domain = "killswitch.local"
+/// pinned_labels = ["region", "team"]  # values only the collector's certificate sets
 ///
 /// [[operator]]
 /// name = "alice"
@@ -113,6 +115,9 @@ pub struct AuthConfig {
     /// Which programs which collectors may follow, in file order; empty: any collector
     /// may follow any program.
     pub collectors: Vec<CollectorRule>,
+    /// Label keys whose values come from the collector's certificate (its SPIFFE ID's
+    /// query, `spiffe://TD/collector/ID?region=emea`), never from its Hello.
+    pub pinned_labels: BTreeSet<String>,
 }
 
 /// A `[[collector]]` entry of `auth.toml`: collectors whose id matches `id` may follow
@@ -188,6 +193,8 @@ impl AuthFileError {
 struct RawFile {
     trust_domain: toml::Spanned<String>,
     #[serde(default)]
+    pinned_labels: Vec<toml::Spanned<String>>,
+    #[serde(default)]
     operator: Vec<toml::Spanned<RawOperator>>,
     #[serde(default)]
     collector: Vec<toml::Spanned<RawCollector>>,
@@ -246,6 +253,21 @@ impl AuthConfig {
                 ),
             ));
         }
+        let mut pinned_labels = BTreeSet::new();
+        for key in raw.pinned_labels {
+            if let Err(error) = contract::label_key(key.get_ref()) {
+                return Err(fail(
+                    Some(key.span()),
+                    format!("pinned_labels: {error}"),
+                ));
+            }
+            if !pinned_labels.insert(key.get_ref().clone()) {
+                return Err(fail(
+                    Some(key.span()),
+                    format!("pinned_labels lists {:?} twice", key.get_ref()),
+                ));
+            }
+        }
         let mut seen = Seen::default();
         let mut operators = Vec::with_capacity(raw.operator.len());
         for entry in raw.operator {
@@ -259,6 +281,7 @@ impl AuthConfig {
             trust_domain: trust_domain.clone(),
             operators,
             collectors,
+            pinned_labels,
         })
     }
 

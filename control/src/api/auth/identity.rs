@@ -6,8 +6,10 @@
 //! **Layer:** api. May import [`crate::model`], `killswitch_proto` and its siblings'
 //! auth file, roles and [`AuthError`]; never `crate::store` or `crate::replica`.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
+use killswitch_proto::contract;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
@@ -15,11 +17,33 @@ use super::file::valid_segment;
 use super::{ANONYMOUS, Action, AuthConfig, AuthError, Operator};
 use crate::model::{self, CollectorId, InvalidInput};
 
+/// A collector as its certificate names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertifiedCollector {
+    /// The collector id the certificate proves.
+    pub id: CollectorId,
+    /// The labels its SPIFFE ID's query sets (`spiffe://TD/collector/ID?region=emea`):
+    /// the values of the auth file's `pinned_labels` come from here, never from Hello.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl CertifiedCollector {
+    /// A collector whose certificate sets no label.
+    #[must_use]
+    pub fn bare(id: CollectorId) -> Self {
+        Self {
+            id,
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
 /// Whom a client certificate names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CertSubject {
-    /// `spiffe://TD/collector/ID`, or a certificate without URI SAN whose CN is `ID`.
-    Collector(CollectorId),
+    /// `spiffe://TD/collector/ID[?KEY=VALUE&...]`, or a certificate without URI SAN whose
+    /// CN is `ID`.
+    Collector(CertifiedCollector),
     /// `spiffe://TD/operator/NAME`.
     Operator(String),
     /// `spiffe://TD/replica/NAME`.
@@ -47,9 +71,13 @@ pub fn parse_spiffe_id(uri: &str, trust_domain: &str) -> Result<CertSubject, Aut
         ));
     };
     match kind {
-        "collector" => CollectorId::parse(name)
-            .map(CertSubject::Collector)
-            .map_err(|e| bad(&format!("has an invalid collector id: {e}"))),
+        "collector" => {
+            let (id, query) = name.split_once('?').unwrap_or((name, ""));
+            let id = CollectorId::parse(id)
+                .map_err(|e| bad(&format!("has an invalid collector id: {e}")))?;
+            let labels = parse_label_query(query).map_err(|why| bad(&why))?;
+            Ok(CertSubject::Collector(CertifiedCollector { id, labels }))
+        }
         "operator" if valid_segment(name) => Ok(CertSubject::Operator(name.to_owned())),
         "replica" if valid_segment(name) => Ok(CertSubject::Replica(name.to_owned())),
         "operator" | "replica" => Err(bad(&format!("has an invalid {kind} name"))),
@@ -57,6 +85,30 @@ pub fn parse_spiffe_id(uri: &str, trust_domain: &str) -> Result<CertSubject, Aut
             "names a {kind:?}: expected collector, operator or replica"
         ))),
     }
+}
+
+/// The labels of a collector SPIFFE ID's query, `region=emea&team=payments`: keys and
+/// values as Hello labels, each key once, at most [`contract::MAX_LABELS`].
+fn parse_label_query(query: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut labels = BTreeMap::new();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("has a label {pair:?} without '=': expected KEY=VALUE"))?;
+        contract::label_key(key).map_err(|e| format!("has an invalid label: {e}"))?;
+        contract::label_value(value).map_err(|e| format!("has an invalid label: {e}"))?;
+        if labels.insert(key.to_owned(), value.to_owned()).is_some() {
+            return Err(format!("sets label {key:?} twice"));
+        }
+    }
+    if labels.len() > contract::MAX_LABELS {
+        return Err(format!(
+            "sets {} labels; at most {} are allowed",
+            labels.len(),
+            contract::MAX_LABELS
+        ));
+    }
+    Ok(labels)
 }
 
 /// Whom the DER certificate `der` names: its one `spiffe://` URI SAN, or without any URI
@@ -88,7 +140,7 @@ pub fn subject_of(der: &[u8], trust_domain: &str) -> Result<CertSubject, AuthErr
                     )
                 })?;
             CollectorId::parse(cn)
-                .map(CertSubject::Collector)
+                .map(|id| CertSubject::Collector(CertifiedCollector::bare(id)))
                 .map_err(|e| {
                     AuthError::BadCertificate(format!("its common name is not a collector id: {e}"))
                 })
@@ -109,7 +161,7 @@ pub enum Caller<'a> {
     /// An operator listed in `auth.toml`.
     Operator(&'a Operator),
     /// A collector, by its certificate.
-    Collector(CollectorId),
+    Collector(CertifiedCollector),
     /// A peer replica asking for this replica's collectors.
     Replica(String),
 }
@@ -146,7 +198,7 @@ pub fn identify<'a>(
             return Ok(Caller::Replica("peer".to_owned()));
         }
         return match subject_of(der, &config.trust_domain)? {
-            CertSubject::Collector(id) => Ok(Caller::Collector(id)),
+            CertSubject::Collector(collector) => Ok(Caller::Collector(collector)),
             CertSubject::Replica(name) => Ok(Caller::Replica(name)),
             CertSubject::Operator(name) => match config.operator(&name) {
                 None => Err(AuthError::UnknownOperator(name)),
@@ -180,18 +232,58 @@ fn bearer_token(value: &AsciiMetadataValue) -> Option<&str> {
 }
 
 /// Checks the id a collector's Hello claims against the one its certificate proves, if
-/// any (none under `--insecure-dev`).
+/// any (none under `--insecure-dev`), and its labels against the `pinned` keys: a pinned
+/// key takes the certificate's value; Hello may repeat it but not contradict it, nor set a
+/// pinned key the certificate leaves unset. Returns the collector's labels: Hello's, with
+/// the certificate's pinned values.
 pub fn check_hello(
-    certified: Option<&CollectorId>,
+    certified: Option<&CertifiedCollector>,
     claimed: &CollectorId,
-) -> Result<(), AuthError> {
-    match certified {
-        Some(certified) if certified != claimed => Err(AuthError::HelloMismatch {
-            certified: certified.clone(),
+    labels: &BTreeMap<String, String>,
+    pinned: &BTreeSet<String>,
+) -> Result<BTreeMap<String, String>, AuthError> {
+    let Some(certified) = certified else {
+        return Ok(labels.clone());
+    };
+    if &certified.id != claimed {
+        return Err(AuthError::HelloMismatch {
+            certified: certified.id.clone(),
             claimed: claimed.clone(),
-        }),
-        _ => Ok(()),
+        });
     }
+    let mut merged = labels.clone();
+    for key in pinned {
+        match (labels.get(key), certified.labels.get(key)) {
+            (Some(said), Some(pinned)) if said != pinned => {
+                return Err(AuthError::PinnedLabel {
+                    collector: claimed.clone(),
+                    key: key.clone(),
+                    claimed: said.clone(),
+                    certified: Some(pinned.clone()),
+                });
+            }
+            (Some(said), None) => {
+                return Err(AuthError::PinnedLabel {
+                    collector: claimed.clone(),
+                    key: key.clone(),
+                    claimed: said.clone(),
+                    certified: None,
+                });
+            }
+            (_, Some(pinned)) => {
+                merged.insert(key.clone(), pinned.clone());
+            }
+            (None, None) => {}
+        }
+    }
+    if merged.len() > contract::MAX_LABELS {
+        return Err(AuthError::BadCertificate(format!(
+            "its pinned labels and the Hello's make {} labels; at most {} are allowed",
+            merged.len(),
+            contract::MAX_LABELS
+        )));
+    }
+    Ok(merged)
 }
 
 /// `--insecure-dev`: the actor named by the request, `anonymous` when absent.
@@ -216,7 +308,9 @@ mod tests {
     fn callers() {
         let config = config();
         let op = |name: &str| Caller::Operator(config.operator(name).expect("listed"));
-        let collector = Caller::Collector(CollectorId::parse("c1").expect("valid"));
+        let collector = Caller::Collector(CertifiedCollector::bare(
+            CollectorId::parse("c1").expect("valid"),
+        ));
         #[track_caller]
         fn check(
             caller: &Caller<'_>,
@@ -293,9 +387,9 @@ mod tests {
     #[test]
     fn spiffe_ids() {
         let collector = |id: &str| {
-            Ok(CertSubject::Collector(
+            Ok(CertSubject::Collector(CertifiedCollector::bare(
                 CollectorId::parse(id).expect("valid"),
-            ))
+            )))
         };
         let cases: Vec<(&str, Result<CertSubject, &str>)> = vec![
             ("spiffe://killswitch.test/collector/c-1", collector("c-1")),
@@ -455,9 +549,9 @@ mod tests {
     #[test]
     fn certificate_subjects() {
         let collector = |id: &str| {
-            Ok(CertSubject::Collector(
+            Ok(CertSubject::Collector(CertifiedCollector::bare(
                 CollectorId::parse(id).expect("valid"),
-            ))
+            )))
         };
         const SPIFFE: &str = "spiffe://killswitch.test/collector/c-1";
         type Case<'a> = (&'a [&'a str], Option<&'a str>, Result<CertSubject, &'a str>);
@@ -523,7 +617,7 @@ mod tests {
         let token = AsciiMetadataValue::from_static("Bearer vic-token");
         let name = |caller: Result<Caller<'_>, AuthError>| match caller {
             Ok(Caller::Operator(o)) => Ok(format!("operator {}", o.name)),
-            Ok(Caller::Collector(id)) => Ok(format!("collector {id}")),
+            Ok(Caller::Collector(c)) => Ok(format!("collector {}", c.id)),
             Ok(Caller::Replica(name)) => Ok(format!("replica {name}")),
             Ok(Caller::Developer(name)) => Ok(format!("developer {name}")),
             Err(error) => Err(error),
@@ -568,14 +662,96 @@ mod tests {
     #[test]
     fn hello_must_match_the_certificate() {
         let id = |s: &str| CollectorId::parse(s).expect("valid");
-        assert_eq!(check_hello(None, &id("anyone")), Ok(()));
-        assert_eq!(check_hello(Some(&id("c1")), &id("c1")), Ok(()));
-        let error = check_hello(Some(&id("c1")), &id("c2")).expect_err("mismatch");
+        let none = BTreeMap::new();
+        let unpinned = BTreeSet::new();
+        let bare = |s: &str| CertifiedCollector::bare(id(s));
+        assert_eq!(check_hello(None, &id("anyone"), &none, &unpinned), Ok(none.clone()));
+        assert_eq!(
+            check_hello(Some(&bare("c1")), &id("c1"), &none, &unpinned),
+            Ok(none.clone())
+        );
+        let error =
+            check_hello(Some(&bare("c1")), &id("c2"), &none, &unpinned).expect_err("mismatch");
         assert!(
             error
                 .to_string()
                 .starts_with("certificate says c1, Hello claims c2"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn pinned_labels_come_from_the_certificate() {
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let c1 = CollectorId::parse("c1").expect("valid");
+        let certified = CertifiedCollector {
+            id: c1.clone(),
+            labels: labels(&[("region", "emea"), ("ignored", "x")]),
+        };
+        let pinned: BTreeSet<String> = ["region".to_owned(), "team".to_owned()].into();
+        let check = |hello: &[(&str, &str)]| {
+            check_hello(Some(&certified), &c1, &labels(hello), &pinned)
+        };
+        // Hello may leave a pinned label out, or repeat it; unpinned keys are its own.
+        assert_eq!(
+            check(&[("os", "mac")]),
+            Ok(labels(&[("os", "mac"), ("region", "emea")]))
+        );
+        assert_eq!(
+            check(&[("region", "emea"), ("ignored", "y")]),
+            Ok(labels(&[("region", "emea"), ("ignored", "y")]))
+        );
+        // Contradicting the certificate, or setting a pinned key it leaves unset.
+        let lie = check(&[("region", "us")]).expect_err("contradicts the certificate");
+        assert_eq!(lie.reason(), "pinned_label");
+        assert!(
+            lie.to_string()
+                .starts_with("collector c1 claims label region=\"us\", but region is pinned"),
+            "{lie}"
+        );
+        assert!(lie.to_string().contains("region=\"emea\""), "{lie}");
+        let unset = check(&[("team", "payments")]).expect_err("not in the certificate");
+        assert!(
+            unset.to_string().contains("sets no value for it"),
+            "{unset}"
+        );
+        // Without a certificate (--insecure-dev) nothing is pinned.
+        assert_eq!(
+            check_hello(None, &c1, &labels(&[("region", "us")]), &BTreeSet::new()),
+            Ok(labels(&[("region", "us")]))
+        );
+    }
+
+    #[test]
+    fn collector_ids_carry_labels_in_their_query() {
+        let subject = |uri: &str| parse_spiffe_id(uri, TD);
+        let Ok(CertSubject::Collector(c)) =
+            subject("spiffe://killswitch.test/collector/c-1?region=emea&team=pay")
+        else {
+            panic!("a collector");
+        };
+        assert_eq!(c.id.as_str(), "c-1");
+        assert_eq!(
+            c.labels.into_iter().collect::<Vec<_>>(),
+            vec![
+                ("region".to_owned(), "emea".to_owned()),
+                ("team".to_owned(), "pay".to_owned())
+            ]
+        );
+        for (uri, why) in [
+            ("spiffe://killswitch.test/collector/c?region", "without '='"),
+            ("spiffe://killswitch.test/collector/c?a=1&a=2", "twice"),
+            ("spiffe://killswitch.test/collector/c?Bad Key=1", "invalid label"),
+            ("spiffe://killswitch.test/collector/c?k=v v", "invalid label"),
+            ("spiffe://killswitch.test/operator/alice?role=x", "invalid operator"),
+        ] {
+            let error = subject(uri).expect_err(uri).to_string();
+            assert!(error.contains(why), "{uri}: {error}");
+        }
     }
 }

@@ -35,6 +35,7 @@
 //! [`crate::metrics`] counters and `killswitch_proto`; never `crate::store` or
 //! `crate::replica`.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use tonic::Request;
@@ -48,7 +49,8 @@ mod identity;
 mod roles;
 
 pub use file::{AuthConfig, AuthFileError, CollectorRule, Operator};
-pub use identity::{Caller, CertSubject, check_hello, identify, parse_spiffe_id, subject_of};
+pub use identity::{
+    Caller, CertSubject, CertifiedCollector, check_hello, identify, parse_spiffe_id, subject_of};
 pub use roles::{Action, Role};
 
 use identity::dev_actor;
@@ -154,6 +156,22 @@ pub enum AuthError {
         /// The id in Hello.
         claimed: CollectorId,
     },
+    /// A collector's Hello contradicts a label its certificate pins, or sets a pinned
+    /// label its certificate leaves unset.
+    #[error(
+        "collector {collector} claims label {key}={claimed:?}, but {key} is pinned by the control plane's auth file and {}: remove it from the collector's labels, or issue a certificate with the right value (`killswitch certs collector {collector} --label {key}=...`)",
+        match certified { Some(value) => format!("its certificate says {key}={value:?}"), None => "its certificate sets no value for it".to_owned() }
+    )]
+    PinnedLabel {
+        /// The collector.
+        collector: CollectorId,
+        /// The pinned key.
+        key: String,
+        /// The value Hello claims.
+        claimed: String,
+        /// The value the certificate sets, if any.
+        certified: Option<String>,
+    },
     /// The auth file's `[[collector]]` entries do not let this collector follow a program.
     #[error(
         "collector {collector} may not follow program {program:?}: no [[collector]] entry of the control plane's auth file that matches its id lists it; ask an admin to add it"
@@ -199,6 +217,7 @@ impl AuthError {
             AuthError::CertificateNotAllowed(_) => "certificate_not_allowed",
             AuthError::CollectorOnAdmin => "collector_on_admin",
             AuthError::NotACollector(_) => "not_a_collector",
+            AuthError::PinnedLabel { .. } => "pinned_label",
             AuthError::ReplicaOnAdmin(_) => "replica_on_admin",
             AuthError::RoleTooLow { .. } => "role_too_low",
             AuthError::OutOfScope { .. } => "out_of_scope",
@@ -328,14 +347,27 @@ impl Auth {
         }
     }
 
+    /// The label keys collectors' certificates pin (the auth file's `pinned_labels`);
+    /// none under `--insecure-dev`.
+    #[must_use]
+    pub fn pinned_labels(&self) -> BTreeSet<String> {
+        match &self.mode {
+            Mode::InsecureDev => BTreeSet::new(),
+            Mode::Tls { config, .. } => config.pinned_labels.clone(),
+        }
+    }
+
     /// Checks that the caller of `request` may open a collector session; returns the
-    /// collector id its certificate proves, `None` under `--insecure-dev`.
-    pub fn collector<T>(&self, request: &Request<T>) -> Result<Option<CollectorId>, AuthError> {
+    /// collector its certificate proves, `None` under `--insecure-dev`.
+    pub fn collector<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<Option<CertifiedCollector>, AuthError> {
         if matches!(self.mode, Mode::InsecureDev) {
             return Ok(None);
         }
         let result = match self.caller(request) {
-            Ok(Caller::Collector(id)) => Ok(Some(id)),
+            Ok(Caller::Collector(collector)) => Ok(Some(collector)),
             Ok(Caller::Developer(_)) => Ok(None),
             Ok(Caller::Operator(_)) => Err(AuthError::NotACollector("operator")),
             Ok(Caller::Replica(_)) => Err(AuthError::NotACollector("replica")),
@@ -347,27 +379,33 @@ impl Auth {
         result
     }
 
-    /// [`check_hello`], then whether the collector may follow each of `programs` (the
-    /// auth file's `[[collector]]` entries; anything under `--insecure-dev`), counting a
-    /// refusal in the metrics.
+    /// [`check_hello`] (with the auth file's pinned labels), then whether the collector
+    /// may follow each of `programs` (the auth file's `[[collector]]` entries; anything
+    /// under `--insecure-dev`), counting a refusal in the metrics. Returns the
+    /// collector's labels, pinned values included.
     pub fn check_hello(
         &self,
-        certified: Option<&CollectorId>,
+        certified: Option<&CertifiedCollector>,
         claimed: &CollectorId,
+        labels: &BTreeMap<String, String>,
         programs: &[ProgramName],
-    ) -> Result<(), AuthError> {
-        let result = check_hello(certified, claimed).and_then(|()| match &self.mode {
-            Mode::InsecureDev => Ok(()),
-            Mode::Tls { config, .. } => programs
-                .iter()
-                .find(|p| !config.may_follow(claimed.as_str(), p.as_str()))
-                .map_or(Ok(()), |p| {
-                    Err(AuthError::ProgramNotAllowed {
-                        collector: claimed.clone(),
-                        program: p.to_string(),
-                    })
-                }),
-        });
+    ) -> Result<BTreeMap<String, String>, AuthError> {
+        let result = match &self.mode {
+            Mode::InsecureDev => check_hello(certified, claimed, labels, &BTreeSet::new()),
+            Mode::Tls { config, .. } => {
+                check_hello(certified, claimed, labels, &config.pinned_labels).and_then(|merged| {
+                    programs
+                        .iter()
+                        .find(|p| !config.may_follow(claimed.as_str(), p.as_str()))
+                        .map_or(Ok(merged), |p| {
+                            Err(AuthError::ProgramNotAllowed {
+                                collector: claimed.clone(),
+                                program: p.to_string(),
+                            })
+                        })
+                })
+            }
+        };
         if let Err(error) = &result {
             self.metrics.auth_failure(error.reason());
         }
