@@ -14,6 +14,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::revoked::{RawRevoked, Revoked, parse_revoked};
 use super::{Action, AuthError, Role};
 use crate::model::ProgramName;
 
@@ -103,6 +104,10 @@ impl Operator {
 /// token_sha256 = "9f86d0..."  # lowercase hex SHA-256 of the bearer token
 /// expires = "2026-12-31T23:59:59Z"  # optional: the token is refused from then on
 /// signing_key = "3b6a27..."   # ed25519 public key: carol's resumes must be signed
+///
+/// [revoked]                # see `revoked.rs`
+/// collectors = ["laptop-17"]
+/// serials = ["3A:5F:00:91"]
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthConfig {
@@ -113,6 +118,8 @@ pub struct AuthConfig {
     /// Which programs which collectors may follow, in file order; empty: any collector
     /// may follow any program.
     pub collectors: Vec<CollectorRule>,
+    /// Collectors and certificates refused whatever else the file says (`[revoked]`).
+    pub revoked: Revoked,
 }
 
 /// A `[[collector]]` entry of `auth.toml`: collectors whose id matches `id` may follow
@@ -191,6 +198,8 @@ struct RawFile {
     operator: Vec<toml::Spanned<RawOperator>>,
     #[serde(default)]
     collector: Vec<toml::Spanned<RawCollector>>,
+    #[serde(default)]
+    revoked: RawRevoked,
 }
 
 #[derive(Deserialize)]
@@ -255,10 +264,12 @@ impl AuthConfig {
         for entry in raw.collector {
             collectors.push(parse_collector(entry, &fail)?);
         }
+        let revoked = parse_revoked(raw.revoked, &fail)?;
         Ok(Self {
             trust_domain: trust_domain.clone(),
             operators,
             collectors,
+            revoked,
         })
     }
 
