@@ -17,8 +17,9 @@
 //!   signature checks, the one error-to-status mapping. The only place wire types meet
 //!   the model.
 //! - [`server`]: builds a replica from its [`Config`] and runs it until shutdown;
-//!   [`security`]: TLS, the auth file and etcd access; [`config`] and [`logging`]: the
-//!   binary's settings and log format.
+//!   [`security`]: TLS, the auth file and etcd access; [`tls`]: the TLS acceptor and
+//!   reloading credentials; [`config`] and [`logging`]: the binary's settings and log
+//!   format.
 
 pub mod api;
 pub mod config;
@@ -29,5 +30,6 @@ pub mod replica;
 pub mod security;
 pub mod server;
 pub mod store;
+pub mod tls;
 
 pub use server::{Config, Replica, ServerError, serve};

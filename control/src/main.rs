@@ -1,10 +1,15 @@
 //! `killswitch-control`: reads its settings (flags, environment, `--config` file), builds
-//! the replica from the library, serves it until SIGINT or SIGTERM, then drains.
+//! the replica from the library, serves it until SIGINT or SIGTERM, then drains. SIGHUP
+//! reloads a TLS replica's certificate, key, client CA and auth file.
+
+use std::sync::Arc;
 
 use anyhow::Context;
 use killswitch_control::config::Settings;
 use killswitch_control::security::{EtcdFiles, Security, TlsFiles};
-use killswitch_control::{Config, logging, serve};
+use killswitch_control::tls::Credentials;
+use killswitch_control::{Config, Replica, logging};
+use tokio::signal::unix::{SignalKind, signal};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -70,9 +75,37 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(%local, replica = config.replica_id, etcd = ?config.etcd_endpoints, "starting");
     // Scripts and tests wait for this line on stdout to learn the bound address.
     println!("listening on {local}");
-    serve(config, listener, shutdown_signal())
+    let replica = Replica::build(config, local)
         .await
-        .context("control replica failed")
+        .context("control replica failed")?;
+    let reloads = tokio::spawn(reload_on_sighup(replica.credentials()));
+    let result = replica.run(listener, shutdown_signal()).await;
+    reloads.abort();
+    result.context("control replica failed")
+}
+
+/// Reloads the credentials at each SIGHUP; never returns. A refused reload is logged
+/// (at error) and counted by `Credentials`, and the credentials in force stay.
+async fn reload_on_sighup(credentials: Option<Arc<Credentials>>) {
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGHUP: credentials reload only through `killswitch reload`");
+            return std::future::pending().await;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        match &credentials {
+            // Logged by `reload` either way.
+            Some(credentials) => {
+                let _ = credentials.reload();
+            }
+            None => {
+                tracing::warn!("SIGHUP: nothing to reload, this replica runs with --insecure-dev")
+            }
+        }
+    }
+    std::future::pending().await
 }
 
 fn hostname() -> String {

@@ -8,13 +8,18 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
-use x509_parser::pem::Pem;
+use std::sync::Arc;
+
+use tokio_rustls::rustls::pki_types::pem::{self, PemObject};
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 use crate::api::auth::{Auth, AuthConfig, AuthFileError};
 
-/// How long a client may take to complete the TLS handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The ALPN protocol a replica serves: gRPC is HTTP/2.
+const ALPN_H2: &[u8] = b"h2";
 
 /// How a replica secures its listener and knows its callers.
 #[derive(Debug, Clone, Default)]
@@ -49,14 +54,7 @@ impl Security {
     pub(crate) fn auth(&self) -> Auth {
         match self {
             Security::InsecureDev => Auth::insecure_dev(),
-            Security::Tls(tls) => {
-                // Peers present this replica's certificate and verify each other's server
-                // certificates against the client CA (`killswitch certs init` issues both).
-                let peer = ClientTlsConfig::new()
-                    .ca_certificate(Certificate::from_pem(&tls.client_ca_pem))
-                    .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem));
-                Auth::tls(tls.auth.clone(), tls.leaf_der.clone(), peer)
-            }
+            Security::Tls(tls) => Auth::tls(tls.auth.clone(), tls.leaf_der.clone(), tls.peer_tls()),
         }
     }
 }
@@ -69,7 +67,8 @@ pub(crate) fn check_loopback(addr: SocketAddr) -> Result<(), SecurityError> {
     }
 }
 
-/// A TLS replica's certificate, key, client CA and operators, checked.
+/// A TLS replica's certificate, key, client CA and operators, checked, with the TLS
+/// server configuration made of them.
 #[derive(Clone)]
 pub struct TlsSettings {
     cert_pem: Vec<u8>,
@@ -77,6 +76,10 @@ pub struct TlsSettings {
     client_ca_pem: Vec<u8>,
     leaf_der: Vec<u8>,
     auth: AuthConfig,
+    server: Arc<ServerConfig>,
+    /// The files they were read from, to read again on a reload; `None` when given as
+    /// PEM contents.
+    files: Option<TlsFiles>,
 }
 
 impl fmt::Debug for TlsSettings {
@@ -84,6 +87,7 @@ impl fmt::Debug for TlsSettings {
         f.debug_struct("TlsSettings")
             .field("trust_domain", &self.auth.trust_domain)
             .field("operators", &self.auth.operators.len())
+            .field("files", &self.files)
             .finish_non_exhaustive()
     }
 }
@@ -92,60 +96,158 @@ impl TlsSettings {
     /// Checks PEM contents: `cert_pem` is the certificate chain this replica presents
     /// (leaf first), `key_pem` its private key, `client_ca_pem` the CA that issues client
     /// certificates (also trusted for peer replicas' server certificates), and `auth` the
-    /// trust domain and operators.
+    /// trust domain and operators. Settings made this way cannot be reloaded: there are
+    /// no files to read again.
     pub fn from_pem(
         cert_pem: Vec<u8>,
         key_pem: Vec<u8>,
         client_ca_pem: Vec<u8>,
         auth: AuthConfig,
     ) -> Result<Self, SecurityError> {
+        Self::build([cert_pem, key_pem, client_ca_pem], auth, None)
+    }
+
+    /// Checks the PEM contents (certificate, key, client CA) read from `files`, if any,
+    /// whose paths then name them in errors; builds the TLS server configuration, so that
+    /// e.g. a key that is not the certificate's fails here, before anything uses it.
+    fn build(
+        [cert_pem, key_pem, client_ca_pem]: [Vec<u8>; 3],
+        auth: AuthConfig,
+        files: Option<TlsFiles>,
+    ) -> Result<Self, SecurityError> {
+        let name = FileName::new;
+        let cert_file = name("--tls-cert", files.as_ref().and_then(|f| f.cert.as_ref()));
+        let key_file = name("--tls-key", files.as_ref().and_then(|f| f.key.as_ref()));
+        let ca_file = name(
+            "--client-ca",
+            files.as_ref().and_then(|f| f.client_ca.as_ref()),
+        );
+
+        let chain = certificates(&cert_pem, &cert_file)?;
         let leaf_der =
-            first_pem(&cert_pem, |label| label == "CERTIFICATE").ok_or(SecurityError::NoPem {
-                flag: "--tls-cert",
-                what: "CERTIFICATE",
-            })?;
-        first_pem(&client_ca_pem, |label| label == "CERTIFICATE").ok_or(SecurityError::NoPem {
-            flag: "--client-ca",
-            what: "CERTIFICATE",
-        })?;
-        first_pem(&key_pem, |label| label.ends_with("PRIVATE KEY")).ok_or(
-            SecurityError::NoPem {
-                flag: "--tls-key",
+            chain
+                .first()
+                .map(|leaf| leaf.to_vec())
+                .ok_or_else(|| SecurityError::NoPem {
+                    file: cert_file.clone(),
+                    what: "CERTIFICATE",
+                })?;
+        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|source| match source {
+            pem::Error::NoItemsFound => SecurityError::NoPem {
+                file: key_file.clone(),
                 what: "PRIVATE KEY",
             },
-        )?;
-        let settings = Self {
+            source => SecurityError::BadPem {
+                file: key_file.clone(),
+                source,
+            },
+        })?;
+        let mut roots = RootCertStore::empty();
+        let authorities = certificates(&client_ca_pem, &ca_file)?;
+        if authorities.is_empty() {
+            return Err(SecurityError::NoPem {
+                file: ca_file,
+                what: "CERTIFICATE",
+            });
+        }
+        for authority in authorities {
+            roots
+                .add(authority)
+                .map_err(|source| SecurityError::BadCa {
+                    file: ca_file.clone(),
+                    source,
+                })?;
+        }
+        // Operators may come with a bearer token instead of a certificate; a caller
+        // with neither is refused per call, with a message saying how to authenticate.
+        let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
+            .allow_unauthenticated()
+            .build()
+            .map_err(|source| SecurityError::Verifier {
+                file: ca_file.clone(),
+                source,
+            })?;
+        let mut server = ServerConfig::builder()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .map_err(|source| SecurityError::Tls {
+                cert: cert_file,
+                key: key_file,
+                source,
+            })?;
+        server.alpn_protocols = vec![ALPN_H2.to_vec()];
+        Ok(Self {
             cert_pem,
             key_pem,
             client_ca_pem,
             leaf_der,
             auth,
-        };
-        // Builds the TLS acceptor once now, so that e.g. a key that is not the
-        // certificate's fails at startup rather than after the replica says it listens.
-        tonic::transport::Server::builder()
-            .tls_config(settings.server_config())
-            .map_err(SecurityError::Tls)?;
-        Ok(settings)
+            server: Arc::new(server),
+            files,
+        })
     }
 
-    pub(crate) fn server_config(&self) -> ServerTlsConfig {
-        ServerTlsConfig::new()
+    /// The TLS server configuration: this certificate, client certificates from the client
+    /// CA optional, ALPN `h2`.
+    pub(crate) fn server_config(&self) -> Arc<ServerConfig> {
+        self.server.clone()
+    }
+
+    /// The files these settings came from, `None` when given as PEM contents.
+    pub(crate) fn files(&self) -> Option<&TlsFiles> {
+        self.files.as_ref()
+    }
+
+    /// The auth file's contents.
+    pub(crate) fn auth_config(&self) -> &AuthConfig {
+        &self.auth
+    }
+
+    /// The DER certificate this replica presents.
+    pub(crate) fn leaf_der(&self) -> &[u8] {
+        &self.leaf_der
+    }
+
+    /// How this replica connects to its peers: trusting the client CA, presenting its own
+    /// certificate (`killswitch certs init` issues both).
+    pub(crate) fn peer_tls(&self) -> ClientTlsConfig {
+        ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&self.client_ca_pem))
             .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
-            .client_ca_root(Certificate::from_pem(&self.client_ca_pem))
-            // Operators may come with a bearer token instead of a certificate; a caller
-            // with neither is refused per call, with a message saying how to authenticate.
-            .client_auth_optional(true)
-            .timeout(TLS_HANDSHAKE_TIMEOUT)
     }
 }
 
-/// The contents of the first PEM block in `pem` whose label `wanted` accepts.
-fn first_pem(pem: &[u8], wanted: impl Fn(&str) -> bool) -> Option<Vec<u8>> {
-    Pem::iter_from_buffer(pem)
-        .map_while(Result::ok)
-        .find(|block| wanted(&block.label))
-        .map(|block| block.contents)
+/// The DER certificates in `pem` (none when it holds no CERTIFICATE block).
+fn certificates(
+    pem: &[u8],
+    file: &FileName,
+) -> Result<Vec<CertificateDer<'static>>, SecurityError> {
+    CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| SecurityError::BadPem {
+            file: file.clone(),
+            source,
+        })
+}
+
+/// A file the flags name, for messages: `--tls-cert /etc/killswitch/server.pem`, or just
+/// the flag when its contents were given directly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileName(String);
+
+impl FileName {
+    fn new(flag: &str, path: Option<&PathBuf>) -> Self {
+        Self(match path {
+            Some(path) => format!("{flag} {}", path.display()),
+            None => flag.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for FileName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// The TLS files, as the flags name them; [`TlsFiles::load`] requires all four.
@@ -162,7 +264,8 @@ pub struct TlsFiles {
 }
 
 impl TlsFiles {
-    /// Reads and checks every file; names the flags that are missing.
+    /// Reads and checks every file; names the flags that are missing. Errors name the
+    /// file at fault. A replica reads them again, the same way, when reloaded.
     pub fn load(&self) -> Result<TlsSettings, SecurityError> {
         let named = [
             ("--tls-cert", &self.cert),
@@ -180,11 +283,14 @@ impl TlsFiles {
         else {
             return Err(SecurityError::MissingTls(missing.join(", ")));
         };
-        TlsSettings::from_pem(
-            read("--tls-cert", cert)?,
-            read("--tls-key", key)?,
-            read("--client-ca", client_ca)?,
+        TlsSettings::build(
+            [
+                read("--tls-cert", cert)?,
+                read("--tls-key", key)?,
+                read("--client-ca", client_ca)?,
+            ],
             AuthConfig::load(auth_file)?,
+            Some(self.clone()),
         )
     }
 }
@@ -321,12 +427,39 @@ pub enum SecurityError {
         source: std::io::Error,
     },
     /// A PEM file holds nothing of the expected kind.
-    #[error("{flag} holds no PEM {what} block")]
+    #[error("{file} holds no PEM {what} block")]
     NoPem {
-        /// The flag naming the file.
-        flag: &'static str,
+        /// The file.
+        file: FileName,
         /// The PEM label expected.
         what: &'static str,
+    },
+    /// A PEM file cannot be read as PEM.
+    #[error("{file} is not valid PEM: {source}")]
+    BadPem {
+        /// The file.
+        file: FileName,
+        /// What is wrong with it.
+        #[source]
+        source: pem::Error,
+    },
+    /// The client CA holds a certificate that cannot be a trust anchor.
+    #[error("cannot trust the certificate in {file}: {source}")]
+    BadCa {
+        /// The file.
+        file: FileName,
+        /// Why.
+        #[source]
+        source: rustls::Error,
+    },
+    /// The client CA cannot verify client certificates.
+    #[error("cannot verify client certificates with {file}: {source}")]
+    Verifier {
+        /// The file.
+        file: FileName,
+        /// Why.
+        #[source]
+        source: rustls::server::VerifierBuilderError,
     },
     /// The auth file is unusable.
     #[error("--auth-file: {0}")]
@@ -334,22 +467,16 @@ pub enum SecurityError {
     /// A flag came without the one it needs.
     #[error("{0} needs {1}")]
     Together(&'static str, &'static str),
-    /// The certificate, key and client CA cannot be used together.
-    #[error("cannot use --tls-cert, --tls-key and --client-ca: {}", error_chain(.0))]
-    Tls(#[source] tonic::transport::Error),
-}
-
-/// `error: cause: cause`, for errors whose `Display` leaves out their source.
-pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut next = error.source();
-    while let Some(cause) = next {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        next = cause.source();
-    }
-    text
+    /// The certificate and key cannot be used together (e.g. the key is not the
+    /// certificate's).
+    #[error("cannot serve TLS with {cert} and {key}: {source}")]
+    Tls {
+        /// The certificate file.
+        cert: FileName,
+        /// The key file.
+        key: FileName,
+        /// Why.
+        #[source]
+        source: rustls::Error,
+    },
 }

@@ -1,9 +1,11 @@
 //! Builds a control replica from its [`Config`] and runs it until shutdown: [`serve`] is
 //! [`Replica::build`] then [`Replica::run`]. How the replica secures its listener and
-//! reaches etcd is [`crate::security`]'s.
+//! reaches etcd is [`crate::security`]'s; a TLS replica serves TLS through
+//! [`crate::tls`], which also reloads its credentials.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,8 +26,9 @@ use crate::metrics::{AdminMetrics, Metrics, serve_metrics};
 use crate::replica::acks::AckBook;
 use crate::replica::cache::{StateCache, WatchTiming, run_watcher};
 use crate::replica::publish::{PublishConfig, run_publisher};
-use crate::security::{EtcdAccess, Security, SecurityError, check_loopback, error_chain};
+use crate::security::{EtcdAccess, Security, SecurityError, check_loopback};
 use crate::store::{Store, StoreError};
+use crate::tls::{Acceptor, Credentials};
 
 /// A replica's configuration. [`Config::new`] fills in the documented defaults.
 #[derive(Debug, Clone)]
@@ -146,9 +149,6 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
-    /// The TLS certificate or key was refused.
-    #[error("cannot use --tls-cert, --tls-key and --client-ca: {}", error_chain(.0))]
-    Tls(#[source] tonic::transport::Error),
     /// The gRPC server failed.
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -221,6 +221,9 @@ pub async fn serve(
 pub struct Replica {
     config: Config,
     server: tonic::transport::Server,
+    /// The TLS configuration in force; `None` under `--insecure-dev`.
+    acceptor: Option<Acceptor>,
+    credentials: Option<Arc<Credentials>>,
     metrics_listener: Option<(TcpListener, SocketAddr)>,
     metrics: Arc<Metrics>,
     store: Store,
@@ -240,18 +243,11 @@ impl Replica {
     /// [`Security::InsecureDev`] off loopback, unusable TLS material, a metrics port
     /// that cannot be bound, an etcd client that cannot be set up.
     pub async fn build(config: Config, local: SocketAddr) -> Result<Self, ServerError> {
-        let mut server = tonic::transport::Server::builder()
+        let server = tonic::transport::Server::builder()
             .max_concurrent_streams(crate::api::session::MAX_STREAMS_PER_CONNECTION);
-        match &config.security {
-            Security::InsecureDev => {
-                check_loopback(local)?;
-                tracing::warn!(%local, "--insecure-dev: plain text, no authentication");
-            }
-            Security::Tls(tls) => {
-                server = server
-                    .tls_config(tls.server_config())
-                    .map_err(ServerError::Tls)?;
-            }
+        if let Security::InsecureDev = &config.security {
+            check_loopback(local)?;
+            tracing::warn!(%local, "--insecure-dev: plain text, no authentication");
         }
         let metrics_listener = match config.metrics_listen {
             Some(addr) => {
@@ -283,17 +279,33 @@ impl Replica {
             auth.clone(),
         )
         .with_metrics(metrics.clone());
-        let admin = Admin::new(
+        let mut admin = Admin::new(
             store.clone(),
             book.clone(),
             cache.clone(),
             config.replica_id.clone(),
             stop.clone(),
-            auth,
+            auth.clone(),
         );
+        let (acceptor, credentials) = match &config.security {
+            Security::InsecureDev => (None, None),
+            Security::Tls(tls) => {
+                let acceptor = Acceptor::new(tls.server_config());
+                let credentials = Arc::new(Credentials::new(
+                    tls,
+                    acceptor.clone(),
+                    auth,
+                    metrics.clone(),
+                ));
+                admin = admin.with_reloader(credentials.clone());
+                (Some(acceptor), Some(credentials))
+            }
+        };
         Ok(Self {
             config,
             server,
+            acceptor,
+            credentials,
             metrics_listener,
             metrics,
             store,
@@ -303,6 +315,13 @@ impl Replica {
             admin,
             stop,
         })
+    }
+
+    /// What reloads a TLS replica's credentials (SIGHUP in `main`); `None` under
+    /// `--insecure-dev`.
+    #[must_use]
+    pub fn credentials(&self) -> Option<Arc<Credentials>> {
+        self.credentials.clone()
     }
 
     /// Serves on `listener` until `shutdown` completes, then drains: stops accepting,
@@ -336,6 +355,8 @@ impl Replica {
         let Self {
             config,
             server,
+            acceptor,
+            credentials: _,
             metrics_listener,
             metrics,
             store,
@@ -385,16 +406,24 @@ impl Replica {
             AdminServiceServer::new(admin).max_decoding_message_size(MAX_MESSAGE_BYTES),
             metrics,
         );
-        let server = server
+        let router = server
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
             .http2_keepalive_timeout(Some(Duration::from_secs(5)))
             .add_service(collectors)
             .add_service(admin)
             .add_service(health)
             .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
-        tokio::pin!(server);
+            .add_service(reflection_v1alpha);
+        let mut server: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =
+            match acceptor {
+                Some(acceptor) => {
+                    let incoming = crate::tls::incoming(listener, acceptor, stop.clone());
+                    Box::pin(router.serve_with_incoming_shutdown(incoming, signal))
+                }
+                None => Box::pin(
+                    router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal),
+                ),
+            };
 
         let result = tokio::select! {
             result = &mut server => result,

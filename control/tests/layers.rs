@@ -4,8 +4,8 @@
 //! so it needs nothing but the files.
 //!
 //! From the top: `model` and the metrics counters (0), `store` (1), `replica` (2), `api`
-//! (3), the scrape-time metrics view (4), then `server`, `config`, `logging` and the
-//! binary (5).
+//! (3), the scrape-time metrics view (4), then `server`, `security`, `tls`, `config`,
+//! `logging` and the binary (5).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -22,9 +22,11 @@ fn layer_of_module(path: &str) -> Option<u8> {
         ("store", _) => Some(1),
         ("replica", _) => Some(2),
         ("api", _) => Some(3),
-        ("server" | "security" | "config" | "logging" | "serve" | "Config" | "ServerError", _) => {
-            Some(5)
-        }
+        (
+            "server" | "security" | "tls" | "config" | "logging" | "serve" | "Config"
+            | "ServerError",
+            _,
+        ) => Some(5),
         _ => None,
     }
 }

@@ -171,6 +171,33 @@ pub enum Command {
     /// Show who changed what, when and why; `audit verify` checks nothing was tampered with
     #[command(after_help = AUDIT_HELP)]
     Audit(AuditArgs),
+
+    /// Make a control replica read its TLS certificate, key, client CA and auth file again
+    /// (admins only)
+    #[command(after_help = RELOAD_HELP)]
+    Reload(ReloadArgs),
+}
+
+/// After `reload --help`.
+const RELOAD_HELP: &str = "\
+Rotating a certificate, removing an operator or token, or revoking a collector
+([revoked] collectors and serials in auth.toml) takes effect without a restart: the
+replica --endpoint names reads every file again, new connections get the new
+certificate, every call is judged by the new auth file, and the sessions of collectors
+it revokes end. Other sessions stay connected. An unusable file is refused with its name
+and the replica keeps the credentials it had (exit 1). Each replica reloads on its own:
+run it against every replica, or send each one SIGHUP. The reload is audited.";
+
+/// `killswitch reload`
+#[derive(Debug, Args)]
+pub struct ReloadArgs {
+    /// Why, recorded in the audit (at most 1024 bytes)
+    #[arg(long, value_name = "TEXT", value_parser = Reason::parse)]
+    pub reason: Option<Reason>,
+
+    /// Incident identifier, recorded with the reload
+    #[arg(long = "incident", value_name = "ID")]
+    pub incident_id: Option<String>,
 }
 
 /// What the command line asks for: a command for the control plane (or a local one), or a

@@ -19,8 +19,8 @@ use crate::cli::Credentials;
 use crate::exit::{Error, Exit};
 use crate::input::{Actor, CollectorFilter, EndpointUrl};
 use crate::view::{
-    AuditListView, AuditVerdictView, ChangeView, CollectorListView, ProgramView, StatusView,
-    StopAllResultView,
+    AuditListView, AuditVerdictView, ChangeView, CollectorListView, ProgramView, ReloadView,
+    StatusView, StopAllResultView,
 };
 
 /// Adds the actor, and the bearer token if any, to every outgoing request.
@@ -300,6 +300,12 @@ impl Session {
     pub async fn get_stop_all(&mut self) -> Result<StopAllResultView, Error> {
         let response = self.client.get_stop_all(v1::GetStopAllRequest {}).await;
         self.check(response)?.try_into()
+    }
+
+    /// `Reload`: the replica's credentials.
+    pub async fn reload(&mut self, request: v1::ReloadRequest) -> Result<ReloadView, Error> {
+        let response = self.client.reload(request).await;
+        Ok(self.check(response)?.into())
     }
 
     /// `StartDrill`.

@@ -13,12 +13,12 @@ use tokio::time::Instant;
 
 use crate::cli::{
     ApproveArgs, AuditArgs, AuditCommand, Cli, CollectorsArgs, Command, CreateArgs, DrillArgs,
-    PauseArgs, ProgramCommand, ResumeArgs, RolloutAbortArgs, RolloutCommand, SetArgs, ShowArgs,
-    StatusArgs, StopAllArgs,
+    PauseArgs, ProgramCommand, ReloadArgs, ResumeArgs, RolloutAbortArgs, RolloutCommand, SetArgs,
+    ShowArgs, StatusArgs, StopAllArgs,
 };
 use crate::client::Session;
 use crate::exit::{Error, Exit};
-use crate::input::{Actor, SelectorArg};
+use crate::input::{Actor, Reason, SelectorArg};
 use crate::keys::{self, SigningKey};
 use crate::output::{self, OutputFormat, StopAllMode, WatchRenderer, clean};
 use crate::progress::Progress;
@@ -98,9 +98,26 @@ pub async fn run(cli: Cli, out: &mut Sink<'_>) -> Result<(), Error> {
         Command::Status(args) => status(&mut session, args, format, out).await,
         Command::Collectors(args) => collectors(&mut session, args, format, out).await,
         Command::Audit(args) => audit(&mut session, args, format, out).await,
+        Command::Reload(args) => reload(&mut session, args, format, out).await,
         // Run above, without connecting.
         Command::Certs(_) | Command::Token(_) | Command::Keys(_) => Ok(()),
     }
+}
+
+/// `killswitch reload [--reason TEXT] [--incident ID]`: the replica reads its
+/// credentials again; prints what it put in force.
+pub async fn reload(
+    session: &mut Session,
+    args: ReloadArgs,
+    format: OutputFormat,
+    out: &mut Sink<'_>,
+) -> Result<(), Error> {
+    let request = v1::ReloadRequest {
+        reason: args.reason.map(Reason::into_string).unwrap_or_default(),
+        incident_id: args.incident_id.unwrap_or_default(),
+    };
+    let view = session.reload(request).await?;
+    out.write(&output::reload(&view, format)?)
 }
 
 /// `killswitch program create NAME --owner TEAM [--description TEXT] [--reason TEXT]

@@ -1012,6 +1012,42 @@ impl From<v1::ListAuditResponse> for AuditListView {
     }
 }
 
+/// `reload`: what the replica put in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReloadView {
+    /// The replica that reloaded.
+    pub replica_id: String,
+    /// Operators in its auth file.
+    pub operators: u32,
+    /// `[[collector]]` entries in its auth file.
+    pub collector_rules: u32,
+    /// Collector ids its `[revoked]` table lists.
+    pub revoked_collectors: u32,
+    /// Certificate serials its `[revoked]` table lists.
+    pub revoked_serials: u32,
+    /// The serial of the certificate the replica presents (lowercase hex).
+    pub certificate_serial: String,
+    /// When that certificate expires.
+    pub certificate_not_after: Option<Time>,
+}
+
+impl From<v1::ReloadResponse> for ReloadView {
+    fn from(response: v1::ReloadResponse) -> Self {
+        Self {
+            replica_id: response.replica_id,
+            operators: response.operators,
+            collector_rules: response.collector_rules,
+            revoked_collectors: response.revoked_collectors,
+            revoked_serials: response.revoked_serials,
+            certificate_serial: response.certificate_serial,
+            certificate_not_after: response
+                .certificate_not_after
+                .as_ref()
+                .and_then(Time::from_wire),
+        }
+    }
+}
+
 /// `audit verify`: whether the audit chain is intact, and if not, where it first breaks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditVerdictView {

@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use crate::api::auth::{Action, Auth};
 use crate::api::error::ApiError;
+use crate::api::reload::{ReloadError, Reloader};
 use crate::api::signing::{self, SignatureError};
 use crate::api::{peers, wire};
 use crate::model::audit;
@@ -47,6 +48,8 @@ pub struct Admin {
     replica_id: String,
     drain: CancellationToken,
     auth: Arc<Auth>,
+    /// What `Reload` reloads; `None` under `--insecure-dev`.
+    reloader: Option<Arc<dyn Reloader>>,
 }
 
 impl Admin {
@@ -69,7 +72,16 @@ impl Admin {
             replica_id,
             drain,
             auth,
+            reloader: None,
         }
+    }
+
+    /// `Reload` reloads the replica's credentials with `reloader` (without one, it
+    /// answers that there is nothing to reload).
+    #[must_use]
+    pub fn with_reloader(mut self, reloader: Arc<dyn Reloader>) -> Self {
+        self.reloader = Some(reloader);
+        self
     }
 
     /// Checks the caller before anything else happens; returns the actor for the audit.
@@ -751,6 +763,33 @@ impl AdminService for Admin {
         }
         Ok(Response::new(verdict.to_wire()))
     }
+
+    async fn reload(
+        &self,
+        request: Request<v1::ReloadRequest>,
+    ) -> Result<Response<v1::ReloadResponse>, Status> {
+        let actor = self.authorize(&request, Action::Reload, None)?;
+        let r = request.get_ref();
+        let result = async {
+            let reason = if r.reason.is_empty() {
+                "credentials reloaded"
+            } else {
+                &r.reason
+            };
+            let change = change(actor, reason, &r.incident_id)?;
+            let reloader = self.reloader.as_ref().ok_or(ReloadError::InsecureDev)?;
+            // A few small files, read once per call by an admin: not worth a blocking task.
+            let staged = reloader.stage()?;
+            // Audited before it takes effect: if etcd cannot record it, nothing changes.
+            let detail = format!("replica {}: {}", self.replica_id, staged.summary());
+            self.store.record(&change, "reload", detail).await?;
+            let reloaded = staged.apply();
+            tracing::warn!(actor = change.actor, %reloaded, "credentials reloaded");
+            Ok::<_, ApiError>(reloaded.to_wire(&self.replica_id))
+        }
+        .await;
+        Ok(Response::new(result?))
+    }
 }
 
 impl Admin {
@@ -882,7 +921,7 @@ impl Admin {
                 local_only: true,
                 generation,
             };
-            let tls = self.auth.peer_tls().cloned();
+            let tls = self.auth.peer_tls();
             peers.spawn(async move {
                 let answer = peers::ask_peer(&replica.address, tls, request).await;
                 (id, replica.address, answer)

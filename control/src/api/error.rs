@@ -6,6 +6,7 @@
 use tonic::Status;
 
 use crate::api::auth::AuthError;
+use crate::api::reload::ReloadError;
 use crate::api::signing::SignatureError;
 use crate::model::InvalidInput;
 use crate::store::StoreError;
@@ -25,6 +26,9 @@ pub enum ApiError {
     /// A signed resume was missing or not acceptable; nothing was changed.
     #[error(transparent)]
     Signature(#[from] SignatureError),
+    /// The replica's credentials could not be reloaded; those in force are kept.
+    #[error(transparent)]
+    Reload(#[from] ReloadError),
 }
 
 impl From<ApiError> for Status {
@@ -47,6 +51,7 @@ impl From<ApiError> for Status {
                 Status::invalid_argument(error.to_string())
             }
             ApiError::Signature(error) => Status::failed_precondition(error.to_string()),
+            ApiError::Reload(error) => Status::failed_precondition(error.to_string()),
             ApiError::Store(StoreError::NotFound(name)) => Status::not_found(format!(
                 "program {name} does not exist: check the name with `killswitch program list`"
             )),

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
-use crate::api::auth::{Auth, CertifiedCollector};
+use crate::api::auth::{Auth, CertifiedCollector, Reloads};
 use crate::api::error::ApiError;
 use crate::metrics::Metrics;
 use crate::model::{
@@ -287,6 +287,11 @@ impl CollectorService for Sessions {
         &self,
         request: Request<Streaming<CollectorMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
+        // Subscribed before the credentials are checked, so no reload goes unnoticed.
+        let revocation = Revocation {
+            reloads: self.auth.reloads(),
+            serial: self.auth.client_serial(&request),
+        };
         // Under TLS, the collector id its certificate proves; checked against Hello.
         let certified = self.auth.collector(&request).map_err(|error| {
             tracing::info!(%error, "refusing a session");
@@ -314,7 +319,8 @@ impl CollectorService for Sessions {
         tokio::spawn(
             async move {
                 let _slot = slot;
-                this.run(id, inbound, tx, certified, identity).await;
+                this.run(id, inbound, tx, certified, identity, revocation)
+                    .await;
             }
             .instrument(tracing::info_span!(
                 "session",
@@ -556,6 +562,15 @@ pub fn parse_hello(hello: v1::Hello) -> Result<Hello, InvalidInput> {
     })
 }
 
+/// What a session re-checks its collector with when the replica's credentials are
+/// reloaded: a collector revoked since (by id or by its certificate's serial) is closed
+/// with `PERMISSION_DENIED`.
+struct Revocation {
+    reloads: Reloads,
+    /// The serial of the client certificate the session was opened with.
+    serial: Option<String>,
+}
+
 /// Removes the session from the book and the cache subscriptions when it ends, however.
 struct Registration<'a> {
     sessions: &'a Sessions,
@@ -596,6 +611,7 @@ impl Sessions {
         tx: Outbound,
         certified: Option<CertifiedCollector>,
         identity: Option<CollectorSlot>,
+        mut revocation: Revocation,
     ) {
         let (hello, _identity) = match self.admit(&mut inbound, certified, identity).await {
             Ok(admitted) => admitted,
@@ -639,6 +655,15 @@ impl Sessions {
                     ));
                     let _ = tx.send(Err(Box::new(status))).await;
                     return;
+                }
+                () = revocation.reloads.next() => {
+                    let serial = revocation.serial.as_deref();
+                    if let Err(error) = self.auth.check_revoked(&hello.collector, serial) {
+                        tracing::warn!(collector = %hello.collector, %error, "closing the session of a revoked collector");
+                        let status = Status::from(ApiError::from(error));
+                        let _ = tx.send(Err(Box::new(status))).await;
+                        return;
+                    }
                 }
                 () = &mut drained => {
                     let delay = self.config.drain_spread.mul_f64(fastrand::f64());

@@ -63,7 +63,7 @@ const ADMIN_DURATION_BUCKETS: [f64; 12] = [
 
 /// The `AdminService` methods, the only values of the `method` label besides `unknown`
 /// (a path no method has). A unit test checks this list against `admin.proto`.
-pub const ADMIN_METHODS: [&str; 19] = [
+pub const ADMIN_METHODS: [&str; 20] = [
     "CreateProgram",
     "GetProgram",
     "ListPrograms",
@@ -83,6 +83,7 @@ pub const ADMIN_METHODS: [&str; 19] = [
     "GetStopAll",
     "StartDrill",
     "EndDrill",
+    "Reload",
 ];
 
 /// What an acknowledgement reported, as `killswitch_acks_total{result}` counts it.
@@ -160,6 +161,7 @@ pub struct Metrics {
     admin_calls: Family<CallLabels, Counter>,
     admin_call_duration: HistogramFamily<MethodLabel>,
     refused_acks: Family<RefusedLabels, Counter>,
+    reloads: Family<ResultLabel, Counter>,
     /// The collector ids `refused_acks` names so far, at most [`REFUSED_ACK_COLLECTORS`].
     refused_collectors: Arc<Mutex<HashSet<String>>>,
 }
@@ -174,6 +176,7 @@ impl Default for Metrics {
             admin_calls: Family::default(),
             admin_call_duration: Family::new_with_constructor(admin_duration_histogram),
             refused_acks: Family::default(),
+            reloads: Family::default(),
             refused_collectors: Arc::default(),
         }
     }
@@ -233,6 +236,13 @@ impl Metrics {
         self.auth_failures
             .get_or_create(&ReasonLabel { reason })
             .inc();
+    }
+
+    /// Counts a reload of the replica's credentials (SIGHUP or `AdminService.Reload`):
+    /// `ok` when the new ones were put in force, `error` when they were refused.
+    pub fn reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.reloads.get_or_create(&ResultLabel { result }).inc();
     }
 
     fn admin_call(&self, method: &'static str, code: Code, elapsed: Duration) {
@@ -296,6 +306,11 @@ impl Metrics {
             "killswitch_auth_failures",
             "Callers refused by authentication or authorization, by reason",
             self.auth_failures.clone(),
+        );
+        registry.register(
+            "killswitch_reloads",
+            "Reloads of the TLS certificate, key, client CA and auth file (SIGHUP or AdminService.Reload), by result: ok (in force) or error (refused; the previous credentials stay in force)",
+            self.reloads.clone(),
         );
         registry.register(
             "killswitch_admin_calls",

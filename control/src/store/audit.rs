@@ -1,4 +1,5 @@
-//! Reading the audit log: every entry, a verified chain, a filtered listing.
+//! Reading the audit log: every entry, a verified chain, a filtered listing; and
+//! recording an action on a replica rather than on program state ([`Store::record`]).
 
 use etcd_client::GetOptions;
 use killswitch_proto::v1::store;
@@ -17,6 +18,46 @@ impl Store {
             .iter()
             .map(|kv| decode(&String::from_utf8_lossy(kv.key()), kv.value()))
             .collect()
+    }
+}
+
+impl Store {
+    /// Records `action` (with `detail`), which changes no program state, such as a
+    /// replica's credentials reload: an entry for every program (`*`) with no state
+    /// (`UNSPECIFIED` before and after), in one transaction that moves the audit head.
+    /// Returns its revision.
+    pub async fn record(
+        &self,
+        change: &Change,
+        action: &'static str,
+        detail: String,
+    ) -> Result<Generation, StoreError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let head = self.audit_head().await?;
+            let what = Audited {
+                action,
+                program: "*",
+                from: RunState::Paused,
+                to: RunState::Paused,
+                detail: detail.clone(),
+            };
+            let mut entry = audit_entry(&head, SystemTime::now(), change, what);
+            entry.from = v1::RunState::Unspecified as i32;
+            entry.to = v1::RunState::Unspecified as i32;
+            entry.hash = audit_hash(&entry);
+            let txn = Txn::new()
+                .when([Compare::mod_revision(
+                    self.keys.audit_head(),
+                    CompareOp::Equal,
+                    head.revision,
+                )])
+                .and_then(self.audited_puts(&entry, Vec::new()));
+            if let Some(generation) = self.commit(txn, &entry, head.revision).await? {
+                return Ok(generation);
+            }
+            tracing::debug!("{action} lost a race for the audit head; retrying");
+        }
+        Err(StoreError::Contention)
     }
 }
 

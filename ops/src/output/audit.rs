@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use super::table::columns;
 use super::{Error, LIST_REASON_CHARS, OutputFormat, clean, json, or_dash, time, truncate};
-use crate::view::{AuditEntryView, AuditListView, AuditVerdictView};
+use crate::view::{AuditEntryView, AuditListView, AuditVerdictView, RunState};
 
 /// `audit`: one row per entry, oldest first, then how many older ones were left out; or
 /// a JSON array of the entries. A DETAIL column is shown only when some entry has one.
@@ -58,8 +58,11 @@ pub fn audit(view: &AuditListView, format: OutputFormat) -> Result<String, Error
 
 /// One entry as the cells of its row, escaped.
 fn audit_row(e: &AuditEntryView) -> [String; 8] {
-    // A change that kept the state (create, policy) shows that state alone.
-    let states = if e.from == e.to {
+    // A change that kept the state (create, policy) shows that state alone; one that
+    // involves none (a replica's reload) shows `-`.
+    let states = if e.from == e.to && e.to == RunState::Unspecified {
+        "-".to_owned()
+    } else if e.from == e.to {
         e.to.to_string()
     } else {
         format!("{}→{}", e.from, e.to)
@@ -119,7 +122,7 @@ mod tests {
 
     use super::*;
     use crate::output::fixtures::{at, parse};
-    use crate::view::{Hex, RunState};
+    use crate::view::Hex;
     fn audit_entry(seq: u64, action: &str, from: RunState, to: RunState) -> AuditEntryView {
         AuditEntryView {
             seq,
@@ -179,6 +182,22 @@ SEQ  TIME                  ACTOR  ACTION  PROGRAM  FROM→TO         INCIDENT  R
 SEQ  TIME                  ACTOR  ACTION  PROGRAM  FROM→TO         INCIDENT  REASON
 8    2026-11-29T09:08:00Z  alice  pause   demo     RUNNING→PAUSED  -         reason 8
 (7 older entries not shown)
+"
+        );
+        let reload = AuditListView {
+            entries: vec![audit_entry(
+                9,
+                "reload",
+                RunState::Unspecified,
+                RunState::Unspecified,
+            )],
+            omitted: 0,
+        };
+        assert_eq!(
+            audit(&reload, OutputFormat::Table).unwrap(),
+            "\
+SEQ  TIME                  ACTOR  ACTION  PROGRAM  FROM→TO  INCIDENT  REASON
+9    2026-11-29T09:09:00Z  alice  reload  demo     -        -         reason 9
 "
         );
         let empty = AuditListView {

@@ -21,6 +21,7 @@
 //! - `drill`: `drill`.
 //! - `collectors`: `collectors`.
 //! - `audit`: `audit` and `audit verify`.
+//! - `reload`: `reload`.
 //! - `table`: what they are drawn with: key/value blocks, column tables, the STOP-ALL
 //!   banner.
 //!
@@ -33,6 +34,7 @@ mod change;
 mod collectors;
 mod drill;
 mod program;
+mod reload;
 mod status;
 mod stop_all;
 mod table;
@@ -52,6 +54,7 @@ pub use change::{change, selector_pointer, waited_change, waited_rollout};
 pub use collectors::{collectors, missing_replicas};
 pub use drill::drill;
 pub use program::{program, programs};
+pub use reload::reload;
 pub use status::{WatchRenderer, counts_line, diverged_line, progress_line, status};
 pub use stop_all::{StopAllMode, stop_all};
 

@@ -484,12 +484,19 @@ impl Pki {
     /// `certs init` with these `--operator NAME:ROLE` entries (none: its defaults, alice
     /// admin and bob responder).
     pub fn init(operators: &[&str]) -> Self {
+        let mut args = Vec::new();
+        for operator in operators {
+            args.extend(["--operator", *operator]);
+        }
+        Self::init_with(&args)
+    }
+
+    /// `certs init` with further flags, e.g. `--collectors 50`.
+    pub fn init_with(flags: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let pki = dir.path().join("pki");
         let mut args = vec!["certs", "init", path(&pki)];
-        for operator in operators {
-            args.extend(["--operator", operator]);
-        }
+        args.extend_from_slice(flags);
         let init = killswitch(&args);
         assert!(
             init.status.success(),

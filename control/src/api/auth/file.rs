@@ -15,6 +15,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::revoked::{RawRevoked, Revoked, parse_revoked};
 use super::{Action, AuthError, Role};
 use crate::model::ProgramName;
 
@@ -105,6 +106,10 @@ impl Operator {
 /// token_sha256 = "9f86d0..."  # lowercase hex SHA-256 of the bearer token
 /// expires = "2026-12-31T23:59:59Z"  # optional: the token is refused from then on
 /// signing_key = "3b6a27..."   # ed25519 public key: carol's resumes must be signed
+///
+/// [revoked]                # see `revoked.rs`
+/// collectors = ["laptop-17"]
+/// serials = ["3A:5F:00:91"]
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthConfig {
@@ -118,6 +123,8 @@ pub struct AuthConfig {
     /// Label keys whose values come from the collector's certificate (its SPIFFE ID's
     /// query, `spiffe://TD/collector/ID?region=emea`), never from its Hello.
     pub pinned_labels: BTreeSet<String>,
+    /// Collectors and certificates refused whatever else the file says (`[revoked]`).
+    pub revoked: Revoked,
 }
 
 /// A `[[collector]]` entry of `auth.toml`: collectors whose id matches `id` may follow
@@ -198,6 +205,8 @@ struct RawFile {
     operator: Vec<toml::Spanned<RawOperator>>,
     #[serde(default)]
     collector: Vec<toml::Spanned<RawCollector>>,
+    #[serde(default)]
+    revoked: RawRevoked,
 }
 
 #[derive(Deserialize)]
@@ -256,10 +265,7 @@ impl AuthConfig {
         let mut pinned_labels = BTreeSet::new();
         for key in raw.pinned_labels {
             if let Err(error) = contract::label_key(key.get_ref()) {
-                return Err(fail(
-                    Some(key.span()),
-                    format!("pinned_labels: {error}"),
-                ));
+                return Err(fail(Some(key.span()), format!("pinned_labels: {error}")));
             }
             if !pinned_labels.insert(key.get_ref().clone()) {
                 return Err(fail(
@@ -277,11 +283,13 @@ impl AuthConfig {
         for entry in raw.collector {
             collectors.push(parse_collector(entry, &fail)?);
         }
+        let revoked = parse_revoked(raw.revoked, &fail)?;
         Ok(Self {
             trust_domain: trust_domain.clone(),
             operators,
             collectors,
             pinned_labels,
+            revoked,
         })
     }
 

@@ -665,7 +665,10 @@ mod tests {
         let none = BTreeMap::new();
         let unpinned = BTreeSet::new();
         let bare = |s: &str| CertifiedCollector::bare(id(s));
-        assert_eq!(check_hello(None, &id("anyone"), &none, &unpinned), Ok(none.clone()));
+        assert_eq!(
+            check_hello(None, &id("anyone"), &none, &unpinned),
+            Ok(none.clone())
+        );
         assert_eq!(
             check_hello(Some(&bare("c1")), &id("c1"), &none, &unpinned),
             Ok(none.clone())
@@ -694,9 +697,8 @@ mod tests {
             labels: labels(&[("region", "emea"), ("ignored", "x")]),
         };
         let pinned: BTreeSet<String> = ["region".to_owned(), "team".to_owned()].into();
-        let check = |hello: &[(&str, &str)]| {
-            check_hello(Some(&certified), &c1, &labels(hello), &pinned)
-        };
+        let check =
+            |hello: &[(&str, &str)]| check_hello(Some(&certified), &c1, &labels(hello), &pinned);
         // Hello may leave a pinned label out, or repeat it; unpinned keys are its own.
         assert_eq!(
             check(&[("os", "mac")]),
@@ -746,9 +748,18 @@ mod tests {
         for (uri, why) in [
             ("spiffe://killswitch.test/collector/c?region", "without '='"),
             ("spiffe://killswitch.test/collector/c?a=1&a=2", "twice"),
-            ("spiffe://killswitch.test/collector/c?Bad Key=1", "invalid label"),
-            ("spiffe://killswitch.test/collector/c?k=v v", "invalid label"),
-            ("spiffe://killswitch.test/operator/alice?role=x", "invalid operator"),
+            (
+                "spiffe://killswitch.test/collector/c?Bad Key=1",
+                "invalid label",
+            ),
+            (
+                "spiffe://killswitch.test/collector/c?k=v v",
+                "invalid label",
+            ),
+            (
+                "spiffe://killswitch.test/operator/alice?role=x",
+                "invalid operator",
+            ),
         ] {
             let error = subject(uri).expect_err(uri).to_string();
             assert!(error.contains(why), "{uri}: {error}");

@@ -28,6 +28,13 @@
 //! - `roles.rs`: [`Role`], [`Action`] and the role table.
 //! - `file.rs`: the auth file: [`AuthConfig`], [`Operator`], [`CollectorRule`] and
 //!   [`AuthFileError`].
+//! - `revoked.rs`: its `[revoked]` table, [`Revoked`], and certificate serials
+//!   ([`serial_of`]).
+//!
+//! A TLS replica's auth file and certificate can be replaced while it runs
+//! ([`Auth::replace`], on SIGHUP or `AdminService.Reload`): every call from then on is
+//! judged by the new file, and open sessions re-check their collector against its
+//! `[revoked]` table ([`Auth::reloads`], [`Auth::check_revoked`]).
 //!
 //! Every public item is re-exported here: name them as `crate::api::auth::NAME`.
 //!
@@ -36,8 +43,10 @@
 //! `crate::replica`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future;
 use std::sync::Arc;
 
+use tokio::sync::watch;
 use tonic::Request;
 use tonic::transport::ClientTlsConfig;
 
@@ -46,11 +55,14 @@ use crate::model::{CollectorId, InvalidInput, ProgramName};
 
 mod file;
 mod identity;
+mod revoked;
 mod roles;
 
 pub use file::{AuthConfig, AuthFileError, CollectorRule, Operator};
 pub use identity::{
-    Caller, CertSubject, CertifiedCollector, check_hello, identify, parse_spiffe_id, subject_of};
+    Caller, CertSubject, CertifiedCollector, check_hello, identify, parse_spiffe_id, subject_of,
+};
+pub use revoked::{Revoked, serial_of};
 pub use roles::{Action, Role};
 
 use identity::dev_actor;
@@ -185,6 +197,16 @@ pub enum AuthError {
     /// `--insecure-dev` only: the `killswitch-actor` metadata is invalid.
     #[error(transparent)]
     InvalidActor(#[from] InvalidInput),
+    /// The auth file's `[revoked] collectors` lists the collector.
+    #[error(
+        "collector {0} is revoked: the control plane's auth file lists it under [revoked] collectors; ask an admin"
+    )]
+    RevokedCollector(CollectorId),
+    /// The auth file's `[revoked] serials` lists the client certificate's serial.
+    #[error(
+        "the client certificate with serial {0} is revoked: the control plane's auth file lists it under [revoked] serials; use a newly issued certificate"
+    )]
+    RevokedCertificate(String),
 }
 
 impl AuthError {
@@ -224,6 +246,7 @@ impl AuthError {
             AuthError::HelloMismatch { .. } => "hello_mismatch",
             AuthError::ProgramNotAllowed { .. } => "program_not_allowed",
             AuthError::InvalidActor(_) => "invalid_actor",
+            AuthError::RevokedCollector(_) | AuthError::RevokedCertificate(_) => "revoked",
         }
     }
 }
@@ -240,7 +263,7 @@ pub enum Signing {
 }
 
 /// The replica's authentication and authorization: either `--insecure-dev` or TLS with
-/// an `auth.toml`.
+/// an `auth.toml`, which [`Auth::replace`] swaps while the replica runs.
 #[derive(Debug, Clone)]
 pub struct Auth {
     mode: Mode,
@@ -250,11 +273,37 @@ pub struct Auth {
 #[derive(Debug, Clone)]
 enum Mode {
     InsecureDev,
-    Tls {
-        config: AuthConfig,
-        own_cert: Vec<u8>,
-        peer_tls: Box<ClientTlsConfig>,
-    },
+    /// The credentials in force; replaced whole, so a call sees one consistent set. A
+    /// watch channel: readers clone the `Arc` in a short read lock, and open sessions
+    /// learn of a replacement.
+    Tls(Arc<watch::Sender<Arc<TlsAuth>>>),
+}
+
+/// What a TLS replica judges callers by.
+#[derive(Debug)]
+struct TlsAuth {
+    config: AuthConfig,
+    own_cert: Vec<u8>,
+    peer_tls: ClientTlsConfig,
+}
+
+/// Fires each time a TLS replica's credentials are replaced; never under
+/// `--insecure-dev`. From [`Auth::reloads`].
+#[derive(Debug)]
+pub struct Reloads(Option<watch::Receiver<Arc<TlsAuth>>>);
+
+impl Reloads {
+    /// Completes at the next replacement. Cancel-safe: a replacement made while nobody
+    /// waited completes the next call at once.
+    pub async fn next(&mut self) {
+        if let Some(changes) = &mut self.0 {
+            if changes.changed().await.is_ok() {
+                return;
+            }
+        }
+        // Nothing will ever be replaced.
+        future::pending::<()>().await;
+    }
 }
 
 impl Auth {
@@ -272,12 +321,13 @@ impl Auth {
     /// their CA and presenting that certificate).
     #[must_use]
     pub fn tls(config: AuthConfig, own_cert: Vec<u8>, peer_tls: ClientTlsConfig) -> Self {
+        let state = TlsAuth {
+            config,
+            own_cert,
+            peer_tls,
+        };
         Self {
-            mode: Mode::Tls {
-                config,
-                own_cert,
-                peer_tls: Box::new(peer_tls),
-            },
+            mode: Mode::Tls(Arc::new(watch::Sender::new(Arc::new(state)))),
             metrics: Arc::default(),
         }
     }
@@ -289,32 +339,75 @@ impl Auth {
         self
     }
 
-    /// How to connect to a peer replica: `None` for plain text.
-    #[must_use]
-    pub fn peer_tls(&self) -> Option<&ClientTlsConfig> {
+    /// Puts a new auth file and replica certificate in force (as [`Auth::tls`] takes
+    /// them): every call from now on is judged by them, and open sessions are told (see
+    /// [`Auth::reloads`]). `false`, changing nothing, under `--insecure-dev`.
+    pub fn replace(
+        &self,
+        config: AuthConfig,
+        own_cert: Vec<u8>,
+        peer_tls: ClientTlsConfig,
+    ) -> bool {
         match &self.mode {
-            Mode::InsecureDev => None,
-            Mode::Tls { peer_tls, .. } => Some(peer_tls),
+            Mode::InsecureDev => false,
+            Mode::Tls(current) => {
+                current.send_replace(Arc::new(TlsAuth {
+                    config,
+                    own_cert,
+                    peer_tls,
+                }));
+                true
+            }
         }
     }
 
-    /// Who sent `request`.
-    pub fn caller<T>(&self, request: &Request<T>) -> Result<Caller<'_>, AuthError> {
+    /// What a session waits on to re-check its collector after a replacement.
+    #[must_use]
+    pub fn reloads(&self) -> Reloads {
         match &self.mode {
-            Mode::InsecureDev => Ok(Caller::Developer(dev_actor(request.metadata())?)),
-            Mode::Tls {
-                config, own_cert, ..
-            } => {
-                let chain = request.peer_certs();
-                let leaf = chain.as_deref().and_then(|c| c.first()).map(AsRef::as_ref);
-                identify(
-                    config,
-                    own_cert,
-                    leaf,
-                    request.metadata().get("authorization"),
-                )
-            }
+            Mode::InsecureDev => Reloads(None),
+            Mode::Tls(current) => Reloads(Some(current.subscribe())),
         }
+    }
+
+    /// The credentials in force, `None` under `--insecure-dev`.
+    fn current(&self) -> Option<Arc<TlsAuth>> {
+        match &self.mode {
+            Mode::InsecureDev => None,
+            Mode::Tls(current) => Some(current.borrow().clone()),
+        }
+    }
+
+    /// How to connect to a peer replica: `None` for plain text.
+    #[must_use]
+    pub fn peer_tls(&self) -> Option<ClientTlsConfig> {
+        self.current().map(|tls| tls.peer_tls.clone())
+    }
+
+    /// Who sent `request`, judged by `tls` (the credentials in force; `None` under
+    /// `--insecure-dev`). A revoked certificate serial or collector is refused.
+    fn caller<'a, T>(
+        tls: Option<&'a TlsAuth>,
+        request: &Request<T>,
+    ) -> Result<Caller<'a>, AuthError> {
+        let Some(tls) = tls else {
+            return Ok(Caller::Developer(dev_actor(request.metadata())?));
+        };
+        let chain = request.peer_certs();
+        let leaf = chain.as_deref().and_then(|c| c.first()).map(AsRef::as_ref);
+        if let Some(der) = leaf {
+            tls.config.revoked.check_certificate(der)?;
+        }
+        let caller = identify(
+            &tls.config,
+            &tls.own_cert,
+            leaf,
+            request.metadata().get("authorization"),
+        )?;
+        if let Caller::Collector(collector) = &caller {
+            tls.config.revoked.check_collector(&collector.id)?;
+        }
+        Ok(caller)
     }
 
     /// Checks that the caller of `request` may perform `action` (on `program`, when it
@@ -325,8 +418,8 @@ impl Auth {
         action: Action,
         program: Option<&str>,
     ) -> Result<String, AuthError> {
-        let result = self
-            .caller(request)
+        let tls = self.current();
+        let result = Self::caller(tls.as_deref(), request)
             .and_then(|caller| caller.authorize(action, program));
         if let Err(error) = &result {
             tracing::info!(rpc = action.rpc(), program, %error, "denied");
@@ -338,9 +431,9 @@ impl Auth {
     /// Whether `actor`'s resumes and approvals must be signed, and with which key.
     #[must_use]
     pub fn signing(&self, actor: &str) -> Signing {
-        match &self.mode {
-            Mode::InsecureDev => Signing::Optional,
-            Mode::Tls { config, .. } => match config.operator(actor).and_then(|o| o.signing_key) {
+        match self.current() {
+            None => Signing::Optional,
+            Some(tls) => match tls.config.operator(actor).and_then(|o| o.signing_key) {
                 Some(key) => Signing::Required(key),
                 None => Signing::Unregistered,
             },
@@ -351,10 +444,9 @@ impl Auth {
     /// none under `--insecure-dev`.
     #[must_use]
     pub fn pinned_labels(&self) -> BTreeSet<String> {
-        match &self.mode {
-            Mode::InsecureDev => BTreeSet::new(),
-            Mode::Tls { config, .. } => config.pinned_labels.clone(),
-        }
+        self.current()
+            .map(|tls| tls.config.pinned_labels.clone())
+            .unwrap_or_default()
     }
 
     /// Checks that the caller of `request` may open a collector session; returns the
@@ -363,16 +455,45 @@ impl Auth {
         &self,
         request: &Request<T>,
     ) -> Result<Option<CertifiedCollector>, AuthError> {
-        if matches!(self.mode, Mode::InsecureDev) {
+        let Some(tls) = self.current() else {
             return Ok(None);
-        }
-        let result = match self.caller(request) {
+        };
+        let result = match Self::caller(Some(&tls), request) {
             Ok(Caller::Collector(collector)) => Ok(Some(collector)),
             Ok(Caller::Developer(_)) => Ok(None),
             Ok(Caller::Operator(_)) => Err(AuthError::NotACollector("operator")),
             Ok(Caller::Replica(_)) => Err(AuthError::NotACollector("replica")),
             Err(error) => Err(error),
         };
+        if let Err(error) = &result {
+            self.metrics.auth_failure(error.reason());
+        }
+        result
+    }
+
+    /// The serial number of the client certificate of `request` (see [`serial_of`]), for
+    /// a session to re-check after a reload; `None` without one.
+    #[must_use]
+    pub fn client_serial<T>(&self, request: &Request<T>) -> Option<String> {
+        let chain = request.peer_certs()?;
+        serial_of(chain.first()?.as_ref())
+    }
+
+    /// Whether the credentials in force revoke `collector` or the certificate serial it
+    /// connected with, counting a refusal in the metrics: what an open session checks
+    /// after a reload.
+    pub fn check_revoked(
+        &self,
+        collector: &CollectorId,
+        serial: Option<&str>,
+    ) -> Result<(), AuthError> {
+        let Some(tls) = self.current() else {
+            return Ok(());
+        };
+        let revoked = &tls.config.revoked;
+        let result = revoked
+            .check_serial(serial)
+            .and_then(|()| revoked.check_collector(collector));
         if let Err(error) = &result {
             self.metrics.auth_failure(error.reason());
         }
@@ -390,22 +511,24 @@ impl Auth {
         labels: &BTreeMap<String, String>,
         programs: &[ProgramName],
     ) -> Result<BTreeMap<String, String>, AuthError> {
-        let result = match &self.mode {
-            Mode::InsecureDev => check_hello(certified, claimed, labels, &BTreeSet::new()),
-            Mode::Tls { config, .. } => {
-                check_hello(certified, claimed, labels, &config.pinned_labels).and_then(|merged| {
-                    programs
-                        .iter()
-                        .find(|p| !config.may_follow(claimed.as_str(), p.as_str()))
-                        .map_or(Ok(merged), |p| {
-                            Err(AuthError::ProgramNotAllowed {
-                                collector: claimed.clone(),
-                                program: p.to_string(),
-                            })
+        let tls = self.current();
+        let pinned = tls
+            .as_ref()
+            .map(|tls| tls.config.pinned_labels.clone())
+            .unwrap_or_default();
+        let result =
+            check_hello(certified, claimed, labels, &pinned).and_then(|merged| match &tls {
+                None => Ok(merged),
+                Some(tls) => programs
+                    .iter()
+                    .find(|p| !tls.config.may_follow(claimed.as_str(), p.as_str()))
+                    .map_or(Ok(merged), |p| {
+                        Err(AuthError::ProgramNotAllowed {
+                            collector: claimed.clone(),
+                            program: p.to_string(),
                         })
-                })
-            }
-        };
+                    }),
+            });
         if let Err(error) = &result {
             self.metrics.auth_failure(error.reason());
         }

@@ -73,11 +73,13 @@ pub enum Action {
     SetPolicy,
     /// `StopAll` and `ClearStopAll`: every program at once.
     StopAll,
+    /// `Reload`: the replica's credentials.
+    Reload,
 }
 
 impl Action {
     /// Every action, for tables and tests.
-    pub const ALL: [Action; 14] = [
+    pub const ALL: [Action; 15] = [
         Action::GetProgram,
         Action::ListPrograms,
         Action::Status,
@@ -92,6 +94,7 @@ impl Action {
         Action::CreateProgram,
         Action::SetPolicy,
         Action::StopAll,
+        Action::Reload,
     ];
 
     /// The least role that may perform the action: the role table.
@@ -110,7 +113,7 @@ impl Action {
             Action::Resume | Action::Approve | Action::CreateProgram | Action::SetPolicy => {
                 Role::Owner
             }
-            Action::StopAll => Role::Admin,
+            Action::StopAll | Action::Reload => Role::Admin,
         }
     }
 
@@ -132,6 +135,7 @@ impl Action {
             Action::CreateProgram => "CreateProgram",
             Action::SetPolicy => "SetPolicy",
             Action::StopAll => "StopAll",
+            Action::Reload => "Reload",
         }
     }
 }
@@ -160,6 +164,7 @@ mod tests {
             (CreateProgram, false, false, true, true),
             (SetPolicy, false, false, true, true),
             (StopAll, false, false, false, true),
+            (Reload, false, false, false, true),
         ];
         assert_eq!(table.len(), Action::ALL.len());
         for (action, viewer, responder, owner, admin) in table {
