@@ -19,18 +19,19 @@ pub fn audit(view: &AuditListView, format: OutputFormat) -> Result<String, Error
                 "ACTOR",
                 "ACTION",
                 "PROGRAM",
+                "GENERATION",
                 "FROM→TO",
                 "INCIDENT",
                 "REASON",
             ]
             .map(str::to_owned);
-            let rows: Vec<[String; 8]> = view.entries.iter().map(audit_row).collect();
+            let rows: Vec<[String; 9]> = view.entries.iter().map(audit_row).collect();
             let mut out = if view.entries.iter().any(|e| !e.detail.is_empty()) {
-                let with_detail = |row: [String; 8], detail: String| {
-                    let [a, b, c, d, e, f, g, h] = row;
-                    [a, b, c, d, e, f, g, h, detail]
+                let with_detail = |row: [String; 9], detail: String| {
+                    let [a, b, c, d, e, f, g, h, i] = row;
+                    [a, b, c, d, e, f, g, h, i, detail]
                 };
-                let rows: Vec<[String; 9]> = rows
+                let rows: Vec<[String; 10]> = rows
                     .into_iter()
                     .zip(&view.entries)
                     .map(|(row, e)| with_detail(row, or_dash(clean(&e.detail))))
@@ -57,7 +58,7 @@ pub fn audit(view: &AuditListView, format: OutputFormat) -> Result<String, Error
 }
 
 /// One entry as the cells of its row, escaped.
-fn audit_row(e: &AuditEntryView) -> [String; 8] {
+fn audit_row(e: &AuditEntryView) -> [String; 9] {
     // A change that kept the state (create, policy) shows that state alone.
     let states = if e.from == e.to {
         e.to.to_string()
@@ -70,6 +71,7 @@ fn audit_row(e: &AuditEntryView) -> [String; 8] {
         or_dash(clean(&e.actor)),
         or_dash(clean(&e.action)),
         or_dash(clean(&e.program)),
+        e.generation.to_string(),
         states,
         or_dash(clean(&e.incident_id)),
         or_dash(truncate(&clean(&e.reason), LIST_REASON_CHARS)),
@@ -127,6 +129,7 @@ mod tests {
             actor: "alice".to_owned(),
             action: action.to_owned(),
             program: "demo".to_owned(),
+            generation: seq * 10,
             from,
             to,
             reason: format!("reason {seq}"),
@@ -163,10 +166,10 @@ mod tests {
         assert_eq!(
             audit(&audit_list(), OutputFormat::Table).unwrap(),
             "\
-SEQ  TIME                  ACTOR  ACTION  PROGRAM  FROM→TO         INCIDENT  REASON                     DETAIL
-1    2026-11-29T09:01:00Z  carol  create  demo     PAUSED          -         reason 1                   owner: data-team
-2    2026-11-29T09:02:00Z  alice  resume  demo     PAUSED→RUNNING  -         reason 2                   -
-3    2026-11-29T09:03:00Z  alice  pause   demo     RUNNING→PAUSED  INC-42    incident 42:\\nleaking PII  purge
+SEQ  TIME                  ACTOR  ACTION  PROGRAM  GENERATION  FROM→TO         INCIDENT  REASON                     DETAIL
+1    2026-11-29T09:01:00Z  carol  create  demo     10          PAUSED          -         reason 1                   owner: data-team
+2    2026-11-29T09:02:00Z  alice  resume  demo     20          PAUSED→RUNNING  -         reason 2                   -
+3    2026-11-29T09:03:00Z  alice  pause   demo     30          RUNNING→PAUSED  INC-42    incident 42:\\nleaking PII  purge
 "
         );
         let no_detail = AuditListView {
@@ -176,8 +179,8 @@ SEQ  TIME                  ACTOR  ACTION  PROGRAM  FROM→TO         INCIDENT  R
         assert_eq!(
             audit(&no_detail, OutputFormat::Table).unwrap(),
             "\
-SEQ  TIME                  ACTOR  ACTION  PROGRAM  FROM→TO         INCIDENT  REASON
-8    2026-11-29T09:08:00Z  alice  pause   demo     RUNNING→PAUSED  -         reason 8
+SEQ  TIME                  ACTOR  ACTION  PROGRAM  GENERATION  FROM→TO         INCIDENT  REASON
+8    2026-11-29T09:08:00Z  alice  pause   demo     80          RUNNING→PAUSED  -         reason 8
 (7 older entries not shown)
 "
         );
@@ -202,6 +205,7 @@ SEQ  TIME                  ACTOR  ACTION  PROGRAM  FROM→TO         INCIDENT  R
                 "actor": "alice",
                 "action": "pause",
                 "program": "demo",
+                "generation": 30,
                 "from": "RUNNING",
                 "to": "PAUSED",
                 "reason": "incident 42:\nleaking PII",
