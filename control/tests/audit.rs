@@ -86,8 +86,9 @@ impl Replica {
             .entries
     }
 
-    /// Creates `demo` and `other`, then pauses and resumes them: 6 entries.
-    async fn make_changes(&mut self) {
+    /// Creates `demo` and `other`, then pauses and resumes them: 6 entries. Returns the
+    /// generation the pause (entry 5) produced, as its response said.
+    async fn make_changes(&mut self) -> u64 {
         for name in ["demo", "other"] {
             self.admin
                 .create_program(v1::CreateProgramRequest {
@@ -105,7 +106,8 @@ impl Replica {
         };
         self.admin.resume(resume("demo")).await.expect("resume");
         self.admin.resume(resume("other")).await.expect("resume");
-        self.admin
+        let paused = self
+            .admin
             .pause(v1::PauseRequest {
                 program: "demo".into(),
                 reason: "leaking PII".into(),
@@ -114,8 +116,10 @@ impl Replica {
                 ..Default::default()
             })
             .await
-            .expect("pause");
+            .expect("pause")
+            .into_inner();
         self.admin.resume(resume("demo")).await.expect("resume");
+        paused.state.expect("the paused state").generation
     }
 }
 
@@ -129,7 +133,7 @@ async fn changes_are_listed_oldest_first_and_verify() {
     let mut replica = Replica::start(&etcd).await;
     let empty = replica.verify().await;
     assert!(empty.ok && empty.entries_checked == 0, "{empty:?}");
-    replica.make_changes().await;
+    let paused_at = replica.make_changes().await;
 
     let verdict = replica.verify().await;
     assert_eq!(
@@ -164,6 +168,14 @@ async fn changes_are_listed_oldest_first_and_verify() {
             v1::RunState::Running,
             v1::RunState::Paused
         )
+    );
+    assert_eq!(
+        pause.generation, paused_at,
+        "the entry records the generation the pause produced"
+    );
+    assert!(
+        all.windows(2).all(|w| w[0].generation < w[1].generation),
+        "every entry its own, growing generation: {all:?}"
     );
     assert_eq!(all[0].prev_hash, vec![0; 32], "entry 1 starts the chain");
     for pair in all.windows(2) {
@@ -423,7 +435,7 @@ async fn long_logs_are_read_in_pages() {
     })
     .expect("valid query");
     let list = store.list_audit(&query).await.expect("list");
-    let listed: Vec<u64> = list.entries.iter().map(|e| e.seq).collect();
+    let listed: Vec<u64> = list.entries.iter().map(|e| e.entry.seq).collect();
     assert_eq!(listed, (535..=1_234).collect::<Vec<_>>());
     assert_eq!(list.omitted, 534);
 

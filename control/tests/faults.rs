@@ -206,7 +206,8 @@ async fn reconcile_finds_and_corrects_a_state_the_watch_missed() {
     // never had.
     let mut wrong = (*truth).clone();
     wrong.state = RunState::Running;
-    wrong.generation += 1_000;
+    wrong.revision += 1_000;
+    wrong.generation = wrong.revision;
     cache.apply(wrong);
     wait_until(
         Duration::from_secs(10),

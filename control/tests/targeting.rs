@@ -305,6 +305,12 @@ async fn stop_all_marks_every_program_and_clearing_restores_each_programs_own_st
             .expect("read")
             .expect("exists");
         assert!(state.targeting.stop_all.is_some(), "{program} is marked");
+        if program != "late" {
+            assert_eq!(
+                state.generation, flag.generation,
+                "{program}: the flag's generation, newer than its own state's"
+            );
+        }
         assert_eq!(
             state.targeting.effective(state.state, "c1", &anyone),
             RunState::Paused,
@@ -330,6 +336,19 @@ async fn stop_all_marks_every_program_and_clearing_restores_each_programs_own_st
         .await
         .expect("request");
     assert!(!changed && pending.active());
+    assert_eq!(
+        pending.generation, flag.generation,
+        "a clear request changes no generation"
+    );
+    assert_eq!(
+        store
+            .get_state(&name("running"))
+            .await
+            .expect("read")
+            .expect("exists")
+            .generation,
+        flag.generation
+    );
     let id = pending.clear_request.expect("a clear request").id;
     assert!(matches!(
         store.clear_stop_all(&admin, true, Some(&id)).await,
@@ -352,6 +371,10 @@ async fn stop_all_marks_every_program_and_clearing_restores_each_programs_own_st
             .expect("exists");
         assert!(state.targeting.stop_all.is_none());
         assert_eq!(
+            state.generation, cleared.generation,
+            "{program}: a new generation"
+        );
+        assert_eq!(
             state.targeting.effective(state.state, "c1", &anyone),
             own,
             "{program} is back to its own state"
@@ -360,7 +383,63 @@ async fn stop_all_marks_every_program_and_clearing_restores_each_programs_own_st
 }
 
 #[tokio::test]
-async fn an_unreadable_state_blinds_nothing_and_stop_all_replaces_it() {
+async fn stop_all_covers_any_number_of_programs_in_one_small_transaction() {
+    // 300 programs: more than etcd's 128 operations in one transaction, which the stop-all
+    // refused when it rewrote every program's state.
+    const PROGRAMS: usize = 300;
+    let etcd = Etcd::start().await.expect("start etcd");
+    let store = store(etcd.endpoint()).await;
+    for i in 0..PROGRAMS {
+        create(&store, &format!("p{i}")).await;
+    }
+    let before = store.list_states().await.expect("list");
+    let admin = change("alice", "breach");
+
+    let (flag, changed) = store.stop_all(&admin).await.expect("stop-all");
+    assert!(changed && flag.active());
+    let listed = store.list_states().await.expect("list");
+    assert_eq!(listed.states.len(), PROGRAMS);
+    assert!(listed.stop_all.active());
+    let anyone = labels(&[]);
+    for state in &listed.states {
+        assert_eq!(state.generation, flag.generation, "{}", state.program);
+        assert_eq!(
+            state.targeting.effective(state.state, "c1", &anyone),
+            RunState::Paused,
+            "{}",
+            state.program
+        );
+    }
+    let own: Vec<u64> = listed.states.iter().map(|s| s.revision).collect();
+    let untouched: Vec<u64> = before.states.iter().map(|s| s.revision).collect();
+    assert_eq!(own, untouched, "no program's state was written");
+
+    let audit = store.audit_entries().await.expect("audit");
+    let entry = audit.last().expect("the stop-all's entry");
+    assert_eq!(
+        (
+            entry.action.as_str(),
+            entry.program.as_str(),
+            entry.detail.as_str()
+        ),
+        ("stop-all", "*", "300 programs")
+    );
+
+    let (cleared, changed) = store
+        .clear_stop_all(&admin, false, None)
+        .await
+        .expect("clear");
+    assert!(changed && !cleared.active() && cleared.generation > flag.generation);
+    for state in store.list_states().await.expect("list").states {
+        assert_eq!(state.generation, cleared.generation, "{}", state.program);
+        assert!(state.targeting.stop_all.is_none());
+    }
+    let verdict = store.verify_audit().await.expect("verify");
+    assert_eq!(verdict.problem, None);
+}
+
+#[tokio::test]
+async fn an_unreadable_state_blinds_nothing_and_reads_as_paused_during_stop_all() {
     let etcd = Etcd::start().await.expect("start etcd");
     let store = store(etcd.endpoint()).await;
     create(&store, "fine").await;
@@ -386,13 +465,19 @@ async fn an_unreadable_state_blinds_nothing_and_stop_all_replaces_it() {
         .await
         .expect("stop-all despite the unreadable state");
     assert!(changed && flag.active());
-    for program in ["fine", "broken"] {
-        let state = store
-            .get_state(&name(program))
-            .await
-            .expect("readable now")
-            .expect("exists");
-        assert_eq!(state.state, RunState::Paused, "{program}");
-        assert!(state.targeting.stop_all.is_some(), "{program} is marked");
+    let listed = store.list_states().await.expect("list");
+    let names: Vec<&str> = listed.states.iter().map(|s| s.program.as_str()).collect();
+    assert_eq!(
+        names,
+        ["broken", "fine"],
+        "the unreadable one is PAUSED now"
+    );
+    for state in &listed.states {
+        assert_eq!(state.state, RunState::Paused, "{}", state.program);
+        assert!(
+            state.targeting.stop_all.is_some(),
+            "{} is under the stop-all",
+            state.program
+        );
     }
 }

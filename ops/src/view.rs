@@ -953,6 +953,9 @@ pub struct AuditEntryView {
     pub action: String,
     /// Program name.
     pub program: String,
+    /// The generation the change produced (the state's, or for a stop-all the flag's);
+    /// for a request waiting for approval, the revision it was filed at.
+    pub generation: u64,
     /// The state before.
     pub from: RunState,
     /// The state after.
@@ -979,6 +982,7 @@ impl From<v1::AuditEntry> for AuditEntryView {
             actor: entry.actor,
             action: entry.action,
             program: entry.program,
+            generation: entry.generation,
             reason: entry.reason,
             incident_id: entry.incident_id,
             detail: entry.detail,

@@ -1046,3 +1046,167 @@ async fn a_real_pause_during_a_drill_of_the_same_selector_outlives_the_drill() {
         collector.client.shutdown().await;
     }
 }
+
+/// Creates `names` and resumes them through the admin API of replica 0, four at a time.
+async fn create_running(system: &System, names: &[String]) {
+    let admin = AdminServiceClient::connect(system.endpoint(0))
+        .await
+        .expect("connect to the admin API");
+    fn as_tester<T>(message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request
+            .metadata_mut()
+            .insert(ACTOR_METADATA, "tester".parse().expect("ascii actor"));
+        request
+    }
+    let tasks: Vec<_> = names
+        .chunks(names.len().div_ceil(4))
+        .map(|chunk| {
+            let (mut admin, chunk) = (admin.clone(), chunk.to_vec());
+            tokio::spawn(async move {
+                for name in chunk {
+                    admin
+                        .create_program(as_tester(v1::CreateProgramRequest {
+                            name: name.clone(),
+                            owner: "data-team".into(),
+                            ..Default::default()
+                        }))
+                        .await
+                        .expect("create");
+                    admin
+                        .resume(as_tester(v1::ResumeRequest {
+                            program: name,
+                            reason: "collect".into(),
+                            ..Default::default()
+                        }))
+                        .await
+                        .expect("resume");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("create and resume");
+    }
+}
+
+/// Watches every gate, as fast as it can, from before a stop-all until told to stop:
+/// which gates were seen closed, and which were seen open again after that.
+struct Sampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl Sampler {
+    fn start(gates: Vec<(String, killswitch_sdk::Gate)>) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut closed = vec![false; gates.len()];
+            let mut reopened = Vec::new();
+            while !stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                for (i, (program, gate)) in gates.iter().enumerate() {
+                    match (gate.is_active(), closed[i]) {
+                        (false, _) => closed[i] = true,
+                        (true, true) => reopened.push(program.clone()),
+                        (true, false) => {}
+                    }
+                }
+                std::thread::yield_now();
+            }
+            (closed.iter().filter(|c| **c).count(), reopened)
+        });
+        Self { stop, thread }
+    }
+
+    /// How many gates were seen closed, and the programs whose gate was seen open after
+    /// it had been seen closed.
+    fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().expect("sampler")
+    }
+}
+
+#[tokio::test]
+async fn stop_all_closes_every_gate_of_hundreds_of_programs_and_none_reopens_before_the_clear() {
+    // More programs than etcd allows operations in one transaction (128), followed by
+    // collectors on two replicas, each session following at most 64 of them.
+    const PROGRAMS: usize = 300;
+    const PER_SESSION: usize = 60;
+    let system = System::with_replicas(2, &[]).await;
+    let names: Vec<String> = (0..PROGRAMS).map(|i| format!("p{i:03}")).collect();
+    create_running(&system, &names).await;
+    let collectors: Vec<Collector> = names
+        .chunks(PER_SESSION)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let programs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            Collector::builder(&format!("c{i}"), &programs).start(&[system.endpoint(i % 2)])
+        })
+        .collect();
+    let gates: Vec<(String, killswitch_sdk::Gate)> = collectors
+        .iter()
+        .zip(names.chunks(PER_SESSION))
+        .flat_map(|(c, chunk)| chunk.iter().map(|p| (p.clone(), c.gate(p))))
+        .collect();
+    until("every gate to open", || {
+        gates.iter().all(|(_, g)| g.is_active())
+    })
+    .await;
+
+    // `stop-all --wait` follows the programs one by one (tens of milliseconds each here),
+    // so the gates themselves are watched for all 300; the small stop-all test above
+    // covers `--wait`.
+    let sampler = Sampler::start(gates.clone());
+    let set = system
+        .json(&["stop-all", "--reason", "credential leak"])
+        .await;
+    let generation = set["stop_all"]["generation"].as_u64().expect("generation");
+    until("every gate to close", || {
+        gates.iter().all(|(_, g)| !g.is_active())
+    })
+    .await;
+    for c in &collectors {
+        assert!(
+            gates_of(c, &names).all(|p| c.applied(p) >= Some(generation)),
+            "every program applied the flag's generation {generation} or a newer one"
+        );
+    }
+    for program in ["p000", "p150", "p299"] {
+        let status = system
+            .status_until(1, program, "the stop-all acknowledged", |s| {
+                s["generation"].as_u64() == Some(generation)
+                    && s["collectors"]["acked"].as_u64() == Some(1)
+            })
+            .await;
+        assert_eq!(status["stop_all"]["active"], true, "{status}");
+    }
+
+    let (seen_closed, reopened) = sampler.finish();
+    assert_eq!(seen_closed, PROGRAMS, "every gate seen closed");
+    assert!(
+        reopened.is_empty(),
+        "gates seen open again during the stop-all: {reopened:?}"
+    );
+    let audit = system.json(&["audit", "--limit", "1"]).await;
+    assert_eq!(audit[0]["action"], "stop-all");
+    assert_eq!(audit[0]["detail"], "300 programs");
+    assert_eq!(audit[0]["generation"].as_u64(), Some(generation));
+
+    let cleared = system
+        .json(&["stop-all", "--clear", "--reason", "rotated"])
+        .await;
+    assert!(cleared["stop_all"]["generation"].as_u64() > Some(generation));
+    until("every gate to reopen", || {
+        gates.iter().all(|(_, g)| g.is_active())
+    })
+    .await;
+}
+
+/// The programs of `names` that collector `c` follows.
+fn gates_of<'a>(c: &'a Collector, names: &'a [String]) -> impl Iterator<Item = &'a str> {
+    names
+        .iter()
+        .map(String::as_str)
+        .filter(|p| c.client.gate(p).is_some())
+}

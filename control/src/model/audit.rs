@@ -13,7 +13,7 @@ use killswitch_proto::prost::Message;
 use killswitch_proto::prost_types::Timestamp;
 use killswitch_proto::v1::{self, store};
 
-use crate::model::{InvalidInput, ProgramName};
+use crate::model::{Generation, InvalidInput, ProgramName};
 
 /// Most entries one listing returns, whatever limit is asked for.
 pub const MAX_LIST_ENTRIES: usize = 10_000;
@@ -363,11 +363,24 @@ fn later_or_equal(a: Timestamp, b: Timestamp) -> bool {
     (a.seconds, a.nanos) >= (b.seconds, b.nanos)
 }
 
+/// An entry as a listing returns it: the stored entry and the generation it produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// The entry as stored (and hashed).
+    pub entry: store::AuditEntry,
+    /// The etcd revision of the transaction that wrote it, read from its key's
+    /// mod_revision (an entry is never rewritten): the generation of the state it
+    /// changed, or of the stop-all flag (for a request waiting for approval, the revision
+    /// it was filed at). Known only once written, so it is not stored in the entry and
+    /// not covered by its hash.
+    pub generation: Generation,
+}
+
 /// What a listing returns.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AuditList {
     /// Matching entries, oldest first.
-    pub entries: Vec<store::AuditEntry>,
+    pub entries: Vec<Listed>,
     /// Older matching entries left out by the limit or the size bound.
     pub omitted: u64,
 }
@@ -377,7 +390,7 @@ pub struct AuditList {
 #[derive(Debug, Clone)]
 pub struct Selection {
     query: Query,
-    entries: VecDeque<store::AuditEntry>,
+    entries: VecDeque<Listed>,
     bytes: usize,
     omitted: u64,
 }
@@ -394,10 +407,11 @@ impl Selection {
         }
     }
 
-    /// Considers the next key under `audit/` (its last segment) and its value. Keys that
-    /// are not entries and values that cannot be decoded are skipped (and logged):
-    /// `VerifyAudit` reports them, and the rest of the log is still worth reading.
-    pub fn push(&mut self, key: &str, value: &[u8]) {
+    /// Considers the next key under `audit/` (its last segment), its value and its
+    /// mod_revision. Keys that are not entries and values that cannot be decoded are
+    /// skipped (and logged): `VerifyAudit` reports them, and the rest of the log is still
+    /// worth reading.
+    pub fn push(&mut self, key: &str, value: &[u8], generation: Generation) {
         if entry_seq(key).is_none() {
             tracing::warn!(key, "skipping a key under audit/ that is not an entry");
             return;
@@ -413,12 +427,12 @@ impl Selection {
             return;
         }
         self.bytes += entry.encoded_len();
-        self.entries.push_back(entry);
+        self.entries.push_back(Listed { entry, generation });
         while self.entries.len() > self.query.limit || self.bytes > MAX_LIST_BYTES {
             let Some(oldest) = self.entries.pop_front() else {
                 break;
             };
-            self.bytes -= oldest.encoded_len();
+            self.bytes -= oldest.entry.encoded_len();
             self.omitted += 1;
         }
     }
@@ -433,10 +447,12 @@ impl Selection {
     }
 }
 
-/// A stored entry as `ListAudit` returns it.
+/// A listed entry as `ListAudit` returns it.
 #[must_use]
-pub fn to_wire(entry: store::AuditEntry) -> v1::AuditEntry {
+pub fn to_wire(listed: Listed) -> v1::AuditEntry {
+    let Listed { entry, generation } = listed;
     v1::AuditEntry {
+        generation,
         seq: entry.seq,
         at: entry.at,
         actor: entry.actor,
@@ -453,6 +469,8 @@ pub fn to_wire(entry: store::AuditEntry) -> v1::AuditEntry {
 }
 
 /// SHA-256 of the entry encoded with an empty `hash`; covers `prev_hash`, so entries chain.
+/// The generation a listing adds ([`Listed`]) is not part of the stored entry, so not of
+/// its hash.
 #[must_use]
 pub fn audit_hash(entry: &store::AuditEntry) -> Vec<u8> {
     use killswitch_proto::prost::Message as _;
@@ -779,11 +797,11 @@ mod tests {
         fn check(entries: &[store::AuditEntry], query: Query, seqs: &[u64], omitted: u64) {
             let mut selection = Selection::new(query);
             for (key, value) in stored(entries) {
-                selection.push(&key, &value);
+                selection.push(&key, &value, 0);
             }
-            selection.push("head", &[]);
+            selection.push("head", &[], 0);
             let list = selection.finish();
-            let got: Vec<u64> = list.entries.iter().map(|e| e.seq).collect();
+            let got: Vec<u64> = list.entries.iter().map(|l| l.entry.seq).collect();
             assert_eq!((got.as_slice(), list.omitted), (seqs, omitted));
         }
         let base = 1_795_942_800;
@@ -800,7 +818,7 @@ mod tests {
         odd[7].at = None;
         check(&odd, query("", Some(base), 0), &[1, 2, 3, 4, 5, 6, 7], 0);
         let mut selection = Selection::new(query("", None, 0));
-        selection.push("00000000000000000001", &[0xff, 0xff]);
+        selection.push("00000000000000000001", &[0xff, 0xff], 0);
         assert_eq!(selection.finish(), AuditList::default());
     }
 
@@ -814,12 +832,16 @@ mod tests {
         let mut selection = Selection::new(query("", None, 0));
         let n = 4_000u64;
         for seq in 1..=n {
-            selection.push(&format!("{seq:020}"), &entry(seq).encode_to_vec());
+            selection.push(&format!("{seq:020}"), &entry(seq).encode_to_vec(), seq);
         }
         let list = selection.finish();
-        let bytes: usize = list.entries.iter().map(Message::encoded_len).sum();
+        let bytes: usize = list.entries.iter().map(|l| l.entry.encoded_len()).sum();
         assert!(bytes <= MAX_LIST_BYTES, "{bytes}");
-        assert_eq!(list.entries.last().map(|e| e.seq), Some(n), "newest kept");
+        assert_eq!(
+            list.entries.last().map(|l| (l.entry.seq, l.generation)),
+            Some((n, n)),
+            "newest kept, with its generation"
+        );
         assert_eq!(list.omitted + list.entries.len() as u64, n);
         assert!(list.omitted > 0);
     }

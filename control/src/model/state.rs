@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use killswitch_proto::v1;
 
 use super::names::{InvalidInput, ProgramName};
-use super::targeting::Targeting;
+use super::targeting::{StopAllFlag, Targeting};
 
 /// Whether a program may collect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,7 +162,9 @@ impl fmt::Display for FailurePolicy {
     }
 }
 
-/// The etcd mod_revision of a program's state key: grows with every change.
+/// A program's generation, as collectors and operators see it: the newer of its state
+/// key's and the stop-all flag's etcd mod_revision (see [`ProgramState::with_stop_all`]),
+/// so it grows with every change of either.
 pub type Generation = u64;
 
 /// The authoritative state of one program.
@@ -172,8 +174,12 @@ pub struct ProgramState {
     pub program: ProgramName,
     /// Running or paused.
     pub state: RunState,
-    /// The state key's mod_revision.
+    /// The effective generation: the newer of `revision` and the stop-all flag's
+    /// generation (see [`ProgramState::with_stop_all`]). What collectors acknowledge,
+    /// status counts and signed resumes replace.
     pub generation: Generation,
+    /// The state key's own mod_revision, for compare-and-swap on that key.
+    pub revision: Generation,
     /// Why it was last changed.
     pub reason: String,
     /// Incident given with the change, empty when none.
@@ -189,6 +195,7 @@ pub struct ProgramState {
     /// The signed resume that made it RUNNING, carried to collectors unchanged.
     pub authorization: Option<Authorization>,
     /// Scoped rules, a staged resume and the stop-all: which collectors the state is for.
+    /// Its `stop_all` is the flag's, never a stored copy.
     pub targeting: Targeting,
 }
 
@@ -234,17 +241,20 @@ impl Authorization {
 }
 
 impl ProgramState {
-    /// Builds the domain state from its stored value and the key's mod_revision.
+    /// Builds the domain state from its stored value, the key's mod_revision and the
+    /// stop-all flag (see [`with_stop_all`](Self::with_stop_all)).
     #[must_use]
     pub fn from_store(
         program: ProgramName,
-        generation: Generation,
+        revision: Generation,
         stored: &v1::store::ProgramState,
+        stop_all: &StopAllFlag,
     ) -> Self {
         Self {
             program,
             state: RunState::from_wire(stored.state),
-            generation,
+            generation: revision,
+            revision,
             reason: stored.reason.clone(),
             incident_id: stored.incident_id.clone(),
             actor: stored.actor.clone(),
@@ -254,6 +264,21 @@ impl ProgramState {
             authorization: stored.authorization.as_ref().map(Authorization::from_wire),
             targeting: Targeting::from_store(stored),
         }
+        .with_stop_all(stop_all)
+    }
+
+    /// The state under the stop-all flag: the one place the flag meets a program's state.
+    /// While the flag is active every collector is PAUSED (`targeting.stop_all` is the
+    /// flag's mark; any mark older versions stored in the state is ignored), and the
+    /// generation is the newer of the state key's mod_revision and the flag's generation,
+    /// so setting or clearing the flag gives every program a new generation at once,
+    /// without writing any program's state. Applying it again, with the same or a newer
+    /// flag, only depends on `revision` and the flag.
+    #[must_use]
+    pub fn with_stop_all(mut self, stop_all: &StopAllFlag) -> Self {
+        self.generation = self.revision.max(stop_all.generation);
+        self.targeting.stop_all.clone_from(&stop_all.mark);
+        self
     }
 
     /// The wire form operators see: the base state with its targeting.
@@ -387,6 +412,64 @@ mod tests {
             "unreadable: fail closed"
         );
         assert_eq!(FailurePolicy::parse(Some(&keep.to_wire())), Ok(keep));
+    }
+
+    #[test]
+    fn the_stop_all_flag_is_merged_into_every_state_with_its_generation() {
+        use crate::model::targeting::StopAll;
+        let stored = v1::store::ProgramState {
+            state: v1::RunState::Running as i32,
+            // A mark an older version stored: only the flag counts.
+            stop_all: Some(v1::StopAll {
+                active: true,
+                ..v1::StopAll::default()
+            }),
+            ..v1::store::ProgramState::default()
+        };
+        let name = ProgramName::parse("demo").expect("valid");
+        let never = StopAllFlag::default();
+        let plain = ProgramState::from_store(name.clone(), 7, &stored, &never);
+        assert_eq!((plain.generation, plain.revision), (7, 7));
+        assert!(
+            plain.targeting.stop_all.is_none(),
+            "a stored mark is ignored"
+        );
+
+        let set = StopAllFlag {
+            mark: Some(StopAll {
+                reason: "leak".into(),
+                incident_id: String::new(),
+                actor: "alice".into(),
+                at: None,
+            }),
+            generation: 9,
+            clear_request: None,
+        };
+        let stopped = plain.clone().with_stop_all(&set);
+        assert_eq!((stopped.generation, stopped.revision), (9, 7));
+        let labels = std::collections::BTreeMap::new();
+        let wire = stopped.to_collector_wire("c1", &labels);
+        assert_eq!(
+            (wire.state, wire.generation),
+            (v1::RunState::Paused as i32, 9)
+        );
+
+        // A change during the stop-all is newer than the flag: its own generation, still
+        // PAUSED for collectors.
+        let changed = ProgramState::from_store(name, 11, &stored, &set);
+        assert_eq!(changed.generation, 11);
+        let wire = changed.to_collector_wire("c1", &labels);
+        assert_eq!(wire.state, v1::RunState::Paused as i32);
+
+        let cleared = StopAllFlag {
+            generation: 12,
+            ..StopAllFlag::default()
+        };
+        let resumed = stopped.with_stop_all(&cleared);
+        assert_eq!(resumed.generation, 12, "the clear is a new generation too");
+        let wire = resumed.to_collector_wire("c1", &labels);
+        assert_eq!(wire.state, v1::RunState::Running as i32);
+        assert_eq!(resumed.with_stop_all(&cleared).generation, 12, "idempotent");
     }
 
     #[test]

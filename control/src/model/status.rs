@@ -263,6 +263,7 @@ mod tests {
             program: ProgramName::parse("demo").expect("valid"),
             state: RunState::Paused,
             generation,
+            revision: generation,
             reason: "r".into(),
             incident_id: String::new(),
             actor: "a".into(),

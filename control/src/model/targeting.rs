@@ -173,7 +173,7 @@ pub fn bucket(id: &str) -> u32 {
     u32::try_from(u64::from_be_bytes(first) % u64::from(BUCKETS)).unwrap_or(0)
 }
 
-/// The emergency stop-all, as copied into every program's state while it is active.
+/// The emergency stop-all while it is active: who set it, why and when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StopAll {
     /// Why.
@@ -218,7 +218,10 @@ impl StopAll {
 pub struct StopAllFlag {
     /// The active stop-all; `None` when inactive.
     pub mark: Option<StopAll>,
-    /// The mod_revision of the flag's key (0 when never set).
+    /// The generation that set or cleared it (0 when never set): the mod_revision of the
+    /// flag's key, or, once a clear request rewrote the key, the generation the request
+    /// recorded (the one that set the flag), so a request changes no program's
+    /// generation.
     pub generation: Generation,
     /// A request to clear it, waiting for a second admin.
     pub clear_request: Option<ClearRequest>,
@@ -238,10 +241,15 @@ pub struct ClearRequest {
 impl StopAllFlag {
     /// From the stored value and its key's mod_revision.
     #[must_use]
-    pub fn from_stored(stored: &v1::StopAll, generation: Generation) -> Self {
+    pub fn from_stored(stored: &v1::StopAll, mod_revision: Generation) -> Self {
+        let recorded = stored.generation;
         Self {
             mark: StopAll::from_wire(stored),
-            generation,
+            generation: if stored.active && recorded != 0 && recorded <= mod_revision {
+                recorded
+            } else {
+                mod_revision
+            },
             clear_request: (!stored.clear_request_id.is_empty()).then(|| ClearRequest {
                 id: stored.clear_request_id.clone(),
                 requested_by: stored.clear_requested_by.clone(),
@@ -268,7 +276,8 @@ pub struct Targeting {
     pub rollout: Option<Rollout>,
     /// The collectors the last change was aimed at; `None` for all.
     pub scope: Option<Selector>,
-    /// The emergency stop-all, while active.
+    /// The emergency stop-all, while active: the flag's mark, set when the state is read
+    /// ([`crate::model::ProgramState::with_stop_all`]), never stored in the state.
     pub stop_all: Option<StopAll>,
 }
 
@@ -323,11 +332,12 @@ impl Targeting {
             scope: (!stored.scope.is_empty())
                 .then(|| Selector::parse(&stored.scope).ok())
                 .flatten(),
-            stop_all: stored.stop_all.as_ref().and_then(StopAll::from_wire),
+            stop_all: None,
         }
     }
 
-    /// Writes itself into a stored state.
+    /// Writes itself into a stored state; the stop-all mark stays with the flag (a mark
+    /// an older version stored is dropped).
     pub fn store_into(&self, stored: &mut v1::store::ProgramState) {
         stored.rules = self.rules.iter().map(Rule::to_wire).collect();
         stored.rollout = self.rollout.as_ref().map(Rollout::to_wire);
@@ -335,7 +345,7 @@ impl Targeting {
             .scope
             .as_ref()
             .map_or_else(String::new, ToString::to_string);
-        stored.stop_all = self.stop_all.as_ref().map(StopAll::to_wire);
+        stored.stop_all = None;
     }
 
     /// Writes itself into the wire state operators see.
@@ -415,6 +425,37 @@ mod tests {
             targeting.effective(RunState::Running, "c1", &emea),
             RunState::Paused
         );
+    }
+
+    #[test]
+    fn a_clear_request_keeps_the_generation_that_set_the_flag() {
+        let set = v1::StopAll {
+            active: true,
+            ..v1::StopAll::default()
+        };
+        assert_eq!(StopAllFlag::from_stored(&set, 40).generation, 40);
+        let requested = v1::StopAll {
+            generation: 40,
+            clear_request_id: "0badcafe".into(),
+            ..set.clone()
+        };
+        let flag = StopAllFlag::from_stored(&requested, 44);
+        assert_eq!(flag.generation, 40);
+        assert!(flag.active() && flag.clear_request.is_some());
+        let impossible = v1::StopAll {
+            generation: 99,
+            ..set
+        };
+        assert_eq!(
+            StopAllFlag::from_stored(&impossible, 44).generation,
+            44,
+            "never beyond the key's own revision"
+        );
+        let cleared = v1::StopAll {
+            generation: 40,
+            ..v1::StopAll::default()
+        };
+        assert_eq!(StopAllFlag::from_stored(&cleared, 50).generation, 50);
     }
 
     #[test]

@@ -1,9 +1,13 @@
-//! The replica's in-memory view of every program's state, fed by one etcd watch.
+//! The replica's in-memory view of every program's state and of the stop-all flag, fed by
+//! one etcd watch.
 //!
 //! Sessions subscribe per program through `tokio::sync::watch`: a writer replaces the
 //! value, so a slow session sees only the latest state, never a backlog of stale ones, and
-//! nothing reads etcd per collector. [`run_watcher`] keeps the cache current: list at a
-//! revision, watch from the next one, re-list when etcd reports the revision compacted.
+//! nothing reads etcd per collector. Every state is held under the flag
+//! ([`ProgramState::with_stop_all`]): when the flag changes, every program's state is
+//! recomputed and its subscribers notified. [`run_watcher`] keeps the cache current: list
+//! at a revision, watch from the next one, re-list when etcd reports the revision
+//! compacted.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +18,10 @@ use etcd_client::{EventType, WatchOptions};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use killswitch_proto::prost::Message as _;
+use killswitch_proto::v1;
+
+use crate::model::targeting::StopAllFlag;
 use crate::model::{Generation, ProgramName, ProgramState};
 use crate::store::{Store, StoreError, revision};
 
@@ -23,12 +31,20 @@ pub type Slot = Option<Arc<ProgramState>>;
 /// Every program's latest state, as this replica knows it.
 #[derive(Debug)]
 pub struct StateCache {
-    programs: Mutex<HashMap<ProgramName, watch::Sender<Slot>>>,
+    programs: Mutex<Programs>,
     revision: watch::Sender<u64>,
     healthy: watch::Sender<bool>,
     reconcile_differences: AtomicU64,
     /// When the watcher last heard from etcd; the cache's creation until it does.
     heard: Mutex<Instant>,
+}
+
+/// The programs and the flag every state is held under, behind one lock so that no state
+/// is ever stored under another flag than the current one.
+#[derive(Debug, Default)]
+struct Programs {
+    states: HashMap<ProgramName, watch::Sender<Slot>>,
+    stop_all: StopAllFlag,
 }
 
 impl Default for StateCache {
@@ -52,7 +68,7 @@ impl StateCache {
 
     // The map is only touched in short, await-free sections, so a std mutex is right; a
     // panic while holding it cannot leave the map inconsistent, so poisoning is ignored.
-    fn lock(&self) -> MutexGuard<'_, HashMap<ProgramName, watch::Sender<Slot>>> {
+    fn lock(&self) -> MutexGuard<'_, Programs> {
         self.programs
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -61,6 +77,7 @@ impl StateCache {
     /// Follows a program's state; the receiver holds `None` while the program is unknown.
     pub fn subscribe(&self, program: &ProgramName) -> watch::Receiver<Slot> {
         self.lock()
+            .states
             .entry(program.clone())
             .or_insert_with(|| watch::channel(None).0)
             .subscribe()
@@ -71,23 +88,36 @@ impl StateCache {
     pub fn release(&self, program: &ProgramName) {
         let mut programs = self.lock();
         if programs
+            .states
             .get(program)
             .is_some_and(|tx| tx.receiver_count() == 0 && tx.borrow().is_none())
         {
-            programs.remove(program);
+            programs.states.remove(program);
         }
     }
 
     /// The current state of a program.
     #[must_use]
     pub fn get(&self, program: &ProgramName) -> Slot {
-        self.lock().get(program).and_then(|tx| tx.borrow().clone())
+        self.lock()
+            .states
+            .get(program)
+            .and_then(|tx| tx.borrow().clone())
     }
 
-    /// Stores a state unless the cache already holds the same or a newer generation.
+    /// The stop-all flag every state is held under.
+    #[must_use]
+    pub fn stop_all(&self) -> StopAllFlag {
+        self.lock().stop_all.clone()
+    }
+
+    /// Stores a state, under the current stop-all flag, unless the cache already holds the
+    /// same or a newer generation.
     pub fn apply(&self, state: ProgramState) {
         let mut programs = self.lock();
+        let state = state.with_stop_all(&programs.stop_all);
         let tx = programs
+            .states
             .entry(state.program.clone())
             .or_insert_with(|| watch::channel(None).0);
         tx.send_if_modified(|slot| {
@@ -104,26 +134,58 @@ impl StateCache {
 
     /// Marks a program as gone.
     pub fn remove(&self, program: &ProgramName) {
-        if let Some(tx) = self.lock().get(program) {
+        if let Some(tx) = self.lock().states.get(program) {
             tx.send_if_modified(|slot| slot.take().is_some());
         }
     }
 
-    /// Replaces everything with a fresh listing: newer states are applied, programs absent
-    /// from it are marked gone. Returns how many programs changed (a non-zero count after a
-    /// re-list means the watch had missed something).
-    pub fn replace_all(&self, states: Vec<ProgramState>) -> usize {
-        let listed: HashMap<ProgramName, ProgramState> =
-            states.into_iter().map(|s| (s.program.clone(), s)).collect();
+    /// Holds every state under a new stop-all flag: each program whose state it changes
+    /// (a new generation when the flag was set or cleared) is sent to its subscribers.
+    /// Returns how many programs changed.
+    pub fn set_stop_all(&self, stop_all: StopAllFlag) -> usize {
         let mut programs = self.lock();
+        if programs.stop_all == stop_all {
+            return 0;
+        }
         let mut changed = 0;
-        for (name, tx) in programs.iter() {
+        for tx in programs.states.values() {
+            if tx.send_if_modified(|slot| {
+                let Some(current) = slot else {
+                    return false;
+                };
+                let merged = ProgramState::clone(current).with_stop_all(&stop_all);
+                if merged == **current {
+                    return false;
+                }
+                *slot = Some(Arc::new(merged));
+                true
+            }) {
+                changed += 1;
+            }
+        }
+        programs.stop_all = stop_all;
+        changed
+    }
+
+    /// Replaces everything with a fresh listing, states and flag: states that differ are
+    /// replaced, programs absent from it are marked gone. Returns how many programs
+    /// changed (a non-zero count after a re-list means the watch had missed something).
+    pub fn replace_all(&self, states: Vec<ProgramState>, stop_all: StopAllFlag) -> usize {
+        let listed: HashMap<ProgramName, ProgramState> = states
+            .into_iter()
+            .map(|s| (s.program.clone(), s.with_stop_all(&stop_all)))
+            .collect();
+        let mut programs = self.lock();
+        programs.stop_all = stop_all;
+        let mut changed = 0;
+        for (name, tx) in programs.states.iter() {
             if !listed.contains_key(name) && tx.send_if_modified(|slot| slot.take().is_some()) {
                 changed += 1;
             }
         }
         for (name, state) in listed {
             let tx = programs
+                .states
                 .entry(name)
                 .or_insert_with(|| watch::channel(None).0);
             if tx.send_if_modified(|slot| {
@@ -165,6 +227,7 @@ impl StateCache {
     #[must_use]
     pub fn generations(&self) -> Vec<(ProgramName, Generation)> {
         self.lock()
+            .states
             .iter()
             .filter_map(|(name, tx)| tx.borrow().as_ref().map(|s| (name.clone(), s.generation)))
             .collect()
@@ -174,6 +237,7 @@ impl StateCache {
     #[must_use]
     pub fn rollouts(&self) -> Vec<Arc<ProgramState>> {
         self.lock()
+            .states
             .values()
             .filter_map(|tx| tx.borrow().clone())
             .filter(|state| state.targeting.rollout.is_some())
@@ -287,7 +351,7 @@ pub async fn run_watcher(
             Phase::Listing => match store.list_states().await {
                 Ok(listing) => {
                     cache.heard_from_etcd();
-                    let changed = cache.replace_all(listing.states);
+                    let changed = cache.replace_all(listing.states, listing.stop_all);
                     tracing::info!(
                         revision = listing.revision,
                         changed,
@@ -351,16 +415,12 @@ impl Watch<'_> {
     /// Follows etcd from `self.from` until the stream ends; `self.from` is then where to
     /// resume.
     async fn run(&mut self, cancel: &CancellationToken, failures: &mut u32) -> WatchEnd {
+        let (start, end) = self.store.keys().watched();
         let options = WatchOptions::new()
-            .with_prefix()
+            .with_range(end)
             .with_start_revision(self.from)
             .with_progress_notify();
-        let mut stream = match self
-            .store
-            .client()
-            .watch(self.store.keys().states(), Some(options))
-            .await
-        {
+        let mut stream = match self.store.client().watch(start, Some(options)).await {
             Ok(stream) => stream,
             Err(error) => return WatchEnd::Broken(error.into()),
         };
@@ -432,12 +492,24 @@ impl Watch<'_> {
     }
 
     fn apply(&self, kind: EventType, kv: &etcd_client::KeyValue) {
+        let keys = self.store.keys();
+        if kv.key() == keys.global().as_bytes() {
+            self.apply_stop_all(kind, kv);
+            return;
+        }
+        let states = keys.states();
+        if !kv.key().starts_with(states.as_bytes()) {
+            // Another key of the watched range (see `Keys::watched`).
+            return;
+        }
         match kind {
             EventType::Put => {
-                match self
-                    .store
-                    .decode_state(kv.key(), kv.value(), kv.mod_revision())
-                {
+                match self.store.decode_state(
+                    kv.key(),
+                    kv.value(),
+                    kv.mod_revision(),
+                    &self.cache.stop_all(),
+                ) {
                     Ok(Some(state)) => self.cache.apply(state),
                     Ok(None) => {}
                     Err(error) => {
@@ -447,14 +519,29 @@ impl Watch<'_> {
             }
             EventType::Delete => {
                 let key = String::from_utf8_lossy(kv.key());
-                if let Some(Ok(name)) = key
-                    .strip_prefix(&self.store.keys().states())
-                    .map(ProgramName::parse)
-                {
+                if let Some(Ok(name)) = key.strip_prefix(&states).map(ProgramName::parse) {
                     self.cache.remove(&name);
                 }
             }
         }
+    }
+
+    /// A change of the stop-all flag: every program's state is held under the new one.
+    /// A deleted key reads as a flag never set, as a listing reads it.
+    fn apply_stop_all(&self, kind: EventType, kv: &etcd_client::KeyValue) {
+        let flag = match kind {
+            EventType::Put => match v1::StopAll::decode(kv.value()) {
+                Ok(value) => StopAllFlag::from_stored(&value, revision(kv.mod_revision())),
+                Err(error) => {
+                    tracing::error!(%error, "ignoring a stop-all flag this replica cannot read");
+                    return;
+                }
+            },
+            EventType::Delete => StopAllFlag::default(),
+        };
+        let active = flag.active();
+        let changed = self.cache.set_stop_all(flag);
+        tracing::info!(active, changed, "stop-all flag changed");
     }
 
     /// Compares the cache with a listing at the revision the cache is current to (only
@@ -467,7 +554,7 @@ impl Watch<'_> {
             Err(error) => return Err(WatchEnd::Broken(error)),
         };
         self.cache.heard_from_etcd();
-        let differences = self.cache.replace_all(listing.states);
+        let differences = self.cache.replace_all(listing.states, listing.stop_all);
         if differences > 0 {
             self.cache
                 .reconcile_differences
@@ -499,6 +586,7 @@ mod tests {
             program: ProgramName::parse(name).expect("valid name"),
             state: run,
             generation,
+            revision: generation,
             reason: "test".into(),
             incident_id: String::new(),
             actor: "tester".into(),
@@ -528,10 +616,13 @@ mod tests {
         let cache = StateCache::new();
         cache.apply(state("a", 2, RunState::Paused));
         cache.apply(state("b", 3, RunState::Paused));
-        let changed = cache.replace_all(vec![
-            state("a", 2, RunState::Paused),
-            state("c", 9, RunState::Running),
-        ]);
+        let changed = cache.replace_all(
+            vec![
+                state("a", 2, RunState::Paused),
+                state("c", 9, RunState::Running),
+            ],
+            StopAllFlag::default(),
+        );
         assert_eq!(changed, 2, "b removed and c added; a unchanged");
         assert!(
             cache
@@ -547,15 +638,56 @@ mod tests {
     }
 
     #[test]
+    fn a_stop_all_flag_change_notifies_every_program_with_a_new_generation() {
+        let cache = StateCache::new();
+        let name = ProgramName::parse("demo").expect("valid name");
+        let mut rx = cache.subscribe(&name);
+        cache.apply(state("demo", 5, RunState::Running));
+        cache.apply(state("other", 6, RunState::Paused));
+        rx.mark_unchanged();
+        let set = StopAllFlag {
+            mark: Some(crate::model::targeting::StopAll {
+                reason: "leak".into(),
+                incident_id: String::new(),
+                actor: "alice".into(),
+                at: None,
+            }),
+            generation: 8,
+            clear_request: None,
+        };
+        assert_eq!(cache.set_stop_all(set.clone()), 2);
+        assert!(rx.has_changed().expect("open"));
+        let held = rx.borrow_and_update().clone().expect("a state");
+        assert_eq!((held.generation, held.revision), (8, 5));
+        assert!(held.targeting.stop_all.is_some());
+        assert_eq!(cache.set_stop_all(set), 0, "the same flag changes nothing");
+
+        // A state written during the stop-all is held under the flag.
+        cache.apply(state("demo", 9, RunState::Running));
+        let held = cache.get(&name).expect("a state");
+        assert_eq!(held.generation, 9);
+        assert!(held.targeting.stop_all.is_some());
+
+        let cleared = StopAllFlag {
+            generation: 10,
+            ..StopAllFlag::default()
+        };
+        assert_eq!(cache.set_stop_all(cleared), 2);
+        let held = cache.get(&name).expect("a state");
+        assert_eq!(held.generation, 10);
+        assert!(held.targeting.stop_all.is_none());
+    }
+
+    #[test]
     fn release_forgets_only_unfollowed_unknown_programs() {
         let cache = StateCache::new();
         let ghost = ProgramName::parse("ghost").expect("valid name");
         let rx = cache.subscribe(&ghost);
         cache.release(&ghost);
-        assert_eq!(cache.lock().len(), 1, "still followed");
+        assert_eq!(cache.lock().states.len(), 1, "still followed");
         drop(rx);
         cache.release(&ghost);
-        assert!(cache.lock().is_empty());
+        assert!(cache.lock().states.is_empty());
     }
 
     #[test]

@@ -134,7 +134,7 @@ impl Store {
                 Compare::mod_revision(
                     state_key.as_str(),
                     CompareOp::Equal,
-                    i64::try_from(current.generation).unwrap_or(i64::MAX),
+                    i64::try_from(current.revision).unwrap_or(i64::MAX),
                 ),
                 Compare::create_revision(key.as_str(), CompareOp::Equal, 0),
                 Compare::mod_revision(self.keys.audit_head(), CompareOp::Equal, head.revision),

@@ -72,7 +72,10 @@ impl Store {
         let mut attempts = 0;
         loop {
             let mut chain = Chain::new();
-            match self.scan_audit(|key, value| chain.push(key, value)).await {
+            match self
+                .scan_audit(|key, value, _| chain.push(key, value))
+                .await
+            {
                 Ok(head) => return Ok(chain.finish(head.as_deref())),
                 Err(error) if error.is_compacted() && attempts + 1 < MAX_ATTEMPTS => {
                     tracing::debug!("etcd compacted the audit snapshot; reading it again");
@@ -89,7 +92,7 @@ impl Store {
         loop {
             let mut selection = Selection::new(query.clone());
             match self
-                .scan_audit(|key, value| selection.push(key, value))
+                .scan_audit(|key, value, at| selection.push(key, value, revision(at)))
                 .await
             {
                 Ok(_) => return Ok(selection.finish()),
@@ -103,11 +106,11 @@ impl Store {
     }
 
     /// Reads the head, then every other key under `audit/` at the head's revision in key
-    /// order, [`AUDIT_PAGE`] keys per request, handing `visit` each key's last segment and
-    /// value. Returns the head's value, `None` when there is none.
+    /// order, [`AUDIT_PAGE`] keys per request, handing `visit` each key's last segment,
+    /// value and mod_revision. Returns the head's value, `None` when there is none.
     async fn scan_audit(
         &self,
-        mut visit: impl FnMut(&str, &[u8]),
+        mut visit: impl FnMut(&str, &[u8], i64),
     ) -> Result<Option<Vec<u8>>, StoreError> {
         let head_key = self.keys.audit_head();
         let response = self.get(head_key.as_str(), None).await?;
@@ -129,7 +132,7 @@ impl Store {
                     continue;
                 }
                 let key = kv.key().strip_prefix(dir.as_bytes()).unwrap_or(kv.key());
-                visit(&String::from_utf8_lossy(key), kv.value());
+                visit(&String::from_utf8_lossy(key), kv.value(), kv.mod_revision());
             }
             match page.kvs().last() {
                 Some(last) if page.more() => {

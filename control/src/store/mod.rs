@@ -20,7 +20,6 @@ mod state;
 mod targeting;
 
 pub use replicas::MAX_TXN_OPS;
-pub use targeting::MAX_STOP_ALL_PROGRAMS;
 
 use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
 use killswitch_proto::prost::Message;
@@ -28,6 +27,7 @@ use killswitch_proto::v1::{self, store};
 
 use crate::model::audit::{AuditList, Chain, Query, Selection, Verdict, audit_hash};
 use crate::model::status::ReplicaSummary;
+use crate::model::targeting::StopAllFlag;
 use crate::model::{
     FailurePolicy, Generation, InvalidInput, Program, ProgramName, ProgramState, RunState,
 };
@@ -313,6 +313,15 @@ impl Keys {
         format!("{}/global", self.prefix)
     }
 
+    /// The key range a replica's cache watches: from the stop-all flag to the end of the
+    /// states. It holds both in one watch, so their events arrive in revision order; the
+    /// few other keys between them (`programs/`, `replicas/`, `rollout-driver`) change
+    /// rarely and are ignored by the watcher.
+    pub(crate) fn watched(&self) -> (String, String) {
+        // '0' follows '/': the end of the range of keys that start with `state/`.
+        (self.global(), format!("{}/state0", self.prefix))
+    }
+
     fn driver(&self) -> String {
         format!("{}/rollout-driver", self.prefix)
     }
@@ -326,13 +335,15 @@ impl Keys {
     }
 }
 
-/// The state of the store at one revision: every program's state.
+/// The state of the store at one revision: every program's state and the stop-all flag.
 #[derive(Debug, Clone)]
 pub struct Listing {
     /// The etcd revision the listing was read at.
     pub revision: i64,
-    /// Every program's state.
+    /// Every program's state, under `stop_all`.
     pub states: Vec<ProgramState>,
+    /// The stop-all flag.
+    pub stop_all: StopAllFlag,
 }
 
 /// Access to Killswitch's data in etcd. Cheap to clone.
@@ -570,37 +581,34 @@ impl Store {
     }
 
     /// The audit head; a fresh chain only when the log has no entry at all (a deleted
-    /// head over an existing log is refused: [`StoreError::AuditHeadMissing`]).
+    /// head over an existing log is refused: [`StoreError::AuditHeadMissing`]). The
+    /// entries are counted at the revision the head was read at, so a first entry
+    /// committed by a concurrent change in between is not taken for a deleted head.
     async fn audit_head(&self) -> Result<Head, StoreError> {
-        Ok(
-            match self
-                .read::<store::AuditHead>(&self.keys.audit_head())
-                .await?
-            {
-                None => {
-                    let first = format!("{}/audit/0", self.keys.prefix);
-                    let entries = self
-                        .get(
-                            first.as_str(),
-                            Some(GetOptions::new().with_prefix().with_count_only()),
-                        )
-                        .await?;
-                    if entries.count() > 0 {
-                        return Err(StoreError::AuditHeadMissing(self.keys.audit_head()));
-                    }
-                    Head {
-                        revision: 0,
-                        seq: 0,
-                        hash: vec![0; 32],
-                    }
-                }
-                Some((revision, head)) => Head {
-                    revision,
-                    seq: head.seq,
-                    hash: head.hash,
-                },
-            },
-        )
+        let head_key = self.keys.audit_head();
+        let response = self.get(head_key.as_str(), None).await?;
+        if let Some(kv) = response.kvs().first() {
+            let head: store::AuditHead = decode(&head_key, kv.value())?;
+            return Ok(Head {
+                revision: kv.mod_revision(),
+                seq: head.seq,
+                hash: head.hash,
+            });
+        }
+        let at = response.header().map_or(0, |h| h.revision());
+        let first = format!("{}/audit/0", self.keys.prefix);
+        let options = GetOptions::new()
+            .with_prefix()
+            .with_count_only()
+            .with_revision(at);
+        if self.get(first.as_str(), Some(options)).await?.count() > 0 {
+            return Err(StoreError::AuditHeadMissing(head_key));
+        }
+        Ok(Head {
+            revision: 0,
+            seq: 0,
+            hash: vec![0; 32],
+        })
     }
 
     /// `ops` plus the puts of an audit entry and the new head.

@@ -27,7 +27,7 @@ impl Store {
             policy: Some(program.policy.to_wire()),
             resume_approvals: program.resume_approvals,
         };
-        let mut stored_state = store::ProgramState {
+        let stored_state = store::ProgramState {
             state: v1::RunState::Paused as i32,
             reason: change.reason.clone(),
             incident_id: change.incident_id.clone(),
@@ -37,9 +37,8 @@ impl Store {
             ..store::ProgramState::default()
         };
         for _ in 0..MAX_ATTEMPTS {
-            // Created during a stop-all, it carries the mark like every other program.
-            let (global_revision, global) = self.read_global().await?;
-            stored_state.stop_all = global.active.then_some(global);
+            // Compared, so the state returned is under the flag that held at the commit.
+            let global = self.global().await?;
             let head = self.audit_head().await?;
             let what = Audited {
                 action: "create",
@@ -62,7 +61,7 @@ impl Store {
             let txn = Txn::new()
                 .when([
                     Compare::create_revision(self.keys.program(name), CompareOp::Equal, 0),
-                    Compare::mod_revision(self.keys.global(), CompareOp::Equal, global_revision),
+                    Compare::mod_revision(self.keys.global(), CompareOp::Equal, global.revision),
                     Compare::create_revision(self.keys.state(name), CompareOp::Equal, 0),
                     Compare::mod_revision(self.keys.audit_head(), CompareOp::Equal, head.revision),
                 ])
@@ -79,7 +78,12 @@ impl Store {
                 ));
             if let Some(generation) = self.commit(txn, &entry, head.revision).await? {
                 let program = Program::from_store(name.clone(), &stored_program);
-                let state = ProgramState::from_store(name.clone(), generation, &stored_state);
+                let state = ProgramState::from_store(
+                    name.clone(),
+                    generation,
+                    &stored_state,
+                    &global.flag(),
+                );
                 return Ok((program, state));
             }
             if self.get_program(name).await?.is_some() {
@@ -189,7 +193,8 @@ impl Store {
     /// Writes a program's policy and approvals, and the policy into its state, with an
     /// audit entry. With `request` (an approved policy change: its key, that key's
     /// mod_revision, the state generation it was filed at, who filed it), the state must
-    /// still be at that generation and the request is deleted in the same transaction.
+    /// still be at that (effective) generation and the request is deleted in the same
+    /// transaction.
     pub(super) async fn apply_policy(
         &self,
         name: &ProgramName,
@@ -209,14 +214,20 @@ impl Store {
                 .read::<store::ProgramState>(&state_key)
                 .await?
                 .ok_or_else(not_found)?;
-            if request.is_some_and(|(_, _, at, _)| at != revision(state_revision)) {
+            let global = self.global().await?;
+            let flag = global.flag();
+            let state = ProgramState::from_store(
+                name.clone(),
+                revision(state_revision),
+                &stored_state,
+                &flag,
+            );
+            if request.is_some_and(|(_, _, at, _)| at != state.generation) {
                 return Err(StoreError::StaleApproval);
             }
             let old = FailurePolicy::from_store(stored_program.policy.as_ref());
             let old_approvals = stored_program.resume_approvals.clamp(1, 2);
             if old == new && old_approvals == new_approvals && request.is_none() {
-                let state =
-                    ProgramState::from_store(name.clone(), revision(state_revision), &stored_state);
                 return Ok((Program::from_store(name.clone(), &stored_program), state));
             }
             let mut details = policy_detail(old, old_approvals, new, new_approvals);
@@ -229,6 +240,8 @@ impl Store {
             stored_program.policy = Some(new.to_wire());
             stored_program.resume_approvals = new_approvals;
             stored_state.policy = Some(new.to_wire());
+            // A stop-all mark an older version stored: the flag alone says it now.
+            stored_state.stop_all = None;
             let head = self.audit_head().await?;
             let current = RunState::from_wire(stored_state.state);
             let what = Audited {
@@ -242,6 +255,7 @@ impl Store {
             let mut compares = vec![
                 Compare::mod_revision(program_key.as_str(), CompareOp::Equal, program_revision),
                 Compare::mod_revision(state_key.as_str(), CompareOp::Equal, state_revision),
+                Compare::mod_revision(self.keys.global(), CompareOp::Equal, global.revision),
                 Compare::mod_revision(self.keys.audit_head(), CompareOp::Equal, head.revision),
             ];
             let mut ops = vec![
@@ -256,7 +270,8 @@ impl Store {
                 .when(compares)
                 .and_then(self.audited_puts(&entry, ops));
             if let Some(generation) = self.commit(txn, &entry, head.revision).await? {
-                let state = ProgramState::from_store(name.clone(), generation, &stored_state);
+                let state =
+                    ProgramState::from_store(name.clone(), generation, &stored_state, &flag);
                 return Ok((Program::from_store(name.clone(), &stored_program), state));
             }
             tracing::debug!(program = %name, "lost a race with a concurrent change; retrying");

@@ -1,8 +1,9 @@
-//! A program's state: reading and listing it, and changing it. Every change goes through
-//! [`Store::edit_state`]: it reads the state and the stop-all flag, lets the caller decide
-//! the new state, and commits it with its audit entry in one transaction that also
-//! compares the flag, so no state is ever written without the stop-all mark while a
-//! stop-all is active.
+//! A program's state: reading and listing it, and changing it. Every read merges the
+//! stop-all flag, read at the same revision, into each state
+//! ([`ProgramState::with_stop_all`]). Every change goes through [`Store::edit_state`]: it
+//! reads the state and the flag, lets the caller decide the new state, and commits it with
+//! its audit entry in one transaction that also compares the flag, so the decision and the
+//! state it returns were made under the flag that held when it committed.
 
 use std::time::SystemTime;
 
@@ -11,15 +12,27 @@ use killswitch_proto::prost::Message;
 use killswitch_proto::v1::{self, store};
 
 use super::*;
-use crate::model::targeting::StopAllFlag;
 
 impl Store {
-    /// Reads one program's state; `None` when it does not exist.
+    /// Reads one program's state, under the stop-all flag read at the same revision;
+    /// `None` when it does not exist.
     pub async fn get_state(&self, name: &ProgramName) -> Result<Option<ProgramState>, StoreError> {
-        let state = self
-            .read::<store::ProgramState>(&self.keys.state(name))
-            .await?;
-        Ok(state.map(|(at, stored)| ProgramState::from_store(name.clone(), revision(at), &stored)))
+        let key = self.keys.state(name);
+        let response = self.get(key.as_str(), None).await?;
+        let Some(kv) = response.kvs().first() else {
+            return Ok(None);
+        };
+        let stored: store::ProgramState = decode(&key, kv.value())?;
+        let flag = self
+            .global_at(response.header().map_or(0, |h| h.revision()))
+            .await?
+            .flag();
+        Ok(Some(ProgramState::from_store(
+            name.clone(),
+            revision(kv.mod_revision()),
+            &stored,
+            &flag,
+        )))
     }
 
     /// Every program's state, read at one revision (the latest).
@@ -27,31 +40,41 @@ impl Store {
         self.list_states_at(0).await
     }
 
-    /// Every program's state as it was at revision `at` (0: the latest).
+    /// Every program's state and the stop-all flag as they were at revision `at` (0: the
+    /// latest).
     pub(crate) async fn list_states_at(&self, at: i64) -> Result<Listing, StoreError> {
         let options = GetOptions::new().with_prefix().with_revision(at);
         let response = self.get(self.keys.states(), Some(options)).await?;
         let revision = response.header().map_or(at, |h| h.revision());
+        let stop_all = self.global_at(revision).await?.flag();
         let mut states = Vec::with_capacity(response.kvs().len());
         for kv in response.kvs() {
             // One unreadable state must not blind the replica to every other program:
             // it is left out (its collectors hold, as for an unknown program), as the
             // watch leaves out such an update.
-            match self.decode_state(kv.key(), kv.value(), kv.mod_revision()) {
+            match self.decode_state(kv.key(), kv.value(), kv.mod_revision(), &stop_all) {
                 Ok(Some(state)) => states.push(state),
                 Ok(None) => {}
                 Err(error) => tracing::error!(%error, "ignoring a state this replica cannot read"),
             }
         }
-        Ok(Listing { revision, states })
+        Ok(Listing {
+            revision,
+            states,
+            stop_all,
+        })
     }
 
-    /// Decodes a `state/{name}` key-value; `None` (logged) for a key with an invalid name.
+    /// Decodes a `state/{name}` key-value under the stop-all flag `stop_all`; `None`
+    /// (logged) for a key with an invalid name. An unreadable value is an error, except
+    /// while the stop-all is active: it then reads as PAUSED (logged), so the flag reaches
+    /// that program's collectors too.
     pub(crate) fn decode_state(
         &self,
         key: &[u8],
         value: &[u8],
         mod_revision: i64,
+        stop_all: &StopAllFlag,
     ) -> Result<Option<ProgramState>, StoreError> {
         let key = String::from_utf8_lossy(key);
         let Some(name) = key
@@ -61,11 +84,23 @@ impl Store {
             tracing::warn!(%key, "ignoring a state key whose name is not valid");
             return Ok(None);
         };
-        let stored: store::ProgramState = decode(&key, value)?;
+        let stored: store::ProgramState = match decode(&key, value) {
+            Ok(stored) => stored,
+            Err(error) if stop_all.active() => {
+                tracing::error!(%error, "reading an unreadable state as PAUSED during stop-all");
+                store::ProgramState {
+                    state: v1::RunState::Paused as i32,
+                    reason: "the stored state is unreadable".to_owned(),
+                    ..store::ProgramState::default()
+                }
+            }
+            Err(error) => return Err(error),
+        };
         Ok(Some(ProgramState::from_store(
             name,
             revision(mod_revision),
             &stored,
+            stop_all,
         )))
     }
 
@@ -126,7 +161,7 @@ impl Store {
 
 /// The new state a change decided on.
 pub(super) struct Edit {
-    /// The new stored state; actor, reason, time and the stop-all mark are filled in.
+    /// The new stored state; actor, reason and time are filled in.
     pub(crate) stored: store::ProgramState,
     /// The audit action.
     pub(crate) action: &'static str,
@@ -154,12 +189,12 @@ pub(super) fn whole(current: &store::ProgramState, target: RunState) -> store::P
     store::ProgramState {
         state: target.to_wire() as i32,
         policy: current.policy,
-        stop_all: current.stop_all.clone(),
         ..store::ProgramState::default()
     }
 }
 
-/// The stop-all flag as stored, with its key's mod_revision (0 when never set).
+/// The stop-all flag as stored, with its key's mod_revision (0 and an inactive flag when
+/// never set).
 pub(super) struct Global {
     pub(super) revision: i64,
     pub(super) value: v1::StopAll,
@@ -173,17 +208,21 @@ impl Global {
 }
 
 impl Store {
+    /// The stop-all flag as it is now.
     pub(super) async fn global(&self) -> Result<Global, StoreError> {
-        let (revision, value) = self.read_global().await?;
-        Ok(Global { revision, value })
+        self.global_at(0).await
     }
 
-    /// The stop-all flag and its key's mod_revision (0 and an inactive flag when unset).
-    pub(crate) async fn read_global(&self) -> Result<(i64, v1::StopAll), StoreError> {
-        Ok(self
-            .read::<v1::StopAll>(&self.keys.global())
-            .await?
-            .unwrap_or_default())
+    /// The stop-all flag as it was at revision `at` (0: the latest).
+    async fn global_at(&self, at: i64) -> Result<Global, StoreError> {
+        let key = self.keys.global();
+        let options = GetOptions::new().with_revision(at);
+        let response = self.get(key.as_str(), Some(options)).await?;
+        let (revision, value) = match response.kvs().first() {
+            Some(kv) => (kv.mod_revision(), decode(&key, kv.value())?),
+            None => (0, v1::StopAll::default()),
+        };
+        Ok(Global { revision, value })
     }
 
     /// The stop-all flag, with the generation that last changed it.
@@ -192,8 +231,10 @@ impl Store {
     }
 
     /// Reads a program's state and the stop-all flag, asks `edit` for the new state
-    /// (`None`: nothing to change) and commits it with its audit entry. A lost race reads
-    /// again, at most [`MAX_ATTEMPTS`] times.
+    /// (`None`: nothing to change; the state it is given is under the flag, so its
+    /// generation is the effective one) and commits it with its audit entry, comparing
+    /// the state key's own mod_revision, the flag's and the audit head's. A lost race
+    /// reads again, at most [`MAX_ATTEMPTS`] times.
     pub(super) async fn edit_state<F>(
         &self,
         name: &ProgramName,
@@ -209,14 +250,15 @@ impl Store {
                 .read::<store::ProgramState>(&state_key)
                 .await?
                 .ok_or_else(|| StoreError::NotFound(name.clone()))?;
-            let current = ProgramState::from_store(name.clone(), revision(at), &stored);
+            let global = self.global().await?;
+            let flag = global.flag();
+            let current = ProgramState::from_store(name.clone(), revision(at), &stored, &flag);
             let Some(mut edit) = edit(&current, &stored)? else {
                 return Ok(ChangeOutcome {
                     state: current,
                     changed: false,
                 });
             };
-            let global = self.global().await?;
             let head = self.audit_head().await?;
             let now = SystemTime::now();
             let new = &mut edit.stored;
@@ -224,7 +266,7 @@ impl Store {
             new.incident_id.clone_from(&change.incident_id);
             new.actor.clone_from(&change.actor);
             new.changed_at = Some(killswitch_proto::timestamp(now));
-            new.stop_all = global.value.active.then(|| global.value.clone());
+            new.stop_all = None;
             let to = RunState::from_wire(new.state);
             let entry = audit_entry(
                 &head,
@@ -255,7 +297,7 @@ impl Store {
                 .and_then(self.audited_puts(&entry, ops));
             if let Some(generation) = self.commit(txn, &entry, head.revision).await? {
                 return Ok(ChangeOutcome {
-                    state: ProgramState::from_store(name.clone(), generation, &edit.stored),
+                    state: ProgramState::from_store(name.clone(), generation, &edit.stored, &flag),
                     changed: true,
                 });
             }

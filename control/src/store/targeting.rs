@@ -1,6 +1,6 @@
-//! Changes to which collectors a state applies to: scoped pauses and resumes, drills,
-//! staged resumes and the emergency stop-all (see [`crate::model::targeting`]), each made
-//! through [`Store::edit_state`].
+//! Changes to which collectors a state applies to: scoped pauses and resumes, drills and
+//! staged resumes, each made through [`Store::edit_state`], and the emergency stop-all
+//! (see [`crate::model::targeting`]), which writes only its flag.
 
 use std::time::{Duration, SystemTime};
 
@@ -11,15 +11,10 @@ use killswitch_proto::v1::{self, store};
 use super::state::{Edit, Global, whole};
 use super::{
     Audited, Change, ChangeOutcome, MAX_ATTEMPTS, SignedResume, Store, StoreError, audit_entry,
-    decode,
 };
 use crate::model::selector::Selector;
 use crate::model::targeting::{MAX_RULES, Rollout, Rule, StopAll, StopAllFlag};
 use crate::model::{InvalidInput, ProgramName, ProgramState, RunState};
-
-/// Most programs one stop-all covers: it is one etcd transaction, and etcd allows 128
-/// operations in one (`--max-txn-ops`).
-pub const MAX_STOP_ALL_PROGRAMS: usize = 120;
 
 /// How long a request to clear the stop-all waits for a second admin.
 const CLEAR_REQUEST_TTL: Duration = Duration::from_secs(15 * 60);
@@ -210,8 +205,10 @@ impl Store {
         .await
     }
 
-    /// Sets the emergency stop-all: the flag and a mark on every program's state, so every
-    /// collector of every program pauses, in one audited transaction.
+    /// Sets the emergency stop-all: the flag alone, with its audit entry, in one small
+    /// transaction however many programs there are. Every program's state is read under
+    /// the flag, so every collector of every program pauses, at a new generation (the
+    /// flag's).
     pub async fn stop_all(&self, change: &Change) -> Result<(StopAllFlag, bool), StoreError> {
         let flag = StopAll {
             reason: change.reason.clone(),
@@ -268,7 +265,10 @@ impl Store {
         let head = self.audit_head().await?;
         let now = SystemTime::now();
         let id = format!("{:08x}", fastrand::u32(..));
+        // The request rewrites the flag's key, so it records the generation that set the
+        // flag: every program keeps its generation (see `StopAllFlag::generation`).
         let value = v1::StopAll {
+            generation: global.flag().generation,
             clear_request_id: id.clone(),
             clear_requested_by: change.actor.clone(),
             clear_request_expires_at: Some(killswitch_proto::timestamp(now + CLEAR_REQUEST_TTL)),
@@ -296,13 +296,15 @@ impl Store {
                 vec![TxnOp::put(self.keys.global(), value.encode_to_vec(), None)],
             ));
         match self.commit(txn, &entry, head.revision).await? {
-            Some(generation) => Ok((StopAllFlag::from_stored(&value, generation), false)),
+            Some(revision) => Ok((StopAllFlag::from_stored(&value, revision), false)),
             None => Err(StoreError::Contention),
         }
     }
 
-    /// Writes the flag (`Some`: active) and re-marks every program's state in one audited
-    /// transaction; the same flag again changes nothing.
+    /// Writes the flag (`Some`: active) with its audit entry, in one small transaction
+    /// whatever the number of programs: no program's state is written, every read of a
+    /// state merges the flag ([`ProgramState::with_stop_all`]). The same flag again
+    /// changes nothing.
     async fn set_global(
         &self,
         change: &Change,
@@ -314,54 +316,17 @@ impl Store {
             if global.value.active == flag.is_some() {
                 return Ok((global.flag(), false));
             }
-            let prefix = self.keys.states();
-            let states = self
-                .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
-                .await?;
-            if states.kvs().len() > MAX_STOP_ALL_PROGRAMS {
-                return Err(StoreError::Invalid(InvalidInput::Conflict(format!(
-                    "stop-all covers at most {MAX_STOP_ALL_PROGRAMS} programs in one etcd \
-                     transaction and there are {}: pause the programs one by one",
-                    states.kvs().len()
-                ))));
-            }
+            let programs = self
+                .get(
+                    self.keys.states(),
+                    Some(GetOptions::new().with_prefix().with_count_only()),
+                )
+                .await?
+                .count();
             let value = flag
                 .as_ref()
                 .map_or_else(v1::StopAll::default, StopAll::to_wire);
-            let mut compares = vec![Compare::mod_revision(
-                self.keys.global(),
-                CompareOp::Equal,
-                global.revision,
-            )];
-            let mut ops = vec![TxnOp::put(self.keys.global(), value.encode_to_vec(), None)];
-            for kv in states.kvs() {
-                let key = String::from_utf8_lossy(kv.key()).into_owned();
-                // An emergency stop must not fail on one unreadable state: replicas ignore
-                // such a state (its collectors stay paused), so it is replaced by PAUSED.
-                let mut stored: store::ProgramState =
-                    decode(&key, kv.value()).unwrap_or_else(|error| {
-                        tracing::error!(%error, "replacing an unreadable state with PAUSED");
-                        store::ProgramState {
-                            state: v1::RunState::Paused as i32,
-                            reason: "the stored state was unreadable; replaced by stop-all"
-                                .to_owned(),
-                            ..store::ProgramState::default()
-                        }
-                    });
-                stored.stop_all = flag.as_ref().map(StopAll::to_wire);
-                compares.push(Compare::mod_revision(
-                    key.as_str(),
-                    CompareOp::Equal,
-                    kv.mod_revision(),
-                ));
-                ops.push(TxnOp::put(key.as_str(), stored.encode_to_vec(), None));
-            }
             let head = self.audit_head().await?;
-            compares.push(Compare::mod_revision(
-                self.keys.audit_head(),
-                CompareOp::Equal,
-                head.revision,
-            ));
             let (from, to) = if flag.is_some() {
                 (RunState::Running, RunState::Paused)
             } else {
@@ -376,12 +341,18 @@ impl Store {
                     program: "*",
                     from,
                     to,
-                    detail: format!("{} programs", states.kvs().len()),
+                    detail: format!("{programs} programs"),
                 },
             );
             let txn = Txn::new()
-                .when(compares)
-                .and_then(self.audited_puts(&entry, ops));
+                .when([
+                    Compare::mod_revision(self.keys.global(), CompareOp::Equal, global.revision),
+                    Compare::mod_revision(self.keys.audit_head(), CompareOp::Equal, head.revision),
+                ])
+                .and_then(self.audited_puts(
+                    &entry,
+                    vec![TxnOp::put(self.keys.global(), value.encode_to_vec(), None)],
+                ));
             if let Some(generation) = self.commit(txn, &entry, head.revision).await? {
                 return Ok((StopAllFlag::from_stored(&value, generation), true));
             }

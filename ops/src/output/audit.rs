@@ -19,18 +19,19 @@ pub fn audit(view: &AuditListView, format: OutputFormat) -> Result<String, Error
                 "ACTOR",
                 "ACTION",
                 "PROGRAM",
+                "GENERATION",
                 "FROM→TO",
                 "INCIDENT",
                 "REASON",
             ]
             .map(str::to_owned);
-            let rows: Vec<[String; 8]> = view.entries.iter().map(audit_row).collect();
+            let rows: Vec<[String; 9]> = view.entries.iter().map(audit_row).collect();
             let mut out = if view.entries.iter().any(|e| !e.detail.is_empty()) {
-                let with_detail = |row: [String; 8], detail: String| {
-                    let [a, b, c, d, e, f, g, h] = row;
-                    [a, b, c, d, e, f, g, h, detail]
+                let with_detail = |row: [String; 9], detail: String| {
+                    let [a, b, c, d, e, f, g, h, i] = row;
+                    [a, b, c, d, e, f, g, h, i, detail]
                 };
-                let rows: Vec<[String; 9]> = rows
+                let rows: Vec<[String; 10]> = rows
                     .into_iter()
                     .zip(&view.entries)
                     .map(|(row, e)| with_detail(row, or_dash(clean(&e.detail))))
@@ -57,7 +58,7 @@ pub fn audit(view: &AuditListView, format: OutputFormat) -> Result<String, Error
 }
 
 /// One entry as the cells of its row, escaped.
-fn audit_row(e: &AuditEntryView) -> [String; 8] {
+fn audit_row(e: &AuditEntryView) -> [String; 9] {
     // A change that kept the state (create, policy) shows that state alone; one that
     // involves none (a replica's reload) shows `-`.
     let states = if e.from == e.to && e.to == RunState::Unspecified {
@@ -73,6 +74,11 @@ fn audit_row(e: &AuditEntryView) -> [String; 8] {
         or_dash(clean(&e.actor)),
         or_dash(clean(&e.action)),
         or_dash(clean(&e.program)),
+        // A change that produced no generation (a replica's reload) shows `-`.
+        match e.generation {
+            0 => "-".to_owned(),
+            g => g.to_string(),
+        },
         states,
         or_dash(clean(&e.incident_id)),
         or_dash(truncate(&clean(&e.reason), LIST_REASON_CHARS)),
@@ -130,6 +136,7 @@ mod tests {
             actor: "alice".to_owned(),
             action: action.to_owned(),
             program: "demo".to_owned(),
+            generation: seq * 10,
             from,
             to,
             reason: format!("reason {seq}"),
@@ -166,10 +173,10 @@ mod tests {
         assert_eq!(
             audit(&audit_list(), OutputFormat::Table).unwrap(),
             "\
-SEQ  TIME                  ACTOR  ACTION  PROGRAM  FROM→TO         INCIDENT  REASON                     DETAIL
-1    2026-11-29T09:01:00Z  carol  create  demo     PAUSED          -         reason 1                   owner: data-team
-2    2026-11-29T09:02:00Z  alice  resume  demo     PAUSED→RUNNING  -         reason 2                   -
-3    2026-11-29T09:03:00Z  alice  pause   demo     RUNNING→PAUSED  INC-42    incident 42:\\nleaking PII  purge
+SEQ  TIME                  ACTOR  ACTION  PROGRAM  GENERATION  FROM→TO         INCIDENT  REASON                     DETAIL
+1    2026-11-29T09:01:00Z  carol  create  demo     10          PAUSED          -         reason 1                   owner: data-team
+2    2026-11-29T09:02:00Z  alice  resume  demo     20          PAUSED→RUNNING  -         reason 2                   -
+3    2026-11-29T09:03:00Z  alice  pause   demo     30          RUNNING→PAUSED  INC-42    incident 42:\\nleaking PII  purge
 "
         );
         let no_detail = AuditListView {
@@ -179,25 +186,23 @@ SEQ  TIME                  ACTOR  ACTION  PROGRAM  FROM→TO         INCIDENT  R
         assert_eq!(
             audit(&no_detail, OutputFormat::Table).unwrap(),
             "\
-SEQ  TIME                  ACTOR  ACTION  PROGRAM  FROM→TO         INCIDENT  REASON
-8    2026-11-29T09:08:00Z  alice  pause   demo     RUNNING→PAUSED  -         reason 8
+SEQ  TIME                  ACTOR  ACTION  PROGRAM  GENERATION  FROM→TO         INCIDENT  REASON
+8    2026-11-29T09:08:00Z  alice  pause   demo     80          RUNNING→PAUSED  -         reason 8
 (7 older entries not shown)
 "
         );
         let reload = AuditListView {
-            entries: vec![audit_entry(
-                9,
-                "reload",
-                RunState::Unspecified,
-                RunState::Unspecified,
-            )],
+            entries: vec![AuditEntryView {
+                generation: 0,
+                ..audit_entry(9, "reload", RunState::Unspecified, RunState::Unspecified)
+            }],
             omitted: 0,
         };
         assert_eq!(
             audit(&reload, OutputFormat::Table).unwrap(),
             "\
-SEQ  TIME                  ACTOR  ACTION  PROGRAM  FROM→TO  INCIDENT  REASON
-9    2026-11-29T09:09:00Z  alice  reload  demo     -        -         reason 9
+SEQ  TIME                  ACTOR  ACTION  PROGRAM  GENERATION  FROM→TO  INCIDENT  REASON
+9    2026-11-29T09:09:00Z  alice  reload  demo     -           -        -         reason 9
 "
         );
         let empty = AuditListView {
@@ -221,6 +226,7 @@ SEQ  TIME                  ACTOR  ACTION  PROGRAM  FROM→TO  INCIDENT  REASON
                 "actor": "alice",
                 "action": "pause",
                 "program": "demo",
+                "generation": 30,
                 "from": "RUNNING",
                 "to": "PAUSED",
                 "reason": "incident 42:\nleaking PII",
