@@ -753,7 +753,7 @@ mod tests {
                 "invalid label",
             ),
             (
-                "spiffe://killswitch.test/collector/c?k=v v",
+                "spiffe://killswitch.test/collector/c?k=v\tv",
                 "invalid label",
             ),
             (
