@@ -8,7 +8,8 @@
 
 use std::time::SystemTime;
 
-use killswitch_proto::v1::{ProgramState, ResumeAuthorization, RunState};
+use killswitch_proto::prost::Message;
+use killswitch_proto::v1::{ProgramState, ResumeAuthorization, ResumeStatement, RunState};
 
 use crate::event::{Cause, StateEvent};
 use crate::policy::Policy;
@@ -170,8 +171,14 @@ pub(crate) enum Decision {
         cause: Cause,
         /// Why a RUNNING state was refused: its resume is not signed as required, so it
         /// is applied as a pause (with [`Cause::Update`]) and the Ack carries this. `None`
-        /// for a PAUSED state, which is remembered in [`Signed::last_paused`].
+        /// for a PAUSED state, which is remembered in [`Signed::last_paused`] unless it
+        /// awaits a stage.
         refused: Option<String>,
+        /// The PAUSED state carries a staged resume, signed as `trust` requires, whose
+        /// stage for this collector has not opened yet: not a new pause, so it does not
+        /// move [`Signed::last_paused`] (which would make the statement look replayed
+        /// when the collector's stage opens).
+        awaits_stage: bool,
     },
     /// Run the resume hook, then open the gate if the hook succeeded.
     Resume {
@@ -196,55 +203,89 @@ pub(crate) enum Decision {
 pub(crate) fn decide(
     last: Option<Last>,
     incoming: &Incoming,
+    collector: signing::Collector<'_>,
     trust: &Trust,
     signed: &Signed,
     gate_open: bool,
     now: SystemTime,
 ) -> Decision {
+    let check = Check {
+        incoming,
+        collector,
+        trust,
+        signed,
+        now,
+    };
     match step(last, incoming.event.generation, incoming.desired) {
         Step::Stale => Decision::Stale,
         Step::Reack => Decision::Reack,
         Step::Change(Change::Pause, cause) => Decision::Pause {
             cause,
             refused: None,
+            awaits_stage: check.awaits_stage(),
         },
-        Step::Change(Change::Resume, cause) => {
-            match check_signed(incoming, trust, signed, gate_open, now) {
-                Ok(accepted) => Decision::Resume { cause, accepted },
-                Err(refused) => Decision::Pause {
-                    cause: Cause::Update,
-                    refused: Some(refused),
-                },
-            }
-        }
+        Step::Change(Change::Resume, cause) => match check.signed(gate_open) {
+            Ok(accepted) => Decision::Resume { cause, accepted },
+            Err(refused) => Decision::Pause {
+                cause: Cause::Update,
+                refused: Some(refused),
+                awaits_stage: false,
+            },
+        },
     }
 }
 
-/// Whether a RUNNING state's signed resume lets the gate open (see [`signing`]): `Ok`
-/// with the statement to remember as accepted, `Err` with why not.
-fn check_signed(
-    incoming: &Incoming,
-    trust: &Trust,
-    signed: &Signed,
-    gate_open: bool,
+/// What the signed-resume rule looks at for one incoming state.
+struct Check<'a> {
+    incoming: &'a Incoming,
+    collector: signing::Collector<'a>,
+    trust: &'a Trust,
+    signed: &'a Signed,
     now: SystemTime,
-) -> Result<Option<Vec<u8>>, String> {
-    if trust.required == 0 {
-        return Ok(None);
+}
+
+impl Check<'_> {
+    /// The context of [`signing::check_resume`] for the incoming state.
+    fn context(&self, check_expiry: bool, check_stage: bool) -> signing::Context<'_> {
+        signing::Context {
+            program: &self.incoming.event.program,
+            generation: self.incoming.event.generation,
+            last_paused: self.signed.last_paused,
+            now_unix: unix_seconds(self.now),
+            check_expiry,
+            collector: self.collector,
+            check_stage,
+        }
     }
-    let authorization = incoming.authorization.as_ref();
-    let statement = authorization.map(|a| a.statement.as_slice());
-    let context = signing::Context {
-        program: &incoming.event.program,
-        generation: incoming.event.generation,
-        last_paused: signed.last_paused,
-        now_unix: unix_seconds(now),
+
+    /// Whether a RUNNING state's signed resume lets the gate open (see [`signing`]):
+    /// `Ok` with the statement to remember as accepted, `Err` with why not.
+    fn signed(&self, gate_open: bool) -> Result<Option<Vec<u8>>, String> {
+        if self.trust.required == 0 {
+            return Ok(None);
+        }
+        let authorization = self.incoming.authorization.as_ref();
+        let statement = authorization.map(|a| a.statement.as_slice());
         // An accepted statement keeps an open gate open; it opens a closed one (after
         // lost contact, a restart) only until it expires.
-        check_expiry: statement.is_none() || signed.accepted.as_deref() != statement || !gate_open,
-    };
-    signing::check_resume(trust, authorization, context)?;
-    Ok(statement.map(<[u8]>::to_vec))
+        let check_expiry =
+            statement.is_none() || self.signed.accepted.as_deref() != statement || !gate_open;
+        signing::check_resume(self.trust, authorization, self.context(check_expiry, true))?;
+        Ok(statement.map(<[u8]>::to_vec))
+    }
+
+    /// Whether a PAUSED state carries a staged resume that will open this collector's
+    /// stage later (valid in every respect but the time of its stage).
+    fn awaits_stage(&self) -> bool {
+        let Some(authorization) = &self.incoming.authorization else {
+            return false;
+        };
+        self.trust.required > 0
+            && ResumeStatement::decode(authorization.statement.as_slice())
+                .is_ok_and(|statement| !statement.stages_percent.is_empty())
+            && signing::check_resume(self.trust, Some(authorization), self.context(true, false))
+                .is_ok()
+    }
 }
 
 /// `time` in whole seconds since the Unix epoch (0 before it).
@@ -321,8 +362,8 @@ mod tests {
     };
     use crate::event::Cause;
     use crate::policy::{OnLostContact, Policy};
-    use crate::signing::Trust;
-    use crate::signing::fixtures::{NOW, key_pair, public, sign, statement};
+    use crate::signing::fixtures::{NOW, key_pair, public, scoped_statement, sign, statement};
+    use crate::signing::{self, Trust};
     use killswitch_proto::v1::{
         FailurePolicy, LostContact, ProgramState, ResumeAuthorization, RunState,
     };
@@ -701,17 +742,32 @@ mod tests {
     ) {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(NOW.unsigned_abs());
         let carried = incoming.authorization.as_ref().map(|a| a.statement.clone());
-        let actual = match decide(last, incoming, trust, signed, gate_open, now) {
+        let labels = [("region".to_owned(), "emea".to_owned())].into();
+        let collector = signing::Collector {
+            id: "c1",
+            labels: &labels,
+        };
+        let actual = match decide(last, incoming, collector, trust, signed, gate_open, now) {
             Decision::Stale => "ignore".to_owned(),
             Decision::Reack => "re-ack".to_owned(),
             Decision::Pause {
                 cause,
                 refused: None,
+                awaits_stage: false,
             } => format!("Pause ({cause})"),
             Decision::Pause {
                 cause,
+                refused: None,
+                awaits_stage: true,
+            } => format!("Pause ({cause}), awaiting its stage"),
+            Decision::Pause {
+                cause,
                 refused: Some(refused),
-            } => format!("Pause ({cause}), refused: {refused}"),
+                awaits_stage,
+            } => {
+                assert!(!awaits_stage, "a refused resume awaits nothing");
+                format!("Pause ({cause}), refused: {refused}")
+            }
             Decision::Resume {
                 cause,
                 accepted: None,
@@ -727,6 +783,66 @@ mod tests {
         assert_eq!(
             actual, expected,
             "last {last:?}, incoming {incoming:?}, {signed:?}, gate open {gate_open}"
+        );
+    }
+
+    #[test]
+    fn a_collector_waiting_for_its_stage_does_not_count_the_wait_as_a_pause() {
+        let (alice, trust) = alice();
+        // c1 is in the second stage, which opens 600 s after signing.
+        let staged = scoped_statement("demo", 9, NOW + 900, "", &[10, 50, 100], 600_000);
+        let paused_at_9 = memory(Some(9), None);
+        let waiting = Incoming {
+            authorization: signed_by(&alice, &staged),
+            ..pausing(11)
+        };
+        check_decide(
+            paused(9),
+            &waiting,
+            &trust,
+            &paused_at_9,
+            false,
+            "Pause (update), awaiting its stage",
+        );
+        // A pause without the statement, or with one not signed as required, is a pause.
+        for incoming in [
+            pausing(11),
+            Incoming {
+                authorization: signed_by(&key_pair(), &staged),
+                ..pausing(11)
+            },
+        ] {
+            check_decide(
+                paused(9),
+                &incoming,
+                &trust,
+                &paused_at_9,
+                false,
+                "Pause (update)",
+            );
+        }
+        // Its RUNNING before the stage's time keeps the gate closed.
+        check_decide(
+            paused(11),
+            &running(12, signed_by(&alice, &staged)),
+            &trust,
+            &paused_at_9,
+            false,
+            "Pause (update), refused: resume statement opens this collector's stage (2 of 3) \
+             in 600 s by this collector's clock: too early",
+        );
+        // A statement for other labels neither opens the gate nor is waited for.
+        let us = scoped_statement("demo", 9, NOW + 900, "region=us", &[10, 50, 100], 0);
+        check_decide(
+            paused(9),
+            &Incoming {
+                authorization: signed_by(&alice, &us),
+                ..pausing(11)
+            },
+            &trust,
+            &paused_at_9,
+            false,
+            "Pause (update)",
         );
     }
 

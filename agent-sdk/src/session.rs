@@ -9,7 +9,7 @@
 //! deadline (so a fail-closed program pauses on time whatever the task is waiting for: a
 //! message, a connection, a backoff delay, a hook).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::error::Error;
 use std::pin::{Pin, pin};
@@ -36,7 +36,7 @@ use crate::event::{Cause, StateEvent};
 use crate::hook::Hooks;
 use crate::policy::{OnLostContact, Policy};
 use crate::programs::{Applied, Contact, Program, Programs};
-use crate::signing::Trust;
+use crate::signing::{self, Trust};
 use crate::state_file::StateFile;
 
 /// How long connecting to a replica may take before the attempt counts as failed; with
@@ -205,7 +205,8 @@ async fn sleep_until(deadline: Option<Instant>) {
 /// The state of the session task that outlives one session.
 struct Runner {
     collector_id: String,
-    labels: HashMap<String, String>,
+    /// Its labels, sorted: sent in Hello, and matched against signed statements' selectors.
+    labels: BTreeMap<String, String>,
     hooks: Hooks,
     state_file: Option<StateFile>,
     programs: Arc<Programs>,
@@ -230,7 +231,7 @@ impl Runner {
     ) -> Self {
         Self {
             collector_id,
-            labels,
+            labels: labels.into_iter().collect(),
             hooks,
             state_file,
             programs,
@@ -380,7 +381,7 @@ impl Runner {
         CollectorMessage {
             msg: Some(collector_message::Msg::Hello(Hello {
                 collector_id: self.collector_id.clone(),
-                labels: self.labels.clone(),
+                labels: self.labels.clone().into_iter().collect(),
                 programs,
                 sdk_version: env!("CARGO_PKG_VERSION").to_owned(),
             })),
@@ -448,9 +449,14 @@ impl Runner {
             return Ok(());
         }
         let last = program.applied().map(|applied| applied.last());
+        let collector = signing::Collector {
+            id: &self.collector_id,
+            labels: &self.labels,
+        };
         let decision = apply::decide(
             last,
             &incoming,
+            collector,
             &self.trust,
             &program.signed(),
             program.gate.is_active(),
@@ -480,7 +486,11 @@ impl Runner {
                 event.cause = cause;
                 (Change::Resume, None)
             }
-            Decision::Pause { cause, refused } => {
+            Decision::Pause {
+                cause,
+                refused,
+                awaits_stage,
+            } => {
                 event.cause = cause;
                 match &refused {
                     // A RUNNING state whose resume is not signed as required is a pause:
@@ -490,6 +500,11 @@ impl Runner {
                         generation = event.generation,
                         %refused,
                         "refusing a RUNNING state: the gate stays closed",
+                    ),
+                    None if awaits_stage => debug!(
+                        program = %event.program,
+                        generation = event.generation,
+                        "paused until this collector's stage of a signed staged resume",
                     ),
                     None => program.note_paused(event.generation),
                 }

@@ -3,12 +3,18 @@
 //! A collector configured with trusted operator keys opens a gate only for a RUNNING
 //! state whose `authorization` carries a statement for this very program, replacing a
 //! generation older than the state and no older than the last pause this collector
-//! applied, unexpired, and signed by enough distinct trusted keys. Whoever controls etcd
-//! or a control replica can then make collectors stop, never make them collect.
+//! applied, unexpired, signed by enough distinct trusted keys, and whose scope includes
+//! this collector: its labels match the statement's selector, and for a staged resume its
+//! stage (from its bucket) may open by now: no earlier than the signing time plus one
+//! interval per earlier stage, and the statement's expiry moves as much later. Whoever
+//! controls etcd or a control replica can then make collectors stop, never make them
+//! collect, and never more of them, or sooner, than the operators signed for.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
+use killswitch_proto::contract;
 use killswitch_proto::prost::Message;
+use killswitch_proto::selector::Selector;
 use killswitch_proto::v1::{ResumeAuthorization, ResumeStatement};
 use ring::signature::{ED25519, UnparsedPublicKey};
 
@@ -55,7 +61,25 @@ pub(crate) struct Context<'a> {
     /// gate; not for one this collector accepted before while its gate is still open (a
     /// later generation carrying the same resume, e.g. after a policy change).
     pub(crate) check_expiry: bool,
+    /// This collector, for the scope the statement names.
+    pub(crate) collector: Collector<'a>,
+    /// Whether to refuse a staged statement before this collector's stage may open:
+    /// always for a RUNNING state; not for a PAUSED one that carries the statement while
+    /// the collector waits for its stage.
+    pub(crate) check_stage: bool,
 }
+
+/// Who this collector is, for the scope a signed statement names.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Collector<'a> {
+    /// Its id, whose bucket places it in a staged resume's stages.
+    pub(crate) id: &'a str,
+    /// The labels it declared, which a statement's selector must match.
+    pub(crate) labels: &'a BTreeMap<String, String>,
+}
+
+/// How far behind the signer's clock this collector's may be when a stage opens.
+const STAGE_CLOCK_SKEW_SECS: i64 = 60;
 
 /// Whether a RUNNING state may open the gate; `Err` says why not, for the Ack.
 pub(crate) fn check_resume(
@@ -99,13 +123,16 @@ pub(crate) fn check_resume(
             ));
         }
     }
-    if context.check_expiry && statement.expires_at_unix <= context.now_unix {
+    let expires_at = statement
+        .expires_at_unix
+        .saturating_add(check_scope(&statement, context)?);
+    if context.check_expiry && expires_at <= context.now_unix {
         return Err(format!(
             "resume statement expired {} s ago by this collector's clock",
-            context.now_unix.saturating_sub(statement.expires_at_unix)
+            context.now_unix.saturating_sub(expires_at)
         ));
     }
-    let lifetime = statement.expires_at_unix.saturating_sub(context.now_unix);
+    let lifetime = expires_at.saturating_sub(context.now_unix);
     if lifetime > trust.max_lifetime_secs {
         return Err(format!(
             "resume statement expires in {lifetime} s, beyond the {} s this collector accepts \
@@ -135,7 +162,50 @@ pub(crate) fn check_resume(
     Ok(())
 }
 
-/// A program name from a statement, cut short for an error message.
+/// Checks that this collector is inside the scope `statement` names: its labels match the
+/// selector, and, for a staged resume, its stage may open now (no earlier than the
+/// signing time plus one interval per stage before it). Returns how much later the
+/// statement expires for this collector: its stage's delay.
+fn check_scope(statement: &ResumeStatement, context: Context<'_>) -> Result<i64, String> {
+    if !statement.selector.is_empty() {
+        let selector = Selector::parse(&statement.selector).map_err(|error| {
+            format!(
+                "resume statement's selector {:?} cannot be read: {error}",
+                truncate(&statement.selector)
+            )
+        })?;
+        if !selector.matches(context.collector.labels) {
+            return Err(format!(
+                "resume statement is for the collectors matching {:?}, which this collector's \
+                 labels do not",
+                truncate(&statement.selector)
+            ));
+        }
+    }
+    if statement.stages_percent.is_empty() {
+        return Ok(0);
+    }
+    let Some(stage) = contract::stage_of(context.collector.id, &statement.stages_percent) else {
+        return Err("resume statement's stages never reach this collector".to_owned());
+    };
+    let stage_ms = u64::try_from(stage)
+        .unwrap_or(u64::MAX)
+        .saturating_mul(statement.stage_interval_ms);
+    let delay = i64::try_from(stage_ms / 1000).unwrap_or(i64::MAX);
+    let opens_at = statement.issued_at_unix.saturating_add(delay);
+    if context.check_stage && context.now_unix.saturating_add(STAGE_CLOCK_SKEW_SECS) < opens_at {
+        return Err(format!(
+            "resume statement opens this collector's stage ({} of {}) in {} s by this \
+             collector's clock: too early",
+            stage + 1,
+            statement.stages_percent.len(),
+            opens_at.saturating_sub(context.now_unix)
+        ));
+    }
+    Ok(delay)
+}
+
+/// A program name or selector from a statement, cut short for an error message.
 fn truncate(name: &str) -> &str {
     let mut end = name.len().min(64);
     while !name.is_char_boundary(end) {
@@ -189,11 +259,28 @@ pub(crate) mod fixtures {
     /// An encoded statement resuming `program`, replacing generation `replaces`,
     /// expiring at `expires` (Unix seconds).
     pub(crate) fn statement(program: &str, replaces: u64, expires: i64) -> Vec<u8> {
+        scoped_statement(program, replaces, expires, "", &[], 0)
+    }
+
+    /// A [`statement`] that names a scope: a `selector` (empty: every collector), and
+    /// `stages` `interval_ms` apart (empty: not staged), signed at [`NOW`].
+    pub(crate) fn scoped_statement(
+        program: &str,
+        replaces: u64,
+        expires: i64,
+        selector: &str,
+        stages: &[u32],
+        interval_ms: u64,
+    ) -> Vec<u8> {
         ResumeStatement {
             program: program.to_owned(),
             replaces_generation: replaces,
             expires_at_unix: expires,
             nonce: vec![7; 16],
+            selector: selector.to_owned(),
+            stages_percent: stages.to_vec(),
+            stage_interval_ms: interval_ms,
+            issued_at_unix: NOW,
         }
         .encode_to_vec()
     }
@@ -214,7 +301,7 @@ pub(crate) mod fixtures {
 mod tests {
     use ring::signature::Ed25519KeyPair;
 
-    use super::fixtures::{NOW, key_pair, public, sign, statement};
+    use super::fixtures::{NOW, key_pair, public, scoped_statement, sign, statement};
     use super::*;
 
     /// One case: the authorization, what the collector knows, and the expected result
@@ -226,12 +313,18 @@ mod tests {
         last_paused: Option<u64>,
         expected: Result<(), &str>,
     ) {
+        let labels = BTreeMap::new();
         let context = Context {
             program: "demo",
             generation: 10,
             last_paused,
             now_unix: NOW,
             check_expiry: true,
+            collector: Collector {
+                id: "c1",
+                labels: &labels,
+            },
+            check_stage: true,
         };
         let actual = check_resume(trust, authorization.as_ref(), context);
         match (&actual, expected) {
@@ -341,6 +434,57 @@ mod tests {
             None,
             Err("cannot be decoded"),
         );
+    }
+
+    #[test]
+    fn a_statement_opens_only_the_collectors_and_stages_it_names() {
+        let alice = key_pair();
+        let trust = Trust {
+            keys: [public(&alice)].into(),
+            required: 1,
+            ..Trust::default()
+        };
+        let emea: BTreeMap<String, String> = [("region".to_owned(), "emea".to_owned())].into();
+        let us: BTreeMap<String, String> = [("region".to_owned(), "us".to_owned())].into();
+        // c2 (bucket 989) is in the first stage of 10%,50%,100%; c1 (bucket 1755) in the
+        // second, which opens one interval (600 s) after the statement was signed.
+        let check = |statement: Vec<u8>, id: &str, labels: &BTreeMap<String, String>, at: i64| {
+            let authorization = ResumeAuthorization {
+                signatures: vec![sign(&alice, &statement)],
+                statement,
+            };
+            let context = Context {
+                program: "demo",
+                generation: 10,
+                last_paused: Some(9),
+                now_unix: at,
+                check_expiry: true,
+                collector: Collector { id, labels },
+                check_stage: true,
+            };
+            check_resume(&trust, Some(&authorization), context)
+        };
+        let scoped = || scoped_statement("demo", 9, NOW + 900, "region=emea", &[], 0);
+        let staged = || scoped_statement("demo", 9, NOW + 900, "", &[10, 50, 100], 600_000);
+        assert_eq!(check(scoped(), "c1", &emea, NOW), Ok(()));
+        let outside = check(scoped(), "c1", &us, NOW).expect_err("outside the selector");
+        assert!(outside.contains("matching \"region=emea\""), "{outside}");
+        let unlabelled = BTreeMap::new();
+        assert!(check(scoped(), "c1", &unlabelled, NOW).is_err());
+        // The first stage opens at once; the second not before its time (a minute of
+        // clock difference allowed), and its expiry moves as much later.
+        assert_eq!(check(staged(), "c2", &us, NOW), Ok(()));
+        let early = check(staged(), "c1", &us, NOW).expect_err("too early");
+        assert!(early.contains("stage (2 of 3) in 600 s"), "{early}");
+        assert!(check(staged(), "c1", &us, NOW + 539).is_err());
+        assert_eq!(check(staged(), "c1", &us, NOW + 540), Ok(()));
+        assert_eq!(check(staged(), "c1", &us, NOW + 1499), Ok(()));
+        assert!(check(staged(), "c2", &us, NOW + 900).is_err(), "expired");
+        let short = scoped_statement("demo", 9, NOW + 900, "", &[10], 600_000);
+        let unreached = check(short, "c1", &us, NOW + 600).expect_err("no stage");
+        assert!(unreached.contains("never reach"), "{unreached}");
+        let unreadable = scoped_statement("demo", 9, NOW + 900, "region=", &[], 0);
+        assert!(check(unreadable, "c1", &emea, NOW).is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use killswitch_proto::selector::Selector;
 use killswitch_proto::v1;
 use tokio::time::Instant;
 
@@ -235,6 +236,42 @@ fn with_pointer(err: Error, selector: Option<&SelectorArg>) -> Error {
     }
 }
 
+/// The scope a signed `resume` names in its statement: the canonical form of its
+/// selector (the control plane compares it byte for byte), its stages and interval.
+fn statement_scope(args: &ResumeArgs) -> Result<keys::StatementScope, Error> {
+    let selector = match &args.selector {
+        None => String::new(),
+        Some(selector) => Selector::parse(selector.as_str())
+            .map_err(|error| {
+                Error::new(
+                    Exit::Usage,
+                    format!(
+                        "invalid --selector: {error}\n{}",
+                        error.pointer(selector.as_str())
+                    ),
+                )
+            })?
+            .to_string(),
+    };
+    let (stages_percent, stage_interval_ms) = stage_plan(args);
+    Ok(keys::StatementScope {
+        selector,
+        stages_percent,
+        stage_interval_ms,
+    })
+}
+
+/// A `resume --stages`' percentages and interval in milliseconds; nothing without it.
+fn stage_plan(args: &ResumeArgs) -> (Vec<u32>, u64) {
+    args.stages.as_ref().map_or((Vec::new(), 0), |stages| {
+        let interval = args.interval.unwrap_or(ResumeArgs::DEFAULT_INTERVAL);
+        (
+            stages.percentages().to_vec(),
+            u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+        )
+    })
+}
+
 /// `killswitch resume NAME --reason TEXT [--incident ID] [--selector SELECTOR | --stages
 /// PERCENTAGES [--interval DURATION]] [--wait DURATION]`
 pub async fn resume(
@@ -265,6 +302,7 @@ pub async fn resume(
             let statement = keys::statement(
                 args.name.as_str(),
                 current.state.generation,
+                &statement_scope(&args)?,
                 SystemTime::now(),
                 lifetime,
             )?;
@@ -274,6 +312,7 @@ pub async fn resume(
             })
         }
     };
+    let (stages_percent, stage_interval_ms) = stage_plan(&args);
     let request = v1::ResumeRequest {
         program: args.name.as_str().to_owned(),
         reason: args.reason.into_string(),
@@ -281,15 +320,8 @@ pub async fn resume(
         ttl_ms: u64::try_from(args.ttl.as_millis()).unwrap_or(u64::MAX),
         authorization,
         selector: selector_text(args.selector.as_ref()),
-        stages_percent: args
-            .stages
-            .as_ref()
-            .map(|stages| stages.percentages().to_vec())
-            .unwrap_or_default(),
-        stage_interval_ms: args.stages.as_ref().map_or(0, |_| {
-            let interval = args.interval.unwrap_or(ResumeArgs::DEFAULT_INTERVAL);
-            u64::try_from(interval.as_millis()).unwrap_or(u64::MAX)
-        }),
+        stages_percent,
+        stage_interval_ms,
     };
     let change = session
         .resume(request)
@@ -747,10 +779,16 @@ pub async fn approve(
             } else {
                 // The approver signs the very statement the requester signed, once it
                 // has read it: a replica cannot make it sign anything else.
+                let scope = keys::StatementScope {
+                    selector: pending.selector.clone(),
+                    stages_percent: pending.stages_percent.clone(),
+                    stage_interval_ms: pending.stage_interval_ms,
+                };
                 let statement = keys::check_statement(
                     &pending.statement,
                     &pending.program,
                     pending.replaces_generation,
+                    &scope,
                     SystemTime::now(),
                 )?;
                 eprintln!("signing: {}", keys::describe(&statement));

@@ -59,6 +59,7 @@ pub fn check_statement(
     encoded: &[u8],
     program: &str,
     replaces: u64,
+    scope: &StatementScope,
     now: SystemTime,
 ) -> Result<v1::ResumeStatement, Error> {
     let refuse = |why: String| Error::new(Exit::Error, format!("refusing to sign: {why}"));
@@ -85,6 +86,22 @@ pub fn check_statement(
         )));
     }
     check_generation(statement.replaces_generation)?;
+    let named = StatementScope {
+        selector: statement.selector.clone(),
+        stages_percent: statement.stages_percent.clone(),
+        stage_interval_ms: if statement.stages_percent.is_empty() {
+            0
+        } else {
+            statement.stage_interval_ms
+        },
+    };
+    if &named != scope {
+        return Err(refuse(format!(
+            "the statement opens {}, but the request is for {}",
+            describe_scope(&named),
+            describe_scope(scope)
+        )));
+    }
     let now_unix = unix(now);
     if statement.expires_at_unix <= now_unix {
         return Err(refuse(format!(
@@ -113,10 +130,42 @@ pub fn describe(statement: &v1::ResumeStatement) -> String {
             || format!("Unix time {}", statement.expires_at_unix),
             |at| humantime::format_rfc3339_seconds(at).to_string(),
         );
+    let scope = StatementScope {
+        selector: statement.selector.clone(),
+        stages_percent: statement.stages_percent.clone(),
+        stage_interval_ms: statement.stage_interval_ms,
+    };
     format!(
-        "resume of {} replacing generation {}, valid until {until}",
+        "resume of {} ({}) replacing generation {}, valid until {until}",
         crate::output::clean(&statement.program),
+        describe_scope(&scope),
         statement.replaces_generation,
+    )
+}
+
+/// A statement's scope in words: `every collector`, `the collectors matching 'S'`,
+/// `every collector in stages 1%,10%,100% 5m apart`.
+fn describe_scope(scope: &StatementScope) -> String {
+    let who = if scope.selector.is_empty() {
+        "every collector".to_owned()
+    } else {
+        format!(
+            "the collectors matching '{}'",
+            crate::output::clean(&scope.selector)
+        )
+    };
+    if scope.stages_percent.is_empty() {
+        return who;
+    }
+    let stages = scope
+        .stages_percent
+        .iter()
+        .map(|p| format!("{p}%"))
+        .collect::<Vec<_>>()
+        .join(",");
+    format!(
+        "{who} in stages {stages} {} apart",
+        humantime::format_duration(Duration::from_millis(scope.stage_interval_ms))
     )
 }
 
@@ -265,11 +314,24 @@ impl SigningKey {
     }
 }
 
-/// A new encoded statement resuming `program` from generation `replaces`, valid for
-/// `lifetime` from `now`, with a random nonce.
+/// What a signed statement opens: the scope `resume` asks for, which the statement
+/// names so that collectors open their gates only inside it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatementScope {
+    /// The canonical selector of a scoped resume; empty for every collector.
+    pub selector: String,
+    /// A staged resume's stages; empty when not staged.
+    pub stages_percent: Vec<u32>,
+    /// A staged resume's least time between stages, in milliseconds.
+    pub stage_interval_ms: u64,
+}
+
+/// A new encoded statement resuming `program` from generation `replaces` for `scope`,
+/// signed `now` and valid for `lifetime` from then, with a random nonce.
 pub fn statement(
     program: &str,
     replaces: u64,
+    scope: &StatementScope,
     now: SystemTime,
     lifetime: Duration,
 ) -> Result<Vec<u8>, Error> {
@@ -280,12 +342,15 @@ pub fn statement(
             "the operating system's random number generator failed",
         )
     })?;
-    let expires = unix(now + lifetime);
     Ok(v1::ResumeStatement {
         program: program.to_owned(),
         replaces_generation: replaces,
-        expires_at_unix: expires,
+        expires_at_unix: unix(now + lifetime),
         nonce,
+        selector: scope.selector.clone(),
+        stages_percent: scope.stages_percent.clone(),
+        stage_interval_ms: scope.stage_interval_ms,
+        issued_at_unix: unix(now),
     }
     .encode_to_vec())
 }
@@ -309,14 +374,54 @@ mod tests {
     #[test]
     fn an_approver_signs_only_a_statement_that_says_what_the_request_says() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let good = statement("demo", 7, now, STATEMENT_LIFETIME).expect("statement");
-        let checked = check_statement(&good, "demo", 7, now).expect("good");
+        let whole = StatementScope::default();
+        let emea = StatementScope {
+            selector: "region=emea".to_owned(),
+            ..StatementScope::default()
+        };
+        let staged = StatementScope {
+            stages_percent: vec![10, 100],
+            stage_interval_ms: 300_000,
+            ..StatementScope::default()
+        };
+        let good = statement("demo", 7, &whole, now, STATEMENT_LIFETIME).expect("statement");
+        let checked = check_statement(&good, "demo", 7, &whole, now).expect("good");
         assert_eq!(
             describe(&checked),
-            "resume of demo replacing generation 7, valid until 1970-01-12T14:01:40Z"
+            "resume of demo (every collector) replacing generation 7, valid until \
+             1970-01-12T14:01:40Z"
         );
-        let far = statement("demo", 7, now, Duration::from_secs(48 * 3600)).expect("statement");
-        let absurd = statement("demo", u64::MAX, now, STATEMENT_LIFETIME).expect("statement");
+        let scoped = statement("demo", 7, &emea, now, STATEMENT_LIFETIME).expect("statement");
+        let checked = check_statement(&scoped, "demo", 7, &emea, now).expect("scoped");
+        assert!(
+            describe(&checked).contains("(the collectors matching 'region=emea')"),
+            "{}",
+            describe(&checked)
+        );
+        let stages = statement("demo", 7, &staged, now, STATEMENT_LIFETIME).expect("statement");
+        let checked = check_statement(&stages, "demo", 7, &staged, now).expect("staged");
+        assert!(
+            describe(&checked).contains("(every collector in stages 10%,100% 5m apart)"),
+            "{}",
+            describe(&checked)
+        );
+        let far =
+            statement("demo", 7, &whole, now, Duration::from_secs(48 * 3600)).expect("statement");
+        let absurd =
+            statement("demo", u64::MAX, &whole, now, STATEMENT_LIFETIME).expect("statement");
+        for (encoded, scope, message) in [
+            (
+                good.clone(),
+                &emea,
+                "opens every collector, but the request is for the collectors matching \
+                 'region=emea'",
+            ),
+            (scoped.clone(), &whole, "opens the collectors matching"),
+            (stages.clone(), &whole, "in stages 10%,100%"),
+        ] {
+            let error = check_statement(&encoded, "demo", 7, scope, now).expect_err(message);
+            assert!(error.message().contains(message), "{}", error.message());
+        }
         for (encoded, program, replaces, message) in [
             (
                 good.clone(),
@@ -335,7 +440,8 @@ mod tests {
             (vec![0xff, 0xff], "demo", 7, "cannot be decoded"),
             (Vec::new(), "demo", 7, "carries no statement"),
         ] {
-            let error = check_statement(&encoded, program, replaces, now).expect_err(message);
+            let error =
+                check_statement(&encoded, program, replaces, &whole, now).expect_err(message);
             assert!(
                 error.message().starts_with("refusing to sign: "),
                 "{}",
@@ -345,7 +451,7 @@ mod tests {
             assert_eq!(error.exit(), Exit::Error);
         }
         let later = now + STATEMENT_LIFETIME + Duration::from_secs(1);
-        let expired = check_statement(&good, "demo", 7, later).expect_err("expired");
+        let expired = check_statement(&good, "demo", 7, &whole, later).expect_err("expired");
         assert!(
             expired.message().contains("expired 1 s ago"),
             "{}",
@@ -382,8 +488,14 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         let key = SigningKey::load(&path).expect("load");
-        let statement =
-            statement("demo", 7, SystemTime::now(), STATEMENT_LIFETIME).expect("statement");
+        let statement = statement(
+            "demo",
+            7,
+            &StatementScope::default(),
+            SystemTime::now(),
+            STATEMENT_LIFETIME,
+        )
+        .expect("statement");
         let decoded = v1::ResumeStatement::decode(statement.as_slice()).expect("decode");
         assert_eq!(decoded.program, "demo");
         assert_eq!(decoded.replaces_generation, 7);

@@ -1490,6 +1490,7 @@ mod tests {
                     reason: "leak".to_owned(),
                     at: ts(1_795_942_800),
                     drill: true,
+                    authorization: None,
                 },
                 v1::Rule {
                     selector: "version=2".to_owned(),

@@ -382,6 +382,7 @@ async fn an_approver_refuses_to_sign_a_statement_it_was_not_asked_for() {
                 replaces_generation: generation,
                 expires_at_unix: now + 600,
                 nonce: vec![1; 16],
+                ..v1::ResumeStatement::default()
             },
             "the statement is for program \"other\", but the request is for \"demo\"",
         ),
@@ -392,6 +393,7 @@ async fn an_approver_refuses_to_sign_a_statement_it_was_not_asked_for() {
                 replaces_generation: generation,
                 expires_at_unix: now + 30 * 24 * 3600,
                 nonce: vec![2; 16],
+                ..v1::ResumeStatement::default()
             },
             "more than the 86460 s any resume request lives",
         ),

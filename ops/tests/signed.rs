@@ -10,6 +10,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{DEADLINE, Pki, killswitch, parse, path, run, text, until};
@@ -104,20 +105,45 @@ impl Signed {
 
     /// A collector of `demo` trusting alice's key and requiring one signature.
     fn collector(&self) -> Client {
+        self.labelled("collector-1", &[])
+    }
+
+    /// Collector `id` of `demo` with `labels`, trusting alice's key and requiring one
+    /// signature; its resume hook notes its id in `opened`, when given.
+    fn labelled(&self, id: &str, labels: &[(&str, &str)]) -> Client {
+        self.noting(id, labels, None)
+    }
+
+    /// [`labelled`](Self::labelled), noting its id in `opened` each time it resumes.
+    fn noting(
+        &self,
+        id: &str,
+        labels: &[(&str, &str)],
+        opened: Option<Arc<Mutex<Vec<String>>>>,
+    ) -> Client {
         let read = |name: &str| self.pki.read(name);
-        Client::builder()
+        let mut builder = Client::builder()
             .endpoint(self.replica.endpoint())
-            .collector_id("collector-1")
+            .collector_id(id)
             .program("demo")
             .tls(
                 read("ca.pem"),
-                read("collector-1.pem"),
-                read("collector-1-key.pem"),
+                read(&format!("{id}.pem")),
+                read(&format!("{id}-key.pem")),
             )
             .trusted_keys([self.alice.as_str()])
-            .required_signatures(1)
-            .start()
-            .expect("start collector")
+            .required_signatures(1);
+        for (key, value) in labels {
+            builder = builder.label(*key, *value);
+        }
+        if let Some(opened) = opened {
+            let id = id.to_owned();
+            builder = builder.on_resume(move |_| {
+                opened.lock().expect("not poisoned").push(id.clone());
+                Ok(())
+            });
+        }
+        builder.start().expect("start collector")
     }
 
     /// `demo`'s stored state and its generation.
@@ -151,16 +177,38 @@ impl Signed {
         u64::try_from(response.header().expect("header").revision()).expect("positive")
     }
 
+    /// alice approves request `id`, signing it, and waits for the change.
+    async fn approve_signed(&self, id: &str) {
+        let key = self.key("alice");
+        let args = [
+            "approve",
+            id,
+            "--reason",
+            "checked",
+            "--signing-key",
+            path(&key),
+            "--wait",
+            "20s",
+        ];
+        self.ok("alice", &args).await;
+    }
+
     /// Waits until collector-1 acknowledged `generation` with an error containing
     /// `fragment`.
     async fn errored(&self, generation: u64, fragment: &str) {
+        self.errored_by("collector-1", generation, fragment).await;
+    }
+
+    /// Waits until `collector` acknowledged `generation` with an error containing
+    /// `fragment`.
+    async fn errored_by(&self, collector: &str, generation: u64, fragment: &str) {
         let deadline = tokio::time::Instant::now() + DEADLINE;
         loop {
             let status = self.ok("carol", &["status", "demo"]).await;
             let found = status["generation"] == generation
                 && status["errors"].as_array().is_some_and(|errors| {
                     errors.iter().any(|e| {
-                        e["collector_id"] == "collector-1"
+                        e["collector_id"] == collector
                             && e["error"].as_str().is_some_and(|m| m.contains(fragment))
                     })
                 });
@@ -201,6 +249,7 @@ fn sign(key: &Path, program: &str, replaces: u64) -> v1::ResumeAuthorization {
         replaces_generation: replaces,
         expires_at_unix: i64::try_from(expires).expect("fits"),
         nonce: vec![9; 16],
+        ..v1::ResumeStatement::default()
     }
     .encode_to_vec();
     let signature = pair.sign(&killswitch_proto::resume_signed_bytes(&statement));
@@ -413,21 +462,7 @@ async fn two_signers_approve_a_signed_resume() {
         .await;
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("--signing-key"), "{stderr}");
-    system
-        .ok(
-            "alice",
-            &[
-                "approve",
-                &id,
-                "--reason",
-                "checked",
-                "--signing-key",
-                path(&system.key("alice")),
-                "--wait",
-                "20s",
-            ],
-        )
-        .await;
+    system.approve_signed(&id).await;
     until("the gate opens", || gate.is_active()).await;
     let (state, _) = system.stored_state().await;
     let authorization = state.authorization.expect("authorization");
@@ -435,5 +470,217 @@ async fn two_signers_approve_a_signed_resume() {
         authorization.signatures.len(),
         2,
         "requester's and approver's"
+    );
+}
+
+/// alice's signed `resume` of demo with `extra` arguments, waiting for it.
+async fn signed_resume(system: &Signed, extra: &[&str]) -> Value {
+    let key = system.key("alice");
+    let mut args = vec![
+        "resume",
+        "demo",
+        "--reason",
+        "go",
+        "--signing-key",
+        path(&key),
+        "--wait",
+        "20s",
+    ];
+    args.extend_from_slice(extra);
+    system.ok("alice", &args).await
+}
+
+#[tokio::test]
+async fn a_signed_scoped_resume_opens_exactly_its_scope() {
+    let system = Signed::start().await;
+    let emea = system.labelled("collector-1", &[("region", "emea")]);
+    let us = system.labelled("collector-2", &[("region", "us")]);
+    let (emea_gate, us_gate) = (
+        emea.gate("demo").expect("gate"),
+        us.gate("demo").expect("gate"),
+    );
+
+    signed_resume(&system, &["--selector", "region = emea"]).await;
+    until("the emea gate opens", || emea_gate.is_active()).await;
+    let (state, generation) = system.stored_state().await;
+    until("the us collector applies the scoped resume", || {
+        us.applied_generation("demo") == Some(generation)
+    })
+    .await;
+    assert!(!us_gate.is_active(), "a resume for emea opened a us gate");
+    // The statement names the canonical selector, and travels with its rule.
+    let rule = state.rules.last().expect("the scoped rule");
+    let statement = v1::ResumeStatement::decode(
+        rule.authorization
+            .as_ref()
+            .expect("the rule's statement")
+            .statement
+            .as_slice(),
+    )
+    .expect("decode");
+    assert_eq!(statement.selector, "region=emea");
+
+    // Whoever holds etcd widens the rule to every region: the us collector refuses.
+    let mut widened = state.clone();
+    if let Some(rule) = widened.rules.last_mut() {
+        rule.selector = "region in (emea,us)".to_owned();
+    }
+    "region in (emea,us)".clone_into(&mut widened.scope);
+    let generation = system.inject(&widened).await;
+    until("the us collector applies the widened rule", || {
+        us.applied_generation("demo") == Some(generation)
+    })
+    .await;
+    assert!(!us_gate.is_active(), "a widened scope opened a us gate");
+    assert!(emea_gate.is_active(), "the emea gate closed");
+    // A us collector that never saw a pause since the statement was signed (it connects
+    // now) refuses it for its scope alone.
+    let late = system.labelled("collector-3", &[("region", "us")]);
+    system
+        .errored_by("collector-3", generation, "matching \"region=emea\"")
+        .await;
+    assert!(
+        !late.gate("demo").is_some_and(|g| g.is_active()),
+        "a widened scope opened a late us gate"
+    );
+}
+
+#[tokio::test]
+async fn a_signed_staged_resume_opens_every_stage_in_order() {
+    let system = Signed::start().await;
+    // Buckets: collector-1 3506, collector-2 5334: stages 40%,100% put them in the first
+    // and the second stage.
+    assert_eq!(
+        (
+            killswitch_proto::contract::stage_of("collector-1", &[40, 100]),
+            killswitch_proto::contract::stage_of("collector-2", &[40, 100])
+        ),
+        (Some(0), Some(1))
+    );
+    let opened = Arc::new(Mutex::new(Vec::new()));
+    let first = system.noting("collector-1", &[], Some(Arc::clone(&opened)));
+    let second = system.noting("collector-2", &[], Some(Arc::clone(&opened)));
+    let done = signed_resume(&system, &["--stages", "40%,100%", "--interval", "1s"]).await;
+    assert_eq!(done["changed"], true, "{done}");
+    until("both gates open", || {
+        first.gate("demo").is_some_and(|g| g.is_active())
+            && second.gate("demo").is_some_and(|g| g.is_active())
+    })
+    .await;
+    // Each later generation runs the resume hook again; the first of each is the stage.
+    let opened = opened.lock().expect("not poisoned").clone();
+    let first_of = |id: &str| opened.iter().position(|o| o == id);
+    assert!(
+        first_of("collector-1") < first_of("collector-2"),
+        "stages opened out of order: {opened:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_staged_statement_replayed_to_a_later_stage_keeps_it_paused() {
+    let system = Signed::start().await;
+    let first = system.labelled("collector-1", &[]);
+    let second = system.labelled("collector-2", &[]);
+    let (first_gate, second_gate) = (
+        first.gate("demo").expect("gate"),
+        second.gate("demo").expect("gate"),
+    );
+    // The second stage may open 10 minutes after signing; the first opens now.
+    let key = system.key("alice");
+    let args = [
+        "resume",
+        "demo",
+        "--reason",
+        "slow",
+        "--signing-key",
+        path(&key),
+        "--stages",
+        "40%,100%",
+        "--interval",
+        "10m",
+    ];
+    system.ok("alice", &args).await;
+    until("the first stage opens", || first_gate.is_active()).await;
+    let (state, generation) = system.stored_state().await;
+    until("the second stage's collector waits", || {
+        second.applied_generation("demo") == Some(generation)
+    })
+    .await;
+    assert!(!second_gate.is_active());
+
+    // Whoever holds etcd makes the state RUNNING for everyone with the staged statement.
+    let everyone = store::ProgramState {
+        state: v1::RunState::Running as i32,
+        rollout: None,
+        ..state
+    };
+    let generation = system.inject(&everyone).await;
+    system
+        .errored_by("collector-2", generation, "stage (2 of 2) in ")
+        .await;
+    assert!(!second_gate.is_active(), "a later stage opened early");
+    assert!(first_gate.is_active(), "the first stage closed");
+}
+
+#[tokio::test]
+async fn a_signed_scoped_resume_of_a_two_person_program_is_approved() {
+    let system = Signed::start().await;
+    system
+        .ok(
+            "alice",
+            &[
+                "program",
+                "set",
+                "demo",
+                "--resume-approvals",
+                "2",
+                "--reason",
+                "two people",
+            ],
+        )
+        .await;
+    let emea = system.labelled("collector-1", &[("region", "emea")]);
+    let us = system.labelled("collector-2", &[("region", "us")]);
+    let (emea_gate, us_gate) = (
+        emea.gate("demo").expect("gate"),
+        us.gate("demo").expect("gate"),
+    );
+    let requested = system
+        .ok(
+            "bob",
+            &[
+                "resume",
+                "demo",
+                "--selector",
+                "region=emea",
+                "--reason",
+                "emea is clean",
+                "--signing-key",
+                path(&system.key("bob")),
+            ],
+        )
+        .await;
+    let id = requested["approval"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a request, not a refusal: {requested}"))
+        .to_owned();
+    assert!(!emea_gate.is_active(), "a request resumed");
+    system.approve_signed(&id).await;
+    until("the emea gate opens", || emea_gate.is_active()).await;
+    let (state, generation) = system.stored_state().await;
+    until("the us collector applies it", || {
+        us.applied_generation("demo") == Some(generation)
+    })
+    .await;
+    assert!(
+        !us_gate.is_active(),
+        "an approved emea resume opened a us gate"
+    );
+    let rule = state.rules.last().expect("the scoped rule");
+    assert_eq!(rule.selector, "region=emea");
+    assert_eq!(
+        rule.authorization.as_ref().map(|a| a.signatures.len()),
+        Some(2),
+        "requester's and approver's signatures"
     );
 }

@@ -8,6 +8,8 @@
 
 use std::time::Duration;
 
+use sha2::{Digest, Sha256};
+
 /// Longest program name, in bytes.
 pub const MAX_PROGRAM_NAME_BYTES: usize = 63;
 /// Longest collector id, in bytes.
@@ -22,6 +24,10 @@ pub const MAX_LABEL_VALUE_BYTES: usize = 128;
 pub const MAX_LABELS: usize = 32;
 /// Most programs one collector session may follow.
 pub const MAX_PROGRAMS_PER_SESSION: usize = 64;
+
+/// Buckets a collector id falls into for staged resumes: a stage of `p`% covers buckets
+/// below `p * 100`.
+pub const BUCKETS: u32 = 10_000;
 
 /// A fail-closed program's grace when its owner chose none.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
@@ -174,9 +180,41 @@ pub fn quoted(input: &str) -> String {
     format!("{}...", &input[..end])
 }
 
+/// A collector's stable bucket in `0..BUCKETS`: SHA-256 of its id, the first 8 bytes as
+/// a big-endian integer, modulo [`BUCKETS`]. The same id lands in the same bucket on every
+/// replica, SDK and version, so a stage never picks different collectors.
+#[must_use]
+pub fn bucket(id: &str) -> u32 {
+    let digest = Sha256::digest(id.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u32::try_from(u64::from_be_bytes(first) % u64::from(BUCKETS)).unwrap_or(0)
+}
+
+/// The stage of a staged resume with ascending `stages_percent` that first covers the
+/// collector `id`: the first `k` with `bucket(id) < stages_percent[k] * 100`; `None` when
+/// no stage covers it (the stages do not reach 100%).
+#[must_use]
+pub fn stage_of(id: &str, stages_percent: &[u32]) -> Option<usize> {
+    let bucket = bucket(id);
+    stages_percent
+        .iter()
+        .position(|&percent| bucket < percent.saturating_mul(BUCKETS / 100))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buckets_are_stable() {
+        // Pinned (computed independently with Python's hashlib), so that a change of
+        // hash, which would reshuffle every stage, is noticed.
+        assert_eq!((bucket("c1"), bucket("c2")), (1755, 989));
+        assert_eq!(stage_of("c1", &[10, 17, 18, 100]), Some(2));
+        assert_eq!(stage_of("c2", &[10, 17, 18, 100]), Some(0));
+        assert_eq!(stage_of("c1", &[10, 17]), None);
+    }
 
     #[test]
     fn program_names() {

@@ -13,6 +13,7 @@
 
 pub mod codec;
 pub mod contract;
+pub mod selector;
 
 /// `killswitch.v1`: services and messages.
 #[allow(missing_docs, unreachable_pub, clippy::all)]

@@ -31,7 +31,9 @@ use crate::model::{
 };
 use crate::replica::acks::{AckBook, Filter};
 use crate::replica::cache::StateCache;
-use crate::store::{Change, PolicyOutcome, ResumeOutcome, SignedResume, Staged, Store, StoreError};
+use crate::store::{
+    Change, PolicyOutcome, ResumeOutcome, ResumeScope, SignedResume, Staged, Store, StoreError,
+};
 
 /// How long WatchStatus waits after a change before reading status, to coalesce bursts.
 const STATUS_DEBOUNCE: Duration = Duration::from_millis(50);
@@ -136,16 +138,23 @@ impl Admin {
     }
 
     /// Checks the caller's signed statement, if any (and whether one is required), against
-    /// the program's current generation.
+    /// the program's current generation and the resume's `scope`.
     async fn signed_resume(
         &self,
         name: &ProgramName,
         actor: &str,
         authorization: Option<&v1::ResumeAuthorization>,
+        scope: signing::Scope<'_>,
     ) -> Result<Option<SignedResume>, ApiError> {
         let signing = self.auth.signing(actor);
+        let now = SystemTime::now();
         let Some(authorization) = authorization else {
-            signing::check_resume(None, name, 0, actor, signing, SystemTime::now())?;
+            let resume = signing::Resume {
+                program: name,
+                replaces: 0,
+                scope,
+            };
+            signing::check_resume(None, resume, actor, signing, now)?;
             return Ok(None);
         };
         let current = self
@@ -153,14 +162,12 @@ impl Admin {
             .get_state(name)
             .await?
             .ok_or_else(|| StoreError::NotFound(name.clone()))?;
-        signing::check_resume(
-            Some(authorization),
-            name,
-            current.generation,
-            actor,
-            signing,
-            SystemTime::now(),
-        )?;
+        let resume = signing::Resume {
+            program: name,
+            replaces: current.generation,
+            scope,
+        };
+        signing::check_resume(Some(authorization), resume, actor, signing, now)?;
         Ok(Some(SignedResume {
             authorization: authorization.clone(),
             replaces: current.generation,
@@ -192,45 +199,33 @@ impl Admin {
                 interval: Duration::from_millis(request.stage_interval_ms),
             })
         };
+        let canonical = selector
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let scope = signing::Scope {
+            selector: &canonical,
+            stages_percent: staged.as_ref().map_or(&[], |s| s.stages.as_slice()),
+            stage_interval_ms: staged.as_ref().map_or(0, |_| request.stage_interval_ms),
+        };
         let signed = self
-            .signed_resume(&name, &change.actor, request.authorization.as_ref())
+            .signed_resume(&name, &change.actor, request.authorization.as_ref(), scope)
             .await?;
-        if let Some(selector) = &selector {
-            let program = self
-                .store
-                .get_program(&name)
-                .await?
-                .ok_or_else(|| StoreError::NotFound(name.clone()))?;
-            if program.0.resume_approvals >= 2 {
-                return Err(InvalidInput::Conflict(format!(
-                    "{name} needs two operators to resume, and scoped resumes cannot be \
-                     approved: resume the whole program (a second operator approves it), or \
-                     pause the rest with --selector first"
-                ))
-                .into());
-            }
-            let outcome = self
-                .store
-                .set_scoped(&name, RunState::Running, selector, &change, signed.as_ref())
-                .await?;
-            if outcome.changed {
-                tracing::info!(
-                    program = %name, %selector, generation = outcome.state.generation,
-                    actor = change.actor, reason = change.reason, "scoped resume"
-                );
-            }
-            return Ok(change_response(outcome));
-        }
+        let resume_scope = match (&selector, &staged) {
+            (Some(selector), _) => ResumeScope::Selector(selector),
+            (None, Some(staged)) => ResumeScope::Staged(staged),
+            (None, None) => ResumeScope::Whole,
+        };
         match self
             .store
-            .resume(&name, ttl, &change, signed.as_ref(), staged.as_ref())
+            .resume(&name, ttl, &change, signed.as_ref(), resume_scope)
             .await?
         {
             ResumeOutcome::Changed(outcome) => {
                 if outcome.changed {
                     tracing::info!(
-                        program = %name, generation = outcome.state.generation,
-                        actor = change.actor, reason = change.reason, "state changed to RUNNING"
+                        program = %name, selector = canonical, generation = outcome.state.generation,
+                        actor = change.actor, reason = change.reason, "resumed"
                     );
                 }
                 Ok(change_response(outcome))
@@ -241,7 +236,7 @@ impl Admin {
                 expires_at,
             } => {
                 tracing::info!(
-                    program = %name, request = id, actor = change.actor,
+                    program = %name, selector = canonical, request = id, actor = change.actor,
                     reason = change.reason, "resume requested; waiting for approval"
                 );
                 Ok(v1::ChangeResponse {
@@ -466,11 +461,19 @@ impl AdminService for Admin {
                 return Err(StoreError::SelfApproval.into());
             }
             if pending.request.policy_change.is_none() {
+                let resume = signing::Resume {
+                    program: &pending.program,
+                    replaces: pending.request.replaces_generation,
+                    scope: signing::Scope {
+                        selector: &pending.request.selector,
+                        stages_percent: &pending.request.stages_percent,
+                        stage_interval_ms: pending.request.stage_interval_ms,
+                    },
+                };
                 signing::check_approval(
                     pending.request.authorization.as_ref(),
                     r.signature.as_ref(),
-                    &pending.program,
-                    pending.request.replaces_generation,
+                    resume,
                     &actor,
                     self.auth.signing(&actor),
                     SystemTime::now(),
@@ -525,6 +528,9 @@ impl AdminService for Admin {
                     .map(|a| a.statement)
                     .unwrap_or_default(),
                 policy_change: stored.policy_change,
+                selector: stored.selector,
+                stages_percent: stored.stages_percent,
+                stage_interval_ms: stored.stage_interval_ms,
             })
         }
         .await;

@@ -54,6 +54,18 @@ pub enum SignatureError {
         /// The program's.
         current: Generation,
     },
+    /// The statement names another scope (selector, stages) than the request.
+    #[error(
+        "the signed statement's {what} is {statement}, but the request's is {request}: a statement opens only the scope it names (run the command again)"
+    )]
+    OtherScope {
+        /// `selector`, `stages` or `stage interval`.
+        what: &'static str,
+        /// In the statement.
+        statement: String,
+        /// In the request.
+        request: String,
+    },
     /// The statement expired, or expires too far ahead.
     #[error("the signed statement {0}: run the command again")]
     Expiry(&'static str),
@@ -78,13 +90,44 @@ impl SignatureError {
     }
 }
 
-/// Checks the statement of a resume: for `program`, replacing `current`, valid now.
+/// What a resume opens, which its signed statement must name exactly: collectors open
+/// their gates only inside the scope the statement names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scope<'a> {
+    /// The canonical selector of a scoped resume; empty for every collector.
+    pub selector: &'a str,
+    /// A staged resume's stages; empty when not staged.
+    pub stages_percent: &'a [u32],
+    /// A staged resume's least time between stages, in milliseconds.
+    pub stage_interval_ms: u64,
+}
+
+/// How far ahead of this replica's clock a statement may say it was signed.
+const CLOCK_SKEW_SECS: i64 = 60;
+
+/// The resume a signed statement must describe.
+#[derive(Debug, Clone, Copy)]
+pub struct Resume<'a> {
+    /// The program resumed.
+    pub program: &'a ProgramName,
+    /// The generation the resume replaces: the program's current one.
+    pub replaces: Generation,
+    /// Which collectors it opens.
+    pub scope: Scope<'a>,
+}
+
+/// Checks the statement of `resume`: for its program, replacing its generation, for
+/// exactly its scope, valid now.
 pub fn check_statement(
     statement: &[u8],
-    program: &ProgramName,
-    current: Generation,
+    resume: Resume<'_>,
     now: SystemTime,
 ) -> Result<(), SignatureError> {
+    let Resume {
+        program,
+        replaces: current,
+        scope,
+    } = resume;
     let decoded = ResumeStatement::decode(statement)
         .map_err(|e| SignatureError::Undecodable(e.to_string()))?;
     if decoded.program != program.as_str() {
@@ -101,9 +144,20 @@ pub fn check_statement(
             current,
         });
     }
+    check_scope(&decoded, scope)?;
     let now_unix = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    if decoded.issued_at_unix > now_unix.saturating_add(CLOCK_SKEW_SECS) {
+        return Err(SignatureError::Expiry(
+            "says it was signed more than a minute from now (check the signer's clock)",
+        ));
+    }
+    if !decoded.stages_percent.is_empty() && decoded.issued_at_unix <= 0 {
+        return Err(SignatureError::Expiry(
+            "has no signing time, which a staged resume needs to time its stages",
+        ));
+    }
     if decoded.expires_at_unix <= now_unix {
         return Err(SignatureError::Expiry("has expired"));
     }
@@ -112,6 +166,50 @@ pub fn check_statement(
         return Err(SignatureError::Expiry(
             "expires more than 25 hours from now",
         ));
+    }
+    Ok(())
+}
+
+/// Checks that `statement` names exactly `scope`.
+fn check_scope(statement: &ResumeStatement, scope: Scope<'_>) -> Result<(), SignatureError> {
+    let shown = |selector: &str| {
+        if selector.is_empty() {
+            "every collector".to_owned()
+        } else {
+            format!("{:?}", killswitch_proto::contract::quoted(selector))
+        }
+    };
+    if statement.selector != scope.selector {
+        return Err(SignatureError::OtherScope {
+            what: "selector",
+            statement: shown(&statement.selector),
+            request: shown(scope.selector),
+        });
+    }
+    let stages = |stages: &[u32]| {
+        if stages.is_empty() {
+            "none (not staged)".to_owned()
+        } else {
+            stages
+                .iter()
+                .map(|p| format!("{p}%"))
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+    };
+    if statement.stages_percent != scope.stages_percent {
+        return Err(SignatureError::OtherScope {
+            what: "stages",
+            statement: stages(&statement.stages_percent),
+            request: stages(scope.stages_percent),
+        });
+    }
+    if !scope.stages_percent.is_empty() && statement.stage_interval_ms != scope.stage_interval_ms {
+        return Err(SignatureError::OtherScope {
+            what: "stage interval",
+            statement: format!("{} ms", statement.stage_interval_ms),
+            request: format!("{} ms", scope.stage_interval_ms),
+        });
     }
     Ok(())
 }
@@ -139,11 +237,10 @@ pub fn check_signature(
 }
 
 /// Checks a resume's authorization (statement and the caller's one signature) for
-/// `program` at generation `current`; `None` when it carries none and none is required.
+/// `resume`; `None` when it carries none and none is required.
 pub fn check_resume(
     authorization: Option<&ResumeAuthorization>,
-    program: &ProgramName,
-    current: Generation,
+    resume: Resume<'_>,
     actor: &str,
     signing: Signing,
     now: SystemTime,
@@ -159,17 +256,16 @@ pub fn check_resume(
             authorization.signatures.len(),
         ));
     };
-    check_statement(&authorization.statement, program, current, now)?;
+    check_statement(&authorization.statement, resume, now)?;
     check_signature(&authorization.statement, signature, actor, signing)
 }
 
-/// Checks an approver's `signature` over the request's `authorization`, which replaces
-/// `replaces` of `program`.
+/// Checks an approver's `signature` over the request's `authorization`, which is for
+/// `resume`.
 pub fn check_approval(
     request: Option<&ResumeAuthorization>,
     signature: Option<&Signature>,
-    program: &ProgramName,
-    replaces: Generation,
+    resume: Resume<'_>,
     actor: &str,
     signing: Signing,
     now: SystemTime,
@@ -181,7 +277,7 @@ pub fn check_approval(
         };
     };
     let request = request.ok_or(SignatureError::NothingToSign)?;
-    check_statement(&request.statement, program, replaces, now)?;
+    check_statement(&request.statement, resume, now)?;
     check_signature(&request.statement, signature, actor, signing)
 }
 
@@ -222,17 +318,34 @@ mod tests {
         replaces: u64,
         expires_in: i64,
     ) -> ResumeAuthorization {
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .expect("after 1970")
-            .as_secs();
-        let statement = ResumeStatement {
+        sign_statement(pair, |_| {}, program, replaces, expires_in)
+    }
+
+    /// A statement as `signed` makes it, changed by `edit` before it is signed.
+    fn sign_statement(
+        pair: &Ed25519KeyPair,
+        edit: impl FnOnce(&mut ResumeStatement),
+        program: &str,
+        replaces: u64,
+        expires_in: i64,
+    ) -> ResumeAuthorization {
+        let now = i64::try_from(
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .expect("after 1970")
+                .as_secs(),
+        )
+        .expect("fits");
+        let mut statement = ResumeStatement {
             program: program.to_owned(),
             replaces_generation: replaces,
-            expires_at_unix: i64::try_from(now).expect("fits") + expires_in,
+            expires_at_unix: now + expires_in,
             nonce: vec![1; 16],
-        }
-        .encode_to_vec();
+            issued_at_unix: now,
+            ..ResumeStatement::default()
+        };
+        edit(&mut statement);
+        let statement = statement.encode_to_vec();
         let signature = pair.sign(&killswitch_proto::resume_signed_bytes(&statement));
         ResumeAuthorization {
             statement,
@@ -249,7 +362,12 @@ mod tests {
         let demo = ProgramName::parse("demo").expect("valid");
         let now = SystemTime::now();
         let check = |auth: Option<ResumeAuthorization>, signing: Signing| {
-            check_resume(auth.as_ref(), &demo, 7, "alice", signing, now)
+            let resume = Resume {
+                program: &demo,
+                replaces: 7,
+                scope: Scope::default(),
+            };
+            check_resume(auth.as_ref(), resume, "alice", signing, now)
         };
         let required = Signing::Required(key(&alice));
         assert_eq!(
@@ -297,5 +415,81 @@ mod tests {
             check(Some(two), required),
             Err(SignatureError::SignatureCount(2))
         );
+    }
+
+    #[test]
+    fn a_statement_opens_only_the_scope_it_names() {
+        let alice = key_pair();
+        let demo = ProgramName::parse("demo").expect("valid");
+        let now = SystemTime::now();
+        let required = Signing::Required(key(&alice));
+        let scoped = |selector: &str, stages: &[u32], interval: u64| {
+            let stages = stages.to_vec();
+            sign_statement(
+                &alice,
+                |s| {
+                    s.selector = selector.to_owned();
+                    s.stages_percent = stages;
+                    s.stage_interval_ms = interval;
+                },
+                "demo",
+                7,
+                900,
+            )
+        };
+        let check = |auth: ResumeAuthorization, scope: Scope<'_>| {
+            let resume = Resume {
+                program: &demo,
+                replaces: 7,
+                scope,
+            };
+            check_resume(Some(&auth), resume, "alice", required, now)
+        };
+        let emea = Scope {
+            selector: "region=emea",
+            ..Scope::default()
+        };
+        let staged = Scope {
+            stages_percent: &[10, 100],
+            stage_interval_ms: 60_000,
+            ..Scope::default()
+        };
+        assert_eq!(check(scoped("region=emea", &[], 0), emea), Ok(()));
+        assert_eq!(check(scoped("", &[10, 100], 60_000), staged), Ok(()));
+        // A whole-program statement does not stand for a scoped or staged request, nor
+        // the other way round, nor one scope for another.
+        for (auth, scope, what) in [
+            (scoped("", &[], 0), emea, "selector"),
+            (scoped("region=emea", &[], 0), Scope::default(), "selector"),
+            (scoped("region=us", &[], 0), emea, "selector"),
+            (scoped("", &[], 0), staged, "stages"),
+            (scoped("", &[50, 100], 60_000), staged, "stages"),
+            (scoped("", &[10, 100], 1_000), staged, "stage interval"),
+        ] {
+            match check(auth, scope) {
+                Err(SignatureError::OtherScope { what: got, .. }) => assert_eq!(got, what),
+                other => panic!("{scope:?}: {other:?}"),
+            }
+        }
+        let future = sign_statement(&alice, |s| s.issued_at_unix += 3600, "demo", 7, 900);
+        assert!(matches!(
+            check(future, Scope::default()),
+            Err(SignatureError::Expiry(_))
+        ));
+        let undated = sign_statement(
+            &alice,
+            |s| {
+                s.issued_at_unix = 0;
+                s.stages_percent = vec![10, 100];
+                s.stage_interval_ms = 60_000;
+            },
+            "demo",
+            7,
+            900,
+        );
+        assert!(matches!(
+            check(undated, staged),
+            Err(SignatureError::Expiry(_))
+        ));
     }
 }

@@ -10,7 +10,8 @@
 pub mod audit;
 pub mod latency;
 pub mod names;
-pub mod selector;
+/// Label selectors, shared with the SDK (`killswitch_proto::selector`).
+pub use killswitch_proto::selector;
 pub mod state;
 pub mod status;
 pub mod targeting;

@@ -290,7 +290,8 @@ impl ProgramState {
     }
 
     /// What the collector `id` with `labels` receives: its effective state, without the
-    /// rules (a collector needs only its own outcome).
+    /// rules (a collector needs only its own outcome), and the signed resume that decides
+    /// it: the deciding rule's when a rule decides, else the state's.
     #[must_use]
     pub fn to_collector_wire(
         &self,
@@ -300,9 +301,15 @@ impl ProgramState {
         let mut wire = self.to_collector_base();
         if !self.targeting.is_plain() {
             wire.state = self.targeting.effective(self.state, id, labels).to_wire() as i32;
+            if let Some(rule) = self.targeting.deciding_rule(labels) {
+                wire.authorization = rule.authorization.as_ref().map(Authorization::to_wire);
+            }
             if let Some(stop_all) = &self.targeting.stop_all {
                 wire.reason = format!("stop-all: {}", stop_all.reason);
                 wire.stop_all = Some(stop_all.to_wire());
+                // A stop-all is a new pause for every collector: no statement with it, so
+                // collectors waiting for a stage of a staged resume count it as one.
+                wire.authorization = None;
             }
         }
         wire

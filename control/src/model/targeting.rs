@@ -15,17 +15,14 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use killswitch_proto::v1;
-use sha2::{Digest, Sha256};
 
 use crate::model::selector::Selector;
-use crate::model::{Generation, InvalidInput, RunState};
+use crate::model::{Authorization, Generation, InvalidInput, RunState};
 
 /// Most rules a program may carry; a whole-program pause or resume clears them.
 pub const MAX_RULES: usize = 32;
 
-/// Buckets a collector id falls into for staged resumes: a stage of `p`% covers buckets
-/// below `p * 100`.
-pub const BUCKETS: u32 = 10_000;
+pub use killswitch_proto::contract::{BUCKETS, bucket};
 
 /// A scoped pause or resume.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +40,8 @@ pub struct Rule {
     pub at: Option<SystemTime>,
     /// Added by a drill, removed when the drill ends.
     pub drill: bool,
+    /// A signed scoped resume's statement: the collectors this rule decides receive it.
+    pub authorization: Option<Authorization>,
 }
 
 impl Rule {
@@ -72,6 +71,7 @@ impl Rule {
             reason: wire.reason.clone(),
             at: wire.at.and_then(|t| SystemTime::try_from(t).ok()),
             drill: wire.drill,
+            authorization: wire.authorization.as_ref().map(Authorization::from_wire),
         }
     }
 
@@ -86,6 +86,7 @@ impl Rule {
             reason: self.reason.clone(),
             at: self.at.map(killswitch_proto::timestamp),
             drill: self.drill,
+            authorization: self.authorization.as_ref().map(Authorization::to_wire),
         }
     }
 }
@@ -160,17 +161,6 @@ pub fn stages(percentages: &[u32]) -> Result<Vec<u32>, InvalidInput> {
         return Err(invalid("the last stage must be 100%"));
     }
     Ok(percentages.to_vec())
-}
-
-/// A collector's stable bucket in `0..BUCKETS`: SHA-256 of its id, the first 8 bytes as
-/// a big-endian integer, modulo [`BUCKETS`]. The same id lands in the same bucket on every
-/// replica and version, so a stage never picks different collectors.
-#[must_use]
-pub fn bucket(id: &str) -> u32 {
-    let digest = Sha256::digest(id.as_bytes());
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    u32::try_from(u64::from_be_bytes(first) % u64::from(BUCKETS)).unwrap_or(0)
 }
 
 /// The emergency stop-all while it is active: who set it, why and when.
@@ -293,7 +283,7 @@ impl Targeting {
         if self.stop_all.is_some() {
             return RunState::Paused;
         }
-        if let Some(rule) = self.rules.iter().rev().find(|rule| rule.matches(labels)) {
+        if let Some(rule) = self.deciding_rule(labels) {
             return rule.state;
         }
         match &self.rollout {
@@ -301,6 +291,16 @@ impl Targeting {
             Some(_) => RunState::Paused,
             None => base,
         }
+    }
+
+    /// The rule that decides the state of a collector with `labels`: the last one that
+    /// matches; `None` when none does (or a stop-all decides).
+    #[must_use]
+    pub fn deciding_rule(&self, labels: &BTreeMap<String, String>) -> Option<&Rule> {
+        if self.stop_all.is_some() {
+            return None;
+        }
+        self.rules.iter().rev().find(|rule| rule.matches(labels))
     }
 
     /// Whether the last change was aimed at this collector: status counts only these. A
@@ -379,6 +379,7 @@ mod tests {
             reason: "t".into(),
             at: None,
             drill: false,
+            authorization: None,
         }
     }
 
@@ -479,13 +480,6 @@ mod tests {
             previous = covered;
             rollout.stage += 1;
         }
-    }
-
-    #[test]
-    fn buckets_are_stable() {
-        // Pinned (computed independently with Python's hashlib), so that a change of
-        // hash, which would reshuffle every stage, is noticed.
-        assert_eq!((bucket("c1"), bucket("c2")), (1755, 989));
     }
 
     #[test]

@@ -9,46 +9,57 @@ use killswitch_proto::prost::Message;
 use killswitch_proto::v1::{self, store};
 
 use super::state::{Edit, whole};
-use super::targeting::rollout_edit;
+use super::targeting::{rollout_edit, scoped_edit};
 use super::*;
+use crate::model::selector::Selector;
 
 /// Two-person resumes: a resume of a program that needs two operators stores an approval
 /// request, bound to its own lease, which another operator approves.
 impl Store {
-    /// Resumes a program, or, when it needs two operators, stores an approval request that
-    /// lives for `ttl` (written with its audit entry in one transaction). A RUNNING program
-    /// is returned unchanged either way.
+    /// Resumes a program (only the collectors `selector` matches, when given), or, when it
+    /// needs two operators, stores an approval request that lives for `ttl` (written with
+    /// its audit entry in one transaction). A program RUNNING for everyone is returned
+    /// unchanged by a whole-program resume either way.
     pub async fn resume(
         &self,
         name: &ProgramName,
         ttl: Duration,
         change: &Change,
         signed: Option<&SignedResume>,
-        staged: Option<&Staged>,
+        scope: ResumeScope<'_>,
     ) -> Result<ResumeOutcome, StoreError> {
         let (_, stored_program) = self
             .read::<store::Program>(&self.keys.program(name))
             .await?
             .ok_or_else(|| StoreError::NotFound(name.clone()))?;
         if stored_program.resume_approvals <= 1 {
-            let outcome = match staged {
-                None => {
+            let outcome = match scope {
+                ResumeScope::Whole => {
                     self.change_state(name, RunState::Running, false, change, signed)
                         .await?
                 }
-                Some(staged) => {
+                ResumeScope::Staged(staged) => {
                     self.start_rollout(name, &staged.stages, staged.interval, change, signed)
+                        .await?
+                }
+                ResumeScope::Selector(selector) => {
+                    self.set_scoped(name, RunState::Running, selector, change, signed)
                         .await?
                 }
             };
             return Ok(ResumeOutcome::Changed(outcome));
         }
+        let (staged, selector) = match scope {
+            ResumeScope::Whole => (None, None),
+            ResumeScope::Staged(staged) => (Some(staged), None),
+            ResumeScope::Selector(selector) => (None, Some(selector)),
+        };
         for _ in 0..MAX_ATTEMPTS {
             let current = self
                 .get_state(name)
                 .await?
                 .ok_or_else(|| StoreError::NotFound(name.clone()))?;
-            if current.state == RunState::Running {
+            if current.state == RunState::Running && selector.is_none() {
                 return Ok(ResumeOutcome::Changed(ChangeOutcome {
                     state: current,
                     changed: false,
@@ -63,17 +74,12 @@ impl Store {
                 stage_interval_ms: staged.map_or(0, |s| {
                     u64::try_from(s.interval.as_millis()).unwrap_or(u64::MAX)
                 }),
+                selector: selector.map(ToString::to_string).unwrap_or_default(),
                 ..Default::default()
             };
+            let detail = selector.map_or_else(String::new, |s| format!("selector: {s}"));
             if let Some((id, expires_at)) = self
-                .file_request(
-                    &current,
-                    request,
-                    "resume-request",
-                    String::new(),
-                    ttl,
-                    change,
-                )
+                .file_request(&current, request, "resume-request", detail, ttl, change)
                 .await?
             {
                 return Ok(ResumeOutcome::Requested {
@@ -256,7 +262,22 @@ impl Store {
                     authorization,
                     replaces: current.generation,
                 });
-                let mut edit = if request.stages_percent.is_empty() {
+                let mut edit = if !request.selector.is_empty() {
+                    let selector = Selector::parse(&request.selector).map_err(|error| {
+                        StoreError::Invalid(InvalidInput::Conflict(format!(
+                            "the request's selector cannot be read ({error}): file it again"
+                        )))
+                    })?;
+                    scoped_edit(
+                        current,
+                        stored,
+                        RunState::Running,
+                        &selector,
+                        change,
+                        signed.as_ref(),
+                    )?
+                    .ok_or(StoreError::StaleApproval)?
+                } else if request.stages_percent.is_empty() {
                     let new = store::ProgramState {
                         authorization: signed.map(|s| s.authorization),
                         ..whole(stored, RunState::Running)

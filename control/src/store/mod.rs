@@ -26,6 +26,7 @@ use killswitch_proto::prost::Message;
 use killswitch_proto::v1::{self, store};
 
 use crate::model::audit::{AuditList, Chain, Query, Selection, Verdict, audit_hash};
+use crate::model::selector::Selector;
 use crate::model::status::ReplicaSummary;
 use crate::model::targeting::StopAllFlag;
 use crate::model::{
@@ -253,6 +254,17 @@ pub struct Staged {
     pub stages: Vec<u32>,
     /// The least time a stage runs before the next starts.
     pub interval: Duration,
+}
+
+/// Which collectors a resume is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeScope<'a> {
+    /// Every collector, at once.
+    Whole,
+    /// Every collector, stage by stage.
+    Staged(&'a Staged),
+    /// The collectors a selector matches.
+    Selector(&'a Selector),
 }
 
 /// A stored approval request, for `GetApproval` and `Approve`.

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::model::selector::Selector;
 use crate::model::targeting::{MAX_RULES, Rollout, Rule, StopAll, StopAllFlag};
-use crate::model::{InvalidInput, ProgramName, ProgramState, RunState};
+use crate::model::{Authorization, InvalidInput, ProgramName, ProgramState, RunState};
 
 /// How long a request to clear the stop-all waits for a second admin.
 const CLEAR_REQUEST_TTL: Duration = Duration::from_secs(15 * 60);
@@ -49,28 +49,7 @@ impl Store {
         signed: Option<&SignedResume>,
     ) -> Result<ChangeOutcome, StoreError> {
         self.edit_state(name, change, |current, stored| {
-            if signed.is_some_and(|s| s.replaces != current.generation) {
-                return Err(StoreError::StaleStatement);
-            }
-            // A drill's rule never makes a real change a no-op: the drill's end removes
-            // it, and a real pause must outlive that.
-            let last = current.targeting.rules.last();
-            if last.is_some_and(|r| {
-                !r.drill && r.state == target && r.selector.as_ref() == Some(selector)
-            }) && current.targeting.scope.as_ref() == Some(selector)
-            {
-                return Ok(None);
-            }
-            add_rule(current, stored, target, selector, false, change).map(|mut new| {
-                if let Some(signed) = signed {
-                    new.authorization = Some(signed.authorization.clone());
-                }
-                Some(Edit::new(
-                    new,
-                    target.action(),
-                    format!("selector: {selector}"),
-                ))
-            })
+            scoped_edit(current, stored, target, selector, change, signed)
         })
         .await
     }
@@ -94,7 +73,16 @@ impl Store {
                      `killswitch drill {name} --selector '{selector}' --end --reason TEXT`"
                 ))));
             }
-            add_rule(current, stored, RunState::Paused, selector, true, change).map(|new| {
+            add_rule(
+                current,
+                stored,
+                RunState::Paused,
+                selector,
+                true,
+                change,
+                None,
+            )
+            .map(|new| {
                 Some(Edit::new(
                     new,
                     "drill-start",
@@ -363,6 +351,45 @@ impl Store {
 }
 
 /// The state with one more rule (bounded by [`MAX_RULES`]) and `selector` as its scope.
+/// The edit that pauses or resumes the collectors `selector` matches (signed by
+/// `signed`, whose statement must replace `current`'s generation); `None` when the last
+/// rule already does it.
+pub(super) fn scoped_edit(
+    current: &ProgramState,
+    stored: &store::ProgramState,
+    target: RunState,
+    selector: &Selector,
+    change: &Change,
+    signed: Option<&SignedResume>,
+) -> Result<Option<Edit>, StoreError> {
+    if signed.is_some_and(|s| s.replaces != current.generation) {
+        return Err(StoreError::StaleStatement);
+    }
+    // A drill's rule never makes a real change a no-op: the drill's end removes it, and a
+    // real pause must outlive that.
+    let last = current.targeting.rules.last();
+    if last.is_some_and(|r| !r.drill && r.state == target && r.selector.as_ref() == Some(selector))
+        && current.targeting.scope.as_ref() == Some(selector)
+    {
+        return Ok(None);
+    }
+    let authorization = signed.map(|s| Authorization::from_wire(&s.authorization));
+    let new = add_rule(
+        current,
+        stored,
+        target,
+        selector,
+        false,
+        change,
+        authorization,
+    )?;
+    Ok(Some(Edit::new(
+        new,
+        target.action(),
+        format!("selector: {selector}"),
+    )))
+}
+
 fn add_rule(
     current: &ProgramState,
     stored: &store::ProgramState,
@@ -370,6 +397,7 @@ fn add_rule(
     selector: &Selector,
     drill: bool,
     change: &Change,
+    authorization: Option<Authorization>,
 ) -> Result<store::ProgramState, StoreError> {
     if current.targeting.rules.len() >= MAX_RULES {
         return Err(StoreError::Invalid(InvalidInput::Conflict(format!(
@@ -385,6 +413,7 @@ fn add_rule(
         reason: change.reason.clone(),
         at: Some(SystemTime::now()),
         drill,
+        authorization,
     };
     let mut new = stored.clone();
     let mut targeting = current.targeting.clone();

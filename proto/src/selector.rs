@@ -1,5 +1,7 @@
 //! Label selectors in the Kubernetes style: which collectors a scoped pause or a staged
-//! resume applies to, by the labels they sent in Hello (issue #8).
+//! resume applies to, by their labels. Shared by the control plane, which targets with
+//! it, and the SDK, which checks the selector a signed resume names against its own
+//! labels.
 //!
 //! # Syntax
 //!
@@ -46,7 +48,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
-use crate::model::{label_key, label_value};
+use crate::contract::{label_key, label_value};
 
 /// Longest selector accepted, in bytes.
 pub const MAX_SELECTOR_BYTES: usize = 4096;
@@ -94,7 +96,7 @@ impl SelectorError {
     /// picture but no panic. Wide characters can shift the caret.
     #[must_use]
     pub fn pointer(&self, selector: &str) -> String {
-        killswitch_proto::pointer(selector, self.column)
+        crate::pointer(selector, self.column)
     }
 }
 
@@ -494,7 +496,9 @@ impl<'a> Parser<'a> {
                 self.found()
             )));
         }
-        label_key(word).map_err(|e| self.error(start, e.to_string()))
+        label_key(word)
+            .map(|()| word.to_owned())
+            .map_err(|e| self.error(start, e.to_string()))
     }
 
     /// The value after `=`, `==` or `!=`, as a one-value set.
@@ -589,7 +593,9 @@ impl<'a> Parser<'a> {
             self.bare_end = Some(self.pos);
             bare.to_owned()
         };
-        label_value(&value).map_err(|e| self.error(start, e.to_string()))
+        label_value(&value)
+            .map(|()| value)
+            .map_err(|e| self.error(start, e.to_string()))
     }
 
     /// A double-quoted value, from its opening quote; `\"` and `\\` are the only escapes.
@@ -711,7 +717,7 @@ fn check_satisfiable(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model;
+    use crate::contract;
 
     /// A valid selector parses, displays as `canonical`, and the canonical form parses
     /// back to an equal selector that displays the same (the round trip).
@@ -759,8 +765,8 @@ mod tests {
 
     #[test]
     fn valid_selectors_and_their_canonical_form() {
-        let long_key = "k".repeat(model::MAX_LABEL_KEY_BYTES);
-        let long_value = "v".repeat(model::MAX_LABEL_VALUE_BYTES);
+        let long_key = "k".repeat(contract::MAX_LABEL_KEY_BYTES);
+        let long_value = "v".repeat(contract::MAX_LABEL_VALUE_BYTES);
         let table: &[(&str, &str)] = &[
             ("region=emea", "region=emea"),
             ("region==emea", "region=emea"),
@@ -971,13 +977,13 @@ mod tests {
 
     #[test]
     fn bounds() {
-        let key = "k".repeat(model::MAX_LABEL_KEY_BYTES + 1);
+        let key = "k".repeat(contract::MAX_LABEL_KEY_BYTES + 1);
         check_invalid(
             &format!("a,{key}"),
             3,
             "label key is 64 bytes long; at most 63",
         );
-        let value = "v".repeat(model::MAX_LABEL_VALUE_BYTES + 1);
+        let value = "v".repeat(contract::MAX_LABEL_VALUE_BYTES + 1);
         check_invalid(
             &format!("a={value}"),
             3,
@@ -1121,7 +1127,7 @@ mod tests {
         );
         assert_eq!(
             lines[1].len(),
-            2 + 3 + killswitch_proto::POINTER_CONTEXT + 1,
+            2 + 3 + crate::POINTER_CONTEXT + 1,
             "{pointer}"
         );
         // A different string gives no panic.
