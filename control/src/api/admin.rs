@@ -100,6 +100,12 @@ impl Admin {
         Ok(actor)
     }
 
+    /// The label keys collectors' certificates pin, sorted, for `Status` and
+    /// `ListCollectors` to show.
+    fn pinned_labels(&self) -> Vec<String> {
+        self.auth.pinned_labels().into_iter().collect()
+    }
+
     /// A pause of the whole program, or of the collectors its selector matches.
     async fn pause_program(
         &self,
@@ -597,6 +603,7 @@ impl AdminService for Admin {
                     generation: request.generation,
                     collectors,
                     unreachable_replicas: Vec::new(),
+                    pinned_labels: self.pinned_labels(),
                 });
             }
             let state = self
@@ -843,7 +850,10 @@ impl Admin {
             status.replicas_behind.push(self.replica_id.clone());
             status.replicas_behind.sort();
         }
-        Ok(wire::status_response(&status))
+        Ok(v1::StatusResponse {
+            pinned_labels: self.pinned_labels(),
+            ..wire::status_response(&status)
+        })
     }
 
     /// Sends a new status whenever the program's state or a summary changes.
@@ -945,6 +955,7 @@ impl Admin {
             generation,
             collectors,
             unreachable_replicas: unreachable,
+            pinned_labels: self.pinned_labels(),
         }
     }
 }
