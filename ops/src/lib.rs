@@ -18,8 +18,9 @@
 //! - [`output`]: pure table and JSON rendering of the views.
 //! - [`sink`]: stdout, tolerating a reader that goes away.
 //! - [`exit`]: exit codes and the [`Error`] type that carries one.
-//! - [`certs`]: `certs init`, a development PKI and the control plane's `auth.toml`
-//!   (local: no control plane involved).
+//! - [`certs`]: `certs init`, a development PKI and the control plane's `auth.toml`, and
+//!   `certs collector`, a collector certificate that pins labels (local: no control plane
+//!   involved).
 //! - [`token`]: `token new`, operator bearer tokens and `auth.toml` entries (local).
 //! - [`keys`]: `keys new`, operator ed25519 signing keys (local), and signing resume
 //!   statements for `resume` and `approve --signing-key`.

@@ -183,6 +183,7 @@ mod tests {
             replicas_behind: vec![],
             ack_times: None,
             stop_all: None,
+            pinned_labels: vec![],
         })
         .unwrap()
     }

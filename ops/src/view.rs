@@ -693,6 +693,9 @@ pub struct StatusView {
     pub replicas_behind: Vec<String>,
     /// Acknowledgement times; `null` when none was timed.
     pub ack_times: Option<AckTimesView>,
+    /// Label keys whose values come from collectors' certificates (the control plane's
+    /// `pinned_labels`); empty when none.
+    pub pinned_labels: Vec<String>,
 }
 
 impl TryFrom<v1::StatusResponse> for StatusView {
@@ -758,6 +761,7 @@ impl TryFrom<v1::StatusResponse> for StatusView {
             replicas: response.replicas,
             replicas_behind: response.replicas_behind,
             ack_times: response.ack_times.and_then(AckTimesView::from_wire),
+            pinned_labels: response.pinned_labels,
         })
     }
 }
@@ -902,6 +906,9 @@ pub struct CollectorListView {
     pub collectors: Vec<CollectorView>,
     /// Replicas that did not answer: their collectors are missing from `collectors`.
     pub unreachable_replicas: Vec<String>,
+    /// Label keys whose values come from collectors' certificates (the control plane's
+    /// `pinned_labels`); empty when none.
+    pub pinned_labels: Vec<String>,
 }
 
 impl CollectorListView {
@@ -920,6 +927,7 @@ impl CollectorListView {
             generation: response.generation,
             collectors,
             unreachable_replicas: response.unreachable_replicas,
+            pinned_labels: response.pinned_labels,
         }
     }
 }
@@ -1288,6 +1296,7 @@ mod tests {
             replicas_behind: vec![],
             ack_times: None,
             stop_all: None,
+            pinned_labels: vec![],
         })
         .unwrap();
         assert_eq!(view.collectors, CollectorsView::default());
@@ -1337,8 +1346,10 @@ mod tests {
                 max_us: 3400,
                 propagation_us: 5600,
             }),
+            pinned_labels: vec!["region".to_owned()],
         })
         .unwrap();
+        assert_eq!(view.pinned_labels, ["region"]);
         let c = &view.collectors;
         assert_eq!(
             (
@@ -1402,6 +1413,7 @@ mod tests {
             replicas_behind: vec![],
             ack_times: None,
             stop_all: None,
+            pinned_labels: vec![],
         })
         .unwrap();
         let c = &view.collectors;
@@ -1453,6 +1465,7 @@ mod tests {
                 generation: 7,
                 collectors: vec![info("c2", "r1"), info("c1", "r2"), info("c1", "r1")],
                 unreachable_replicas: vec!["r3".to_owned()],
+                pinned_labels: vec!["region".to_owned(), "team".to_owned()],
             },
         );
         let order: Vec<(&str, &str)> = view
@@ -1470,6 +1483,7 @@ mod tests {
         assert_eq!(first.labels.keys().collect::<Vec<_>>(), ["region", "zone"]);
         assert_eq!(view.program, "demo");
         assert_eq!(view.unreachable_replicas, ["r3"]);
+        assert_eq!(view.pinned_labels, ["region", "team"]);
     }
 
     fn ts(seconds: i64) -> Option<Timestamp> {

@@ -102,6 +102,12 @@ impl Admin {
         Ok(actor)
     }
 
+    /// The label keys collectors' certificates pin, sorted, for `Status` and
+    /// `ListCollectors` to show.
+    fn pinned_labels(&self) -> Vec<String> {
+        self.auth.pinned_labels().into_iter().collect()
+    }
+
     /// A pause of the whole program, or of the collectors its selector matches.
     async fn pause_program(
         &self,
@@ -603,6 +609,7 @@ impl AdminService for Admin {
                     generation: request.generation,
                     collectors,
                     unreachable_replicas: Vec::new(),
+                    pinned_labels: self.pinned_labels(),
                 });
             }
             let state = self
@@ -849,7 +856,10 @@ impl Admin {
             status.replicas_behind.push(self.replica_id.clone());
             status.replicas_behind.sort();
         }
-        Ok(wire::status_response(&status))
+        Ok(v1::StatusResponse {
+            pinned_labels: self.pinned_labels(),
+            ..wire::status_response(&status)
+        })
     }
 
     /// Sends a new status whenever the program's state or a summary changes.
@@ -951,6 +961,7 @@ impl Admin {
             generation,
             collectors,
             unreachable_replicas: unreachable,
+            pinned_labels: self.pinned_labels(),
         }
     }
 }

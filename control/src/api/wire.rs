@@ -32,6 +32,8 @@ pub fn status_response(status: &FleetStatus) -> v1::StatusResponse {
             .stop_all
             .as_ref()
             .map(|s| s.to_wire()),
+        // Not the fleet's but the auth file's: the admin service fills it in.
+        pinned_labels: Vec::new(),
     }
 }
 

@@ -1,15 +1,17 @@
-//! `collectors`: one row per collector connected to any replica, and the warning when a
-//! replica did not answer.
+//! `collectors`: one row per collector connected to any replica, the label keys their
+//! certificates pin, and the warning when a replica did not answer.
 
+use super::status::pinned_labels_line;
 use super::table::columns;
 use super::{Error, OutputFormat, clean, json, time};
 use crate::view::{CollectorListView, CollectorView, RunState};
 
-/// `collectors`: one row per collector, or one JSON document.
+/// `collectors`: one row per collector, then `pinned labels: ...` when the control plane
+/// pins some; or one JSON document.
 pub fn collectors(view: &CollectorListView, format: OutputFormat) -> Result<String, Error> {
-    match format {
-        OutputFormat::Json => json(view),
-        OutputFormat::Table if view.collectors.is_empty() => Ok("no collectors\n".to_owned()),
+    let mut text = match format {
+        OutputFormat::Json => return json(view),
+        OutputFormat::Table if view.collectors.is_empty() => "no collectors\n".to_owned(),
         OutputFormat::Table => {
             let header = [
                 "ID",
@@ -21,9 +23,13 @@ pub fn collectors(view: &CollectorListView, format: OutputFormat) -> Result<Stri
                 "LABELS",
             ];
             let rows: Vec<[String; 7]> = view.collectors.iter().map(collector_row).collect();
-            Ok(columns(header.map(str::to_owned), &rows))
+            columns(header.map(str::to_owned), &rows)
         }
+    };
+    if let Some(line) = pinned_labels_line(&view.pinned_labels) {
+        text.push_str(&format!("pinned labels: {}\n", clean(&line)));
     }
+    Ok(text)
 }
 
 /// The warning when some replicas did not answer `collectors`, e.g. `replicas r2 did not
@@ -104,6 +110,33 @@ c3  r1       -           -       -                     -          region=eu,zone
             collectors(&empty, OutputFormat::Table).unwrap(),
             "no collectors\n"
         );
+    }
+
+    #[test]
+    fn collectors_table_names_the_pinned_labels() {
+        let list = CollectorListView {
+            pinned_labels: vec!["region".to_owned(), "team".to_owned()],
+            ..collector_list()
+        };
+        let shown = collectors(&list, OutputFormat::Table).unwrap();
+        assert!(
+            shown.ends_with(
+                "c3  r1       -           -       -                     -          region=eu,zone=b
+pinned labels: region, team (from collector certificates)
+"
+            ),
+            "{shown}"
+        );
+        let empty = CollectorListView {
+            collectors: vec![],
+            ..list.clone()
+        };
+        assert_eq!(
+            collectors(&empty, OutputFormat::Table).unwrap(),
+            "no collectors\npinned labels: region, team (from collector certificates)\n"
+        );
+        let value = parse(&collectors(&list, OutputFormat::Json).unwrap());
+        assert_eq!(value["pinned_labels"], json!(["region", "team"]));
     }
 
     #[test]

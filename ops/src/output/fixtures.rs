@@ -96,6 +96,7 @@ pub(super) fn status_view() -> StatusView {
         }],
         replicas: vec!["r1".to_owned(), "r2".to_owned()],
         replicas_behind: vec![],
+        pinned_labels: vec![],
         ack_times: Some(AckTimesView {
             count: 1,
             p50_ms: Micros(1200),
@@ -118,6 +119,7 @@ pub(super) fn all_acked() -> StatusView {
         replicas: vec![],
         replicas_behind: vec![],
         ack_times: None,
+        pinned_labels: vec![],
     }
 }
 
@@ -142,6 +144,7 @@ pub(super) fn status_json() -> Value {
         "replicas": ["r1", "r2"],
         "replicas_behind": [],
         "ack_times": {"count": 1, "p50_ms": 1.2, "max_ms": 3.4, "propagation_ms": 5.6},
+        "pinned_labels": [],
     }))
 }
 
@@ -182,6 +185,7 @@ pub(super) fn collector_list() -> CollectorListView {
             },
         ],
         unreachable_replicas: vec![],
+        pinned_labels: vec![],
     }
 }
 

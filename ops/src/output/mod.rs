@@ -313,6 +313,7 @@ mod tests {
                         },
                     ],
                     "unreachable_replicas": [],
+                    "pinned_labels": [],
                 }),
             ),
         ];

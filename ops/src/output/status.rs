@@ -134,7 +134,17 @@ pub(super) fn status_block(view: &StatusView) -> String {
         );
         rows.push(Row::new("behind", &behind));
     }
+    if let Some(line) = pinned_labels_line(&view.pinned_labels) {
+        rows.push(Row::new("pinned labels", &line));
+    }
     with_banner(view.state.stop_all.as_ref(), block(&rows))
+}
+
+/// The pinned label keys as `status` and `collectors` show them, `region, team (from
+/// collector certificates)`; `None` when none is pinned.
+#[must_use]
+pub(super) fn pinned_labels_line(keys: &[String]) -> Option<String> {
+    (!keys.is_empty()).then(|| format!("{} (from collector certificates)", keys.join(", ")))
 }
 
 /// The collectors whose gate is not in the state intended for them, listing at most
@@ -306,6 +316,32 @@ collectors:  3 connected, 3 acknowledged, 0 pending, 0 errored
 replicas:    -
 "
         );
+    }
+
+    #[test]
+    fn status_table_names_the_pinned_labels() {
+        let mut view = all_acked();
+        view.pinned_labels = vec!["region".to_owned(), "team".to_owned()];
+        assert_eq!(
+            status(&view, OutputFormat::Table).unwrap(),
+            "\
+program:        demo
+state:          RUNNING
+generation:     12
+reason:         all clear
+incident:       -
+actor:          bob
+changed:        -
+collectors:     3 connected, 3 acknowledged, 0 pending, 0 errored
+replicas:       -
+pinned labels:  region, team (from collector certificates)
+"
+        );
+        let value = parse(&status(&view, OutputFormat::Json).unwrap());
+        assert_eq!(value["pinned_labels"], json!(["region", "team"]));
+        // None pinned: no line (see `status_table`), an empty list in JSON.
+        let value = parse(&status(&all_acked(), OutputFormat::Json).unwrap());
+        assert_eq!(value["pinned_labels"], json!([]));
     }
 
     #[test]

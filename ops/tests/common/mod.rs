@@ -247,6 +247,8 @@ pub struct CollectorBuilder {
     hook_timeout: Option<Duration>,
     state_file: Option<PathBuf>,
     labels: BTreeMap<String, String>,
+    /// CA, certificate and key, PEM.
+    tls: Option<(Vec<u8>, Vec<u8>, Vec<u8>)>,
 }
 
 impl CollectorBuilder {
@@ -254,6 +256,18 @@ impl CollectorBuilder {
     /// when the key is `region`).
     pub fn label(mut self, key: &str, value: &str) -> Self {
         self.labels.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    /// Leaves the label `key` out of Hello (also the default `region`).
+    pub fn without_label(mut self, key: &str) -> Self {
+        self.labels.remove(key);
+        self
+    }
+
+    /// Connects with TLS, trusting the CA `ca` and presenting `cert` with `key` (PEM).
+    pub fn tls(mut self, ca: Vec<u8>, cert: Vec<u8>, key: Vec<u8>) -> Self {
+        self.tls = Some((ca, cert, key));
         self
     }
 
@@ -335,6 +349,9 @@ impl CollectorBuilder {
         if let Some(path) = self.state_file {
             builder = builder.state_file(path);
         }
+        if let Some((ca, cert, key)) = self.tls {
+            builder = builder.tls(ca, cert, key);
+        }
         Collector {
             client: builder.start().expect("start collector"),
             pauses,
@@ -368,6 +385,7 @@ impl Collector {
             hook_timeout: None,
             state_file: None,
             labels: BTreeMap::from([("region".to_owned(), "test".to_owned())]),
+            tls: None,
         }
     }
 
