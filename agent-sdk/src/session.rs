@@ -860,6 +860,7 @@ fn ack(program: &str, applied: &Applied, open: bool) -> CollectorMessage {
             applied_at: Some(killswitch_proto::timestamp(applied.at)),
             purged: applied.purged,
             error: applied.error.clone(),
+            receipt: None,
         })),
     }
 }

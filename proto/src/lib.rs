@@ -62,6 +62,20 @@ pub fn resume_signed_bytes(statement: &[u8]) -> Vec<u8> {
     bytes
 }
 
+/// What every receipt signature covers before the encoded `Receipt`: a signature made
+/// for anything else (a TLS handshake, a resume) can never pass for a receipt.
+pub const RECEIPT_SIGNING_CONTEXT: &[u8] = b"killswitch-receipt-v1\0";
+
+/// The bytes a collector signs for an encoded `Receipt`: [`RECEIPT_SIGNING_CONTEXT`]
+/// followed by the receipt.
+#[must_use]
+pub fn receipt_signed_bytes(receipt: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(RECEIPT_SIGNING_CONTEXT.len() + receipt.len());
+    bytes.extend_from_slice(RECEIPT_SIGNING_CONTEXT);
+    bytes.extend_from_slice(receipt);
+    bytes
+}
+
 /// Characters shown on each side of the column [`pointer`] marks.
 pub const POINTER_CONTEXT: usize = 30;
 

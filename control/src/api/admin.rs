@@ -626,6 +626,16 @@ impl AdminService for Admin {
         Ok(Response::new(result?))
     }
 
+    type ListReceiptsStream =
+        Pin<Box<dyn Stream<Item = Result<v1::ListReceiptsResponse, Status>> + Send + 'static>>;
+
+    async fn list_receipts(
+        &self,
+        _request: Request<v1::ListReceiptsRequest>,
+    ) -> Result<Response<Self::ListReceiptsStream>, Status> {
+        Err(Status::unimplemented("receipts are not kept yet"))
+    }
+
     async fn list_audit(
         &self,
         request: Request<v1::ListAuditRequest>,

@@ -451,8 +451,10 @@ impl Selection {
 #[must_use]
 pub fn to_wire(listed: Listed) -> v1::AuditEntry {
     let Listed { entry, generation } = listed;
+    let stored = entry.encode_to_vec();
     v1::AuditEntry {
         generation,
+        stored,
         seq: entry.seq,
         at: entry.at,
         actor: entry.actor,
