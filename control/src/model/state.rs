@@ -291,7 +291,9 @@ impl ProgramState {
 
     /// What the collector `id` with `labels` receives: its effective state, without the
     /// rules (a collector needs only its own outcome), and the signed resume that decides
-    /// it: the deciding rule's when a rule decides, else the state's.
+    /// it: the deciding rule's when a rule decides, else the state's. Its `scope` is the
+    /// canonical selector of the rule that decides its state (which it copies into its
+    /// receipts), empty when no rule does (a whole-program state or a stop-all).
     #[must_use]
     pub fn to_collector_wire(
         &self,
@@ -303,6 +305,12 @@ impl ProgramState {
             wire.state = self.targeting.effective(self.state, id, labels).to_wire() as i32;
             if let Some(rule) = self.targeting.deciding_rule(labels) {
                 wire.authorization = rule.authorization.as_ref().map(Authorization::to_wire);
+                // Collectors copy it into their receipts: the scope the state came under.
+                wire.scope = rule
+                    .selector
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
             }
             if let Some(stop_all) = &self.targeting.stop_all {
                 wire.reason = format!("stop-all: {}", stop_all.reason);
@@ -477,6 +485,63 @@ mod tests {
         let wire = resumed.to_collector_wire("c1", &labels);
         assert_eq!(wire.state, v1::RunState::Running as i32);
         assert_eq!(resumed.with_stop_all(&cleared).generation, 12, "idempotent");
+    }
+
+    #[test]
+    fn a_collector_receives_the_scope_of_the_rule_that_decides_its_state() {
+        use crate::model::selector::Selector;
+        use crate::model::targeting::{Rule, StopAll};
+
+        let rule = |selector: &str, state| Rule {
+            selector: Some(Selector::parse(selector).expect("valid selector")),
+            state,
+            actor: "alice".into(),
+            reason: "t".into(),
+            at: None,
+            drill: false,
+            authorization: None,
+        };
+        let name = ProgramName::parse("demo").expect("valid");
+        let mut state = ProgramState::from_store(
+            name,
+            7,
+            &v1::store::ProgramState::default(),
+            &StopAllFlag::default(),
+        );
+        state.targeting.rules = vec![
+            rule("region in (emea, apac)", RunState::Paused),
+            rule("team=a,region=emea", RunState::Running),
+        ];
+        let labels = |pairs: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let wire = state.to_collector_wire("c1", &labels(&[("region", "apac")]));
+        assert_eq!(wire.state, v1::RunState::Paused as i32);
+        assert_eq!(wire.scope, "region in (apac,emea)", "canonical form");
+        let wire = state.to_collector_wire("c1", &labels(&[("region", "emea"), ("team", "a")]));
+        assert_eq!(wire.state, v1::RunState::Running as i32);
+        assert_eq!(
+            wire.scope, "region=emea,team=a",
+            "the last matching rule decides"
+        );
+        let wire = state.to_collector_wire("c1", &labels(&[("region", "us")]));
+        assert_eq!(wire.scope, "", "no rule decides: the whole program's state");
+
+        let stopped = state.with_stop_all(&StopAllFlag {
+            mark: Some(StopAll {
+                reason: "leak".into(),
+                incident_id: String::new(),
+                actor: "alice".into(),
+                at: None,
+            }),
+            generation: 9,
+            clear_request: None,
+        });
+        let wire = stopped.to_collector_wire("c1", &labels(&[("region", "apac")]));
+        assert_eq!(wire.scope, "", "a stop-all decides, not a rule");
     }
 
     #[test]
