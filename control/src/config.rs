@@ -96,6 +96,12 @@ pub struct Settings {
     #[arg(long, env = "KILLSWITCH_SHUTDOWN_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
     #[serde(serialize_with = "serialize_duration")]
     pub shutdown_grace: Duration,
+    /// How long collectors' receipts are kept in etcd. Each replica binds the receipts it
+    /// writes to one etcd lease per day, of this time-to-live plus a day, so they vanish
+    /// on their own; a change takes effect with the next day's lease.
+    #[arg(long, env = "KILLSWITCH_RECEIPT_RETENTION", default_value = "90days", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "serialize_duration")]
+    pub receipt_retention: Duration,
     /// Most collector sessions this replica serves; more are refused with
     /// RESOURCE_EXHAUSTED so collectors move to another replica.
     #[arg(long, env = "KILLSWITCH_MAX_SESSIONS", default_value_t = crate::api::session::DEFAULT_MAX_SESSIONS)]
@@ -197,6 +203,9 @@ pub struct ConfigFile {
     /// `shutdown_grace`, a duration.
     #[serde(default, deserialize_with = "deserialize_duration")]
     pub shutdown_grace: Option<Duration>,
+    /// `receipt_retention`, a duration such as `"90days"`.
+    #[serde(default, deserialize_with = "deserialize_duration")]
+    pub receipt_retention: Option<Duration>,
     /// `max_sessions`.
     pub max_sessions: Option<usize>,
     /// `max_sessions_per_collector`.
@@ -343,6 +352,7 @@ impl Settings {
             etcd_timeout,
             reconcile_interval,
             shutdown_grace,
+            receipt_retention,
             max_sessions,
             max_sessions_per_collector,
             tls_cert,
@@ -382,6 +392,7 @@ impl Settings {
             etcd_timeout,
             reconcile_interval,
             shutdown_grace,
+            receipt_retention,
             max_sessions,
             max_sessions_per_collector,
             insecure_dev
@@ -426,6 +437,11 @@ impl Settings {
             "reconcile_interval",
         )?;
         at_least(self.lease_ttl, Duration::from_secs(2), "lease_ttl")?;
+        at_least(
+            self.receipt_retention,
+            Duration::from_secs(60),
+            "receipt_retention",
+        )?;
         if self.etcd.is_empty() || self.etcd.iter().any(|e| e.trim().is_empty()) {
             return Err(ConfigError::Invalid(
                 "--etcd (or etcd in the config file) needs at least one endpoint, and no empty ones".into(),

@@ -68,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
     config.etcd_timeout = args.etcd_timeout;
     config.reconcile_interval = args.reconcile_interval;
     config.shutdown_grace = args.shutdown_grace;
+    config.receipt_retention = args.receipt_retention;
     config.session.max_sessions = args.max_sessions;
     config.session.max_sessions_per_collector = args.max_sessions_per_collector;
     config.metrics_listen = args.metrics_listen;

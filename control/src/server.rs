@@ -30,6 +30,9 @@ use crate::security::{EtcdAccess, Security, SecurityError, check_loopback};
 use crate::store::{Store, StoreError};
 use crate::tls::{Acceptor, Credentials};
 
+/// Default of [`Config::receipt_retention`]: 90 days.
+pub const DEFAULT_RECEIPT_RETENTION: Duration = Duration::from_secs(90 * 24 * 60 * 60);
+
 /// A replica's configuration. [`Config::new`] fills in the documented defaults.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -56,6 +59,8 @@ pub struct Config {
     pub session: SessionConfig,
     /// How long shutdown waits for collectors to leave after Drain. Default 5 s.
     pub shutdown_grace: Duration,
+    /// How long collectors' receipts are kept in etcd. Default 90 days.
+    pub receipt_retention: Duration,
     /// TLS and who may call what, or `--insecure-dev`. Default [`Security::InsecureDev`],
     /// which [`serve`] refuses on anything but a loopback address.
     pub security: Security,
@@ -86,6 +91,7 @@ impl Config {
             reconcile_interval: Duration::from_secs(30),
             session: SessionConfig::default(),
             shutdown_grace: Duration::from_secs(5),
+            receipt_retention: DEFAULT_RECEIPT_RETENTION,
             security: Security::InsecureDev,
             etcd: EtcdAccess::default(),
             metrics_listen: None,
@@ -470,6 +476,7 @@ fn spawn_loops(
         lease_ttl: config.lease_ttl,
         debounce: config.ack_debounce,
         progress_interval: Duration::from_secs(1),
+        receipt_retention: config.receipt_retention,
     };
     [
         (

@@ -23,6 +23,7 @@ use crate::api::reload::{ReloadError, Reloader};
 use crate::api::signing::{self, SignatureError};
 use crate::api::{peers, wire};
 use crate::model::audit;
+use crate::model::receipts;
 use crate::model::selector::Selector;
 use crate::model::status;
 use crate::model::targeting;
@@ -32,8 +33,50 @@ use crate::model::{
 use crate::replica::acks::{AckBook, Filter};
 use crate::replica::cache::StateCache;
 use crate::store::{
-    Change, PolicyOutcome, ResumeOutcome, ResumeScope, SignedResume, Staged, Store, StoreError,
+    Change, PolicyOutcome, ReceiptRange, ResumeOutcome, ResumeScope, SignedResume, Staged, Store,
+    StoreError,
 };
+
+/// Sends the receipts of `name` in `range`, read from etcd a page at a time, in
+/// generation order and without repeats, in responses of at most
+/// [`receipts::RESPONSE_BYTES`]: memory holds one page and the digests of one
+/// generation's receipts, however many are stored.
+async fn stream_receipts(
+    store: Store,
+    name: ProgramName,
+    range: ReceiptRange,
+    tx: mpsc::Sender<Result<v1::ListReceiptsResponse, Status>>,
+) {
+    let mut dedup = receipts::Dedup::default();
+    let mut at = None;
+    loop {
+        let page = match store.receipt_page(&name, range, at).await {
+            Ok(page) => page,
+            Err(error) => {
+                tracing::warn!(%error, program = %name, "cannot read receipts");
+                let _ = tx.send(Err(ApiError::from(error).into())).await;
+                return;
+            }
+        };
+        for (generation, chunk) in page.chunks {
+            let fresh = chunk
+                .receipts
+                .into_iter()
+                .filter(|receipt| dedup.first(generation, receipt))
+                .collect();
+            for batch in receipts::pack(fresh, receipts::RESPONSE_BYTES) {
+                let response = v1::ListReceiptsResponse { receipts: batch };
+                if tx.send(Ok(response)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        match page.next {
+            Some(next) => at = Some(next),
+            None => return,
+        }
+    }
+}
 
 /// How long WatchStatus waits after a change before reading status, to coalesce bursts.
 const STATUS_DEBOUNCE: Duration = Duration::from_millis(50);
@@ -631,9 +674,42 @@ impl AdminService for Admin {
 
     async fn list_receipts(
         &self,
-        _request: Request<v1::ListReceiptsRequest>,
+        request: Request<v1::ListReceiptsRequest>,
     ) -> Result<Response<Self::ListReceiptsStream>, Status> {
-        Err(Status::unimplemented("receipts are not kept yet"))
+        let v1::ListReceiptsRequest {
+            program,
+            from_generation,
+            to_generation,
+        } = request.get_ref();
+        self.authorize(&request, Action::ListReceipts, Some(program))?;
+        let name = ProgramName::parse(program).map_err(ApiError::from)?;
+        if *to_generation != 0 && from_generation > to_generation {
+            return Err(Status::invalid_argument(format!(
+                "from_generation {from_generation} is after to_generation {to_generation}"
+            )));
+        }
+        let range = ReceiptRange {
+            from: *from_generation,
+            to: *to_generation,
+        };
+        // A mistyped name would otherwise read as "no collector ever acknowledged".
+        if self
+            .store
+            .get_state(&name)
+            .await
+            .map_err(ApiError::from)?
+            .is_none()
+        {
+            return Err(ApiError::from(StoreError::NotFound(name)).into());
+        }
+        let (tx, rx) = mpsc::channel(4);
+        let store = self.store.clone();
+        // Ends after the last page, when the operator goes away, or when etcd fails.
+        tokio::spawn(
+            stream_receipts(store, name, range, tx)
+                .instrument(tracing::info_span!("list_receipts")),
+        );
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn list_audit(

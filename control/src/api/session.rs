@@ -26,6 +26,7 @@ use tracing::Instrument;
 use crate::api::auth::{Auth, CertifiedCollector, Reloads};
 use crate::api::error::ApiError;
 use crate::metrics::Metrics;
+use crate::model::receipts::{self, ReceiptRefusal};
 use crate::model::{
     self, CollectorId, Generation, InvalidInput, LostContact, ProgramName, ProgramState, RunState,
     label_key, label_value,
@@ -291,6 +292,9 @@ impl CollectorService for Sessions {
         let revocation = Revocation {
             reloads: self.auth.reloads(),
             serial: self.auth.client_serial(&request),
+            certificate: request
+                .peer_certs()
+                .and_then(|chain| chain.first().map(|leaf| Arc::from(leaf.as_ref()))),
         };
         // Under TLS, the collector id its certificate proves; checked against Hello.
         let certified = self.auth.collector(&request).map_err(|error| {
@@ -467,6 +471,15 @@ pub enum AckRefusal {
         /// What was sent.
         intended: RunState,
     },
+    /// The Ack matches a state sent, but its receipt does not pass
+    /// [`receipts::check`]: it does not match the Ack or is not signed with the session's
+    /// certificate.
+    Receipt {
+        /// The generation acknowledged.
+        generation: Generation,
+        /// What is wrong with the receipt.
+        refusal: ReceiptRefusal,
+    },
 }
 
 impl AckRefusal {
@@ -478,6 +491,7 @@ impl AckRefusal {
             Self::Future { .. } => "future",
             Self::NeverSent { .. } => "never-sent",
             Self::WrongEffective { .. } => "wrong-effective",
+            Self::Receipt { refusal, .. } => refusal.reason(),
         }
     }
 }
@@ -510,6 +524,10 @@ impl fmt::Display for AckRefusal {
                  sent: a gate may be PAUSED whatever was sent, RUNNING only if RUNNING was sent",
                 effective.as_str_name().trim_start_matches("RUN_STATE_")
             ),
+            Self::Receipt {
+                generation,
+                refusal,
+            } => write!(f, "acknowledged generation {generation}, but {refusal}"),
         }
     }
 }
@@ -562,13 +580,16 @@ pub fn parse_hello(hello: v1::Hello) -> Result<Hello, InvalidInput> {
     })
 }
 
-/// What a session re-checks its collector with when the replica's credentials are
-/// reloaded: a collector revoked since (by id or by its certificate's serial) is closed
-/// with `PERMISSION_DENIED`.
+/// What a session knows of its client certificate: what it re-checks its collector with
+/// when the replica's credentials are reloaded (a collector revoked since, by id or by its
+/// certificate's serial, is closed with `PERMISSION_DENIED`), and the certificate its
+/// receipts must be signed with.
 struct Revocation {
     reloads: Reloads,
     /// The serial of the client certificate the session was opened with.
     serial: Option<String>,
+    /// The DER of that certificate (the leaf); `None` without TLS.
+    certificate: Option<Arc<[u8]>>,
 }
 
 /// Removes the session from the book and the cache subscriptions when it ends, however.
@@ -711,7 +732,8 @@ impl Sessions {
                 }
                 message = inbound.message() => match message {
                     Ok(Some(message)) => {
-                        let received = self.receive(id, &hello, &mut sent, message);
+                        let peer = revocation.certificate.as_deref();
+                        let received = self.receive(id, &hello, peer, &mut sent, message);
                         if !self.act_on(received, &tx, &hello, &mut sent, &mut refused).await {
                             return;
                         }
@@ -902,11 +924,13 @@ impl Sessions {
         send(tx, control_message::Msg::Update(update)).await
     }
 
-    /// Checks and records one message from the collector.
+    /// Checks and records one message from the collector; `peer` is the session's client
+    /// certificate (DER), which an Ack's receipt must be signed with.
     fn receive(
         &self,
         id: SessionId,
         hello: &Hello,
+        peer: Option<&[u8]>,
         sent: &mut HashMap<ProgramName, Sent>,
         message: CollectorMessage,
     ) -> Received {
@@ -938,6 +962,26 @@ impl Sessions {
             }
             Err(refusal) => return Received::Refused(refusal),
         };
+        // A receipt must say what the Ack says, signed with the session's certificate; an
+        // Ack without one (an older SDK) is counted as before, with nothing to keep.
+        let receipt = match ack.receipt {
+            Some(signed) => {
+                let expected = receipts::Expected {
+                    collector: hello.collector.as_str(),
+                    program: program.as_str(),
+                    generation: ack.generation,
+                    effective: ack.effective,
+                };
+                if let Err(refusal) = receipts::check(&signed, &expected, peer) {
+                    return Received::Refused(AckRefusal::Receipt {
+                        generation: ack.generation,
+                        refusal,
+                    });
+                }
+                Some(Arc::new(signed))
+            }
+            None => None,
+        };
         let ack = AckRecord {
             generation: ack.generation,
             effective: RunState::from_wire(ack.effective),
@@ -945,6 +989,7 @@ impl Sessions {
             error: truncate(ack.error, 1024),
             applied_at: ack.applied_at.and_then(|t| SystemTime::try_from(t).ok()),
             purged: ack.purged,
+            receipt,
         };
         tracing::debug!(collector = %hello.collector, %program, generation = ack.generation, "ack");
         let current = self.cache.get(program);

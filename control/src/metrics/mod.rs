@@ -63,7 +63,7 @@ const ADMIN_DURATION_BUCKETS: [f64; 12] = [
 
 /// The `AdminService` methods, the only values of the `method` label besides `unknown`
 /// (a path no method has). A unit test checks this list against `admin.proto`.
-pub const ADMIN_METHODS: [&str; 20] = [
+pub const ADMIN_METHODS: [&str; 21] = [
     "CreateProgram",
     "GetProgram",
     "ListPrograms",
@@ -76,6 +76,7 @@ pub const ADMIN_METHODS: [&str; 20] = [
     "WatchStatus",
     "ListCollectors",
     "ListAudit",
+    "ListReceipts",
     "VerifyAudit",
     "AbortRollout",
     "StopAll",

@@ -26,6 +26,13 @@ pub type SessionId = u64;
 pub const DISCONNECTED_WINDOW: Duration = Duration::from_secs(300);
 /// Most disconnected collectors remembered per program.
 const DISCONNECTED_LIMIT: usize = 1000;
+/// Most receipts per program kept waiting for etcd after their Ack stopped counting (its
+/// collector left, or acknowledged a newer generation) before they were written. Beyond
+/// it the oldest are dropped: no summary counts their Acks any more.
+const SUPERSEDED_RECEIPTS_LIMIT: usize = 10_000;
+
+/// A collector's signed receipt, shared between the book and the batch being written.
+pub type SharedReceipt = Arc<v1::SignedReceipt>;
 
 /// Labels a collector sent in Hello, shared by its entries.
 pub type Labels = Arc<BTreeMap<String, String>>;
@@ -46,6 +53,9 @@ pub struct AckRecord {
     pub applied_at: Option<SystemTime>,
     /// The pause hook confirmed deleting buffered data.
     pub purged: bool,
+    /// The collector's receipt, as the session checked it; `None` from an SDK that sends
+    /// none.
+    pub receipt: Option<SharedReceipt>,
 }
 
 #[derive(Debug)]
@@ -54,6 +64,8 @@ struct Entry {
     labels: Labels,
     connected_at: SystemTime,
     ack: Option<AckRecord>,
+    /// The receipt of `ack` while it is not yet written to etcd.
+    unflushed: Option<SharedReceipt>,
 }
 
 impl Entry {
@@ -76,6 +88,10 @@ struct ProgramBook {
     collectors: BTreeMap<CollectorId, Entry>,
     /// Newest at the back.
     disconnected: VecDeque<(CollectorId, SystemTime)>,
+    /// Receipts not yet written whose Ack no longer counts (its collector left, or
+    /// acknowledged a newer generation), oldest first, at most
+    /// [`SUPERSEDED_RECEIPTS_LIMIT`]: written with the next batch all the same.
+    superseded: VecDeque<(Generation, SharedReceipt)>,
 }
 
 impl ProgramBook {
@@ -89,6 +105,29 @@ impl ProgramBook {
             self.disconnected.pop_front();
         }
     }
+
+    /// Keeps an unwritten receipt whose Ack stopped counting, for the next batch.
+    fn supersede(&mut self, generation: Generation, receipt: SharedReceipt) {
+        if self.superseded.len() >= SUPERSEDED_RECEIPTS_LIMIT {
+            self.superseded.pop_front();
+        }
+        self.superseded.push_back((generation, receipt));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.collectors.is_empty() && self.disconnected.is_empty() && self.superseded.is_empty()
+    }
+}
+
+/// A receipt to write to etcd: the program and generation its Ack acknowledged.
+#[derive(Debug, Clone)]
+pub struct PendingReceipt {
+    /// The program.
+    pub program: ProgramName,
+    /// The generation acknowledged.
+    pub generation: Generation,
+    /// The receipt.
+    pub receipt: SharedReceipt,
 }
 
 #[derive(Debug, Default)]
@@ -234,15 +273,24 @@ impl AckBook {
         for program in programs {
             let book = inner.programs.entry(program.clone()).or_default();
             book.disconnected.retain(|(id, _)| id != collector);
-            book.collectors.insert(
+            let replaced = book.collectors.insert(
                 collector.clone(),
                 Entry {
                     session,
                     labels: labels.clone(),
                     connected_at: now,
                     ack: None,
+                    unflushed: None,
                 },
             );
+            if let Some(Entry {
+                ack: Some(ack),
+                unflushed: Some(receipt),
+                ..
+            }) = replaced
+            {
+                book.supersede(ack.generation, receipt);
+            }
             self.touch(&mut inner, program);
         }
     }
@@ -268,7 +316,14 @@ impl AckBook {
             {
                 continue;
             }
-            book.collectors.remove(collector);
+            if let Some(Entry {
+                ack: Some(ack),
+                unflushed: Some(receipt),
+                ..
+            }) = book.collectors.remove(collector)
+            {
+                book.supersede(ack.generation, receipt);
+            }
             book.disconnected.push_back((collector.clone(), now));
             book.prune(now);
             self.touch(&mut inner, program);
@@ -301,11 +356,10 @@ impl AckBook {
             },
         );
         let mut inner = self.lock();
-        let Some(entry) = inner
-            .programs
-            .get_mut(program)
-            .and_then(|b| b.collectors.get_mut(collector))
-        else {
+        let Some(book) = inner.programs.get_mut(program) else {
+            return;
+        };
+        let Some(entry) = book.collectors.get_mut(collector) else {
             return;
         };
         if entry.session != session
@@ -328,7 +382,21 @@ impl AckBook {
             }
             _ => None,
         };
+        // A repeated Ack with the same receipt (the SDK acknowledges again after a
+        // reconnect or a resend) is written once.
+        let repeat = entry.ack.as_ref().is_some_and(|old| {
+            old.generation == record.generation && old.receipt == record.receipt
+        });
+        let superseded = record
+            .receipt
+            .as_ref()
+            .filter(|_| !repeat)
+            .and_then(|receipt| entry.unflushed.replace(receipt.clone()))
+            .map(|older| (entry.acked_generation(), older));
         entry.ack = Some(record);
+        if let Some((generation, older)) = superseded {
+            book.supersede(generation, older);
+        }
         self.touch(&mut inner, program);
         drop(inner);
         if let Some(latency) = latency {
@@ -351,99 +419,69 @@ impl AckBook {
         current: Option<(Generation, SystemTime)>,
         scope: Option<&Targeting>,
     ) -> Option<store::AckSummary> {
+        summarize(&mut self.lock(), program, current, scope)
+    }
+
+    /// The summary of `program` (as [`AckBook::summary`]) and, taken at the same instant,
+    /// every receipt recorded here for it and not yet written to etcd: those of the Acks
+    /// the summary counts among them. Write the receipts (and call
+    /// [`AckBook::receipts_written`]) before the summary, so that no Ack is counted in etcd
+    /// whose receipt is not there.
+    #[must_use]
+    pub fn snapshot(
+        &self,
+        program: &ProgramName,
+        current: Option<(Generation, SystemTime)>,
+        scope: Option<&Targeting>,
+    ) -> (Option<store::AckSummary>, Vec<PendingReceipt>) {
         let mut inner = self.lock();
-        let now = SystemTime::now();
-        let generation = current.map_or(0, |(g, _)| g);
-        let empty = || {
-            current.map(|_| store::AckSummary {
+        let mut receipts = Vec::new();
+        if let Some(book) = inner.programs.get(program) {
+            let pending = |generation: Generation, receipt: &SharedReceipt| PendingReceipt {
+                program: program.clone(),
                 generation,
-                ..Default::default()
-            })
-        };
-        let Some(book) = inner.programs.get_mut(program) else {
-            return empty();
-        };
-        book.prune(now);
-        if book.collectors.is_empty() && book.disconnected.is_empty() {
-            inner.programs.remove(program);
-            return empty();
+                receipt: receipt.clone(),
+            };
+            receipts.extend(
+                book.superseded
+                    .iter()
+                    .map(|(generation, receipt)| pending(*generation, receipt)),
+            );
+            receipts.extend(book.collectors.values().filter_map(|entry| {
+                Some(pending(entry.acked_generation(), entry.unflushed.as_ref()?))
+            }));
         }
-        let counted: BTreeMap<&CollectorId, &Entry> = book
-            .collectors
-            .iter()
-            .filter(|(id, e)| scope.is_none_or(|t| t.in_scope(id.as_str(), &e.labels)))
-            .collect();
-        let mut summary = store::AckSummary {
-            generation,
-            connected: counted.len() as u64,
-            disconnected_count: book.disconnected.len() as u64,
-            ..Default::default()
-        };
+        (summarize(&mut inner, program, current, scope), receipts)
+    }
 
-        let mut generations: BTreeMap<Generation, store::GenerationCount> = BTreeMap::new();
-        let mut latency = Histogram::default();
-        let mut last_ack: Option<SystemTime> = None;
-        for ack in counted.values().filter_map(|e| e.ack.as_ref()) {
-            let counts =
-                generations
-                    .entry(ack.generation)
-                    .or_insert_with(|| store::GenerationCount {
-                        generation: ack.generation,
-                        ..Default::default()
-                    });
-            match (ack.error.is_empty(), ack.diverged(), ack.purged) {
-                (false, _, _) => counts.errored += 1,
-                (true, true, _) => counts.diverged += 1,
-                (true, false, true) => {
-                    counts.ok += 1;
-                    counts.purged += 1;
+    /// Forgets, as written to etcd, the receipts of `written` (from
+    /// [`AckBook::snapshot`]); a receipt recorded since in their place stays pending.
+    pub fn receipts_written(&self, written: &[PendingReceipt]) {
+        let mut by_program: HashMap<&ProgramName, HashSet<*const v1::SignedReceipt>> =
+            HashMap::new();
+        for pending in written {
+            by_program
+                .entry(&pending.program)
+                .or_default()
+                .insert(Arc::as_ptr(&pending.receipt));
+        }
+        let mut inner = self.lock();
+        for (program, written) in by_program {
+            let Some(book) = inner.programs.get_mut(program) else {
+                continue;
+            };
+            book.superseded
+                .retain(|(_, receipt)| !written.contains(&Arc::as_ptr(receipt)));
+            for entry in book.collectors.values_mut() {
+                if entry
+                    .unflushed
+                    .as_ref()
+                    .is_some_and(|receipt| written.contains(&Arc::as_ptr(receipt)))
+                {
+                    entry.unflushed = None;
                 }
-                (true, false, false) => counts.ok += 1,
-            }
-            if let (Some((g, committed)), Some(applied)) = (current, ack.applied_at)
-                && ack.generation == g
-            {
-                latency.record(applied.duration_since(committed).unwrap_or_default());
-                last_ack = last_ack.max(Some(applied));
             }
         }
-        summary.generations = generations.into_values().collect();
-        summary.latency = Some(latency.to_store());
-        summary.last_ack_at = last_ack.map(killswitch_proto::timestamp);
-
-        let mut laggards: Vec<(&CollectorId, &Entry)> =
-            counted.iter().map(|(id, e)| (*id, *e)).collect();
-        laggards.sort_by_key(|(id, e)| (e.acked_generation(), *id));
-        summary.laggards = laggards
-            .into_iter()
-            .take(SUMMARY_LIST_LIMIT)
-            .map(|(id, e)| collector_ack(id, e))
-            .collect();
-        summary.errored = counted
-            .iter()
-            .map(|(id, e)| (*id, *e))
-            .filter(|(_, e)| e.ack.as_ref().is_some_and(|a| !a.error.is_empty()))
-            .take(SUMMARY_LIST_LIMIT)
-            .map(|(id, e)| collector_ack(id, e))
-            .collect();
-        summary.diverged = counted
-            .iter()
-            .map(|(id, e)| (*id, *e))
-            .filter(|(_, e)| e.ack.as_ref().is_some_and(AckRecord::diverged))
-            .take(SUMMARY_LIST_LIMIT)
-            .map(|(id, e)| collector_ack(id, e))
-            .collect();
-        summary.disconnected = book
-            .disconnected
-            .iter()
-            .rev()
-            .take(SUMMARY_LIST_LIMIT)
-            .map(|(id, at)| store::RecentDisconnect {
-                collector_id: id.to_string(),
-                at: Some(killswitch_proto::timestamp(*at)),
-            })
-            .collect();
-        Some(summary)
     }
 
     /// The collectors of `program` connected here, judged against `generation`.
@@ -500,6 +538,106 @@ impl AckBook {
     }
 }
 
+/// The bounded summary of `program` in `inner`: see [`AckBook::summary`].
+fn summarize(
+    inner: &mut Inner,
+    program: &ProgramName,
+    current: Option<(Generation, SystemTime)>,
+    scope: Option<&Targeting>,
+) -> Option<store::AckSummary> {
+    let now = SystemTime::now();
+    let generation = current.map_or(0, |(g, _)| g);
+    let empty = || {
+        current.map(|_| store::AckSummary {
+            generation,
+            ..Default::default()
+        })
+    };
+    let Some(book) = inner.programs.get_mut(program) else {
+        return empty();
+    };
+    book.prune(now);
+    if book.is_empty() {
+        inner.programs.remove(program);
+        return empty();
+    }
+    let counted: BTreeMap<&CollectorId, &Entry> = book
+        .collectors
+        .iter()
+        .filter(|(id, e)| scope.is_none_or(|t| t.in_scope(id.as_str(), &e.labels)))
+        .collect();
+    let mut summary = store::AckSummary {
+        generation,
+        connected: counted.len() as u64,
+        disconnected_count: book.disconnected.len() as u64,
+        ..Default::default()
+    };
+
+    let mut generations: BTreeMap<Generation, store::GenerationCount> = BTreeMap::new();
+    let mut latency = Histogram::default();
+    let mut last_ack: Option<SystemTime> = None;
+    for ack in counted.values().filter_map(|e| e.ack.as_ref()) {
+        let counts = generations
+            .entry(ack.generation)
+            .or_insert_with(|| store::GenerationCount {
+                generation: ack.generation,
+                ..Default::default()
+            });
+        match (ack.error.is_empty(), ack.diverged(), ack.purged) {
+            (false, _, _) => counts.errored += 1,
+            (true, true, _) => counts.diverged += 1,
+            (true, false, true) => {
+                counts.ok += 1;
+                counts.purged += 1;
+            }
+            (true, false, false) => counts.ok += 1,
+        }
+        if let (Some((g, committed)), Some(applied)) = (current, ack.applied_at)
+            && ack.generation == g
+        {
+            latency.record(applied.duration_since(committed).unwrap_or_default());
+            last_ack = last_ack.max(Some(applied));
+        }
+    }
+    summary.generations = generations.into_values().collect();
+    summary.latency = Some(latency.to_store());
+    summary.last_ack_at = last_ack.map(killswitch_proto::timestamp);
+
+    let mut laggards: Vec<(&CollectorId, &Entry)> =
+        counted.iter().map(|(id, e)| (*id, *e)).collect();
+    laggards.sort_by_key(|(id, e)| (e.acked_generation(), *id));
+    summary.laggards = laggards
+        .into_iter()
+        .take(SUMMARY_LIST_LIMIT)
+        .map(|(id, e)| collector_ack(id, e))
+        .collect();
+    summary.errored = counted
+        .iter()
+        .map(|(id, e)| (*id, *e))
+        .filter(|(_, e)| e.ack.as_ref().is_some_and(|a| !a.error.is_empty()))
+        .take(SUMMARY_LIST_LIMIT)
+        .map(|(id, e)| collector_ack(id, e))
+        .collect();
+    summary.diverged = counted
+        .iter()
+        .map(|(id, e)| (*id, *e))
+        .filter(|(_, e)| e.ack.as_ref().is_some_and(AckRecord::diverged))
+        .take(SUMMARY_LIST_LIMIT)
+        .map(|(id, e)| collector_ack(id, e))
+        .collect();
+    summary.disconnected = book
+        .disconnected
+        .iter()
+        .rev()
+        .take(SUMMARY_LIST_LIMIT)
+        .map(|(id, at)| store::RecentDisconnect {
+            collector_id: id.to_string(),
+            at: Some(killswitch_proto::timestamp(*at)),
+        })
+        .collect();
+    Some(summary)
+}
+
 fn collector_ack(id: &CollectorId, entry: &Entry) -> store::CollectorAck {
     let state = |pick: fn(&AckRecord) -> RunState| {
         entry
@@ -540,6 +678,7 @@ mod tests {
             error: error.into(),
             applied_at: Some(applied_at),
             purged: false,
+            receipt: None,
         }
     }
 
@@ -782,5 +921,89 @@ mod tests {
                 "no {series} {value} in:\n{text}"
             );
         }
+    }
+
+    fn with_receipt(generation: Generation, tag: &str) -> AckRecord {
+        AckRecord {
+            receipt: Some(Arc::new(v1::SignedReceipt {
+                receipt: format!("{generation}/{tag}").into_bytes(),
+                ..Default::default()
+            })),
+            ..ack(generation, "", SystemTime::now())
+        }
+    }
+
+    fn pending(book: &AckBook) -> (Option<store::AckSummary>, Vec<PendingReceipt>) {
+        book.snapshot(&demo(), Some((7, SystemTime::UNIX_EPOCH)), None)
+    }
+
+    fn tags(receipts: &[PendingReceipt]) -> Vec<String> {
+        let mut tags: Vec<String> = receipts
+            .iter()
+            .map(|p| String::from_utf8_lossy(&p.receipt.receipt).into_owned())
+            .collect();
+        tags.sort();
+        tags
+    }
+
+    #[test]
+    fn the_receipts_of_counted_acks_are_pending_until_written() {
+        let book = AckBook::new();
+        connect(&book, 1, "c1");
+        connect(&book, 2, "c2");
+        connect(&book, 3, "c3");
+        book.ack(1, &id("c1"), &demo(), with_receipt(7, "a"), None);
+        book.ack(2, &id("c2"), &demo(), with_receipt(7, "a"), None);
+        book.ack(3, &id("c3"), &demo(), ack(7, "", SystemTime::now()), None);
+        let (summary, receipts) = pending(&book);
+        let counts = &summary.expect("summary").generations[0];
+        assert_eq!(counts.ok, 3, "an Ack without a receipt counts too");
+        assert_eq!(tags(&receipts), ["7/a", "7/a"]);
+        assert!(receipts.iter().all(|p| p.generation == 7));
+
+        // c1 acknowledges again, with the same receipt, while the batch is written.
+        book.ack(1, &id("c1"), &demo(), with_receipt(7, "a"), None);
+        book.receipts_written(&receipts);
+        assert!(
+            pending(&book).1.is_empty(),
+            "written, and a repeat is not new"
+        );
+
+        // A new receipt of the same generation, recorded while a batch is written,
+        // stays pending.
+        book.ack(1, &id("c1"), &demo(), with_receipt(7, "b"), None);
+        let (_, batch) = pending(&book);
+        book.ack(1, &id("c1"), &demo(), with_receipt(7, "c"), None);
+        book.receipts_written(&batch);
+        assert_eq!(tags(&pending(&book).1), ["7/c"]);
+    }
+
+    #[test]
+    fn unwritten_receipts_outlive_their_collector_and_a_newer_ack() {
+        let book = AckBook::new();
+        connect(&book, 1, "c1");
+        connect(&book, 2, "c2");
+        book.ack(1, &id("c1"), &demo(), with_receipt(6, "a"), None);
+        book.ack(1, &id("c1"), &demo(), with_receipt(7, "a"), None);
+        book.ack(2, &id("c2"), &demo(), with_receipt(7, "b"), None);
+        book.disconnect(2, &id("c2"), &[demo()]);
+        let (summary, receipts) = pending(&book);
+        assert_eq!(summary.expect("summary").connected, 1);
+        assert_eq!(tags(&receipts), ["6/a", "7/a", "7/b"]);
+        let generations: BTreeMap<String, Generation> = receipts
+            .iter()
+            .map(|p| {
+                (
+                    String::from_utf8_lossy(&p.receipt.receipt).into_owned(),
+                    p.generation,
+                )
+            })
+            .collect();
+        assert_eq!(
+            generations["6/a"], 6,
+            "each with the generation it acknowledged"
+        );
+        book.receipts_written(&receipts);
+        assert!(pending(&book).1.is_empty());
     }
 }

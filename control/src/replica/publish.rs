@@ -7,16 +7,24 @@
 //! [`MAX_TXN_OPS`](crate::store::MAX_TXN_OPS) programs. A pause therefore costs
 //! O(replicas) etcd writes, never O(collectors). Programs that do not exist get no
 //! summary, however many names collectors follow.
+//!
+//! Collectors' receipts go first: the receipts of the Acks a batch of summaries counts
+//! (taken at the same instant, [`AckBook::snapshot`]) are written, in chunks of up to
+//! [`CHUNK_BYTES`], before the summaries are; when they cannot be, the summaries wait too.
+//! So status never counts an Ack whose receipt is not in etcd, and a replica that crashes
+//! loses none of them. Receipts are bound to a lease of their own per day
+//! ([`ReceiptWriter`]), not to the replica's: they outlive it by the retention period.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use killswitch_proto::v1::store;
+use killswitch_proto::v1::{self, store};
 use tokio_util::sync::CancellationToken;
 
+use crate::model::receipts::{self, CHUNK_BYTES, DAY};
 use crate::model::{Generation, ProgramName};
-use crate::replica::acks::AckBook;
+use crate::replica::acks::{AckBook, PendingReceipt};
 use crate::replica::cache::StateCache;
 use crate::store::{Store, StoreError};
 
@@ -43,6 +51,103 @@ pub struct PublishConfig {
     /// once every collector here has acknowledged, so a change costs one write per
     /// replica. Default 1 s.
     pub progress_interval: Duration,
+    /// How long collectors' receipts are kept: the time-to-live of the day's receipt
+    /// lease is this plus a day. Default 90 days.
+    pub receipt_retention: Duration,
+}
+
+/// Writes collectors' receipts under the lease this replica holds for the day: granted
+/// when first needed that day, with a time-to-live of the retention plus a day, so every
+/// receipt is kept at least the retention period and vanishes without a sweeper or any
+/// write. The lease is independent of the replica's own, so the receipts of a replica
+/// that died stay.
+#[derive(Debug)]
+pub struct ReceiptWriter {
+    replica: String,
+    retention: Duration,
+    /// The day's lease: (day since the Unix epoch, lease id).
+    lease: Option<(u64, i64)>,
+    /// Per program, the generation written last and the next sequence number for it.
+    next: HashMap<ProgramName, (Generation, u32)>,
+}
+
+impl ReceiptWriter {
+    /// A writer for `replica`, keeping receipts for `retention`.
+    #[must_use]
+    pub fn new(replica: &str, retention: Duration) -> Self {
+        Self {
+            replica: replica.to_owned(),
+            retention,
+            lease: None,
+            next: HashMap::new(),
+        }
+    }
+
+    /// Writes `pending`, grouped by program and generation, in chunks of at most
+    /// [`CHUNK_BYTES`]: one etcd write per chunk, none when `pending` is empty. Returns
+    /// how many chunks were written.
+    ///
+    /// # Errors
+    ///
+    /// The first write (or lease grant) that failed; chunks written before it stay, and
+    /// writing the same receipts again only stores them twice.
+    pub async fn write(
+        &mut self,
+        store: &Store,
+        pending: &[PendingReceipt],
+    ) -> Result<usize, StoreError> {
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let lease = self.lease(store).await?;
+        let mut groups: BTreeMap<(&ProgramName, Generation), Vec<v1::SignedReceipt>> =
+            BTreeMap::new();
+        for p in pending {
+            groups
+                .entry((&p.program, p.generation))
+                .or_default()
+                .push((*p.receipt).clone());
+        }
+        let mut written = 0;
+        for ((program, generation), group) in groups {
+            for batch in receipts::pack(group, CHUNK_BYTES) {
+                let from = match self.next.get(program) {
+                    Some(&(g, seq)) if g == generation => seq,
+                    _ => 0,
+                };
+                let chunk = store::ReceiptChunk { receipts: batch };
+                let seq = store
+                    .put_receipt_chunk(lease, program, generation, &self.replica, from, &chunk)
+                    .await
+                    .inspect_err(|error| {
+                        // A lease etcd no longer knows (revoked, or etcd restored from a
+                        // backup): take a new one next time.
+                        if !error.is_unavailable() {
+                            self.lease = None;
+                        }
+                    })?;
+                self.next
+                    .insert(program.clone(), (generation, seq.saturating_add(1)));
+                written += 1;
+            }
+        }
+        tracing::debug!(receipts = pending.len(), chunks = written, "wrote receipts");
+        Ok(written)
+    }
+
+    /// The lease of today, granted now if this replica holds none for today yet.
+    async fn lease(&mut self, store: &Store) -> Result<i64, StoreError> {
+        let today = receipts::day(SystemTime::now());
+        if let Some((day, lease)) = self.lease
+            && day == today
+        {
+            return Ok(lease);
+        }
+        let lease = store.grant_lease(self.retention + DAY).await?;
+        tracing::info!(lease, day = today, "granted the receipt lease of the day");
+        self.lease = Some((today, lease));
+        Ok(lease)
+    }
 }
 
 /// Keeps the registration and summaries current until `cancel` fires, then revokes the
@@ -59,6 +164,8 @@ pub async fn run_publisher(
         started_at: Some(killswitch_proto::timestamp(SystemTime::now())),
     };
     let mut failures: u32 = 0;
+    // Outlives the replica's lease: a new registration keeps the day's receipt lease.
+    let mut writer = ReceiptWriter::new(&config.replica_id, config.receipt_retention);
     loop {
         let lease = tokio::select! {
             () = cancel.cancelled() => return,
@@ -67,7 +174,9 @@ pub async fn run_publisher(
         let error = match lease {
             Ok(lease) => {
                 failures = 0;
-                match publish_with(&store, &book, &cache, &config, lease, &cancel).await {
+                let published =
+                    publish_with(&store, &book, &cache, &config, &mut writer, lease, &cancel).await;
+                match published {
                     Ok(()) => {
                         if let Err(error) = store.revoke_lease(lease).await {
                             tracing::warn!(%error, "cannot revoke the replica lease; its keys expire with it");
@@ -113,6 +222,7 @@ async fn publish_with(
     book: &AckBook,
     cache: &StateCache,
     config: &PublishConfig,
+    writer: &mut ReceiptWriter,
     lease: i64,
     cancel: &CancellationToken,
 ) -> Result<(), StoreError> {
@@ -135,17 +245,19 @@ async fn publish_with(
     tokio::select! {
         () = cancel.cancelled() => Ok(()),
         result = keep_alive => result,
-        () = publish_summaries(store, book, cache, config, lease, cancel) => Ok(()),
+        () = publish_summaries(store, book, cache, config, writer, lease, cancel) => Ok(()),
     }
 }
 
-/// Writes changed summaries until `cancel` fires. A failed write is retried (after
-/// [`PUBLISH_RETRY`]) with the next change; the lease is kept alive beside it.
+/// Writes changed summaries, each after the receipts of the Acks it counts, until
+/// `cancel` fires. A failed write is retried (after [`PUBLISH_RETRY`]) with the next
+/// change; the lease is kept alive beside it.
 async fn publish_summaries(
     store: &Store,
     book: &AckBook,
     cache: &StateCache,
     config: &PublishConfig,
+    writer: &mut ReceiptWriter,
     lease: i64,
     cancel: &CancellationToken,
 ) {
@@ -175,8 +287,18 @@ async fn publish_summaries(
                 if !settle(book, cache, config, cancel).await {
                     return;
                 }
-                let summaries = changed_summaries(book, cache, &published);
-                match store.publish_summaries(lease, &config.replica_id, &summaries).await {
+                let (summaries, pending) = changed_summaries(book, cache, &published);
+                let written = match writer.write(store, &pending).await {
+                    Ok(_) => {
+                        book.receipts_written(&pending);
+                        store.publish_summaries(lease, &config.replica_id, &summaries).await
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, receipts = pending.len(), "cannot write collectors' receipts; the summaries counting them wait");
+                        Err(error)
+                    }
+                };
+                match written {
                     Ok(()) => {
                         for (program, summary) in summaries {
                             match summary {
@@ -232,26 +354,37 @@ async fn settle(
     }
 }
 
-/// The summaries of the programs changed since the last write. A program that does not
+/// Summaries and their receipts: what [`changed_summaries`] returns.
+type Changed = (
+    Vec<(ProgramName, Option<store::AckSummary>)>,
+    Vec<PendingReceipt>,
+);
+
+/// The summaries of the programs changed since the last write, with the receipts not yet
+/// written of the Acks they count (see [`AckBook::snapshot`]). A program that does not
 /// exist gets none (collectors may follow made-up names): only a key published before is
 /// deleted.
 fn changed_summaries(
     book: &AckBook,
     cache: &StateCache,
     published: &HashMap<ProgramName, Generation>,
-) -> Vec<(ProgramName, Option<store::AckSummary>)> {
-    book.take_dirty()
-        .into_iter()
-        .filter_map(|program| {
-            let Some(state) = cache.get(&program) else {
-                return published.contains_key(&program).then_some((program, None));
-            };
-            let current = (
-                state.generation,
-                state.changed_at.unwrap_or(SystemTime::UNIX_EPOCH),
-            );
-            let summary = book.summary(&program, Some(current), Some(&state.targeting));
-            Some((program, summary))
-        })
-        .collect()
+) -> Changed {
+    let mut summaries = Vec::new();
+    let mut pending = Vec::new();
+    for program in book.take_dirty() {
+        let Some(state) = cache.get(&program) else {
+            if published.contains_key(&program) {
+                summaries.push((program, None));
+            }
+            continue;
+        };
+        let current = (
+            state.generation,
+            state.changed_at.unwrap_or(SystemTime::UNIX_EPOCH),
+        );
+        let (summary, receipts) = book.snapshot(&program, Some(current), Some(&state.targeting));
+        pending.extend(receipts);
+        summaries.push((program, summary));
+    }
+    (summaries, pending)
 }

@@ -1,8 +1,10 @@
 //! Program definitions, state and audit in etcd.
 //!
 //! Key layout (DESIGN.md section 3), under a configurable prefix:
-//! `programs/{name}`, `state/{name}`, `audit/{seq:020}`, `audit/head`, and
-//! `approvals/{program}/{id}` (two-person resumes waiting for approval, lease-bound).
+//! `programs/{name}`, `state/{name}`, `audit/{seq:020}`, `audit/head`,
+//! `approvals/{program}/{id}` (two-person resumes waiting for approval, lease-bound), and
+//! `receipts/{program}/{generation:020}/{replica}/{seq:08}` (collectors' receipts, bound to
+//! a lease per replica per day; written before the summary that counts their Acks).
 //! Every mutation is one etcd transaction that compares what it read (the state key's
 //! mod_revision and the audit head's) and writes the new state together with its audit
 //! entry, so no change exists without an audit entry and no update is lost. A lost race
@@ -15,10 +17,12 @@ use tokio::time::Instant;
 mod approvals;
 mod audit;
 mod programs;
+mod receipts;
 mod replicas;
 mod state;
 mod targeting;
 
+pub use receipts::{RECEIPT_PAGE, ReceiptPage, ReceiptRange};
 pub use replicas::MAX_TXN_OPS;
 
 use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
@@ -344,6 +348,17 @@ impl Keys {
 
     pub(crate) fn acks(&self, program: &ProgramName) -> String {
         format!("{}/acks/{program}/", self.prefix)
+    }
+
+    /// Where `program`'s receipts are: `receipts/{program}/`.
+    fn receipts(&self, program: &ProgramName) -> String {
+        format!("{}/receipts/{program}/", self.prefix)
+    }
+
+    /// Where `program`'s receipts for `generation` are: `receipts/{program}/{generation:020}/`
+    /// (zero-padded, so keys sort in generation order).
+    fn receipt_generation(&self, program: &ProgramName, generation: Generation) -> String {
+        format!("{}{generation:020}/", self.receipts(program))
     }
 }
 

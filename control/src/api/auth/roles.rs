@@ -13,7 +13,7 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// Reads: programs, status, collectors, the audit log.
+    /// Reads: programs, status, collectors, the audit log, collectors' receipts.
     Viewer,
     /// Also pauses: stopping collection is deliberately easy.
     Responder,
@@ -57,6 +57,8 @@ pub enum Action {
     ListCollectors,
     /// `ListAudit`.
     ListAudit,
+    /// `ListReceipts`.
+    ListReceipts,
     /// `VerifyAudit`.
     VerifyAudit,
     /// `Pause`.
@@ -79,13 +81,14 @@ pub enum Action {
 
 impl Action {
     /// Every action, for tables and tests.
-    pub const ALL: [Action; 15] = [
+    pub const ALL: [Action; 16] = [
         Action::GetProgram,
         Action::ListPrograms,
         Action::Status,
         Action::WatchStatus,
         Action::ListCollectors,
         Action::ListAudit,
+        Action::ListReceipts,
         Action::VerifyAudit,
         Action::GetApproval,
         Action::Pause,
@@ -107,6 +110,7 @@ impl Action {
             | Action::WatchStatus
             | Action::ListCollectors
             | Action::ListAudit
+            | Action::ListReceipts
             | Action::VerifyAudit
             | Action::GetApproval => Role::Viewer,
             Action::Pause => Role::Responder,
@@ -127,6 +131,7 @@ impl Action {
             Action::WatchStatus => "WatchStatus",
             Action::ListCollectors => "ListCollectors",
             Action::ListAudit => "ListAudit",
+            Action::ListReceipts => "ListReceipts",
             Action::VerifyAudit => "VerifyAudit",
             Action::Pause => "Pause",
             Action::Resume => "Resume",
@@ -156,6 +161,7 @@ mod tests {
             (WatchStatus, true, true, true, true),
             (ListCollectors, true, true, true, true),
             (ListAudit, true, true, true, true),
+            (ListReceipts, true, true, true, true),
             (VerifyAudit, true, true, true, true),
             (Pause, false, true, true, true),
             (Resume, false, false, true, true),
