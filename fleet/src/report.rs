@@ -109,6 +109,14 @@ pub struct ChangeReport {
     /// etcd revisions the change caused: the state transaction plus every summary write,
     /// counted until etcd was quiet again.
     pub etcd_writes: i64,
+    /// Of those, the writes of collectors' receipts for this generation: the chunks under
+    /// `{prefix}/receipts/{program}/{generation:020}/` (each write creates one key). 0
+    /// when collectors attach no receipts.
+    #[serde(default)]
+    pub receipt_writes: u64,
+    /// The bytes of those chunks (values only).
+    #[serde(default)]
+    pub receipt_bytes: u64,
     /// CPU time (user + system) of all replicas from the RPC to confirmation, per
     /// collector, in microseconds.
     pub replica_cpu_us_per_collector: f64,
@@ -141,6 +149,12 @@ pub struct Summary {
     pub cpu_us_per_collector: Option<f64>,
     /// Most etcd writes any round caused.
     pub etcd_writes_max: i64,
+    /// Most receipt writes any round caused.
+    #[serde(default)]
+    pub receipt_writes_max: u64,
+    /// Median of the rounds' receipt bytes.
+    #[serde(default)]
+    pub receipt_bytes: Option<f64>,
 }
 
 impl Summary {
@@ -171,6 +185,8 @@ impl Summary {
             confirmed_ms: med(&|c| c.confirmed_ms),
             cpu_us_per_collector: med(&|c| Some(c.replica_cpu_us_per_collector)),
             etcd_writes_max: of_kind.iter().map(|c| c.etcd_writes).max().unwrap_or(0),
+            receipt_writes_max: of_kind.iter().map(|c| c.receipt_writes).max().unwrap_or(0),
+            receipt_bytes: med(&|c| Some(c.receipt_bytes as f64)),
         })
     }
 }
@@ -450,6 +466,8 @@ mod tests {
             rpc_ms: 1.0,
             commit_after_rpc_ms: 0.5,
             etcd_writes: 3,
+            receipt_writes: 1,
+            receipt_bytes: 5000,
             replica_cpu_us_per_collector: 10.0,
         }
     }

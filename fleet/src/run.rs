@@ -348,6 +348,25 @@ fn expected_per_replica(replicas: &[ReplicaProcess], collectors: usize) -> HashM
         .collect()
 }
 
+/// The receipt chunks the replicas wrote for `program`'s `generation`: how many (each
+/// write creates a key; chunks are never overwritten) and their bytes.
+async fn receipt_chunks(
+    etcd: &mut etcd_client::Client,
+    program: &str,
+    generation: u64,
+) -> anyhow::Result<(u64, u64)> {
+    let prefix = format!("{PREFIX}/receipts/{program}/{generation:020}/");
+    let response = etcd
+        .get(prefix, Some(etcd_client::GetOptions::new().with_prefix()))
+        .await?;
+    let bytes = response
+        .kvs()
+        .iter()
+        .map(|kv| kv.value().len() as u64)
+        .sum();
+    Ok((response.kvs().len() as u64, bytes))
+}
+
 fn acks_prefix(program: &str) -> String {
     format!("{PREFIX}/acks/{program}/")
 }
@@ -517,6 +536,8 @@ impl Round<'_> {
                 .collect(),
         );
         let end_revision = settle(self.etcd).await?;
+        let (receipt_writes, receipt_bytes) =
+            receipt_chunks(self.etcd, self.program, generation).await?;
         let cpu: Duration = cpu_after
             .iter()
             .zip(&cpu_before)
@@ -536,6 +557,8 @@ impl Round<'_> {
             rpc_ms: ms_between(unix_ns(sent), unix_ns(answered)),
             commit_after_rpc_ms: ms_between(unix_ns(sent), commit_ns),
             etcd_writes: end_revision - start_revision,
+            receipt_writes,
+            receipt_bytes,
             replica_cpu_us_per_collector: cpu.as_secs_f64() * 1e6 / self.collectors.max(1) as f64,
         })
     }
@@ -558,7 +581,7 @@ fn progress_line(change: &ChangeReport) -> String {
         format!("p50 {:.0} ms, last {:.0} ms", q.p50_ms, q.max_ms)
     });
     format!(
-        "round {} {}: acked {}/{}; hook {hook}; ack {ack}; confirmed {}; {} etcd writes; {:.1} µs CPU per collector",
+        "round {} {}: acked {}/{}; hook {hook}; ack {ack}; confirmed {}; {} etcd writes ({} of receipts, {} bytes); {:.1} µs CPU per collector",
         change.round,
         change.kind,
         change.acked,
@@ -567,6 +590,8 @@ fn progress_line(change: &ChangeReport) -> String {
             .confirmed_ms
             .map_or("-".to_owned(), |ms| format!("{ms:.0} ms")),
         change.etcd_writes,
+        change.receipt_writes,
+        change.receipt_bytes,
         change.replica_cpu_us_per_collector,
     )
 }
