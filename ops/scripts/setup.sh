@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs what building and testing Killswitch needs and is not in cargo's hands:
-# etcd (Debian's etcd-server) and protoc (protobuf-compiler, for etcd-client's build).
-# Idempotent: installs only what is missing.
+# etcd (Debian's etcd-server), protoc (protobuf-compiler, for etcd-client's build) and
+# headless Chromium (chromium, which the test of `killswitch report --format html` renders
+# the page with). Idempotent: installs only what is missing.
 set -euo pipefail
 
 missing=()
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 ||
+  missing+=(chromium)
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}" >&2
   sudo=()

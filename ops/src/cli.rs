@@ -6,7 +6,7 @@
 //! [`parse`] tells them apart.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use clap::builder::Resettable;
 use clap::{ArgGroup, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -22,6 +22,7 @@ use crate::input::{
     parse_timeout, parse_ttl, parse_wait,
 };
 use crate::output::OutputFormat;
+use crate::report::Query;
 use crate::view::PolicyView;
 
 /// Default control plane address.
@@ -93,7 +94,8 @@ pub struct GlobalArgs {
 #[derive(Debug, Clone, Default, Args)]
 pub struct Credentials {
     /// PEM CA certificate that signed the control plane's certificate (required for
-    /// https:// endpoints)
+    /// https:// endpoints); for `report verify`, the CA that issued the collectors'
+    /// certificates
     #[arg(long, global = true, env = "KILLSWITCH_CA", value_name = "FILE")]
     pub ca: Option<PathBuf>,
 
@@ -176,6 +178,165 @@ pub enum Command {
     /// (admins only)
     #[command(after_help = RELOAD_HELP)]
     Reload(ReloadArgs),
+
+    /// After an incident: who paused, who confirmed and how fast, with the signed evidence;
+    /// `report verify` checks a report offline
+    #[command(after_help = REPORT_HELP)]
+    Report(ReportArgs),
+}
+
+/// After `report --help`.
+const REPORT_HELP: &str = "\
+The report gathers, for an incident (--incident: its audit entries, every entry of the
+same programs between the first and the last, and the stages a staged resume went
+through after) or a program (--program, within --since and --until):
+  - the timeline from the audit log: pauses, approvals, resumes, stages, stop-alls, drills;
+  - for each change that produced a generation: the collectors in scope, how many
+    confirmed and when, the stragglers and when they were last heard of, purge
+    confirmations, commit-to-gate and commit-to-ack percentiles (p50, p90, p99, max) and a
+    plot of confirmations against time since the commit.
+Confirmation times are the collectors' own clocks, measured from the control plane's
+commit time.
+
+--output json prints the whole report, which is also the evidence: it embeds the audit
+chain segment from the first relevant entry to the last (every entry between, with its
+stored bytes) and every receipt as its collector signed it. --format html --out FILE
+writes one self-contained page (no script, nothing fetched) that embeds the same JSON.
+`killswitch report verify FILE --ca CA.pem` checks either file offline: exit 0 when the
+chain segment is intact and every signed receipt chains to the CA, names its collector
+and verifies; exit 1 naming the first entry or receipt that does not; exit 2 when the
+file cannot be read. Unsigned receipts are listed, and fail only with --require-signed.
+
+The control plane must keep receipts (ListReceipts); one that does not is an error
+(exit 1).
+
+Examples:
+  killswitch report --incident INC-7
+  killswitch report --program clickstream --since 2026-11-29T09:00:00Z --until 2h
+  killswitch report --incident INC-7 --output json > inc-7.json
+  killswitch report --incident INC-7 --format html --out inc-7.html
+  killswitch report verify inc-7.html --ca collectors-ca.pem";
+
+/// `killswitch report`
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ReportArgs {
+    /// Verify a report instead of making one
+    #[command(subcommand)]
+    pub command: Option<ReportCommand>,
+
+    /// The incident: the changes made with --incident ID
+    #[arg(long = "incident", value_name = "ID")]
+    pub incident_id: Option<String>,
+
+    /// The program (with --incident: only its changes)
+    #[arg(long, value_name = "NAME", value_parser = ProgramName::parse)]
+    pub program: Option<ProgramName>,
+
+    /// Only changes at or after TIME: RFC 3339 (2026-11-29T09:00:00Z) or a duration ago
+    /// (2h, 30m)
+    #[arg(long, value_name = "TIME", value_parser = Since::parse)]
+    pub since: Option<Since>,
+
+    /// Only changes at or before TIME: RFC 3339 or a duration ago
+    #[arg(long, value_name = "TIME", value_parser = Since::parse)]
+    pub until: Option<Since>,
+
+    /// text: the summary (or JSON with --output json); html: one self-contained page,
+    /// written to --out
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+
+    /// Write the report to FILE instead of stdout (required with --format html)
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// How `report` writes the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// The terminal summary, or the JSON report with `--output json`.
+    Text,
+    /// One self-contained HTML page.
+    Html,
+}
+
+impl ReportArgs {
+    /// The query, checked: an incident or a program, a window that is not empty, and a file
+    /// for an HTML page (`format` is `--output`).
+    pub fn query(&self, now: SystemTime, format: OutputFormat) -> Result<Query, Error> {
+        if self.incident_id.is_none() && self.program.is_none() {
+            return Err(Error::usage(
+                "a report needs --incident ID or --program NAME (or both): which incident or \
+                 program is it about?",
+            ));
+        }
+        if self
+            .incident_id
+            .as_deref()
+            .is_some_and(|id| id.trim().is_empty())
+        {
+            return Err(Error::usage("--incident is empty: give the incident's id"));
+        }
+        if self.format == ReportFormat::Html {
+            if self.out.is_none() {
+                return Err(Error::usage(
+                    "--format html needs --out FILE: the page is written to a file",
+                ));
+            }
+            if format == OutputFormat::Json {
+                return Err(Error::usage(
+                    "--format html and --output json both choose the format: give one (the \
+                     page embeds the JSON report anyway)",
+                ));
+            }
+        }
+        let query = Query {
+            incident: self.incident_id.clone(),
+            program: self.program.as_ref().map(|p| p.as_str().to_owned()),
+            since: self.since.map(|since| since.resolve(now)),
+            until: self.until.map(|until| until.resolve(now)),
+        };
+        if let (Some(since), Some(until)) = (query.since, query.until) {
+            if until < since {
+                return Err(Error::usage(
+                    "--until is before --since: the window would hold nothing",
+                ));
+            }
+        }
+        Ok(query)
+    }
+}
+
+/// `killswitch report ...`
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Check a report's evidence offline (JSON or HTML): the audit chain segment and every
+    /// receipt's certificate, identity and signature
+    #[command(after_help = REPORT_VERIFY_HELP)]
+    Verify(ReportVerifyArgs),
+}
+
+/// After `report verify --help`.
+const REPORT_VERIFY_HELP: &str = "\
+No control plane is contacted. --ca is the CA that issued the collectors' certificates.
+Exit 0 with `report verified: N receipts, M audit entries`; 1 naming the first audit entry
+(seq) or receipt (collector, generation) that does not verify, and why; 2 when FILE or the
+CA cannot be read.
+
+Example:
+  killswitch report verify inc-7.json --ca collectors-ca.pem --require-signed";
+
+/// `killswitch report verify`
+#[derive(Debug, Args)]
+pub struct ReportVerifyArgs {
+    /// The report: the JSON (--output json) or the HTML page (--format html)
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// An unsigned receipt fails the verification too
+    #[arg(long)]
+    pub require_signed: bool,
 }
 
 /// After `reload --help`.
@@ -1276,6 +1437,83 @@ mod tests {
     }
 
     #[test]
+    fn report_arguments() {
+        let report = |args: &[&str]| {
+            let mut all = vec!["report"];
+            all.extend_from_slice(args);
+            let Command::Report(report) = parse(&all).unwrap().command else {
+                panic!("expected report");
+            };
+            report
+        };
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_950_000);
+        let args = report(&["--incident", "INC-7", "--since", "2h"]);
+        let query = args.query(now, OutputFormat::Table).unwrap();
+        assert_eq!(query.incident.as_deref(), Some("INC-7"));
+        assert_eq!(query.since, Some(now - Duration::from_secs(7200)));
+        assert_eq!((query.program, query.until), (None, None));
+        let args = report(&["--program", "demo", "--format", "html", "--out", "r.html"]);
+        assert_eq!(args.format, ReportFormat::Html);
+        assert!(args.query(now, OutputFormat::Table).is_ok());
+
+        let Some(ReportCommand::Verify(verify)) =
+            report(&["verify", "r.json", "--ca", "ca.pem", "--require-signed"]).command
+        else {
+            panic!("expected report verify");
+        };
+        assert_eq!(verify.file, PathBuf::from("r.json"));
+        assert!(verify.require_signed);
+
+        for (args, format, message) in [
+            (
+                &["--since", "1h"][..],
+                OutputFormat::Table,
+                "a report needs --incident ID or --program NAME",
+            ),
+            (
+                &["--incident", "INC-7", "--format", "html"][..],
+                OutputFormat::Table,
+                "--format html needs --out FILE",
+            ),
+            (
+                &["--program", "demo", "--format", "html", "--out", "r.html"][..],
+                OutputFormat::Json,
+                "--format html and --output json both choose the format",
+            ),
+            (
+                &["--program", "demo", "--since", "1h", "--until", "2h"][..],
+                OutputFormat::Table,
+                "--until is before --since",
+            ),
+            (
+                &["--incident", " "][..],
+                OutputFormat::Table,
+                "--incident is empty",
+            ),
+        ] {
+            let err = report(args).query(now, format).unwrap_err();
+            assert_eq!(err.exit(), Exit::Usage, "{args:?}");
+            assert!(
+                err.message().starts_with(message),
+                "{args:?}: {}",
+                err.message()
+            );
+        }
+        for args in [
+            &["report", "--program", "Demo"][..],
+            &["report", "--incident", "I", "--format", "pdf"][..],
+            &["report", "--incident", "I", "--until", "soon"][..],
+            &["report", "verify"][..],
+            &["report", "--incident", "I", "verify", "r.json"][..],
+        ] {
+            let err = parse(args)
+                .err()
+                .unwrap_or_else(|| panic!("{args:?} parsed"));
+            assert_eq!(err.exit_code(), 2, "{args:?}: {err}");
+        }
+    }
+
+    #[test]
     fn usage_errors() {
         let cases: &[&[&str]] = &[
             &[],
@@ -1372,6 +1610,13 @@ mod tests {
             ("pause", "effectively PAUSED although RUNNING is intended"),
             ("resume", "not as a confirmation"),
             ("approve", "without having disconnected"),
+            (
+                "report",
+                "killswitch report --incident INC-7 --format html --out inc-7.html",
+            ),
+            ("report", "the collectors' own clocks"),
+            ("report", "exit 2 when the"),
+            ("report verify", "No control plane is contacted"),
         ] {
             let mut sub = &mut cli;
             for name in command.split(' ') {

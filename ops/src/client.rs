@@ -263,6 +263,67 @@ impl Session {
         Ok(self.check(response)?.into())
     }
 
+    /// `ListAudit` as the control plane sent it, each entry with its stored bytes: a
+    /// report's evidence.
+    pub async fn audit_entries(
+        &mut self,
+        request: v1::ListAuditRequest,
+    ) -> Result<v1::ListAuditResponse, Error> {
+        let response = self.client.list_audit(request).await;
+        let mut list = self.check(response)?;
+        list.entries.sort_by_key(|e| e.seq);
+        Ok(list)
+    }
+
+    /// `ListReceipts`: every receipt of `program` for the generations `from..=to` (0: no
+    /// bound). A control plane that does not keep receipts (`UNIMPLEMENTED`) is an error
+    /// that says so.
+    pub async fn list_receipts(
+        &mut self,
+        program: &str,
+        from_generation: u64,
+        to_generation: u64,
+    ) -> Result<Vec<v1::SignedReceipt>, Error> {
+        let request = v1::ListReceiptsRequest {
+            program: program.to_owned(),
+            from_generation,
+            to_generation,
+        };
+        let response = self.client.list_receipts(request).await;
+        if let Err(status) = &response {
+            if status.code() == tonic::Code::Unimplemented {
+                return Err(Error::new(
+                    Exit::Error,
+                    format!(
+                        "the control plane at {} does not keep receipts (ListReceipts is \
+                         UNIMPLEMENTED: {}): a report needs the receipts collectors sign; \
+                         upgrade the replicas to a version that keeps them",
+                        self.endpoint,
+                        status.message()
+                    ),
+                ));
+            }
+        }
+        let mut stream = self.check(response)?;
+        let mut receipts = Vec::new();
+        loop {
+            match stream.message().await {
+                Ok(Some(batch)) => receipts.extend(batch.receipts),
+                Ok(None) => return Ok(receipts),
+                Err(status) => {
+                    let cause = Error::from_status(&status, &self.endpoint, self.timeout);
+                    return Err(Error::new(
+                        Exit::Error,
+                        format!(
+                            "the receipts of {program} stopped coming: {}",
+                            cause.message()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+
     /// `VerifyAudit`.
     pub async fn verify_audit(&mut self) -> Result<AuditVerdictView, Error> {
         let response = self.client.verify_audit(v1::VerifyAuditRequest {}).await;

@@ -6,6 +6,7 @@
 //! complete, `collectors` missing a replica): the result is what happened, the error why
 //! it is not what was asked for.
 
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use killswitch_proto::selector::Selector;
@@ -14,8 +15,9 @@ use tokio::time::Instant;
 
 use crate::cli::{
     ApproveArgs, AuditArgs, AuditCommand, Cli, CollectorsArgs, Command, CreateArgs, DrillArgs,
-    PauseArgs, ProgramCommand, ReloadArgs, ResumeArgs, RolloutAbortArgs, RolloutCommand, SetArgs,
-    ShowArgs, StatusArgs, StopAllArgs,
+    PauseArgs, ProgramCommand, ReloadArgs, ReportArgs, ReportCommand, ReportFormat,
+    ReportVerifyArgs, ResumeArgs, RolloutAbortArgs, RolloutCommand, SetArgs, ShowArgs, StatusArgs,
+    StopAllArgs,
 };
 use crate::client::Session;
 use crate::exit::{Error, Exit};
@@ -23,6 +25,7 @@ use crate::input::{Actor, Reason, SelectorArg};
 use crate::keys::{self, SigningKey};
 use crate::output::{self, OutputFormat, StopAllMode, WatchRenderer, clean};
 use crate::progress::Progress;
+use crate::report::{self as incident_report, Inputs};
 use crate::sink::Sink;
 use crate::view::{
     ChangeView, DrillView, Matched, Micros, PolicyView, StateView, StopAllResultView,
@@ -65,6 +68,18 @@ pub async fn run(cli: Cli, out: &mut Sink<'_>) -> Result<(), Error> {
         Command::Certs(command) => return crate::certs::run(command, format, out),
         Command::Token(command) => return crate::token::run(command, format, out),
         Command::Keys(command) => return crate::keys::run(command, format, out),
+        Command::Report(ReportArgs {
+            command: Some(ReportCommand::Verify(args)),
+            ..
+        }) => return report_verify(&args, cli.global.credentials.ca.as_deref(), format, out),
+        // Checked before connecting: a report about nothing is a usage error.
+        Command::Report(args) => {
+            args.query(SystemTime::now(), format)?;
+            Cli {
+                command: Command::Report(args),
+                ..cli
+            }
+        }
         command => Cli { command, ..cli },
     };
     let global = cli.global;
@@ -100,6 +115,7 @@ pub async fn run(cli: Cli, out: &mut Sink<'_>) -> Result<(), Error> {
         Command::Collectors(args) => collectors(&mut session, args, format, out).await,
         Command::Audit(args) => audit(&mut session, args, format, out).await,
         Command::Reload(args) => reload(&mut session, args, format, out).await,
+        Command::Report(args) => report(&mut session, &args, format, out).await,
         // Run above, without connecting.
         Command::Certs(_) | Command::Token(_) | Command::Keys(_) => Ok(()),
     }
@@ -962,6 +978,128 @@ pub async fn audit_verify(
     match output::broken_chain(&verdict) {
         None => Ok(()),
         Some(broken) => Err(Error::new(Exit::Error, broken)),
+    }
+}
+
+/// `killswitch report (--incident ID | --program NAME) [--since TIME] [--until TIME]
+/// [--format text|html] [--out FILE]`: reads the whole audit log, then the receipts and
+/// collectors of the programs the relevant entries concern, and writes the report.
+pub async fn report(
+    session: &mut Session,
+    args: &ReportArgs,
+    format: OutputFormat,
+    out: &mut Sink<'_>,
+) -> Result<(), Error> {
+    let now = SystemTime::now();
+    let query = args.query(now, format)?;
+    // Unfiltered, so that the segment between the relevant entries has no gap.
+    let listed = session
+        .audit_entries(v1::ListAuditRequest {
+            program: String::new(),
+            since: None,
+            limit: 0,
+        })
+        .await?;
+    let mut selection = incident_report::select(&query, &listed.entries)?;
+    if selection.every_program {
+        let programs = session.list_programs().await?;
+        selection
+            .programs
+            .extend(programs.into_iter().map(|p| p.name));
+    }
+    let (from, to) = selection.generations;
+    let mut inputs = Inputs {
+        audit: listed.entries,
+        omitted: listed.omitted,
+        receipts: Vec::new(),
+        collectors: Vec::new(),
+        now,
+    };
+    for program in &selection.programs {
+        inputs
+            .receipts
+            .extend(session.list_receipts(program, from, to).await?);
+        inputs.collectors.push(
+            session
+                .list_collectors(program, crate::input::CollectorFilter::All)
+                .await?,
+        );
+    }
+    let built = incident_report::build(&query, &selection, inputs)?;
+    let (text, what) = match args.format {
+        ReportFormat::Html => (output::report_html(&built)?, "an HTML report"),
+        ReportFormat::Text => (
+            output::report(&built, format)?,
+            if format == OutputFormat::Json {
+                "the JSON report"
+            } else {
+                "the report summary"
+            },
+        ),
+    };
+    match &args.out {
+        None => out.write(&text),
+        Some(path) => {
+            std::fs::write(path, text).map_err(|err| {
+                Error::new(
+                    Exit::Error,
+                    format!(
+                        "cannot write {}: {err} (does its directory exist and can you write \
+                         to it?)",
+                        path.display()
+                    ),
+                )
+            })?;
+            out.write(&format!(
+                "wrote {what} to {}: {} changes, {} receipts, audit entries {}..{}; check it \
+                 with `killswitch report verify {} --ca CA.pem`\n",
+                path.display(),
+                built.totals.changes,
+                built.totals.receipts,
+                built.totals.first_seq,
+                built.totals.last_seq,
+                path.display()
+            ))
+        }
+    }
+}
+
+/// `killswitch report verify FILE --ca CA.pem [--require-signed]`: offline. The verdict
+/// on stdout; a report that does not verify is exit 1, one that cannot be read exit 2.
+pub fn report_verify(
+    args: &ReportVerifyArgs,
+    ca: Option<&Path>,
+    format: OutputFormat,
+    out: &mut Sink<'_>,
+) -> Result<(), Error> {
+    let ca = ca.ok_or_else(|| {
+        Error::usage(
+            "report verify needs --ca CA.pem: the CA that issued the collectors' certificates",
+        )
+    })?;
+    let read = |path: &Path, what: &str| {
+        std::fs::read(path)
+            .map_err(|err| Error::usage(format!("cannot read {what} {}: {err}", path.display())))
+    };
+    let evidence = incident_report::verify::read_evidence(&read(&args.file, "the report")?)
+        .map_err(|why| {
+            Error::usage(format!(
+                "cannot read {} as a report: {why}",
+                args.file.display()
+            ))
+        })?;
+    let anchors = incident_report::verify::read_ca(&read(ca, "--ca")?)
+        .map_err(|why| Error::usage(format!("cannot use --ca {}: {why}", ca.display())))?;
+    match incident_report::verify::verify(&evidence, &anchors, args.require_signed) {
+        Ok(verified) => out.write(&output::report_verdict(&verified, format)?),
+        Err(failure) => {
+            let problem = failure.to_string();
+            out.write(&output::report_failure(&problem, format)?)?;
+            Err(Error::new(
+                Exit::Error,
+                format!("report does NOT verify: {problem}"),
+            ))
+        }
     }
 }
 

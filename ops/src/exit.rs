@@ -76,8 +76,9 @@ Exit codes:
   1  error: control plane unreachable, not found, already exists, internal; a collector's
      hook failed (--wait); superseded by a newer change during --wait; a staged resume was
      aborted (--wait); a replica did not answer (collectors); a drill failed or could not
-     be ended
-  2  usage or invalid input (bad flags or values, or INVALID_ARGUMENT from the control plane)
+     be ended; a report does not verify (report verify)
+  2  usage or invalid input (bad flags or values, or INVALID_ARGUMENT from the control plane;
+     a report file or CA that cannot be read)
   3  timed out waiting for acknowledgements (--wait); also while collectors stay
      effectively PAUSED although RUNNING is intended, or vanished from the counts without
      disconnecting

@@ -24,6 +24,9 @@
 //! - [`token`]: `token new`, operator bearer tokens and `auth.toml` entries (local).
 //! - [`keys`]: `keys new`, operator ed25519 signing keys (local), and signing resume
 //!   statements for `resume` and `approve --signing-key`.
+//! - [`report`]: `report`, an incident's timeline and who confirmed each change, from the
+//!   audit log and the receipts collectors signed, with that evidence embedded; and
+//!   `report verify`, which checks the evidence offline.
 //!
 //! *Invariant*: exit codes come from typed information (a `tonic::Code`, a failed
 //! connection, a clap error), never from matching message text.
@@ -37,6 +40,7 @@ pub mod input;
 pub mod keys;
 pub mod output;
 pub mod progress;
+pub mod report;
 pub mod sink;
 pub mod token;
 pub mod view;

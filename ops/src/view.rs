@@ -82,6 +82,12 @@ impl Time {
             .checked_add(Duration::new(seconds, nanos))
             .map(Time)
     }
+
+    /// The point in time.
+    #[must_use]
+    pub fn system_time(self) -> SystemTime {
+        self.0
+    }
 }
 
 impl fmt::Display for Time {

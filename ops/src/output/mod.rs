@@ -22,6 +22,8 @@
 //! - `collectors`: `collectors`.
 //! - `audit`: `audit` and `audit verify`.
 //! - `reload`: `reload`.
+//! - `report`: `report` (the terminal summary, or JSON) and `report verify`'s verdict.
+//! - `report_html`: `report --format html`, one self-contained page.
 //! - `table`: what they are drawn with: key/value blocks, column tables, the STOP-ALL
 //!   banner.
 //!
@@ -35,6 +37,8 @@ mod collectors;
 mod drill;
 mod program;
 mod reload;
+mod report;
+mod report_html;
 mod status;
 mod stop_all;
 mod table;
@@ -55,6 +59,8 @@ pub use collectors::{collectors, missing_replicas};
 pub use drill::drill;
 pub use program::{program, programs};
 pub use reload::reload;
+pub use report::{report, report_failure, report_verdict};
+pub use report_html::report_html;
 pub use status::{WatchRenderer, counts_line, diverged_line, progress_line, status};
 pub use stop_all::{StopAllMode, stop_all};
 
