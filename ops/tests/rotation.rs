@@ -432,6 +432,37 @@ async fn a_new_certificate_is_served_after_sighup_while_50_sessions_stay_up() {
     assert_eq!(scene.connected().await, 50);
 }
 
+/// A token past its `expires` time is refused (exit 4, saying so and what to do), one
+/// still valid works, through TLS and the real binaries.
+#[tokio::test]
+async fn an_expired_token_is_refused() {
+    let scene = Scene::start(&[]).await;
+    let erin = scene.add_token("erin", "viewer");
+    let fred = scene.add_token("fred", "viewer");
+    scene.edit_auth(|toml| {
+        toml.replacen(
+            "name = \"erin\"",
+            "name = \"erin\"\nexpires = \"2020-01-01T00:00:00Z\"",
+            1,
+        )
+        .replacen(
+            "name = \"fred\"",
+            "name = \"fred\"\nexpires = \"2999-01-01T00:00:00Z\"",
+            1,
+        )
+    });
+    scene.reload().await;
+    let status = ["status", "demo"];
+    let (code, _, stderr) = scene.cli(None, Some(&erin), &status).await;
+    assert_eq!(code, 4, "an expired token was accepted: {stderr}");
+    assert!(
+        stderr.contains("expired at 2020-01-01T00:00:00Z") && stderr.contains("token new erin"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = scene.cli(None, Some(&fred), &status).await;
+    assert_eq!(code, 0, "a token valid until 2999 was refused: {stderr}");
+}
+
 /// (b) A token removed from auth.toml works until `killswitch reload`, and is refused
 /// from then on; (c) a broken auth.toml is refused, by SIGHUP and by `killswitch reload`,
 /// naming the file and line, and the one in force stays.
