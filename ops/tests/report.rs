@@ -1,35 +1,250 @@
-//! `killswitch report` through the real binaries against a control plane that does not
-//! keep receipts yet (`ListReceipts` UNIMPLEMENTED), and the input errors of `report` and
-//! `report verify`, which need no control plane. The report's contents and `report
-//! verify`'s checks are unit-tested on synthetic data (`ops/src/report/tests.rs`).
+//! `killswitch report` and `report verify` through the real binaries: an incident over
+//! two TLS replicas whose collectors (real SDK clients, and one demo collector process
+//! that gets stopped) sign their receipts; and the input errors of `report` and `report
+//! verify`, which need no control plane. The report's arithmetic and `verify`'s checks
+//! are unit-tested on synthetic data (`ops/src/report/tests.rs`), and its HTML is read
+//! back from headless Chromium there.
 
 mod common;
 
-use common::{System, killswitch, text};
+use std::process::{Child, Command, Stdio};
 
+use base64::Engine as _;
+use common::{Collector, DEADLINE, Pki, demo_collector, killswitch, path, run, text};
+use killswitch_testkit::{Etcd, Replica};
+use serde_json::Value;
+
+/// A demo collector process with TLS, continued and killed when dropped.
+struct CollectorProcess(Child);
+
+impl CollectorProcess {
+    fn start(pki: &Pki, endpoint: &str, id: &str, label: &str) -> Self {
+        let file = |name: String| path(&pki.file(&name)).to_owned();
+        let child = Command::new(demo_collector())
+            .args(["--endpoint", endpoint, "--id", id, "--program", "demo"])
+            .args(["--label", label, "--ca", &file("ca.pem".to_owned())])
+            .args(["--cert", &file(format!("{id}.pem"))])
+            .args(["--key", &file(format!("{id}-key.pem"))])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the demo collector");
+        Self(child)
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.0.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal}");
+    }
+}
+
+impl Drop for CollectorProcess {
+    fn drop(&mut self) {
+        self.signal("CONT");
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Two TLS replicas on one etcd, and the PKI of five collectors.
+struct Incident {
+    replicas: Vec<Replica>,
+    _etcd: Etcd,
+    pki: Pki,
+}
+
+impl Incident {
+    async fn start() -> Self {
+        let pki = Pki::init_with(&["--collectors", "5"]);
+        let etcd = Etcd::start().await.expect("start etcd");
+        let mut args = pki.server_flags();
+        args.extend(["--heartbeat-interval", "1s"].map(String::from));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let replicas = (0..2)
+            .map(|_| Replica::start(etcd.endpoint(), &args).expect("start replica"))
+            .collect();
+        Self {
+            replicas,
+            _etcd: etcd,
+            pki,
+        }
+    }
+
+    fn endpoint(&self, i: usize) -> String {
+        self.replicas[i].endpoint()
+    }
+
+    /// The CLI as alice (admin) against replica 0.
+    async fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let mut command = self.pki.cli(&self.endpoint(0), Some("operator-alice"));
+        command.args(args);
+        run(command).await
+    }
+
+    async fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--output", "json"];
+        all.extend_from_slice(args);
+        let (code, stdout, stderr) = self.cli(&all).await;
+        assert_eq!(code, 0, "killswitch {args:?} failed: {stderr}");
+        common::parse(&stdout)
+    }
+
+    /// An SDK collector `collector-N` with `region`, on replica `replica`.
+    fn collector(&self, n: usize, region: &str, replica: usize) -> Collector {
+        let id = format!("collector-{n}");
+        Collector::builder(&id, &["demo"])
+            .label("region", region)
+            .tls(
+                self.pki.read("ca.pem"),
+                self.pki.read(&format!("{id}.pem")),
+                self.pki.read(&format!("{id}-key.pem")),
+            )
+            .start(&[self.endpoint(replica)])
+    }
+
+    /// Polls status until `done` holds.
+    async fn status_until(&self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let status = self.json(&["status", "demo"]).await;
+            if done(&status) {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; last status: {status}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The change of `report` with this action whose scope is `scope`.
+fn change<'a>(report: &'a Value, action: &str, scope: Option<&str>) -> &'a Value {
+    report["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .find(|c| c["action"] == action && c["scope"].as_str() == scope)
+        .unwrap_or_else(|| panic!("no {action} change with scope {scope:?} in {report}"))
+}
+
+/// The ids of a change's stragglers.
+fn stragglers(change: &Value) -> Vec<&str> {
+    change["stragglers"]
+        .as_array()
+        .expect("stragglers")
+        .iter()
+        .filter_map(|s| s["collector_id"].as_str())
+        .collect()
+}
+
+/// A pause, a scoped resume and a staged resume of one incident, with one collector
+/// stopped after the pause: the report counts each change's confirmations from the
+/// collectors' signed receipts, names the stopped collector as a straggler with its last
+/// contact, and `report verify` accepts the file (JSON and HTML) with only the CA, and
+/// refuses it with one byte of a receipt changed or an audit entry removed.
 #[tokio::test]
-async fn a_control_plane_that_keeps_no_receipts_is_named_as_such() {
-    let system = System::start().await;
-    system.create("demo").await;
-    system.change("resume", "demo").await;
-    system
-        .json(&["pause", "demo", "--reason", "leak", "--incident", "INC-1"])
+async fn an_incident_report_counts_signed_receipts_and_names_stragglers() {
+    let incident = Incident::start().await;
+    incident
+        .json(&["program", "create", "demo", "--owner", "data-team"])
+        .await;
+    incident
+        .json(&["resume", "demo", "--reason", "collecting"])
+        .await;
+    let _emea = [incident.collector(1, "emea", 0), incident.collector(2, "emea", 1)];
+    let _us = [incident.collector(3, "us", 0), incident.collector(4, "us", 1)];
+    let frozen = CollectorProcess::start(&incident.pki, &incident.endpoint(0), "collector-5", "region=us");
+    incident
+        .status_until("five collectors running", |s| s["collectors"]["acked"] == 5)
         .await;
 
-    let (code, stdout, stderr) = system.cli(&["report", "--incident", "INC-1"]).await;
-    assert_eq!((code, stdout.as_str()), (1, ""), "{stderr}");
-    assert!(
-        stderr.contains("does not keep receipts (ListReceipts is UNIMPLEMENTED"),
-        "{stderr}"
-    );
+    let reason = ["--incident", "INC-7", "--wait", "20s"];
+    let mut pause = vec!["pause", "demo", "--reason", "leak"];
+    pause.extend_from_slice(&reason);
+    incident.json(&pause).await;
+    frozen.signal("STOP");
+    let mut scoped = vec!["resume", "demo", "--reason", "emea is clean", "--selector", "region=emea"];
+    scoped.extend_from_slice(&reason);
+    incident.json(&scoped).await;
+    let staged = [
+        "resume", "demo", "--reason", "all clear", "--incident", "INC-7", "--stages",
+        "50%,100%", "--interval", "1s",
+    ];
+    incident.json(&staged).await;
+    incident
+        .status_until("the staged resume's first stage", |s| {
+            s["collectors"]["acked"].as_u64() >= Some(2)
+        })
+        .await;
 
-    // An incident nobody recorded is named before any receipt is asked for.
-    let (code, _, stderr) = system.cli(&["report", "--incident", "INC-404"]).await;
-    assert_eq!(code, 1, "{stderr}");
-    assert!(
-        stderr.contains("no audit entry matches incident INC-404"),
-        "{stderr}"
+    let report = incident.json(&["report", "--incident", "INC-7"]).await;
+    let pause = change(&report, "pause", None);
+    assert_eq!(
+        (&pause["collectors"], &pause["confirmed"]),
+        (&Value::from(5), &Value::from(5)),
+        "{pause}"
     );
+    assert!(stragglers(pause).is_empty(), "{pause}");
+    assert_eq!(pause["commit_to_ack_ms"]["count"], 5, "{pause}");
+    let scoped = change(&report, "resume", Some("region=emea"));
+    assert_eq!(scoped["confirmed"], 2, "{scoped}");
+    assert_eq!(stragglers(scoped), ["collector-5"], "{scoped}");
+    let staged = change(&report, "resume", None);
+    assert!(stragglers(staged).contains(&"collector-5"), "{staged}");
+    let frozen_last = staged["stragglers"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["collector_id"] == "collector-5"))
+        .expect("collector-5 among the stragglers");
+    assert!(frozen_last["last_contact"].is_string(), "{frozen_last}");
+    assert_eq!(report["totals"]["unsigned"], 0, "{report}");
+
+    // The evidence verifies offline with the CA alone, as JSON and as HTML.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json_file = dir.path().join("report.json");
+    std::fs::write(&json_file, report.to_string()).expect("write the report");
+    let html_file = dir.path().join("report.html");
+    let (code, _, stderr) = incident
+        .cli(&["report", "--incident", "INC-7", "--format", "html", "--out", path(&html_file)])
+        .await;
+    assert_eq!(code, 0, "{stderr}");
+    let ca = incident.pki.file("ca.pem");
+    let verify = |file: &std::path::Path| {
+        killswitch(&["report", "verify", path(file), "--ca", path(&ca)])
+    };
+    for file in [&json_file, &html_file] {
+        let verified = verify(file);
+        assert!(verified.status.success(), "{}", text(&verified.stderr));
+        assert!(text(&verified.stdout).starts_with("report verified"), "{}", text(&verified.stdout));
+    }
+
+    // One byte of a receipt changed.
+    let mut edited = report.clone();
+    let receipt = &mut edited["evidence"]["receipts"][0]["receipt"];
+    let engine = base64::engine::general_purpose::STANDARD;
+    let mut bytes = engine
+        .decode(receipt.as_str().expect("base64"))
+        .expect("decode the receipt");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    *receipt = Value::from(engine.encode(&bytes));
+    std::fs::write(&json_file, edited.to_string()).expect("write");
+    let refused = verify(&json_file);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stderr));
+    assert!(text(&refused.stderr).contains("collector-"), "{}", text(&refused.stderr));
+
+    // An audit entry removed from the middle of the chain segment.
+    let mut removed = report.clone();
+    let audit = removed["evidence"]["audit"].as_array_mut().expect("audit");
+    assert!(audit.len() >= 3, "{audit:?}");
+    audit.remove(1);
+    std::fs::write(&json_file, removed.to_string()).expect("write");
+    let refused = verify(&json_file);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stderr));
 }
 
 #[test]
