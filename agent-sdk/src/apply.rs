@@ -9,6 +9,7 @@
 use std::time::SystemTime;
 
 use killswitch_proto::prost::Message;
+use killswitch_proto::prost_types::Timestamp;
 use killswitch_proto::v1::{ProgramState, ResumeAuthorization, ResumeStatement, RunState};
 
 use crate::event::{Cause, StateEvent};
@@ -47,6 +48,11 @@ pub(crate) struct Incoming {
     pub(crate) event: StateEvent,
     /// The signed resume carried with a RUNNING state, if any.
     pub(crate) authorization: Option<ResumeAuthorization>,
+    /// The selector of the rule that decided the state, empty for a whole-program change:
+    /// copied into the receipt.
+    pub(crate) scope: String,
+    /// When the state was committed: copied into the receipt.
+    pub(crate) committed_at: Option<Timestamp>,
 }
 
 impl From<ProgramState> for Incoming {
@@ -58,7 +64,7 @@ impl From<ProgramState> for Incoming {
             reason,
             incident_id,
             actor,
-            changed_at: _,
+            changed_at,
             purge,
             policy,
             authorization,
@@ -66,7 +72,7 @@ impl From<ProgramState> for Incoming {
             // staged resumes and the stop-all are already applied to `state`.
             rules: _,
             rollout: _,
-            scope: _,
+            scope,
             stop_all: _,
         } = state;
         let mut event = StateEvent::new(program, generation, Cause::Update);
@@ -79,6 +85,8 @@ impl From<ProgramState> for Incoming {
             policy: Policy::from_wire(policy),
             event,
             authorization,
+            scope,
+            committed_at: changed_at,
         }
     }
 }

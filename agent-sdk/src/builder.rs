@@ -18,6 +18,7 @@ use crate::event::{HookResult, StateEvent};
 use crate::hook::{DEFAULT_HOOK_TIMEOUT, Hook, Hooks};
 use crate::names::{MAX_LABELS, is_valid_collector_id, is_valid_label, is_valid_program_name};
 use crate::programs::Programs;
+use crate::receipt::{NO_CLIENT_CERTIFICATE, Receipts, Signer};
 use crate::session::{self, Settings};
 use crate::signing::{self, Trust};
 use crate::state_file::{self, StateFile};
@@ -248,6 +249,11 @@ impl ClientBuilder {
     /// at connect time (logged, retried with backoff like any connection failure) if the
     /// replica's certificate is not signed by the CA or not valid for the host.
     ///
+    /// The key also signs the receipt sent with each Ack of a state change, so it must be
+    /// an ECDSA P-256 or P-384, Ed25519 or RSA (2048 to 8192 bits) key: `start()` refuses
+    /// another type with [`BuildError::ReceiptKey`]. Without `tls()`, receipts are sent
+    /// unsigned (see "Receipts" in `docs/sdk-guide.md`).
+    ///
     /// ```no_run
     /// use killswitch_sdk::Client;
     ///
@@ -338,7 +344,8 @@ impl ClientBuilder {
     /// `https://HOST[:PORT]` with [`tls`](ClientBuilder::tls), `http://HOST[:PORT]`
     /// without), TLS material that is not usable PEM, a missing or invalid collector id, no
     /// or an invalid program name, an invalid [`Backoff`], a zero hook timeout, a state
-    /// file path that does not name a file, or no tokio runtime.
+    /// file path that does not name a file, or no tokio runtime. A client key that cannot
+    /// sign receipts is a [`BuildError::ReceiptKey`].
     pub fn start(self) -> Result<Client, BuildError> {
         let Self {
             endpoints,
@@ -356,7 +363,7 @@ impl ClientBuilder {
             max_statement_lifetime,
         } = self;
 
-        let endpoints = session_endpoints(&endpoints, tls.as_ref())?;
+        let (endpoints, receipts) = session_endpoints(&endpoints, tls.as_ref())?;
         check_collector_id(&collector_id)?;
         let programs = check_programs(programs)?;
         check_labels(&labels)?;
@@ -398,6 +405,7 @@ impl ClientBuilder {
             },
             state_file: state_file.map(StateFile::new),
             trust,
+            receipts,
         };
         let cancel = CancellationToken::new();
         let task = runtime.spawn(session::run(
@@ -417,11 +425,12 @@ impl Client {
     }
 }
 
-/// The session endpoints for the configured `endpoints`, over TLS with `tls`.
+/// The session endpoints for the configured `endpoints`, over TLS with `tls`, and how
+/// receipts are signed: with the key of `tls`'s client certificate, or unsigned without.
 fn session_endpoints(
     endpoints: &[String],
     tls: Option<&TlsPem>,
-) -> Result<Vec<Endpoint>, BuildError> {
+) -> Result<(Vec<Endpoint>, Receipts), BuildError> {
     if endpoints.is_empty() {
         return Err(BuildError::NoEndpoint);
     }
@@ -429,8 +438,12 @@ fn session_endpoints(
         .iter()
         .map(|endpoint| parse_endpoint(endpoint, tls.is_some()))
         .collect::<Result<Vec<_>, _>>()?;
-    let tls = tls.map(TlsPem::client_config).transpose()?;
-    uris.into_iter()
+    let (tls, receipts) = match tls.map(TlsPem::client_config).transpose()? {
+        Some((config, signer)) => (Some(config), Receipts::Signed(Box::new(signer))),
+        None => (None, Receipts::Unsigned(NO_CLIENT_CERTIFICATE.to_owned())),
+    };
+    let endpoints = uris
+        .into_iter()
         .map(|uri| {
             // The PEM was checked; what is left is e.g. a key that is not the
             // certificate's.
@@ -441,7 +454,8 @@ fn session_endpoints(
                 ),
             })
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok((endpoints, receipts))
 }
 
 /// Checks the collector id: present, and valid.
@@ -562,11 +576,13 @@ impl fmt::Debug for TlsPem {
 
 impl TlsPem {
     /// Checks that the PEM holds what it should, and makes tonic's TLS configuration from
-    /// it (the server name is set per endpoint).
+    /// it (the server name is set per endpoint) and the signer of receipts, from the
+    /// client certificate and its key.
     ///
     /// tonic silently skips CA certificates it cannot parse, which would only show as
-    /// failed handshakes later, so they are checked here.
-    fn client_config(&self) -> Result<ClientTlsConfig, BuildError> {
+    /// failed handshakes later, so they are checked here. A key that TLS could use but
+    /// receipts cannot is refused too, rather than sending unsigned receipts.
+    fn client_config(&self) -> Result<(ClientTlsConfig, Signer), BuildError> {
         check_certificates("CA certificate (the first argument)", &self.ca)?;
         check_certificates("certificate (the second argument)", &self.cert)?;
         PrivateKeyDer::from_pem_slice(&self.key).map_err(|error| BuildError::InvalidTls {
@@ -575,9 +591,11 @@ impl TlsPem {
                  key ({error})"
             ),
         })?;
-        Ok(ClientTlsConfig::new()
+        let signer = Signer::from_pem(&self.cert, &self.key)?;
+        let config = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(&self.ca))
-            .identity(Identity::from_pem(&self.cert, &self.key)))
+            .identity(Identity::from_pem(&self.cert, &self.key));
+        Ok((config, signer))
     }
 }
 
@@ -896,6 +914,52 @@ mod tests {
     }
 
     #[test]
+    fn a_key_that_cannot_sign_receipts_is_refused_at_start() {
+        use crate::receipt::tests::certificate;
+        let check = |builder: ClientBuilder, expected: &str| {
+            let error = error(builder);
+            assert!(
+                error.starts_with(expected),
+                "{error:?} should start with {expected:?}"
+            );
+        };
+        let pki = pki();
+        let (cert, _) = &pki.client;
+        let https = || {
+            Client::builder()
+                .collector_id("c1")
+                .program("keys")
+                .endpoint("https://localhost:7070")
+        };
+        let p521 = include_str!("../testdata/p521.pkcs8.pem");
+        check(
+            https().tls(pki.ca.as_str(), cert.as_str(), p521),
+            "the private key (the third argument of `tls()`) cannot sign receipts: it is an \
+             ECDSA P-521 key (PKCS#8). Use an ECDSA P-256 or P-384, Ed25519 or RSA",
+        );
+        let error = https()
+            .tls(pki.ca.as_str(), cert.as_str(), p521)
+            .start()
+            .err();
+        assert!(
+            matches!(error, Some(BuildError::ReceiptKey { .. })),
+            "{error:?}"
+        );
+        // A SEC1 key, which TLS accepts, signs too.
+        let p256 = rcgen::KeyPair::from_pem(include_str!("../testdata/p256.pkcs8.pem"))
+            .expect("P-256 key");
+        let (p256_cert, _) = certificate(&p256);
+        check(
+            https().tls(
+                pki.ca.as_str(),
+                p256_cert.as_str(),
+                include_str!("../testdata/p256.sec1.pem"),
+            ),
+            "no tokio runtime",
+        );
+    }
+
+    #[test]
     fn debug_shows_no_key() {
         let pki = pki();
         let (cert, key) = &pki.client;
@@ -906,8 +970,8 @@ mod tests {
     }
 
     /// A replica that requires a client certificate, answers every session with a
-    /// snapshot saying `keys` is RUNNING, and keeps it open.
-    struct TlsReplica;
+    /// snapshot saying `keys` is RUNNING, keeps it open, and hands over the Acks it gets.
+    struct TlsReplica(tokio::sync::mpsc::UnboundedSender<killswitch_proto::v1::Ack>);
 
     #[tonic::async_trait]
     impl killswitch_proto::v1::collector_service_server::CollectorService for TlsReplica {
@@ -928,6 +992,17 @@ mod tests {
             if request.peer_certs().is_none_or(|certs| certs.is_empty()) {
                 return Err(tonic::Status::unauthenticated("no client certificate"));
             }
+            let mut inbound = request.into_inner();
+            let acks = self.0.clone();
+            tokio::spawn(async move {
+                while let Ok(Some(message)) = inbound.message().await {
+                    if let Some(killswitch_proto::v1::collector_message::Msg::Ack(ack)) =
+                        message.msg
+                    {
+                        let _ = acks.send(ack);
+                    }
+                }
+            });
             let snapshot = ControlMessage {
                 msg: Some(killswitch_proto::v1::control_message::Msg::Snapshot(
                     Snapshot {
@@ -952,6 +1027,7 @@ mod tests {
         use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
         let pki = pki();
+        let (acks_tx, mut acks) = tokio::sync::mpsc::unbounded_channel();
         let (server_cert, server_key) = &pki.server;
         let tls = ServerTlsConfig::new()
             .identity(Identity::from_pem(server_cert, server_key))
@@ -964,7 +1040,7 @@ mod tests {
         let server = Server::builder()
             .tls_config(tls)
             .expect("server TLS")
-            .add_service(CollectorServiceServer::new(TlsReplica))
+            .add_service(CollectorServiceServer::new(TlsReplica(acks_tx)))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),
                 stop.clone().cancelled_owned(),
@@ -987,6 +1063,21 @@ mod tests {
         })
         .await
         .expect("the gate opens on the replica's RUNNING, over mutual TLS");
+        // The Ack carries a receipt signed with the key of the client certificate.
+        let ack = tokio::time::timeout(Duration::from_secs(10), acks.recv())
+            .await
+            .expect("an Ack")
+            .expect("an Ack");
+        let signed = ack.receipt.expect("a receipt");
+        use rustls_pki_types::pem::PemObject as _;
+        let leaf = rustls_pki_types::CertificateDer::from_pem_slice(cert.as_bytes())
+            .expect("client certificate");
+        assert_eq!(signed.certificate, leaf.as_ref());
+        assert_eq!(signed.algorithm, "ecdsa-p256-sha256");
+        assert_eq!(
+            crate::receipt::tests::verify(&signed, webpki::ring::ECDSA_P256_SHA256),
+            Ok(())
+        );
         client.shutdown().await;
         stop.cancel();
         let _ = server.await;

@@ -51,6 +51,20 @@ pub enum BuildError {
         reason: String,
     },
 
+    /// The private key given to `tls()` is of a type the SDK cannot sign receipts with
+    /// (see "Receipts" in `docs/sdk-guide.md`).
+    #[error(
+        "the private key (the third argument of `tls()`) cannot sign receipts: it is {key}. \
+         Use an ECDSA P-256 or P-384, Ed25519 or RSA (2048 to 8192 bits) key, in PKCS#8 \
+         (RSA also PKCS#1, ECDSA also SEC1); `openssl pkcs8 -topk8 -nocrypt -in KEY.pem -out \
+         KEY-pkcs8.pem` converts a PKCS#1 or SEC1 key to PKCS#8, and `killswitch certs \
+         collector` issues a certificate with an ECDSA P-256 key"
+    )]
+    ReceiptKey {
+        /// What the key is, e.g. "an ECDSA P-521 key (PKCS#8)".
+        key: String,
+    },
+
     /// No collector id was given, or it is empty.
     #[error(
         "no collector id configured: set a stable, unique id for this collector with \

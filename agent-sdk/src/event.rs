@@ -30,6 +30,21 @@ pub enum Cause {
     StateFile,
 }
 
+impl Cause {
+    /// The cause as a stable lowercase word, as signed receipts carry it: `update`,
+    /// `lost-contact`, `contact-restored`, `state-file`. Unlike [`Display`](fmt::Display),
+    /// meant for people, these never change.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Update => "update",
+            Self::LostContact => "lost-contact",
+            Self::ContactRestored => "contact-restored",
+            Self::StateFile => "state-file",
+        }
+    }
+}
+
 impl fmt::Display for Cause {
     /// Lowercase words for logs and output lines: `update`, `lost contact`,
     /// `contact restored`, `state file`.
@@ -157,6 +172,21 @@ mod tests {
         assert_eq!(
             words,
             ["update", "lost contact", "contact restored", "state file"]
+        );
+    }
+
+    #[test]
+    fn causes_have_stable_names_for_receipts() {
+        let names = [
+            Cause::Update,
+            Cause::LostContact,
+            Cause::ContactRestored,
+            Cause::StateFile,
+        ]
+        .map(Cause::as_str);
+        assert_eq!(
+            names,
+            ["update", "lost-contact", "contact-restored", "state-file"]
         );
     }
 }

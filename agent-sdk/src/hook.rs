@@ -7,7 +7,7 @@ use std::error::Error;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::task::{AbortHandle, JoinError, JoinHandle};
 use tokio::time::Instant;
@@ -95,6 +95,18 @@ pub(crate) struct Hooks {
     pub(crate) timeout: Duration,
 }
 
+/// What [`Hooks::carry_out`] did, and when (by the system clock, as receipts say it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Carried {
+    /// Where the gate ended up.
+    pub(crate) settled: Settled,
+    /// When the hook returned (or failed, panicked or timed out).
+    pub(crate) hook_returned_at: SystemTime,
+    /// When carrying out moved the gate: closed it while it was open, or opened it while
+    /// it was closed. `None` when it did not move.
+    pub(crate) gate_changed_at: Option<SystemTime>,
+}
+
 impl Hooks {
     /// Carries out `change` on `gate` for `event`.
     ///
@@ -109,22 +121,24 @@ impl Hooks {
         change: Change,
         event: StateEvent,
         open_before: Option<Instant>,
-    ) -> Settled {
+    ) -> Carried {
+        let mut gate_changed_at = None;
         if change == Change::Pause {
-            gate.close();
+            gate_changed_at = set(gate, false);
         }
         let purge_asked = event.purge;
         let outcome = self.run(change, event).await;
+        let hook_returned_at = SystemTime::now();
         let mut settled = change.settle(purge_asked, outcome);
         if open_before.is_some_and(|deadline| Instant::now() >= deadline) {
             settled.open = false;
         }
-        if settled.open {
-            gate.open();
-        } else {
-            gate.close();
+        gate_changed_at = set(gate, settled.open).or(gate_changed_at);
+        Carried {
+            settled,
+            hook_returned_at,
+            gate_changed_at,
         }
-        settled
     }
 
     /// Runs the hook for `change` and reports what it did.
@@ -160,6 +174,18 @@ impl Hooks {
             result,
         }
     }
+}
+
+/// Opens or closes `gate`; returns when, if that moved it. Only the session task opens
+/// gates, so nothing opens it between the check and the store.
+fn set(gate: &Gate, open: bool) -> Option<SystemTime> {
+    let moved = gate.is_active() != open;
+    if open {
+        gate.open();
+    } else {
+        gate.close();
+    }
+    moved.then(SystemTime::now)
 }
 
 /// Aborts a task when dropped, so no async hook outlives the wait for it.
@@ -221,10 +247,11 @@ fn truncate(mut text: String, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{Hook, Hooks, MAX_HOOK_ERROR_LEN, hook_error_text, truncate};
+    use super::{Carried, Hook, Hooks, MAX_HOOK_ERROR_LEN, hook_error_text, truncate};
     use crate::apply::{Change, Settled};
     use crate::event::{Cause, StateEvent};
     use crate::gate::Gate;
+    use std::cmp::Ordering;
     use std::error::Error;
     use std::sync::mpsc;
     use std::time::Duration;
@@ -254,7 +281,7 @@ mod tests {
             gate.open();
         }
         let settled = hooks.carry_out(&gate, change, event(purge), None).await;
-        (gate, settled)
+        (gate, settled.settled)
     }
 
     fn settled(open: bool, error: &str, purged: bool) -> Settled {
@@ -262,6 +289,39 @@ mod tests {
             open,
             error: error.to_owned(),
             purged,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reports_when_the_gate_moved() {
+        let ok = hooks(Hook::sync(|_| Ok(())));
+        let failing = hooks(Hook::sync(|_| Err("camera busy".into())));
+        // (hooks, change, gate open before, when it moved relative to the hook's return)
+        for (hooks, change, open, expected) in [
+            // A pause closes an open gate before its hook runs...
+            (&ok, Change::Pause, true, Some("before")),
+            // ...and does not move a closed one.
+            (&ok, Change::Pause, false, None),
+            // A resume opens a closed gate once its hook returned.
+            (&ok, Change::Resume, false, Some("after")),
+            (&ok, Change::Resume, true, None),
+            // A failed resume leaves a closed gate closed, and closes an open one.
+            (&failing, Change::Resume, false, None),
+            (&failing, Change::Resume, true, Some("after")),
+        ] {
+            let gate = Gate::closed();
+            if open {
+                gate.open();
+            }
+            let carried: Carried = hooks.carry_out(&gate, change, event(false), None).await;
+            let returned = carried.hook_returned_at;
+            let actual = carried.gate_changed_at.map(|at| match at.cmp(&returned) {
+                Ordering::Less => "before",
+                Ordering::Greater => "after",
+                // The clock did not tick in between: either is true.
+                Ordering::Equal => expected.unwrap_or("at"),
+            });
+            assert_eq!(actual, expected, "{change:?} from open {open}: {carried:?}");
         }
     }
 
@@ -391,7 +451,7 @@ mod tests {
         };
         let (result, ()) = tokio::join!(run, advance);
         assert_eq!(
-            result,
+            result.settled,
             settled(false, "resume hook timed out after 10s", false)
         );
         assert!(!gate.is_active());
@@ -437,13 +497,13 @@ mod tests {
         let result = hooks
             .carry_out(&gate, Change::Resume, event(false), Some(deadline))
             .await;
-        assert_eq!(result, settled(false, "", false));
+        assert_eq!(result.settled, settled(false, "", false));
         assert!(!gate.is_active());
         let deadline = Instant::now() + Duration::from_secs(3);
         let result = hooks
             .carry_out(&gate, Change::Resume, event(false), Some(deadline))
             .await;
-        assert_eq!(result, settled(true, "", false));
+        assert_eq!(result.settled, settled(true, "", false));
         assert!(gate.is_active());
     }
 

@@ -81,12 +81,15 @@
 //!   the gate around them.
 //! - `state_file.rs`: the state file's format, reading and atomic writing.
 //! - `signing.rs`: the pure check of a signed resume against the trusted keys.
+//! - `receipt.rs`: loading the client certificate's key and sealing receipts, signed
+//!   with it (or unsigned, saying why).
 //! - `session.rs`: the session task: connect, Hello, apply states, Acks, reconnect, and
 //!   the lost-contact watchdog checked in every wait.
 //!
-//! `benches/gate.rs` measures [`Gate::is_active`] (see `BENCHMARKS.md`); the `bench`
-//! feature exposes the hidden helpers it needs, and collectors never enable it. Likewise
-//! the `fuzzing` feature exposes the state file parser to the fuzz targets in `fuzz/`.
+//! `benches/gate.rs` measures [`Gate::is_active`] and `benches/receipt.rs` signing one
+//! receipt (see `BENCHMARKS.md`); the `bench` feature exposes the hidden helpers they
+//! need, and collectors never enable it. Likewise the `fuzzing` feature exposes the state
+//! file parser to the fuzz targets in `fuzz/`.
 
 mod apply;
 mod backoff;
@@ -99,6 +102,7 @@ mod hook;
 mod names;
 mod policy;
 mod programs;
+mod receipt;
 mod session;
 mod signing;
 mod state_file;
@@ -109,6 +113,9 @@ pub use client::Client;
 pub use error::BuildError;
 pub use event::{Cause, HookResult, StateEvent};
 pub use gate::Gate;
+#[cfg(feature = "bench")]
+#[doc(hidden)]
+pub use receipt::bench::ReceiptSealer;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub use state_file::fuzz_state_file;

@@ -2,8 +2,10 @@
 //! [`Client`](crate::Client) (which reads them) and its session task (the only writer).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
+
+use killswitch_proto::v1::SignedReceipt;
 
 use crate::apply::{Desired, Last, Signed};
 use crate::gate::Gate;
@@ -46,6 +48,10 @@ pub(crate) struct Applied {
     pub(crate) error: String,
     /// The last pause hook confirmed a purge that the state asked for.
     pub(crate) purged: bool,
+    /// The signed receipt of the last change applied, sent with every Ack until the next
+    /// change; `None` before any change this process applied (e.g. a state restored from
+    /// the state file).
+    pub(crate) receipt: Option<Arc<SignedReceipt>>,
 }
 
 /// Whether a program's gate is closed because the control plane could not be heard.
@@ -54,7 +60,10 @@ pub(crate) enum Contact {
     /// The applied state stands.
     Current,
     /// The watchdog closed the gate for lost contact; the pause hook is still to run.
-    LostHookPending,
+    LostHookPending {
+        /// When the watchdog closed the gate; `None` if it was closed already.
+        gate_closed_at: Option<SystemTime>,
+    },
     /// Paused for lost contact, or by a restart: the gate reopens only on a fresh
     /// authoritative RUNNING.
     Lost,
@@ -121,6 +130,7 @@ impl Programs {
                 at,
                 error: String::new(),
                 purged: false,
+                receipt: None,
             });
         }
     }
@@ -218,6 +228,7 @@ mod tests {
             at: SystemTime::UNIX_EPOCH,
             error: String::new(),
             purged: false,
+            receipt: None,
         }
     }
 

@@ -17,10 +17,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use killswitch_proto::prost_types::Timestamp;
 use killswitch_proto::v1::collector_service_client::CollectorServiceClient;
 use killswitch_proto::v1::{
-    Ack, CollectorMessage, Hello, ProgramState, RunState, Snapshot, collector_message,
-    control_message,
+    Ack, CollectorMessage, Hello, ProgramState, Receipt, RunState, SignedReceipt, Snapshot,
+    collector_message, control_message,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -33,9 +34,10 @@ use crate::apply::{self, Change, Decision, Desired, Incoming, Last, Settled};
 use crate::backoff::Backoff;
 use crate::error::error_chain;
 use crate::event::{Cause, StateEvent};
-use crate::hook::Hooks;
+use crate::hook::{Carried, Hooks};
 use crate::policy::{OnLostContact, Policy};
 use crate::programs::{Applied, Contact, Program, Programs};
+use crate::receipt::{NO_CLIENT_CERTIFICATE, Receipts};
 use crate::signing::{self, Trust};
 use crate::state_file::StateFile;
 
@@ -48,6 +50,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// session waiting forever instead of moving to another replica.
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// This SDK's version, sent in Hello and signed in receipts.
+const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Outbound messages (Hello, Acks) waiting for the transport. Sending awaits when full,
 /// which only slows down acknowledging; it never blocks the gates.
@@ -67,6 +72,8 @@ pub(crate) struct Settings {
     pub(crate) state_file: Option<StateFile>,
     /// Which operator keys sign resumes, and how many signatures a resume needs.
     pub(crate) trust: Trust,
+    /// How receipts are signed: with the client certificate's key, if there is one.
+    pub(crate) receipts: Receipts,
 }
 
 /// The endpoint to reach a replica at `uri`, with the session's connection settings and,
@@ -114,9 +121,11 @@ pub(crate) async fn run(settings: Settings, programs: Arc<Programs>, cancel: Can
         hooks,
         state_file,
         trust,
+        receipts,
     } = settings;
     let mut runner = Runner::new(collector_id, labels, hooks, state_file, programs, cancel);
     runner.trust = trust;
+    runner.receipts = receipts;
     if runner.resume_from_state_file().await.is_err() {
         debug!("killswitch session task stopped");
         return;
@@ -213,6 +222,8 @@ struct Runner {
     cancel: CancellationToken,
     /// Which resumes may open a gate (by default every one).
     trust: Trust,
+    /// How receipts are signed (by default not at all: no client certificate).
+    receipts: Receipts,
     /// When a replica was last heard from (any Snapshot, Update or Heartbeat): the
     /// watchdog's clock. A std mutex around a copy type, never held across an await.
     last_contact: Mutex<Instant>,
@@ -237,6 +248,7 @@ impl Runner {
             programs,
             cancel,
             trust: Trust::default(),
+            receipts: Receipts::Unsigned(NO_CLIENT_CERTIFICATE.to_owned()),
             last_contact: Mutex::new(Instant::now()),
             heard: AtomicU64::new(0),
         }
@@ -255,7 +267,7 @@ impl Runner {
                 continue;
             }
             let event = StateEvent::new(name.to_owned(), applied.generation, Cause::StateFile);
-            let Settled { open, error, .. } = self
+            let carried = self
                 .wait_closing_gates(self.hooks.carry_out(
                     &program.gate,
                     Change::Resume,
@@ -263,6 +275,9 @@ impl Runner {
                     None,
                 ))
                 .await?;
+            let Settled {
+                open, ref error, ..
+            } = carried.settled;
             if open {
                 info!(
                     program = name,
@@ -282,9 +297,14 @@ impl Runner {
                 if open {
                     applied.contact = Contact::Current;
                 }
-                applied.at = SystemTime::now();
-                applied.error = error;
+                applied.at = carried.hook_returned_at;
+                applied.error.clone_from(error);
             });
+            self.seal_receipt(
+                name,
+                program,
+                Witnessed::by_itself(Cause::StateFile, &carried),
+            );
         }
         Ok(())
     }
@@ -383,7 +403,7 @@ impl Runner {
                 collector_id: self.collector_id.clone(),
                 labels: self.labels.clone().into_iter().collect(),
                 programs,
-                sdk_version: env!("CARGO_PKG_VERSION").to_owned(),
+                sdk_version: SDK_VERSION.to_owned(),
             })),
         }
     }
@@ -467,6 +487,8 @@ impl Runner {
             policy,
             mut event,
             authorization: _,
+            scope,
+            committed_at,
         } = incoming;
         let (change, refused) = match decision {
             Decision::Stale => {
@@ -511,8 +533,16 @@ impl Runner {
                 (Change::Pause, refused)
             }
         };
-        let settled = self.carry_out(program, change, &event, policy).await?;
-        let applied = record(&event, desired, policy, refused, settled);
+        let carried = self.carry_out(program, change, &event, policy).await?;
+        let witnessed = Witnessed {
+            cause: event.cause,
+            open: carried.settled.open,
+            gate_changed_at: carried.gate_changed_at,
+            scope,
+            committed_at,
+        };
+        let mut applied = record(&event, desired, policy, refused, carried);
+        applied.receipt = Some(self.receipt(&event.program, &applied, witnessed));
         self.report(&event.program, program, applied, outbound)
             .await
     }
@@ -562,10 +592,13 @@ impl Runner {
         change: Change,
         event: &StateEvent,
         policy: Policy,
-    ) -> Result<Settled, End> {
+    ) -> Result<Carried, End> {
+        let mut closed_at = None;
         if change == Change::Pause {
             // Stop capture before anything else: the hook may be slow, or hang.
+            let was_open = program.gate.is_active();
             program.gate.close();
+            closed_at = was_open.then(SystemTime::now);
             info!(
                 program = %event.program,
                 generation = event.generation,
@@ -580,7 +613,7 @@ impl Runner {
             Change::Resume => policy.deadline(self.last_contact()),
             Change::Pause => None,
         };
-        let settled = self
+        let mut carried = self
             .wait_closing_gates(self.hooks.carry_out(
                 &program.gate,
                 change,
@@ -588,8 +621,48 @@ impl Runner {
                 open_before,
             ))
             .await?;
-        log_settled(change, event, &settled);
-        Ok(settled)
+        carried.gate_changed_at = carried.gate_changed_at.or(closed_at);
+        log_settled(change, event, &carried.settled);
+        Ok(carried)
+    }
+
+    /// Signs the receipt of the change just recorded for `program` (named `name`), and
+    /// keeps it with the applied state, which it returns. Signs outside the lock that
+    /// [`Client`](crate::Client) reads it under.
+    fn seal_receipt(&self, name: &str, program: &Program, witnessed: Witnessed) -> Option<Applied> {
+        let receipt = self.receipt(name, &program.applied()?, witnessed);
+        program.update(|applied| applied.receipt = Some(receipt))
+    }
+
+    /// The signed receipt of a change that left `program` in `applied`, as `witnessed`.
+    fn receipt(
+        &self,
+        program: &str,
+        applied: &Applied,
+        witnessed: Witnessed,
+    ) -> Arc<SignedReceipt> {
+        let Witnessed {
+            cause,
+            open,
+            gate_changed_at,
+            scope,
+            committed_at,
+        } = witnessed;
+        let receipt = Receipt {
+            collector_id: self.collector_id.clone(),
+            program: program.to_owned(),
+            generation: applied.generation,
+            effective: run_state(open).into(),
+            scope,
+            cause: cause.as_str().to_owned(),
+            gate_changed_at: gate_changed_at.map(killswitch_proto::timestamp),
+            hook_returned_at: Some(killswitch_proto::timestamp(applied.at)),
+            error: applied.error.clone(),
+            purged: applied.purged,
+            committed_at,
+            sdk_version: SDK_VERSION.to_owned(),
+        };
+        Arc::new(self.receipts.seal(&receipt))
     }
 
     /// Records `applied` as `program`'s state (named `name`), saves the state file and
@@ -657,8 +730,9 @@ impl Runner {
             if !(watched(&applied) && applied.policy.lost_contact(last_contact, now)) {
                 continue;
             }
+            let gate_closed_at = program.gate.is_active().then(SystemTime::now);
             program.gate.close();
-            program.update(|applied| applied.contact = Contact::LostHookPending);
+            program.update(|applied| applied.contact = Contact::LostHookPending { gate_closed_at });
             warn!(
                 program = name,
                 generation = applied.generation,
@@ -673,25 +747,33 @@ impl Runner {
     /// gates it closes while these hooks run), records the outcome and, when a session is
     /// up, acknowledges it there.
     async fn lost_contact_hooks(&self, session: Option<&Outbound>) -> Result<(), End> {
-        while let Some((name, program, generation)) = self.next_lost_hook_pending() {
+        while let Some((name, program, generation, gate_closed_at)) = self.next_lost_hook_pending()
+        {
             let event = StateEvent::new(name.to_owned(), generation, Cause::LostContact);
-            let Settled { error, purged, .. } = self
+            let mut carried = self
                 .wait_closing_gates(
                     self.hooks
                         .carry_out(&program.gate, Change::Pause, event, None),
                 )
                 .await?;
+            carried.gate_changed_at = carried.gate_changed_at.or(gate_closed_at);
+            let Settled { error, purged, .. } = carried.settled.clone();
             if error.is_empty() {
                 info!(program = name, "paused for lost contact: pause hook done");
             } else {
                 warn!(program = name, %error, "pause hook failed after lost contact; the gate is closed");
             }
-            let applied = program.update(|applied| {
+            program.update(|applied| {
                 applied.contact = Contact::Lost;
-                applied.at = SystemTime::now();
+                applied.at = carried.hook_returned_at;
                 applied.error = error;
                 applied.purged = purged;
             });
+            let applied = self.seal_receipt(
+                name,
+                program,
+                Witnessed::by_itself(Cause::LostContact, &carried),
+            );
             self.save_state().await?;
             if let (Some(outbound), Some(applied)) = (session, applied) {
                 let ack = ack(name, &applied, program.gate.is_active());
@@ -707,15 +789,16 @@ impl Runner {
     }
 
     /// A program whose gate the watchdog closed and whose pause hook has not run yet,
-    /// with the generation it had applied.
-    fn next_lost_hook_pending(&self) -> Option<(&str, &Program, u64)> {
+    /// with the generation it had applied and when the watchdog closed its gate.
+    fn next_lost_hook_pending(&self) -> Option<(&str, &Program, u64, Option<SystemTime>)> {
         self.programs.iter().find_map(|(name, program)| {
             let applied = program.applied()?;
-            (applied.contact == Contact::LostHookPending).then_some((
-                name,
-                program,
-                applied.generation,
-            ))
+            match applied.contact {
+                Contact::LostHookPending { gate_closed_at } => {
+                    Some((name, program, applied.generation, gate_closed_at))
+                }
+                Contact::Current | Contact::Lost => None,
+            }
         })
     }
 
@@ -814,16 +897,50 @@ fn log_settled(change: Change, event: &StateEvent, settled: &Settled) {
     }
 }
 
-/// What to record once a change for `event` was carried out with the outcome `settled`:
-/// a RUNNING that was `refused` counts as PAUSED, and the Ack's error says why it was
-/// refused before what the pause hook said.
+/// What a receipt says about a change beyond the state recorded in [`Applied`].
+struct Witnessed {
+    /// Why the hook ran.
+    cause: Cause,
+    /// Whether the change left the gate open.
+    open: bool,
+    /// When the change moved the gate, if it did.
+    gate_changed_at: Option<SystemTime>,
+    /// `ProgramState.scope` as received; empty for a change the client made by itself.
+    scope: String,
+    /// `ProgramState.changed_at` as received; `None` for a change the client made by
+    /// itself.
+    committed_at: Option<Timestamp>,
+}
+
+impl Witnessed {
+    /// A change the client made by itself (lost contact, the state file), under no state
+    /// received: no scope, no commit time.
+    fn by_itself(cause: Cause, carried: &Carried) -> Self {
+        Self {
+            cause,
+            open: carried.settled.open,
+            gate_changed_at: carried.gate_changed_at,
+            scope: String::new(),
+            committed_at: None,
+        }
+    }
+}
+
+/// What to record once a change for `event` was `carried` out: a RUNNING that was
+/// `refused` counts as PAUSED, and the Ack's error says why it was refused before what
+/// the pause hook said. The receipt is left to the caller.
 fn record(
     event: &StateEvent,
     desired: Desired,
     policy: Policy,
     refused: Option<String>,
-    settled: Settled,
+    carried: Carried,
 ) -> Applied {
+    let Carried {
+        settled,
+        hook_returned_at,
+        gate_changed_at: _,
+    } = carried;
     let desired = if refused.is_some() {
         Desired::Paused
     } else {
@@ -839,19 +956,26 @@ fn record(
         desired,
         policy,
         contact: Contact::Current,
-        at: SystemTime::now(),
+        at: hook_returned_at,
         error,
         purged: settled.purged,
+        receipt: None,
     }
 }
 
-/// The Ack for the state `applied` of `program`, with the gate `open` or not.
-fn ack(program: &str, applied: &Applied, open: bool) -> CollectorMessage {
-    let effective = if open {
+/// The state of a gate `open` or not.
+fn run_state(open: bool) -> RunState {
+    if open {
         RunState::Running
     } else {
         RunState::Paused
-    };
+    }
+}
+
+/// The Ack for the state `applied` of `program`, with the gate `open` or not, carrying
+/// the receipt of the last change applied.
+fn ack(program: &str, applied: &Applied, open: bool) -> CollectorMessage {
+    let effective = run_state(open);
     CollectorMessage {
         msg: Some(collector_message::Msg::Ack(Ack {
             program: program.to_owned(),
@@ -860,7 +984,7 @@ fn ack(program: &str, applied: &Applied, open: bool) -> CollectorMessage {
             applied_at: Some(killswitch_proto::timestamp(applied.at)),
             purged: applied.purged,
             error: applied.error.clone(),
-            receipt: None,
+            receipt: applied.receipt.as_deref().cloned(),
         })),
     }
 }
@@ -871,7 +995,14 @@ mod tests {
     use crate::event::{Cause, StateEvent};
     use crate::hook::{Hook, Hooks};
     use crate::programs::Programs;
+    use crate::receipt::tests::{generated, verify};
+    use crate::receipt::{NO_CLIENT_CERTIFICATE, Receipts, Signer};
+    use crate::signing::Trust;
+    use crate::signing::fixtures::{key_pair, public};
     use crate::state_file::{self, StateFile};
+    use killswitch_proto::prost::Message;
+    use killswitch_proto::prost_types::Timestamp;
+    use killswitch_proto::v1::{Ack, Receipt, SignedReceipt};
     use killswitch_proto::v1::{
         CollectorMessage, FailurePolicy, LostContact, ProgramState, RunState, collector_message,
     };
@@ -1043,6 +1174,261 @@ mod tests {
     async fn apply(runner: &Runner, state: ProgramState, outbound: &Outbound) {
         let applied = runner.apply(state, outbound).await;
         assert!(applied.is_ok(), "{applied:?}");
+    }
+
+    /// A runner as [`runner`] makes, signing receipts with a new P-256 key; and the DER of
+    /// its certificate.
+    fn signing_runner(programs: &[&str], hooks: Hooks) -> (Runner, Vec<u8>) {
+        let (cert_pem, cert_der, key_pem) = generated(&rcgen::PKCS_ECDSA_P256_SHA256);
+        let signer = Signer::from_pem(cert_pem.as_bytes(), key_pem.as_bytes()).expect("signer");
+        let mut runner = runner(programs, hooks, None);
+        runner.receipts = Receipts::Signed(Box::new(signer));
+        (runner, cert_der)
+    }
+
+    /// The Acks sent so far.
+    fn sent(outbound: &mut mpsc::Receiver<CollectorMessage>) -> Vec<Ack> {
+        let mut acks = Vec::new();
+        while let Ok(message) = outbound.try_recv() {
+            if let Some(collector_message::Msg::Ack(ack)) = message.msg {
+                acks.push(ack);
+            }
+        }
+        acks
+    }
+
+    /// The signed receipt `ack` carries.
+    fn signed(ack: &Ack) -> &SignedReceipt {
+        ack.receipt.as_ref().expect("the Ack carries a receipt")
+    }
+
+    /// The receipt `ack` carries, once checked to be signed by the key of `certificate`.
+    fn receipt(ack: &Ack, certificate: &[u8]) -> Receipt {
+        let signed = signed(ack);
+        assert_eq!(signed.certificate, certificate);
+        assert_eq!(signed.algorithm, "ecdsa-p256-sha256");
+        assert_eq!(signed.unsigned_reason, "");
+        assert_eq!(verify(signed, webpki::ring::ECDSA_P256_SHA256), Ok(()));
+        Receipt::decode(signed.receipt.as_slice()).expect("an encoded receipt")
+    }
+
+    /// A timestamp `seconds` after the epoch.
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp { seconds, nanos: 0 }
+    }
+
+    /// A timestamp as a comparable (seconds, nanoseconds).
+    fn instant(timestamp: Option<Timestamp>) -> Option<(i64, i32)> {
+        timestamp.map(|t| (t.seconds, t.nanos))
+    }
+
+    /// `receipt` with the clock readings taken out, after checking that the gate moved
+    /// (`gate_moved`) or not, and that the hook returned when the Ack says.
+    fn without_clock(mut receipt: Receipt, ack: &Ack, gate_moved: bool) -> Receipt {
+        assert_eq!(
+            receipt.gate_changed_at.take().is_some(),
+            gate_moved,
+            "{receipt:?}"
+        );
+        assert_eq!(
+            receipt.hook_returned_at.take(),
+            ack.applied_at,
+            "{receipt:?}"
+        );
+        receipt
+    }
+
+    /// The receipt of `program` at `generation`, without clock readings.
+    fn expected(program: &str, generation: u64, effective: RunState) -> Receipt {
+        Receipt {
+            collector_id: "c1".to_owned(),
+            program: program.to_owned(),
+            generation,
+            effective: effective.into(),
+            cause: "update".to_owned(),
+            sdk_version: env!("CARGO_PKG_VERSION").to_owned(),
+            ..Receipt::default()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn receipts_say_what_a_resume_and_a_pause_did() {
+        let (hooks, _calls) = recorder(Behaviour::default());
+        let (runner, certificate) = signing_runner(&["keys"], hooks);
+        let (tx, mut rx) = mpsc::channel(16);
+        runner.contact();
+        let mut resume = state("keys", 3, RUNNING, pause(5_000));
+        resume.scope = "region=emea".to_owned();
+        resume.changed_at = Some(at(1_780_000_000));
+        apply(&runner, resume, &tx).await;
+        let mut purge = state("keys", 4, PAUSED, pause(5_000));
+        purge.purge = true;
+        purge.changed_at = Some(at(1_780_000_060));
+        apply(&runner, purge, &tx).await;
+        // Paused again: the gate was closed already.
+        apply(&runner, state("keys", 5, PAUSED, pause(5_000)), &tx).await;
+        let acks = sent(&mut rx);
+        assert_eq!(acks.len(), 3, "{acks:?}");
+
+        let resumed = receipt(&acks[0], &certificate);
+        assert!(
+            instant(resumed.gate_changed_at) >= instant(resumed.hook_returned_at),
+            "opened after the hook"
+        );
+        assert_eq!(
+            without_clock(resumed, &acks[0], true),
+            Receipt {
+                scope: "region=emea".to_owned(),
+                committed_at: Some(at(1_780_000_000)),
+                ..expected("keys", 3, RUNNING)
+            }
+        );
+        let paused = receipt(&acks[1], &certificate);
+        assert!(
+            instant(paused.gate_changed_at) <= instant(paused.hook_returned_at),
+            "closed before the hook"
+        );
+        assert_eq!(
+            without_clock(paused, &acks[1], true),
+            Receipt {
+                purged: true,
+                committed_at: Some(at(1_780_000_060)),
+                ..expected("keys", 4, PAUSED)
+            }
+        );
+        assert_eq!(
+            without_clock(receipt(&acks[2], &certificate), &acks[2], false),
+            expected("keys", 5, PAUSED)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_repeated_ack_carries_the_receipt_of_the_change() {
+        let (hooks, calls) = recorder(Behaviour::default());
+        let (runner, certificate) = signing_runner(&["keys"], hooks);
+        let (tx, mut rx) = mpsc::channel(16);
+        runner.contact();
+        apply(&runner, state("keys", 3, RUNNING, pause(5_000)), &tx).await;
+        // Reconnected to another replica: its Snapshot sends the same state.
+        let (other, mut other_rx) = mpsc::channel(16);
+        apply(&runner, state("keys", 3, RUNNING, pause(5_000)), &other).await;
+        apply(&runner, state("keys", 3, RUNNING, pause(5_000)), &other).await;
+        assert_eq!(take(&calls), ["resume keys 3 (update)"]);
+        let first = sent(&mut rx);
+        let repeated = sent(&mut other_rx);
+        assert_eq!(first.len(), 1);
+        assert_eq!(repeated.len(), 2);
+        // Signed once: ECDSA signatures differ each time, so equal bytes mean the same one.
+        for ack in &repeated {
+            assert_eq!(signed(ack), signed(&first[0]));
+        }
+        assert_eq!(receipt(&repeated[1], &certificate).generation, 3);
+        // The next change has a receipt of its own.
+        apply(&runner, state("keys", 4, PAUSED, pause(5_000)), &tx).await;
+        let next = sent(&mut rx);
+        assert_ne!(signed(&next[0]), signed(&first[0]));
+        assert_eq!(receipt(&next[0], &certificate).generation, 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn changes_the_client_makes_by_itself_have_receipts() {
+        let (hooks, calls) = recorder(Behaviour::default());
+        let (lost, certificate) = signing_runner(&["keys"], hooks);
+        let (tx, mut rx) = mpsc::channel(16);
+        lost.contact();
+        let mut running = state("keys", 3, RUNNING, pause(5_000));
+        running.scope = "region=emea".to_owned();
+        running.changed_at = Some(at(1_780_000_000));
+        apply(&lost, running, &tx).await;
+        idle(&lost, Some(&tx), 6 * SECOND).await;
+        assert_eq!(
+            take(&calls),
+            ["resume keys 3 (update)", "pause keys 3 (lost contact)"]
+        );
+        let acks = sent(&mut rx);
+        assert_eq!(acks.len(), 2, "{acks:?}");
+        // Under no state received: no scope, no commit time.
+        assert_eq!(
+            without_clock(receipt(&acks[1], &certificate), &acks[1], true),
+            Receipt {
+                cause: "lost-contact".to_owned(),
+                ..expected("keys", 3, PAUSED)
+            }
+        );
+
+        // A fail-open program resumed from the state file: the control plane's Snapshot
+        // confirms the state, and its Ack carries the receipt of that resume.
+        let dir = state_file("keys 7 RUNNING keep 5000\n");
+        let (hooks, calls) = recorder(Behaviour::default());
+        let mut runner = runner(&["keys"], hooks, Some(&dir.path().join("state")));
+        let (cert_pem, certificate, key_pem) = generated(&rcgen::PKCS_ECDSA_P256_SHA256);
+        let signer = Signer::from_pem(cert_pem.as_bytes(), key_pem.as_bytes()).expect("signer");
+        runner.receipts = Receipts::Signed(Box::new(signer));
+        assert!(runner.resume_from_state_file().await.is_ok());
+        apply(&runner, state("keys", 7, RUNNING, keep()), &tx).await;
+        assert_eq!(take(&calls), ["resume keys 7 (state file)"]);
+        let acks = sent(&mut rx);
+        assert_eq!(
+            without_clock(receipt(&acks[0], &certificate), &acks[0], true),
+            Receipt {
+                cause: "state-file".to_owned(),
+                ..expected("keys", 7, RUNNING)
+            }
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn receipts_report_failed_hooks_and_refused_resumes() {
+        let (hooks, _calls) = recorder(Behaviour {
+            resume_fails_on: Some(Cause::Update),
+            ..Behaviour::default()
+        });
+        let (mut runner, certificate) = signing_runner(&["keys", "mouse"], hooks);
+        let (tx, mut rx) = mpsc::channel(16);
+        runner.contact();
+        apply(&runner, state("keys", 3, RUNNING, pause(5_000)), &tx).await;
+        runner.trust = Trust {
+            keys: [public(&key_pair())].into(),
+            required: 1,
+            ..Trust::default()
+        };
+        apply(&runner, state("mouse", 4, RUNNING, pause(5_000)), &tx).await;
+        let acks = sent(&mut rx);
+        assert_eq!(acks.len(), 2, "{acks:?}");
+        assert_eq!(
+            without_clock(receipt(&acks[0], &certificate), &acks[0], false),
+            Receipt {
+                error: "camera busy".to_owned(),
+                ..expected("keys", 3, PAUSED)
+            }
+        );
+        assert_eq!(
+            without_clock(receipt(&acks[1], &certificate), &acks[1], false),
+            Receipt {
+                error: "resume not signed by enough trusted operators (0 of 1)".to_owned(),
+                ..expected("mouse", 4, PAUSED)
+            }
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_client_certificate_receipts_are_unsigned_and_say_why() {
+        let (hooks, _calls) = recorder(Behaviour::default());
+        let runner = runner(&["keys"], hooks, None);
+        let (tx, mut rx) = mpsc::channel(16);
+        runner.contact();
+        apply(&runner, state("keys", 3, PAUSED, pause(5_000)), &tx).await;
+        let acks = sent(&mut rx);
+        let signed = signed(&acks[0]);
+        assert_eq!(signed.unsigned_reason, NO_CLIENT_CERTIFICATE);
+        assert!(signed.signature.is_empty());
+        assert!(signed.certificate.is_empty());
+        assert!(signed.algorithm.is_empty());
+        let receipt = Receipt::decode(signed.receipt.as_slice()).expect("a receipt");
+        assert_eq!(
+            without_clock(receipt, &acks[0], false),
+            expected("keys", 3, PAUSED)
+        );
     }
 
     #[tokio::test(start_paused = true)]
