@@ -5,12 +5,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Collector, System, blocking_hook, demo_collector, until};
+use common::{Collector, CollectorProcess, System, blocking_hook, until};
 use killswitch_sdk::Cause;
 use killswitch_testkit::{Etcd, Proxy, Replica};
 use serde_json::Value;
@@ -304,43 +303,12 @@ async fn two_responders_racing_serialize_in_generation_and_audit_order() {
     );
 }
 
-/// A demo collector process, killed when dropped.
-struct CollectorProcess(Child);
-
-impl CollectorProcess {
-    fn start(endpoint: &str, id: &str) -> Self {
-        let child = Command::new(demo_collector())
-            .args(["--endpoint", endpoint, "--id", id, "--program", "demo"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the demo collector");
-        Self(child)
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.0.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{signal}");
-    }
-}
-
-impl Drop for CollectorProcess {
-    fn drop(&mut self) {
-        self.signal("CONT");
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn a_stopped_collector_is_pending_and_acknowledges_once_continued() {
     let system = System::cluster(1, &[]).await;
     system.create("demo").await;
     system.change("resume", "demo").await;
-    let frozen = CollectorProcess::start(&system.endpoint(0), "frozen");
+    let frozen = CollectorProcess::start(&system.endpoint(0), "frozen", &[]);
     let _fine = Collector::builder("fine", &["demo"]).start(&[system.endpoint(0)]);
     all_acked(&system, 0, 2).await;
 

@@ -7,47 +7,10 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-
 use base64::Engine as _;
-use common::{Collector, DEADLINE, Pki, demo_collector, killswitch, path, run, text};
+use common::{Collector, CollectorProcess, DEADLINE, Pki, killswitch, path, run, text};
 use killswitch_testkit::{Etcd, Replica};
 use serde_json::Value;
-
-/// A demo collector process with TLS, continued and killed when dropped.
-struct CollectorProcess(Child);
-
-impl CollectorProcess {
-    fn start(pki: &Pki, endpoint: &str, id: &str, label: &str) -> Self {
-        let file = |name: String| path(&pki.file(&name)).to_owned();
-        let child = Command::new(demo_collector())
-            .args(["--endpoint", endpoint, "--id", id, "--program", "demo"])
-            .args(["--label", label, "--ca", &file("ca.pem".to_owned())])
-            .args(["--cert", &file(format!("{id}.pem"))])
-            .args(["--key", &file(format!("{id}-key.pem"))])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the demo collector");
-        Self(child)
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.0.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{signal}");
-    }
-}
-
-impl Drop for CollectorProcess {
-    fn drop(&mut self) {
-        self.signal("CONT");
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Two TLS replicas on one etcd, and the PKI of five collectors.
 struct Incident {
@@ -156,9 +119,35 @@ async fn an_incident_report_counts_signed_receipts_and_names_stragglers() {
     incident
         .json(&["resume", "demo", "--reason", "collecting"])
         .await;
-    let _emea = [incident.collector(1, "emea", 0), incident.collector(2, "emea", 1)];
-    let _us = [incident.collector(3, "us", 0), incident.collector(4, "us", 1)];
-    let frozen = CollectorProcess::start(&incident.pki, &incident.endpoint(0), "collector-5", "region=us");
+    let _emea = [
+        incident.collector(1, "emea", 0),
+        incident.collector(2, "emea", 1),
+    ];
+    let _us = [
+        incident.collector(3, "us", 0),
+        incident.collector(4, "us", 1),
+    ];
+    // In the scope of the resume below; stopped after the pause, it never confirms again.
+    let file = |name: &str| path(&incident.pki.file(name)).to_owned();
+    let (ca, cert, key) = (
+        file("ca.pem"),
+        file("collector-5.pem"),
+        file("collector-5-key.pem"),
+    );
+    let frozen = CollectorProcess::start(
+        &incident.endpoint(0),
+        "collector-5",
+        &[
+            "--label",
+            "region=emea",
+            "--ca",
+            &ca,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+        ],
+    );
     incident
         .status_until("five collectors running", |s| s["collectors"]["acked"] == 5)
         .await;
@@ -168,17 +157,40 @@ async fn an_incident_report_counts_signed_receipts_and_names_stragglers() {
     pause.extend_from_slice(&reason);
     incident.json(&pause).await;
     frozen.signal("STOP");
-    let mut scoped = vec!["resume", "demo", "--reason", "emea is clean", "--selector", "region=emea"];
-    scoped.extend_from_slice(&reason);
+    let scoped = [
+        "resume",
+        "demo",
+        "--reason",
+        "emea is clean",
+        "--selector",
+        "region=emea",
+        "--incident",
+        "INC-7",
+    ];
     incident.json(&scoped).await;
+    incident
+        .status_until("the running emea collectors to confirm", |s| {
+            s["scope"] == "region=emea"
+                && s["collectors"]["acked"] == 2
+                && s["collectors"]["pending_count"] == 1
+        })
+        .await;
     let staged = [
-        "resume", "demo", "--reason", "all clear", "--incident", "INC-7", "--stages",
-        "50%,100%", "--interval", "1s",
+        "resume",
+        "demo",
+        "--reason",
+        "all clear",
+        "--incident",
+        "INC-7",
+        "--stages",
+        "50%,100%",
+        "--interval",
+        "1s",
     ];
     incident.json(&staged).await;
     incident
         .status_until("the staged resume's first stage", |s| {
-            s["collectors"]["acked"].as_u64() >= Some(2)
+            s["rollout"].is_object() && s["collectors"]["acked"].as_u64() >= Some(1)
         })
         .await;
 
@@ -209,17 +221,28 @@ async fn an_incident_report_counts_signed_receipts_and_names_stragglers() {
     std::fs::write(&json_file, report.to_string()).expect("write the report");
     let html_file = dir.path().join("report.html");
     let (code, _, stderr) = incident
-        .cli(&["report", "--incident", "INC-7", "--format", "html", "--out", path(&html_file)])
+        .cli(&[
+            "report",
+            "--incident",
+            "INC-7",
+            "--format",
+            "html",
+            "--out",
+            path(&html_file),
+        ])
         .await;
     assert_eq!(code, 0, "{stderr}");
     let ca = incident.pki.file("ca.pem");
-    let verify = |file: &std::path::Path| {
-        killswitch(&["report", "verify", path(file), "--ca", path(&ca)])
-    };
+    let verify =
+        |file: &std::path::Path| killswitch(&["report", "verify", path(file), "--ca", path(&ca)]);
     for file in [&json_file, &html_file] {
         let verified = verify(file);
         assert!(verified.status.success(), "{}", text(&verified.stderr));
-        assert!(text(&verified.stdout).starts_with("report verified"), "{}", text(&verified.stdout));
+        assert!(
+            text(&verified.stdout).starts_with("report verified"),
+            "{}",
+            text(&verified.stdout)
+        );
     }
 
     // One byte of a receipt changed.
@@ -235,7 +258,11 @@ async fn an_incident_report_counts_signed_receipts_and_names_stragglers() {
     std::fs::write(&json_file, edited.to_string()).expect("write");
     let refused = verify(&json_file);
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stderr));
-    assert!(text(&refused.stderr).contains("collector-"), "{}", text(&refused.stderr));
+    assert!(
+        text(&refused.stderr).contains("collector-"),
+        "{}",
+        text(&refused.stderr)
+    );
 
     // An audit entry removed from the middle of the chain segment.
     let mut removed = report.clone();

@@ -221,6 +221,41 @@ pub fn demo_collector() -> PathBuf {
     binary
 }
 
+/// A demo collector process following `demo`, continued and killed when dropped, for
+/// faults a process suffers (SIGSTOP).
+pub struct CollectorProcess(std::process::Child);
+
+impl CollectorProcess {
+    /// Starts the demo collector `id` against `endpoint` with further `args` (labels, TLS).
+    pub fn start(endpoint: &str, id: &str, args: &[&str]) -> Self {
+        let child = std::process::Command::new(demo_collector())
+            .args(["--endpoint", endpoint, "--id", id, "--program", "demo"])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the demo collector");
+        Self(child)
+    }
+
+    /// Sends it `signal` (`STOP`, `CONT`, ...).
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.0.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal}");
+    }
+}
+
+impl Drop for CollectorProcess {
+    fn drop(&mut self) {
+        self.signal("CONT");
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Parses the CLI's JSON output.
 pub fn parse(stdout: &str) -> Value {
     serde_json::from_str(stdout).unwrap_or_else(|e| panic!("bad JSON ({e}): {stdout}"))
