@@ -79,10 +79,9 @@ fn describe_query(report: &Report) -> String {
 /// One change: its heading line, then a key/value block indented under it.
 fn change_summary(c: &ChangeReport) -> String {
     let mut out = format!(
-        "\n{}: {} to {} at generation {} (entry {}) by {}, committed {}, {}\n",
+        "\n{}: {} at generation {} (entry {}) by {}, committed {}, {} (program state {})\n",
         clean(&c.program),
         clean(&c.action),
-        c.state,
         c.generation,
         c.seq,
         clean(&c.actor),
@@ -90,7 +89,8 @@ fn change_summary(c: &ChangeReport) -> String {
         c.scope.as_ref().map_or_else(
             || "whole program".to_owned(),
             |s| format!("scope {}", clean(s))
-        )
+        ),
+        c.state,
     );
     let mut confirmed = format!(
         "{} of {} collectors ({} errored)",
@@ -213,13 +213,13 @@ mod tests {
             "receipts:   12 (11 signed, 1 unsigned)",
             "chain segment 3..9 (7 entries) embedded",
             "rollout-complete",
-            "demo: pause to PAUSED at generation 10 (entry 3) by alice, committed \
-             2026-11-29T09:00:00.000Z, whole program",
+            "demo: pause at generation 10 (entry 3) by alice, committed \
+             2026-11-29T09:00:00.000Z, whole program (program state PAUSED)",
             "confirmed:       4 of 6 collectors (0 errored), purge confirmed by 4",
             "commit to ack:   p50 240 ms, p90 480 ms, p99 480 ms, max 480 ms (4 receipts)",
             "c-5 (last contact 2026-11-29T09:33:20.000Z, collectors)",
-            "demo: resume to RUNNING at generation 13 (entry 6) by alice, committed \
-             2026-11-29T09:11:40.000Z, scope region=emea",
+            "demo: resume at generation 13 (entry 6) by alice, committed \
+             2026-11-29T09:11:40.000Z, scope region=emea (program state RUNNING)",
             "errors:          c-3: hook exited 1",
             "collectors' own clocks",
         ] {

@@ -153,14 +153,15 @@ fn change_section(page: &mut String, i: usize, c: &ChangeReport) {
     );
     let _ = write!(
         page,
-        "<section id=\"change-{i}\"><h2>{}: {} to {} at generation {} ({scope})</h2>\n\
+        "<section id=\"change-{i}\"><h2>{}: {} at generation {} ({scope}; program state \
+         {})</h2>\n\
          <p>Entry {} by {}, committed {}.</p>\n\
          <p class=\"key\">Confirmed <b>{}</b> of <b>{}</b> collectors; <b class=\"bad\">{}</b> \
          errored; purge confirmed by <b>{}</b>; <b>{}</b> stragglers.</p>\n",
         esc(&c.program),
         esc(&c.action),
-        c.state,
         value(&format!("{p}/generation"), &c.generation),
+        c.state,
         value(&format!("{p}/seq"), &c.seq),
         esc(&c.actor),
         c.committed_at.as_ref().map_or_else(
