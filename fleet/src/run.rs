@@ -356,15 +356,29 @@ async fn receipt_chunks(
     generation: u64,
 ) -> anyhow::Result<(u64, u64)> {
     let prefix = format!("{PREFIX}/receipts/{program}/{generation:020}/");
-    let response = etcd
-        .get(prefix, Some(etcd_client::GetOptions::new().with_prefix()))
-        .await?;
-    let bytes = response
-        .kvs()
-        .iter()
-        .map(|kv| kv.value().len() as u64)
-        .sum();
-    Ok((response.kvs().len() as u64, bytes))
+    // The prefix's end: '/' + 1 is '0'.
+    let end = format!("{PREFIX}/receipts/{program}/{generation:020}0");
+    // A few chunks a request: each is up to 1 MiB, and a response must stay under the
+    // client's 4 MiB message limit.
+    let (mut writes, mut bytes) = (0, 0);
+    let mut from = prefix.into_bytes();
+    loop {
+        let options = etcd_client::GetOptions::new()
+            .with_range(end.as_bytes())
+            .with_limit(2);
+        let response = etcd.get(from.clone(), Some(options)).await?;
+        for kv in response.kvs() {
+            writes += 1;
+            bytes += kv.value().len() as u64;
+        }
+        match response.kvs().last() {
+            Some(last) if response.more() => {
+                from = last.key().to_vec();
+                from.push(0);
+            }
+            _ => return Ok((writes, bytes)),
+        }
+    }
 }
 
 fn acks_prefix(program: &str) -> String {
