@@ -7,118 +7,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::raw::{RawCollector, poll};
 use common::{change, create, create_running, name, store};
 use killswitch_control::model::RunState;
 use killswitch_proto::v1::admin_service_client::AdminServiceClient;
-use killswitch_proto::v1::collector_service_client::CollectorServiceClient;
-use killswitch_proto::v1::{
-    self, Ack, CollectorMessage, ControlMessage, Hello, StatusRequest, collector_message,
-    control_message,
-};
+use killswitch_proto::v1::{self, StatusRequest};
 use killswitch_testkit::{Etcd, Replica};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::Streaming;
-
-/// A collector speaking the protocol by hand.
-struct RawCollector {
-    tx: mpsc::Sender<CollectorMessage>,
-    inbound: Streaming<ControlMessage>,
-    /// The first message, read to learn that the session was accepted.
-    first: Option<ControlMessage>,
-}
-
-impl RawCollector {
-    /// Opens a session; retried while the replica is still catching up with etcd (it
-    /// refuses sessions with UNAVAILABLE until its watch is healthy).
-    async fn connect(endpoint: &str, id: &str, programs: &[&str]) -> Self {
-        let client = CollectorServiceClient::connect(endpoint.to_owned())
-            .await
-            .expect("connect");
-        poll("a session to open", || {
-            let mut client = client.clone();
-            async move {
-                let (tx, rx) = mpsc::channel(64);
-                let hello = Hello {
-                    collector_id: id.into(),
-                    programs: programs.iter().map(|p| (*p).to_owned()).collect(),
-                    ..Default::default()
-                };
-                tx.send(CollectorMessage {
-                    msg: Some(collector_message::Msg::Hello(hello)),
-                })
-                .await
-                .expect("queue hello");
-                let mut inbound = client
-                    .session(ReceiverStream::new(rx))
-                    .await
-                    .expect("open session")
-                    .into_inner();
-                // The first message says whether the session was taken.
-                match inbound.message().await {
-                    Ok(Some(first)) => Some(Self {
-                        tx,
-                        inbound,
-                        first: Some(first),
-                    }),
-                    Err(status) if status.code() == tonic::Code::Unavailable => None,
-                    other => panic!("session refused: {other:?}"),
-                }
-            }
-        })
-        .await
-    }
-
-    /// The next Snapshot or Update (heartbeats skipped), within 5 s.
-    async fn next_state(&mut self) -> control_message::Msg {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            let message = match self.first.take() {
-                Some(first) => first,
-                None => tokio::time::timeout_at(deadline, self.inbound.message())
-                    .await
-                    .expect("a state within 5 s")
-                    .expect("session open")
-                    .expect("stream not ended"),
-            };
-            match message.msg {
-                Some(control_message::Msg::Heartbeat(_)) => {}
-                Some(msg) => return msg,
-                None => panic!("empty control message"),
-            }
-        }
-    }
-
-    async fn snapshot(&mut self) -> v1::Snapshot {
-        match self.next_state().await {
-            control_message::Msg::Snapshot(snapshot) => snapshot,
-            other => panic!("expected a Snapshot, got {other:?}"),
-        }
-    }
-
-    async fn update(&mut self) -> v1::ProgramState {
-        match self.next_state().await {
-            control_message::Msg::Update(update) => update.state.expect("a state"),
-            other => panic!("expected an Update, got {other:?}"),
-        }
-    }
-
-    async fn ack(&self, program: &str, generation: u64, effective: v1::RunState) {
-        let ack = Ack {
-            program: program.into(),
-            generation,
-            effective: effective as i32,
-            applied_at: Some(killswitch_proto::timestamp(std::time::SystemTime::now())),
-            ..Default::default()
-        };
-        self.tx
-            .send(CollectorMessage {
-                msg: Some(collector_message::Msg::Ack(ack)),
-            })
-            .await
-            .expect("queue ack");
-    }
-}
 
 async fn read_status(endpoint: &str, program: &str) -> v1::StatusResponse {
     AdminServiceClient::connect(endpoint.to_owned())
@@ -130,22 +24,6 @@ async fn read_status(endpoint: &str, program: &str) -> v1::StatusResponse {
         .await
         .expect("status")
         .into_inner()
-}
-
-/// Polls `probe` every 20 ms until it returns a value; fails the test after 8 s.
-async fn poll<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(8);
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// The status of `program` once it is at `generation`, reported by every replica.
@@ -179,11 +57,17 @@ async fn forged_acknowledgements_are_refused_and_never_count() {
     assert_eq!(snapshot.states[0].state, v1::RunState::Paused as i32);
 
     // A generation far ahead, one never sent, another program, a gate it cannot have.
-    forger.ack("demo", sent + 1000, v1::RunState::Paused).await;
-    forger.ack("demo", sent - 1, v1::RunState::Paused).await;
-    forger.ack("other", sent, v1::RunState::Paused).await;
-    forger.ack("demo", sent, v1::RunState::Running).await;
-    forger.ack("demo", sent, v1::RunState::Unspecified).await;
+    forger
+        .ack("demo", sent + 1000, v1::RunState::Paused, None)
+        .await;
+    forger
+        .ack("demo", sent - 1, v1::RunState::Paused, None)
+        .await;
+    forger.ack("other", sent, v1::RunState::Paused, None).await;
+    forger.ack("demo", sent, v1::RunState::Running, None).await;
+    forger
+        .ack("demo", sent, v1::RunState::Unspecified, None)
+        .await;
     let status = settled_status(&endpoint, "demo", sent).await;
     assert_eq!(
         counts(&status),
@@ -192,7 +76,7 @@ async fn forged_acknowledgements_are_refused_and_never_count() {
     );
 
     // A true Ack counts; the forged future one did not pin anything.
-    forger.ack("demo", sent, v1::RunState::Paused).await;
+    forger.ack("demo", sent, v1::RunState::Paused, None).await;
     poll("the true ack to be counted", || async {
         (counts(&read_status(&endpoint, "demo").await).1 == 1).then_some(())
     })
@@ -211,7 +95,9 @@ async fn forged_acknowledgements_are_refused_and_never_count() {
         .state
         .generation;
     assert_eq!(forger.update().await.generation, next);
-    forger.ack("demo", next + 5, v1::RunState::Paused).await;
+    forger
+        .ack("demo", next + 5, v1::RunState::Paused, None)
+        .await;
     let status = settled_status(&endpoint, "demo", next).await;
     assert_eq!(counts(&status), (1, 0, 1, 0));
     let c = status.collectors.expect("counts");
@@ -229,19 +115,11 @@ async fn a_session_that_keeps_sending_refused_acks_is_closed() {
     let sent = forger.snapshot().await.states[0].generation;
     let limit = killswitch_control::api::session::MAX_REFUSED_ACKS;
     for n in 0..=u64::from(limit) {
-        forger.ack("demo", sent + 1 + n, v1::RunState::Paused).await;
+        forger
+            .ack("demo", sent + 1 + n, v1::RunState::Paused, None)
+            .await;
     }
-    let closed = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match forger.inbound.message().await {
-                Ok(Some(_)) => {}
-                Ok(None) => panic!("the stream ended without a status"),
-                Err(status) => return status,
-            }
-        }
-    })
-    .await
-    .expect("closed within 5 s");
+    let closed = forger.ended().await;
     assert_eq!(closed.code(), tonic::Code::InvalidArgument, "{closed}");
     assert!(
         closed
@@ -265,7 +143,9 @@ async fn a_collector_paused_for_lost_contact_is_counted_apart_and_sent_the_state
 
     let mut collector = RawCollector::connect(&endpoint, "c1", &["demo"]).await;
     assert_eq!(collector.snapshot().await.states[0].generation, running);
-    collector.ack("demo", running, v1::RunState::Paused).await;
+    collector
+        .ack("demo", running, v1::RunState::Paused, None)
+        .await;
     let again = collector.update().await;
     assert_eq!(
         (again.generation, again.state),
@@ -285,7 +165,9 @@ async fn a_collector_paused_for_lost_contact_is_counted_apart_and_sent_the_state
         }]
     );
 
-    collector.ack("demo", running, v1::RunState::Running).await;
+    collector
+        .ack("demo", running, v1::RunState::Running, None)
+        .await;
     poll("the RUNNING ack to confirm", || async {
         (counts(&read_status(&endpoint, "demo").await) == (1, 1, 0, 0)).then_some(())
     })
@@ -315,7 +197,7 @@ async fn summaries_publish_for_300_programs_after_a_restart() {
         let mut collector = RawCollector::connect(&endpoint, &format!("c{i}"), &programs).await;
         for state in collector.snapshot().await.states {
             collector
-                .ack(&state.program, state.generation, v1::RunState::Paused)
+                .ack(&state.program, state.generation, v1::RunState::Paused, None)
                 .await;
         }
         sessions.push(collector);

@@ -6,8 +6,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
+use common::raw::{RawCollector, poll};
 use common::{PREFIX, change, create_running, name, store};
 use etcd_client::GetOptions;
 use killswitch_control::model::RunState;
@@ -15,11 +16,7 @@ use killswitch_control::model::receipts::{self, CHUNK_BYTES, RESPONSE_BYTES};
 use killswitch_control::store::Store;
 use killswitch_proto::prost::Message;
 use killswitch_proto::v1::admin_service_client::AdminServiceClient;
-use killswitch_proto::v1::collector_service_client::CollectorServiceClient;
-use killswitch_proto::v1::{
-    self, Ack, CollectorMessage, ControlMessage, Hello, ListReceiptsRequest, collector_message,
-    control_message,
-};
+use killswitch_proto::v1::{self, ListReceiptsRequest, control_message};
 use killswitch_testkit::{Etcd, Replica, free_addr, http_request, metric_value};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -27,9 +24,6 @@ use rcgen::{
 };
 use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::Streaming;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 const TRUST_DOMAIN: &str = "killswitch.local";
@@ -210,130 +204,34 @@ fn unsigned(receipt: &v1::Receipt, padding: usize) -> v1::SignedReceipt {
     }
 }
 
-/// A collector speaking the protocol by hand.
-struct RawCollector {
-    tx: mpsc::Sender<CollectorMessage>,
-    inbound: Streaming<ControlMessage>,
-    first: Option<ControlMessage>,
+/// Opens a raw session of `signer` following `program` (over TLS with its certificate
+/// when it has one).
+async fn connect(replica: &Replica, ca_pem: &str, signer: &Signer, program: &str) -> RawCollector {
+    let mut endpoint = Endpoint::from_shared(replica.endpoint())
+        .expect("endpoint")
+        .connect_timeout(Duration::from_secs(5));
+    if let Some(identity) = &signer.identity {
+        endpoint = endpoint
+            .tls_config(
+                ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(ca_pem))
+                    .identity(identity.clone())
+                    .domain_name("127.0.0.1"),
+            )
+            .expect("TLS config");
+    }
+    let channel = endpoint.connect().await.expect("connect");
+    RawCollector::open(channel, &signer.id, &[program]).await
 }
 
-impl RawCollector {
-    /// Opens a session of `signer` following `program` (over TLS with its certificate
-    /// when it has one); retried while the replica is not yet ready.
-    async fn connect(replica: &Replica, ca_pem: &str, signer: &Signer, program: &str) -> Self {
-        let mut endpoint = Endpoint::from_shared(replica.endpoint())
-            .expect("endpoint")
-            .connect_timeout(Duration::from_secs(5));
-        if let Some(identity) = &signer.identity {
-            endpoint = endpoint
-                .tls_config(
-                    ClientTlsConfig::new()
-                        .ca_certificate(Certificate::from_pem(ca_pem))
-                        .identity(identity.clone())
-                        .domain_name("127.0.0.1"),
-                )
-                .expect("TLS config");
+/// The generation of the next state sent (Snapshot or Update).
+async fn next_generation(session: &mut RawCollector) -> u64 {
+    match session.next_state().await {
+        control_message::Msg::Snapshot(snapshot) => {
+            snapshot.states.first().expect("a state").generation
         }
-        let channel = endpoint.connect().await.expect("connect");
-        let client = CollectorServiceClient::new(channel);
-        poll("a session to open", || {
-            let mut client = client.clone();
-            async move {
-                let (tx, rx) = mpsc::channel(64);
-                let hello = Hello {
-                    collector_id: signer.id.clone(),
-                    programs: vec![program.to_owned()],
-                    ..Default::default()
-                };
-                tx.send(CollectorMessage {
-                    msg: Some(collector_message::Msg::Hello(hello)),
-                })
-                .await
-                .expect("queue hello");
-                let mut inbound = client
-                    .session(ReceiverStream::new(rx))
-                    .await
-                    .expect("open session")
-                    .into_inner();
-                match inbound.message().await {
-                    Ok(Some(first)) => Some(Self {
-                        tx,
-                        inbound,
-                        first: Some(first),
-                    }),
-                    Err(status) if status.code() == tonic::Code::Unavailable => None,
-                    other => panic!("session refused: {other:?}"),
-                }
-            }
-        })
-        .await
-    }
-
-    /// The generation of the next state sent (Snapshot or Update), within 5 s.
-    async fn next_generation(&mut self) -> u64 {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            let message = match self.first.take() {
-                Some(first) => first,
-                None => tokio::time::timeout_at(deadline, self.inbound.message())
-                    .await
-                    .expect("a state within 5 s")
-                    .expect("session open")
-                    .expect("stream not ended"),
-            };
-            match message.msg {
-                Some(control_message::Msg::Snapshot(snapshot)) => {
-                    return snapshot.states.first().expect("a state").generation;
-                }
-                Some(control_message::Msg::Update(update)) => {
-                    return update.state.expect("a state").generation;
-                }
-                _ => {}
-            }
-        }
-    }
-
-    async fn ack(&self, program: &str, generation: u64, receipt: Option<v1::SignedReceipt>) {
-        self.ack_as(program, generation, v1::RunState::Paused, receipt)
-            .await;
-    }
-
-    async fn ack_as(
-        &self,
-        program: &str,
-        generation: u64,
-        effective: v1::RunState,
-        receipt: Option<v1::SignedReceipt>,
-    ) {
-        let ack = Ack {
-            program: program.into(),
-            generation,
-            effective: effective as i32,
-            applied_at: Some(killswitch_proto::timestamp(SystemTime::now())),
-            receipt,
-            ..Default::default()
-        };
-        self.tx
-            .send(CollectorMessage {
-                msg: Some(collector_message::Msg::Ack(ack)),
-            })
-            .await
-            .expect("queue ack");
-    }
-}
-
-async fn poll<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(8);
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        control_message::Msg::Update(update) => update.state.expect("a state").generation,
+        other => panic!("expected a state, got {other:?}"),
     }
 }
 
@@ -432,15 +330,20 @@ async fn a_replica_counts_only_acks_with_a_consistent_receipt_signed_by_the_sess
     let replica = pki.replica(&etcd, &[&metrics_flag]);
     let c1 = pki.collector("c1");
     let c2 = pki.collector("c2");
-    let mut session = RawCollector::connect(&replica, &pki.ca_pem, &c1, "demo").await;
-    session.next_generation().await;
+    let mut session = connect(&replica, &pki.ca_pem, &c1, "demo").await;
+    next_generation(&mut session).await;
     let generation = pause(&store, "demo").await;
-    assert_eq!(session.next_generation().await, generation);
+    assert_eq!(next_generation(&mut session).await, generation);
 
     let mine = receipt("c1", "demo", generation);
     // Signed with another collector's key and certificate.
     session
-        .ack("demo", generation, Some(c2.sign(mine.encode_to_vec())))
+        .ack(
+            "demo",
+            generation,
+            v1::RunState::Paused,
+            Some(c2.sign(mine.encode_to_vec())),
+        )
         .await;
     // One byte of the signed receipt edited (a letter of its cause).
     let mut edited = c1.sign(mine.encode_to_vec());
@@ -450,13 +353,22 @@ async fn a_replica_counts_only_acks_with_a_consistent_receipt_signed_by_the_sess
         .position(|w| w == b"update")
         .expect("the cause");
     edited.receipt[at] = b'U';
-    session.ack("demo", generation, Some(edited)).await;
+    session
+        .ack("demo", generation, v1::RunState::Paused, Some(edited))
+        .await;
     // Another collector's id, signed with this session's key.
     let theirs = c1.sign(receipt("c2", "demo", generation).encode_to_vec());
-    session.ack("demo", generation, Some(theirs)).await;
+    session
+        .ack("demo", generation, v1::RunState::Paused, Some(theirs))
+        .await;
     // Unsigned, although the session has a certificate.
     session
-        .ack("demo", generation, Some(unsigned(&mine, 0)))
+        .ack(
+            "demo",
+            generation,
+            v1::RunState::Paused,
+            Some(unsigned(&mine, 0)),
+        )
         .await;
 
     let expected = [
@@ -477,7 +389,14 @@ async fn a_replica_counts_only_acks_with_a_consistent_receipt_signed_by_the_sess
     assert_eq!(counted(&store, "demo", generation).await, 0, "none counted");
 
     let valid = c1.sign(mine.encode_to_vec());
-    session.ack("demo", generation, Some(valid.clone())).await;
+    session
+        .ack(
+            "demo",
+            generation,
+            v1::RunState::Paused,
+            Some(valid.clone()),
+        )
+        .await;
     poll("the valid Ack to be counted", || async {
         (counted(&store, "demo", generation).await == 1).then_some(())
     })
@@ -512,15 +431,17 @@ async fn no_counted_receipt_is_lost_when_a_replica_is_killed() {
     let mut sessions = Vec::new();
     for (i, signer) in signers.iter().enumerate() {
         let replica = if i % 2 == 0 { &doomed } else { &survivor };
-        let mut session = RawCollector::connect(replica, &pki.ca_pem, signer, "demo").await;
-        session.next_generation().await;
+        let mut session = connect(replica, &pki.ca_pem, signer, "demo").await;
+        next_generation(&mut session).await;
         sessions.push(session);
     }
     let generation = pause(&store, "demo").await;
     for (session, signer) in sessions.iter_mut().zip(&signers) {
-        assert_eq!(session.next_generation().await, generation);
+        assert_eq!(next_generation(session).await, generation);
         let signed = signer.sign(receipt(&signer.id, "demo", generation).encode_to_vec());
-        session.ack("demo", generation, Some(signed)).await;
+        session
+            .ack("demo", generation, v1::RunState::Paused, Some(signed))
+            .await;
     }
     poll("status to count every Ack", || async {
         (counted(&store, "demo", generation).await == COLLECTORS as u64).then_some(())
@@ -564,8 +485,8 @@ async fn receipts_are_listed_by_generation_in_pages() {
         .collect();
     let mut sessions = Vec::new();
     for signer in &signers {
-        let mut session = RawCollector::connect(&replica, "", signer, "demo").await;
-        session.next_generation().await;
+        let mut session = connect(&replica, "", signer, "demo").await;
+        next_generation(&mut session).await;
         sessions.push(session);
     }
     // Four pauses: at least four chunks, more than a page of them. Receipts of about
@@ -575,14 +496,16 @@ async fn receipts_are_listed_by_generation_in_pages() {
         if round > 0 {
             let resumed = set(&store, "demo", RunState::Running).await;
             for session in &mut sessions {
-                assert_eq!(session.next_generation().await, resumed);
+                assert_eq!(next_generation(session).await, resumed);
             }
         }
         let generation = pause(&store, "demo").await;
         for (session, signer) in sessions.iter_mut().zip(&signers) {
-            assert_eq!(session.next_generation().await, generation);
+            assert_eq!(next_generation(session).await, generation);
             let padded = unsigned(&receipt(&signer.id, "demo", generation), 7000);
-            session.ack("demo", generation, Some(padded)).await;
+            session
+                .ack("demo", generation, v1::RunState::Paused, Some(padded))
+                .await;
         }
         poll("the pause to be counted", || async {
             (counted(&store, "demo", generation).await == COLLECTORS as u64).then_some(())
@@ -673,8 +596,8 @@ async fn a_pause_costs_a_bounded_number_of_receipt_writes() {
         .collect();
     let mut sessions = Vec::new();
     for (i, signer) in signers.iter().enumerate() {
-        let mut session = RawCollector::connect(&replicas[i % REPLICAS], "", signer, "demo").await;
-        session.next_generation().await;
+        let mut session = connect(&replicas[i % REPLICAS], "", signer, "demo").await;
+        next_generation(&mut session).await;
         sessions.push(session);
     }
     let mut watch_client = etcd.client().await.expect("etcd client");
@@ -690,9 +613,16 @@ async fn a_pause_costs_a_bounded_number_of_receipt_writes() {
     let generation = pause(&store, "demo").await;
     let mut signed = Vec::new();
     for (session, signer) in sessions.iter_mut().zip(&signers) {
-        assert_eq!(session.next_generation().await, generation);
+        assert_eq!(next_generation(session).await, generation);
         let receipt = signer.sign(receipt(&signer.id, "demo", generation).encode_to_vec());
-        session.ack("demo", generation, Some(receipt.clone())).await;
+        session
+            .ack(
+                "demo",
+                generation,
+                v1::RunState::Paused,
+                Some(receipt.clone()),
+            )
+            .await;
         signed.push(receipt);
     }
     poll("status to count every Ack", || async {
@@ -722,13 +652,20 @@ async fn a_pause_costs_a_bounded_number_of_receipt_writes() {
     // The same receipts again (an SDK repeating its Acks): nothing new to write. A
     // resume after them flushes its summaries, and with them any receipt pending.
     for (session, receipt) in sessions.iter().zip(&signed) {
-        session.ack("demo", generation, Some(receipt.clone())).await;
+        session
+            .ack(
+                "demo",
+                generation,
+                v1::RunState::Paused,
+                Some(receipt.clone()),
+            )
+            .await;
     }
     let resumed = set(&store, "demo", RunState::Running).await;
     for session in &mut sessions {
-        assert_eq!(session.next_generation().await, resumed);
+        assert_eq!(next_generation(session).await, resumed);
         session
-            .ack_as("demo", resumed, v1::RunState::Running, None)
+            .ack("demo", resumed, v1::RunState::Running, None)
             .await;
     }
     poll("the resume to be counted", || async {

@@ -160,8 +160,8 @@ impl Scene {
         std::fs::write(&file, change(&toml)).expect("write auth.toml");
     }
 
-    /// A raw collector session with `pki/CERT.pem` following `demo`, as `cert` claims.
-    async fn session(&self, cert: &str) -> RawSession {
+    /// A channel to the replica presenting `pki/CERT.pem`.
+    async fn channel(&self, cert: &str) -> tonic::transport::Channel {
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(self.pki.read("ca.pem")))
             .identity(Identity::from_pem(
@@ -169,13 +169,18 @@ impl Scene {
                 self.pki.read(&format!("{cert}-key.pem")),
             ))
             .domain_name("localhost");
-        let channel = Endpoint::from_shared(self.replica.endpoint())
+        Endpoint::from_shared(self.replica.endpoint())
             .expect("endpoint")
             .tls_config(tls)
             .expect("tls")
             .connect()
             .await
-            .expect("connect");
+            .expect("connect")
+    }
+
+    /// A raw collector session with `pki/CERT.pem` following `demo`, as `cert` claims.
+    async fn session(&self, cert: &str) -> RawSession {
+        let channel = self.channel(cert).await;
         // The replica refuses sessions (UNAVAILABLE) until its etcd watch is healthy.
         let deadline = Instant::now() + DEADLINE;
         loop {
@@ -193,20 +198,7 @@ impl Scene {
 
     /// What a session of `cert` gets when it tries to open: the refusal.
     async fn refused_session(&self, cert: &str) -> Status {
-        let tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(self.pki.read("ca.pem")))
-            .identity(Identity::from_pem(
-                self.pki.read(&format!("{cert}.pem")),
-                self.pki.read(&format!("{cert}-key.pem")),
-            ))
-            .domain_name("localhost");
-        let channel = Endpoint::from_shared(self.replica.endpoint())
-            .expect("endpoint")
-            .tls_config(tls)
-            .expect("tls")
-            .connect()
-            .await
-            .expect("connect");
+        let channel = self.channel(cert).await;
         match RawSession::open(channel, cert).await {
             Ok(_) => panic!("{cert} opened a session"),
             Err(status) => status,

@@ -2,6 +2,8 @@
 
 #![allow(dead_code, unreachable_pub)] // Each test binary uses a different part.
 
+pub mod raw;
+
 use std::time::Duration;
 
 use killswitch_control::model::ProgramState;
