@@ -274,15 +274,7 @@ impl Store {
                 detail: format!("request {id}, needs a second admin"),
             },
         );
-        let txn = Txn::new()
-            .when([
-                Compare::mod_revision(self.keys.global(), CompareOp::Equal, global.revision),
-                Compare::mod_revision(self.keys.audit_head(), CompareOp::Equal, head.revision),
-            ])
-            .and_then(self.audited_puts(
-                &entry,
-                vec![TxnOp::put(self.keys.global(), value.encode_to_vec(), None)],
-            ));
+        let txn = self.global_txn(global.revision, head.revision, &entry, &value);
         match self.commit(txn, &entry, head.revision).await? {
             Some(revision) => Ok((StopAllFlag::from_stored(&value, revision), false)),
             None => Err(StoreError::Contention),
@@ -332,21 +324,34 @@ impl Store {
                     detail: format!("{programs} programs"),
                 },
             );
-            let txn = Txn::new()
-                .when([
-                    Compare::mod_revision(self.keys.global(), CompareOp::Equal, global.revision),
-                    Compare::mod_revision(self.keys.audit_head(), CompareOp::Equal, head.revision),
-                ])
-                .and_then(self.audited_puts(
-                    &entry,
-                    vec![TxnOp::put(self.keys.global(), value.encode_to_vec(), None)],
-                ));
+            let txn = self.global_txn(global.revision, head.revision, &entry, &value);
             if let Some(generation) = self.commit(txn, &entry, head.revision).await? {
                 return Ok((StopAllFlag::from_stored(&value, generation), true));
             }
             tracing::debug!("stop-all lost a race with a concurrent change; retrying");
         }
         Err(StoreError::Contention)
+    }
+
+    /// The transaction that writes the stop-all flag as `value` with its audit `entry`, if
+    /// neither the flag (at `global_revision`) nor the audit head (at `head_revision`)
+    /// moved.
+    fn global_txn(
+        &self,
+        global_revision: i64,
+        head_revision: i64,
+        entry: &store::AuditEntry,
+        value: &v1::StopAll,
+    ) -> Txn {
+        Txn::new()
+            .when([
+                Compare::mod_revision(self.keys.global(), CompareOp::Equal, global_revision),
+                Compare::mod_revision(self.keys.audit_head(), CompareOp::Equal, head_revision),
+            ])
+            .and_then(self.audited_puts(
+                entry,
+                vec![TxnOp::put(self.keys.global(), value.encode_to_vec(), None)],
+            ))
     }
 }
 

@@ -58,7 +58,7 @@ pub fn report(report: &Report, format: OutputFormat) -> Result<String, Error> {
 }
 
 /// `incident INC-7, program demo, since ...`.
-fn describe_query(report: &Report) -> String {
+pub(super) fn describe_query(report: &Report) -> String {
     let q = &report.query;
     let mut parts = Vec::new();
     if let Some(incident) = &q.incident {

@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::report::describe_query;
 use super::{Error, Exit};
 use crate::report::verify::EVIDENCE_SCRIPT;
 use crate::report::{ChangeReport, Percentiles, Report};
@@ -26,7 +27,7 @@ dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{font-weig
 /// The HTML page of `report`.
 pub fn report_html(report: &Report) -> Result<String, Error> {
     let mut page = String::new();
-    let title = format!("Killswitch report: {}", describe(report));
+    let title = format!("Killswitch report: {}", describe_query(report));
     let _ = write!(
         page,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -63,18 +64,6 @@ pub fn report_html(report: &Report) -> Result<String, Error> {
         "{EVIDENCE_SCRIPT}{evidence}</script>\n</body></html>\n"
     );
     Ok(page)
-}
-
-fn describe(report: &Report) -> String {
-    let q = &report.query;
-    let mut parts = Vec::new();
-    if let Some(incident) = &q.incident {
-        parts.push(format!("incident {incident}"));
-    }
-    if let Some(program) = &q.program {
-        parts.push(format!("program {program}"));
-    }
-    parts.join(", ")
 }
 
 /// The counts over the whole report.
