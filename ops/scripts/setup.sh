@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing Killswitch needs and is not in cargo's hands:
 # etcd (Debian's etcd-server), protoc (protobuf-compiler, for etcd-client's build) and
-# headless Chromium (chromium, which the test of `killswitch report --format html` renders
-# the page with). Idempotent: installs only what is missing.
+# headless Chromium with its WebDriver (chromium, which the test of `killswitch report
+# --format html` renders the page with, and chromium-driver, through which the console's
+# tests drive it). Idempotent: installs only what is missing.
 set -euo pipefail
 
 missing=()
@@ -10,6 +11,7 @@ command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 ||
   missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}" >&2
   sudo=()

@@ -5,6 +5,7 @@
 //! `completions` and `man`, which describe the command line itself and need nothing else;
 //! [`parse`] tells them apart.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -183,6 +184,50 @@ pub enum Command {
     /// `report verify` checks a report offline
     #[command(after_help = REPORT_HELP)]
     Report(ReportArgs),
+
+    /// Serve the web console on this machine: every program, a live view of each pause,
+    /// the audit log and reports, and the actions your role allows, under your name
+    #[command(after_help = CONSOLE_HELP)]
+    Console(ConsoleArgs),
+}
+
+/// After `console --help`.
+const CONSOLE_HELP: &str = "\
+The console talks to the control plane with your credentials (--endpoint, --ca, --cert
+and --key or --token, exactly as every other command), so every action it takes is
+audited under your name and refused when your role does not allow it. Open the URL it
+prints; stop it with Ctrl-C.
+
+It listens on 127.0.0.1:8080 unless told otherwise, and only accepts requests addressed
+to that loopback address (or localhost). Serving another address needs --allow-remote:
+the console then prints a URL with an access token made for this start, and refuses
+every request without it (a browser that opened the URL keeps it in a cookie).
+
+Every change it makes asks for confirmation first, and carries the page's CSRF token:
+a request without it, or from another site, is refused. With --signing-key, resumes and
+approvals made on the page are signed with that key, as `resume --signing-key` does.
+
+Examples:
+  killswitch console
+  killswitch console --listen 127.0.0.1:9090 --endpoint https://killswitch.internal:7443 \\
+      --ca ca.pem --cert alice.pem --key alice-key.pem
+  killswitch console --listen 0.0.0.0:8080 --allow-remote";
+
+/// `killswitch console`
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    /// Address to serve on (a loopback address unless --allow-remote)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Serve a non-loopback --listen address; requests then need the access token the
+    /// console prints at start
+    #[arg(long)]
+    pub allow_remote: bool,
+
+    /// ed25519 signing key (PKCS#8 PEM) that signs resumes and approvals made on the page
+    #[arg(long, value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
 }
 
 /// After `report --help`.

@@ -19,8 +19,8 @@ use crate::cli::Credentials;
 use crate::exit::{Error, Exit};
 use crate::input::{Actor, CollectorFilter, EndpointUrl};
 use crate::view::{
-    AuditListView, AuditVerdictView, ChangeView, CollectorListView, ProgramView, ReloadView,
-    StatusView, StopAllResultView,
+    AuditListView, AuditVerdictView, ChangeView, CollectorListView, IdentityView, ProgramView,
+    ReloadView, StatusView, StopAllResultView,
 };
 
 /// Adds the actor, and the bearer token if any, to every outgoing request.
@@ -252,6 +252,12 @@ impl Session {
         };
         let response = self.client.list_collectors(request).await;
         Ok(CollectorListView::from_wire(program, self.check(response)?))
+    }
+
+    /// `WhoAmI`: the name and role the control plane authenticated this client as.
+    pub async fn who_am_i(&mut self) -> Result<IdentityView, Error> {
+        let response = self.client.who_am_i(v1::WhoAmIRequest {}).await;
+        Ok(self.check(response)?.into())
     }
 
     /// `ListAudit`, sorted by seq (oldest first).

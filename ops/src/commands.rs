@@ -116,6 +116,7 @@ pub async fn run(cli: Cli, out: &mut Sink<'_>) -> Result<(), Error> {
         Command::Audit(args) => audit(&mut session, args, format, out).await,
         Command::Reload(args) => reload(&mut session, args, format, out).await,
         Command::Report(args) => report(&mut session, &args, format, out).await,
+        Command::Console(args) => crate::console::serve(session, args, out).await,
         // Run above, without connecting.
         Command::Certs(_) | Command::Token(_) | Command::Keys(_) => Ok(()),
     }
@@ -242,7 +243,7 @@ fn selector_text(selector: Option<&SelectorArg>) -> String {
 
 /// A selector the control plane refused, with the selector drawn under the message and a
 /// caret at the column it named.
-fn with_pointer(err: Error, selector: Option<&SelectorArg>) -> Error {
+pub(crate) fn with_pointer(err: Error, selector: Option<&SelectorArg>) -> Error {
     let picture = selector
         .filter(|_| err.exit() == Exit::Usage)
         .and_then(|selector| output::selector_pointer(err.message(), selector.as_str()));
@@ -298,35 +299,16 @@ pub async fn resume(
 ) -> Result<(), Error> {
     let authorization = match &args.signing_key {
         None => None,
-        Some(path) => {
-            let key = SigningKey::load(path)?;
-            // The statement replaces the generation the program is at now; a change in
-            // between makes the control plane refuse it (run the command again).
-            let current = session.get_program(args.name.as_str()).await?;
-            keys::check_generation(current.state.generation)?;
-            // A request waiting for approval must still be valid when approved.
-            let lifetime = keys::STATEMENT_LIFETIME.max(args.ttl);
-            if lifetime > keys::COLLECTOR_STATEMENT_LIFETIME {
-                eprintln!(
-                    "warning: this statement stays valid for {}, but collectors refuse \
-                     statements valid for more than {} unless built with a longer \
-                     max_statement_lifetime: a shorter --ttl keeps it within their limit",
-                    humantime::format_duration(lifetime),
-                    humantime::format_duration(keys::COLLECTOR_STATEMENT_LIFETIME)
-                );
-            }
-            let statement = keys::statement(
+        Some(path) => Some(
+            resume_authorization(
+                session,
+                path,
                 args.name.as_str(),
-                current.state.generation,
                 &statement_scope(&args)?,
-                SystemTime::now(),
-                lifetime,
-            )?;
-            Some(v1::ResumeAuthorization {
-                signatures: vec![key.sign(&statement)],
-                statement,
-            })
-        }
+                args.ttl,
+            )
+            .await?,
+        ),
     };
     let (stages_percent, stage_interval_ms) = stage_plan(&args);
     let request = v1::ResumeRequest {
@@ -354,6 +336,44 @@ pub async fn resume(
             finish_change(session, change, args.wait, scope, format, out).await
         }
     }
+}
+
+/// A resume of `program` signed with the key at `path`: a statement of `scope` replacing
+/// the program's generation now, valid for `ttl` at least (a request waiting for approval
+/// must still be valid when approved).
+pub async fn resume_authorization(
+    session: &mut Session,
+    path: &Path,
+    program: &str,
+    scope: &keys::StatementScope,
+    ttl: Duration,
+) -> Result<v1::ResumeAuthorization, Error> {
+    let key = SigningKey::load(path)?;
+    // The statement replaces the generation the program is at now; a change in between
+    // makes the control plane refuse it (run the command again).
+    let current = session.get_program(program).await?;
+    keys::check_generation(current.state.generation)?;
+    let lifetime = keys::STATEMENT_LIFETIME.max(ttl);
+    if lifetime > keys::COLLECTOR_STATEMENT_LIFETIME {
+        eprintln!(
+            "warning: this statement stays valid for {}, but collectors refuse statements \
+             valid for more than {} unless built with a longer max_statement_lifetime: a \
+             shorter --ttl keeps it within their limit",
+            humantime::format_duration(lifetime),
+            humantime::format_duration(keys::COLLECTOR_STATEMENT_LIFETIME)
+        );
+    }
+    let statement = keys::statement(
+        program,
+        current.state.generation,
+        scope,
+        SystemTime::now(),
+        lifetime,
+    )?;
+    Ok(v1::ResumeAuthorization {
+        signatures: vec![key.sign(&statement)],
+        statement,
+    })
 }
 
 /// Prints a staged resume after following it with `--wait`, stage after stage, until it
@@ -781,36 +801,7 @@ pub async fn approve(
 ) -> Result<(), Error> {
     let signature = match &args.signing_key {
         None => None,
-        Some(path) => {
-            let key = SigningKey::load(path)?;
-            let pending = session.get_approval(&args.id).await?;
-            if let Some(change) = &pending.policy_change {
-                // Collectors check no signature for a policy change: nothing to sign.
-                eprintln!(
-                    "approving a policy change of {}: {}",
-                    clean(&pending.program),
-                    keys::describe_policy_change(change)
-                );
-                None
-            } else {
-                // The approver signs the very statement the requester signed, once it
-                // has read it: a replica cannot make it sign anything else.
-                let scope = keys::StatementScope {
-                    selector: pending.selector.clone(),
-                    stages_percent: pending.stages_percent.clone(),
-                    stage_interval_ms: pending.stage_interval_ms,
-                };
-                let statement = keys::check_statement(
-                    &pending.statement,
-                    &pending.program,
-                    pending.replaces_generation,
-                    &scope,
-                    SystemTime::now(),
-                )?;
-                eprintln!("signing: {}", keys::describe(&statement));
-                Some(key.sign(&pending.statement))
-            }
-        }
+        Some(path) => approval_signature(session, path, &args.id).await?,
     };
     let request = v1::ApproveRequest {
         request_id: args.id,
@@ -832,6 +823,42 @@ pub async fn approve(
             finish_change(session, change, args.wait, scope, format, out).await
         }
     }
+}
+
+/// The signature of the key at `path` over the statement of approval request `id`,
+/// checked first to be what the request says; `None` for a policy change, which
+/// collectors check no signature for.
+pub async fn approval_signature(
+    session: &mut Session,
+    path: &Path,
+    id: &str,
+) -> Result<Option<v1::Signature>, Error> {
+    let key = SigningKey::load(path)?;
+    let pending = session.get_approval(id).await?;
+    if let Some(change) = &pending.policy_change {
+        eprintln!(
+            "approving a policy change of {}: {}",
+            clean(&pending.program),
+            keys::describe_policy_change(change)
+        );
+        return Ok(None);
+    }
+    // The approver signs the very statement the requester signed, once it has read it: a
+    // replica cannot make it sign anything else.
+    let scope = keys::StatementScope {
+        selector: pending.selector.clone(),
+        stages_percent: pending.stages_percent.clone(),
+        stage_interval_ms: pending.stage_interval_ms,
+    };
+    let statement = keys::check_statement(
+        &pending.statement,
+        &pending.program,
+        pending.replaces_generation,
+        &scope,
+        SystemTime::now(),
+    )?;
+    eprintln!("signing: {}", keys::describe(&statement));
+    Ok(Some(key.sign(&pending.statement)))
 }
 
 /// Prints a committed change; with `--wait`, first follows it until every connected
@@ -992,40 +1019,7 @@ pub async fn report(
 ) -> Result<(), Error> {
     let now = SystemTime::now();
     let query = args.query(now, format)?;
-    // Unfiltered, so that the segment between the relevant entries has no gap.
-    let listed = session
-        .audit_entries(v1::ListAuditRequest {
-            program: String::new(),
-            since: None,
-            limit: 0,
-        })
-        .await?;
-    let mut selection = incident_report::select(&query, &listed.entries)?;
-    if selection.every_program {
-        let programs = session.list_programs().await?;
-        selection
-            .programs
-            .extend(programs.into_iter().map(|p| p.name));
-    }
-    let (from, to) = selection.generations;
-    let mut inputs = Inputs {
-        audit: listed.entries,
-        omitted: listed.omitted,
-        receipts: Vec::new(),
-        collectors: Vec::new(),
-        now,
-    };
-    for program in &selection.programs {
-        inputs
-            .receipts
-            .extend(session.list_receipts(program, from, to).await?);
-        inputs.collectors.push(
-            session
-                .list_collectors(program, crate::input::CollectorFilter::All)
-                .await?,
-        );
-    }
-    let built = incident_report::build(&query, &selection, inputs)?;
+    let built = gather_report(session, &query, now).await?;
     let (text, what) = match args.format {
         ReportFormat::Html => (output::report_html(&built)?, "an HTML report"),
         ReportFormat::Text => (
@@ -1062,6 +1056,49 @@ pub async fn report(
             ))
         }
     }
+}
+
+/// The report on `query`: the whole audit log (unfiltered, so that the segment between
+/// the relevant entries has no gap), the receipts of the programs it concerns and their
+/// collectors now, as `report` and the console's report page show it.
+pub async fn gather_report(
+    session: &mut Session,
+    query: &incident_report::Query,
+    now: SystemTime,
+) -> Result<incident_report::Report, Error> {
+    let listed = session
+        .audit_entries(v1::ListAuditRequest {
+            program: String::new(),
+            since: None,
+            limit: 0,
+        })
+        .await?;
+    let mut selection = incident_report::select(query, &listed.entries)?;
+    if selection.every_program {
+        let programs = session.list_programs().await?;
+        selection
+            .programs
+            .extend(programs.into_iter().map(|p| p.name));
+    }
+    let (from, to) = selection.generations;
+    let mut inputs = Inputs {
+        audit: listed.entries,
+        omitted: listed.omitted,
+        receipts: Vec::new(),
+        collectors: Vec::new(),
+        now,
+    };
+    for program in &selection.programs {
+        inputs
+            .receipts
+            .extend(session.list_receipts(program, from, to).await?);
+        inputs.collectors.push(
+            session
+                .list_collectors(program, crate::input::CollectorFilter::All)
+                .await?,
+        );
+    }
+    incident_report::build(query, &selection, inputs)
 }
 
 /// `killswitch report verify FILE --ca CA.pem [--require-signed]`: offline. The verdict

@@ -27,6 +27,9 @@
 //! - [`report`]: `report`, an incident's timeline and who confirmed each change, from the
 //!   audit log and the receipts collectors signed, with that evidence embedded; and
 //!   `report verify`, which checks the evidence offline.
+//! - [`console`]: `console`, the web console: an HTTP server on the responder's machine
+//!   that renders the same views as pages, follows `WatchStatus` live and makes the
+//!   changes the operator's role allows, through the same [`client::Session`].
 //!
 //! *Invariant*: exit codes come from typed information (a `tonic::Code`, a failed
 //! connection, a clap error), never from matching message text.
@@ -35,6 +38,7 @@ pub mod certs;
 pub mod cli;
 pub mod client;
 pub mod commands;
+pub mod console;
 pub mod exit;
 pub mod input;
 pub mod keys;

@@ -1660,3 +1660,30 @@ mod tests {
         );
     }
 }
+
+/// `WhoAmI`: who the control plane takes the operator for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IdentityView {
+    /// The name the audit records.
+    pub name: String,
+    /// `viewer`, `responder`, `owner` or `admin`.
+    pub role: String,
+    /// The programs the role covers, sorted; empty: every program.
+    pub programs: Vec<String>,
+    /// Whether resumes and approvals must be signed with the operator's key.
+    pub signing_required: bool,
+    /// The control plane authenticates nobody (`--insecure-dev`).
+    pub insecure_dev: bool,
+}
+
+impl From<v1::WhoAmIResponse> for IdentityView {
+    fn from(response: v1::WhoAmIResponse) -> Self {
+        Self {
+            name: response.name,
+            role: response.role,
+            programs: response.programs,
+            signing_required: response.signing_required,
+            insecure_dev: response.insecure_dev,
+        }
+    }
+}

@@ -8,82 +8,8 @@
 mod common;
 
 use base64::Engine as _;
-use common::{Collector, CollectorProcess, DEADLINE, Pki, killswitch, path, run, text};
-use killswitch_testkit::{Etcd, Replica};
+use common::{TlsPlane, killswitch, path, text};
 use serde_json::Value;
-
-/// Two TLS replicas on one etcd, and the PKI of five collectors.
-struct Incident {
-    replicas: Vec<Replica>,
-    _etcd: Etcd,
-    pki: Pki,
-}
-
-impl Incident {
-    async fn start() -> Self {
-        let pki = Pki::init_with(&["--collectors", "5"]);
-        let etcd = Etcd::start().await.expect("start etcd");
-        let mut args = pki.server_flags();
-        args.extend(["--heartbeat-interval", "1s"].map(String::from));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let replicas = (0..2)
-            .map(|_| Replica::start(etcd.endpoint(), &args).expect("start replica"))
-            .collect();
-        Self {
-            replicas,
-            _etcd: etcd,
-            pki,
-        }
-    }
-
-    fn endpoint(&self, i: usize) -> String {
-        self.replicas[i].endpoint()
-    }
-
-    /// The CLI as alice (admin) against replica 0.
-    async fn cli(&self, args: &[&str]) -> (i32, String, String) {
-        let mut command = self.pki.cli(&self.endpoint(0), Some("operator-alice"));
-        command.args(args);
-        run(command).await
-    }
-
-    async fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--output", "json"];
-        all.extend_from_slice(args);
-        let (code, stdout, stderr) = self.cli(&all).await;
-        assert_eq!(code, 0, "killswitch {args:?} failed: {stderr}");
-        common::parse(&stdout)
-    }
-
-    /// An SDK collector `collector-N` with `region`, on replica `replica`.
-    fn collector(&self, n: usize, region: &str, replica: usize) -> Collector {
-        let id = format!("collector-{n}");
-        Collector::builder(&id, &["demo"])
-            .label("region", region)
-            .tls(
-                self.pki.read("ca.pem"),
-                self.pki.read(&format!("{id}.pem")),
-                self.pki.read(&format!("{id}-key.pem")),
-            )
-            .start(&[self.endpoint(replica)])
-    }
-
-    /// Polls status until `done` holds.
-    async fn status_until(&self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        loop {
-            let status = self.json(&["status", "demo"]).await;
-            if done(&status) {
-                return status;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}; last status: {status}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-    }
-}
 
 /// The change of `report` with this action whose scope is `scope`.
 fn change<'a>(report: &'a Value, action: &str, scope: Option<&str>) -> &'a Value {
@@ -112,7 +38,7 @@ fn stragglers(change: &Value) -> Vec<&str> {
 /// refuses it with one byte of a receipt changed or an audit entry removed.
 #[tokio::test]
 async fn an_incident_report_counts_signed_receipts_and_names_stragglers() {
-    let incident = Incident::start().await;
+    let incident = TlsPlane::start(2, 5).await;
     incident
         .json(&["program", "create", "demo", "--owner", "data-team"])
         .await;
@@ -128,26 +54,7 @@ async fn an_incident_report_counts_signed_receipts_and_names_stragglers() {
         incident.collector(4, "us", 1),
     ];
     // In the scope of the resume below; stopped after the pause, it never confirms again.
-    let file = |name: &str| path(&incident.pki.file(name)).to_owned();
-    let (ca, cert, key) = (
-        file("ca.pem"),
-        file("collector-5.pem"),
-        file("collector-5-key.pem"),
-    );
-    let frozen = CollectorProcess::start(
-        &incident.endpoint(0),
-        "collector-5",
-        &[
-            "--label",
-            "region=emea",
-            "--ca",
-            &ca,
-            "--cert",
-            &cert,
-            "--key",
-            &key,
-        ],
-    );
+    let frozen = incident.process(5, "emea");
     incident
         .status_until("five collectors running", |s| s["collectors"]["acked"] == 5)
         .await;

@@ -563,10 +563,19 @@ pub async fn http_request(
     method: &str,
     path: &str,
 ) -> anyhow::Result<(u16, String, String)> {
+    http_raw(
+        addr,
+        &format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+    )
+    .await
+}
+
+/// Sends `request` (a whole HTTP/1.1 request, which should say `Connection: close`) as
+/// written and reads the response to its end: the status code, the head and the body.
+pub async fn http_raw(addr: SocketAddr, request: &str) -> anyhow::Result<(u16, String, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    let request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await?;
     let mut response = String::new();
     stream.read_to_string(&mut response).await?;

@@ -834,6 +834,21 @@ impl AdminService for Admin {
         }))
     }
 
+    async fn who_am_i(
+        &self,
+        request: Request<v1::WhoAmIRequest>,
+    ) -> Result<Response<v1::WhoAmIResponse>, Status> {
+        let identity = self.auth.whoami(&request).map_err(ApiError::from)?;
+        tracing::Span::current().record("operator", identity.name.as_str());
+        Ok(Response::new(v1::WhoAmIResponse {
+            name: identity.name,
+            role: identity.role.as_str().to_owned(),
+            programs: identity.programs,
+            signing_required: identity.signing_required,
+            insecure_dev: identity.insecure_dev,
+        }))
+    }
+
     async fn start_drill(
         &self,
         request: Request<v1::DrillRequest>,

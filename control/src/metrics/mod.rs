@@ -63,7 +63,7 @@ const ADMIN_DURATION_BUCKETS: [f64; 12] = [
 
 /// The `AdminService` methods, the only values of the `method` label besides `unknown`
 /// (a path no method has). A unit test checks this list against `admin.proto`.
-pub const ADMIN_METHODS: [&str; 21] = [
+pub const ADMIN_METHODS: [&str; 22] = [
     "CreateProgram",
     "GetProgram",
     "ListPrograms",
@@ -85,6 +85,7 @@ pub const ADMIN_METHODS: [&str; 21] = [
     "StartDrill",
     "EndDrill",
     "Reload",
+    "WhoAmI",
 ];
 
 /// What an acknowledgement reported, as `killswitch_acks_total{result}` counts it.

@@ -57,10 +57,10 @@ pub use audit::{audit, audit_verdict, broken_chain};
 pub use change::{change, selector_pointer, waited_change, waited_rollout};
 pub use collectors::{collectors, missing_replicas};
 pub use drill::drill;
-pub use program::{program, programs};
+pub use program::{policy, program, programs, state_fields};
 pub use reload::reload;
 pub use report::{report, report_failure, report_verdict};
-pub use report_html::report_html;
+pub use report_html::{esc as escape_html, report_html};
 pub use status::{WatchRenderer, counts_line, diverged_line, progress_line, status};
 pub use stop_all::{StopAllMode, stop_all};
 

@@ -78,7 +78,7 @@ pub fn programs(views: &[ProgramView], format: OutputFormat) -> Result<String, E
 }
 
 /// `pause after 30s` or `keep (fail open)`, for `program show`.
-fn policy(policy: &PolicyView) -> String {
+pub fn policy(policy: &PolicyView) -> String {
     match policy.on_lost_contact {
         LostContact::Pause => format!("pause after {}", grace(policy)),
         LostContact::Keep => "keep (fail open)".to_owned(),
@@ -105,6 +105,12 @@ fn short_policy(policy: &PolicyView) -> String {
 /// The grace period for people: `30s`, `1m 30s`.
 fn grace(policy: &PolicyView) -> String {
     humantime::format_duration(Duration::from_millis(policy.grace_ms)).to_string()
+}
+
+/// The rows of [`state_rows`] as (key, lines): what the console's program page lists.
+#[must_use]
+pub fn state_fields(state: &StateView) -> Vec<(&'static str, Vec<String>)> {
+    state_rows(state).into_iter().map(Row::into_parts).collect()
 }
 
 /// The rows every state shows, after the program's name. `purge` only when set, so the

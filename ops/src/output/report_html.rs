@@ -336,8 +336,8 @@ fn count(pointer: &str, n: usize) -> String {
     format!("<span data-count=\"{}\">{n}</span>", esc(pointer))
 }
 
-/// Text escaped for HTML content and attribute values.
-fn esc(text: &str) -> String {
+/// Text escaped for HTML content and attribute values (also the console's pages).
+pub fn esc(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

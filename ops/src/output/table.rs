@@ -27,6 +27,11 @@ impl Row {
         }
     }
 
+    /// The key and the lines, for another rendering (the console's pages).
+    pub(super) fn into_parts(self) -> (&'static str, Vec<String>) {
+        (self.key, self.lines)
+    }
+
     /// Already escaped lines.
     pub(super) fn lines(key: &'static str, lines: impl IntoIterator<Item = String>) -> Self {
         Self {

@@ -616,3 +616,104 @@ pub async fn run(mut command: tokio::process::Command) -> (i32, String, String) 
         text(&output.stderr),
     )
 }
+
+/// etcd, `n` TLS replicas and a development PKI (alice an admin, bob a responder, and
+/// collector certificates): the set-up of the tests that need real credentials.
+pub struct TlsPlane {
+    pub replicas: Vec<Replica>,
+    pub etcd: Etcd,
+    pub pki: Pki,
+}
+
+impl TlsPlane {
+    /// etcd, `replicas` TLS replicas, and a PKI with `collectors` collector certificates.
+    pub async fn start(replicas: usize, collectors: usize) -> Self {
+        let pki = Pki::init_with(&["--collectors", &collectors.to_string()]);
+        let etcd = Etcd::start().await.expect("start etcd");
+        let mut args = pki.server_flags();
+        args.extend(["--heartbeat-interval", "1s"].map(String::from));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let replicas = (0..replicas)
+            .map(|_| Replica::start(etcd.endpoint(), &args).expect("start replica"))
+            .collect();
+        Self {
+            replicas,
+            etcd,
+            pki,
+        }
+    }
+
+    pub fn endpoint(&self, i: usize) -> String {
+        self.replicas[i].endpoint()
+    }
+
+    /// The CLI as `operator` (`alice`, `bob`, ...) against replica 0, to run.
+    pub fn cli_as(&self, operator: &str) -> tokio::process::Command {
+        self.pki
+            .cli(&self.endpoint(0), Some(&format!("operator-{operator}")))
+    }
+
+    /// The CLI as alice (admin) against replica 0.
+    pub async fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let mut command = self.cli_as("alice");
+        command.args(args);
+        run(command).await
+    }
+
+    /// The CLI as alice with `--output json`, which must succeed.
+    pub async fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--output", "json"];
+        all.extend_from_slice(args);
+        let (code, stdout, stderr) = self.cli(&all).await;
+        assert_eq!(code, 0, "killswitch {args:?} failed: {stderr}");
+        parse(&stdout)
+    }
+
+    /// An SDK collector `collector-N` of `demo` with `region`, on replica `replica`.
+    pub fn collector(&self, n: usize, region: &str, replica: usize) -> Collector {
+        let id = format!("collector-{n}");
+        Collector::builder(&id, &["demo"])
+            .label("region", region)
+            .tls(
+                self.pki.read("ca.pem"),
+                self.pki.read(&format!("{id}.pem")),
+                self.pki.read(&format!("{id}-key.pem")),
+            )
+            .start(&[self.endpoint(replica)])
+    }
+
+    /// A demo collector process `collector-N` of `demo` with `region`, on replica 0.
+    pub fn process(&self, n: usize, region: &str) -> CollectorProcess {
+        let id = format!("collector-{n}");
+        let file = |name: String| path(&self.pki.file(&name)).to_owned();
+        let (ca, cert, key) = (
+            file("ca.pem".into()),
+            file(format!("{id}.pem")),
+            file(format!("{id}-key.pem")),
+        );
+        let label = format!("region={region}");
+        CollectorProcess::start(
+            &self.endpoint(0),
+            &id,
+            &[
+                "--label", &label, "--ca", &ca, "--cert", &cert, "--key", &key,
+            ],
+        )
+    }
+
+    /// Polls `status demo` until `done` holds.
+    pub async fn status_until(&self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let status = self.json(&["status", "demo"]).await;
+            if done(&status) {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; last status: {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

@@ -251,6 +251,21 @@ impl AuthError {
     }
 }
 
+/// Who a caller is, as `WhoAmI` answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The name the audit records.
+    pub name: String,
+    /// The role; admin under `--insecure-dev`.
+    pub role: Role,
+    /// The programs the role covers, sorted; empty: all.
+    pub programs: Vec<String>,
+    /// Whether resumes and approvals must be signed with the operator's key.
+    pub signing_required: bool,
+    /// `--insecure-dev`: nobody is authenticated.
+    pub insecure_dev: bool,
+}
+
 /// What an operator's resumes and approvals must carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signing {
@@ -426,6 +441,39 @@ impl Auth {
             self.metrics.auth_failure(error.reason());
         }
         result
+    }
+
+    /// Who the caller of `request` is, for `WhoAmI`: authorized like any viewer call.
+    pub fn whoami<T>(&self, request: &Request<T>) -> Result<Identity, AuthError> {
+        let name = self.authorize(request, Action::WhoAmI, None)?;
+        let tls = self.current();
+        let Some(tls) = tls.as_deref() else {
+            return Ok(Identity {
+                name,
+                role: Role::Admin,
+                programs: Vec::new(),
+                signing_required: false,
+                insecure_dev: true,
+            });
+        };
+        // `authorize` accepted an operator, so the name is one of the auth file's.
+        let operator = tls
+            .config
+            .operator(&name)
+            .ok_or_else(|| AuthError::UnknownOperator(name.clone()))?;
+        let mut programs: Vec<String> = operator
+            .programs
+            .iter()
+            .map(|p| p.as_str().to_owned())
+            .collect();
+        programs.sort();
+        Ok(Identity {
+            signing_required: operator.signing_key.is_some(),
+            role: operator.role,
+            programs,
+            name,
+            insecure_dev: false,
+        })
     }
 
     /// Whether `actor`'s resumes and approvals must be signed, and with which key.

@@ -77,11 +77,13 @@ pub enum Action {
     StopAll,
     /// `Reload`: the replica's credentials.
     Reload,
+    /// `WhoAmI`: the caller's own name and role.
+    WhoAmI,
 }
 
 impl Action {
     /// Every action, for tables and tests.
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 17] = [
         Action::GetProgram,
         Action::ListPrograms,
         Action::Status,
@@ -98,6 +100,7 @@ impl Action {
         Action::SetPolicy,
         Action::StopAll,
         Action::Reload,
+        Action::WhoAmI,
     ];
 
     /// The least role that may perform the action: the role table.
@@ -112,7 +115,8 @@ impl Action {
             | Action::ListAudit
             | Action::ListReceipts
             | Action::VerifyAudit
-            | Action::GetApproval => Role::Viewer,
+            | Action::GetApproval
+            | Action::WhoAmI => Role::Viewer,
             Action::Pause => Role::Responder,
             Action::Resume | Action::Approve | Action::CreateProgram | Action::SetPolicy => {
                 Role::Owner
@@ -141,6 +145,7 @@ impl Action {
             Action::SetPolicy => "SetPolicy",
             Action::StopAll => "StopAll",
             Action::Reload => "Reload",
+            Action::WhoAmI => "WhoAmI",
         }
     }
 }
@@ -171,6 +176,7 @@ mod tests {
             (SetPolicy, false, false, true, true),
             (StopAll, false, false, false, true),
             (Reload, false, false, false, true),
+            (WhoAmI, true, true, true, true),
         ];
         assert_eq!(table.len(), Action::ALL.len());
         for (action, viewer, responder, owner, admin) in table {
