@@ -764,3 +764,105 @@ pub(super) async fn not_found() -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::fixtures;
+
+    fn identity(role: &str) -> IdentityView {
+        IdentityView {
+            name: "bob".into(),
+            role: role.into(),
+            programs: Vec::new(),
+            signing_required: false,
+            insecure_dev: false,
+        }
+    }
+
+    /// What the control plane or a collector says reaches the page as text, never as
+    /// markup.
+    #[test]
+    fn hostile_text_is_escaped() {
+        let hostile = "<script>alert(1)</script>\"'&";
+        let mut program = fixtures::demo();
+        program.state.reason = hostile.into();
+        program.state.actor = hostile.into();
+        let mut status = fixtures::status_view();
+        status.state.reason = hostile.into();
+        status.state.actor = hostile.into();
+        let mut straggler = fixtures::collector_list().collectors.remove(0);
+        straggler.labels.insert("team".into(), hostile.into());
+        straggler.error = hostile.into();
+        let bob = identity("responder");
+        let frame = Frame {
+            title: "demo",
+            identity: &bob,
+            csrf: "token",
+            stop_all: None,
+        };
+        let page = program_main(&frame, &program, &status, &[straggler]);
+        assert!(!page.contains("<script>"), "{page}");
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;&quot;&#39;&amp;"));
+        let row = program_row(&program);
+        assert!(!row.contains("<script>"), "{row}");
+    }
+
+    #[test]
+    fn the_program_page_counts_and_gates_actions() {
+        let status = fixtures::status_view();
+        let c = &status.collectors;
+        let bob = identity("responder");
+        let frame = Frame {
+            title: "demo",
+            identity: &bob,
+            csrf: "token",
+            stop_all: None,
+        };
+        let page = program_main(&frame, &fixtures::demo(), &status, &[]);
+        for (field, value) in [
+            ("connected", c.connected),
+            ("acked", c.acked),
+            ("pending", c.pending_count),
+            ("errored", c.errored_count),
+        ] {
+            assert!(
+                page.contains(&format!("data-field=\"{field}\">{value}<")),
+                "{field}: {page}"
+            );
+        }
+        assert!(
+            page.contains("id=\"pause-button\" data-dialog=\"pause\""),
+            "{page}"
+        );
+        assert!(
+            page.contains("needs role owner (you are responder)"),
+            "{page}"
+        );
+        assert!(page.contains("name=\"csrf\" value=\"token\""), "{page}");
+        // More stragglers than listed: the page says how many it shows.
+        let table = stragglers_table(&[], 3, 1);
+        assert!(
+            table.contains("3 pending, 1 errored (the first 0 listed)"),
+            "{table}"
+        );
+        assert!(stragglers_table(&[], 0, 0).starts_with("<p>None"));
+    }
+
+    #[test]
+    fn stop_all_actions_are_for_admins() {
+        let flag = fixtures::flag();
+        for (role, enabled) in [("owner", false), ("admin", true)] {
+            let who = identity(role);
+            let frame = Frame {
+                title: "Programs",
+                identity: &who,
+                csrf: "token",
+                stop_all: Some(&flag),
+            };
+            let section = stop_all_section(&frame, &flag);
+            assert_eq!(!section.contains("disabled"), enabled, "{role}: {section}");
+            assert!(section.contains("clear-stop-all-button"), "{section}");
+        }
+    }
+}

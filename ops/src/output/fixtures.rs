@@ -12,14 +12,14 @@ use crate::view::{
 };
 
 /// 2026-11-29T09:00:00Z
-pub(super) fn at(offset_seconds: i64) -> Option<Time> {
+pub(crate) fn at(offset_seconds: i64) -> Option<Time> {
     Time::from_wire(&Timestamp {
         seconds: 1_795_942_800 + offset_seconds,
         nanos: 0,
     })
 }
 
-pub(super) fn paused() -> StateView {
+pub(crate) fn paused() -> StateView {
     StateView {
         program: "demo".to_owned(),
         state: RunState::Paused,
@@ -37,7 +37,7 @@ pub(super) fn paused() -> StateView {
     }
 }
 
-pub(super) fn running(name: &str) -> StateView {
+pub(crate) fn running(name: &str) -> StateView {
     StateView {
         program: name.to_owned(),
         state: RunState::Running,
@@ -55,7 +55,7 @@ pub(super) fn running(name: &str) -> StateView {
     }
 }
 
-pub(super) fn demo() -> ProgramView {
+pub(crate) fn demo() -> ProgramView {
     ProgramView {
         name: "demo".to_owned(),
         owner: "team-data".to_owned(),
@@ -69,7 +69,7 @@ pub(super) fn demo() -> ProgramView {
     }
 }
 
-pub(super) fn status_view() -> StatusView {
+pub(crate) fn status_view() -> StatusView {
     StatusView {
         state: paused(),
         collectors: CollectorsView {
@@ -107,7 +107,7 @@ pub(super) fn status_view() -> StatusView {
 }
 
 /// Every connected collector acknowledged; nothing timed.
-pub(super) fn all_acked() -> StatusView {
+pub(crate) fn all_acked() -> StatusView {
     StatusView {
         state: running("demo"),
         collectors: CollectorsView {
@@ -123,7 +123,7 @@ pub(super) fn all_acked() -> StatusView {
     }
 }
 
-pub(super) fn status_json() -> Value {
+pub(crate) fn status_json() -> Value {
     state_json_with(json!({
         "collectors": {
             "connected": 3,
@@ -165,7 +165,7 @@ fn collector_view(id: &str) -> CollectorView {
     }
 }
 
-pub(super) fn collector_list() -> CollectorListView {
+pub(crate) fn collector_list() -> CollectorListView {
     CollectorListView {
         program: "demo".to_owned(),
         generation: 7,
@@ -189,12 +189,12 @@ pub(super) fn collector_list() -> CollectorListView {
     }
 }
 
-pub(super) fn parse(text: &str) -> Value {
+pub(crate) fn parse(text: &str) -> Value {
     assert!(text.ends_with('\n'), "{text:?}");
     serde_json::from_str(text).unwrap()
 }
 
-pub(super) fn state_json() -> Value {
+pub(crate) fn state_json() -> Value {
     json!({
         "program": "demo",
         "state": "PAUSED",
@@ -213,7 +213,7 @@ pub(super) fn state_json() -> Value {
 }
 
 /// `extra` merged into the state object's fields.
-pub(super) fn state_json_with(extra: Value) -> Value {
+pub(crate) fn state_json_with(extra: Value) -> Value {
     let mut value = state_json();
     let (Value::Object(fields), Value::Object(extra)) = (&mut value, extra) else {
         panic!("objects expected");
@@ -222,7 +222,7 @@ pub(super) fn state_json_with(extra: Value) -> Value {
     value
 }
 
-pub(super) fn rule(selector: &str, state: RunState, drill: bool) -> RuleView {
+pub(crate) fn rule(selector: &str, state: RunState, drill: bool) -> RuleView {
     RuleView {
         selector: selector.to_owned(),
         state,
@@ -233,7 +233,7 @@ pub(super) fn rule(selector: &str, state: RunState, drill: bool) -> RuleView {
     }
 }
 
-pub(super) fn flag() -> StopAllView {
+pub(crate) fn flag() -> StopAllView {
     StopAllView {
         active: true,
         reason: "credential leak".to_owned(),
@@ -245,13 +245,13 @@ pub(super) fn flag() -> StopAllView {
     }
 }
 
-pub(super) const BANNER: &str = "\
+pub(crate) const BANNER: &str = "\
 !! STOP-ALL ACTIVE: every program is PAUSED for every collector, whatever its own state
 !! set by alice at 2026-11-29T09:02:00Z: credential leak (incident INC-9)
 !! clear it with: killswitch stop-all --clear --reason TEXT
 ";
 
-pub(super) fn scoped() -> StatusView {
+pub(crate) fn scoped() -> StatusView {
     let mut view = all_acked();
     view.state.scope = Some("region=emea".to_owned());
     view.state.rules = vec![
@@ -264,7 +264,7 @@ pub(super) fn scoped() -> StatusView {
 }
 
 /// A collector paused for lost contact while RUNNING is intended, on r1.
-pub(super) fn lost_contact(id: &str) -> DivergedView {
+pub(crate) fn lost_contact(id: &str) -> DivergedView {
     DivergedView {
         collector_id: id.to_owned(),
         replica: "r1".to_owned(),

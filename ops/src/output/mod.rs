@@ -44,7 +44,7 @@ mod stop_all;
 mod table;
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 
 use std::time::Duration;
 

@@ -33,8 +33,11 @@
       const page = new DOMParser().parseFromString(await response.text(), "text/html");
       const fresh = page.getElementById("main");
       if (fresh && !dialogOpen()) {
+        // Keyboard users keep their place: focus returns to the element with the same id.
+        const focused = document.activeElement?.id;
         main.innerHTML = fresh.innerHTML;
         if (live.last) show(live.last);
+        if (focused) document.getElementById(focused)?.focus();
       }
       const banner = page.getElementById("stop-all-banner");
       const current = document.getElementById("stop-all-banner");
