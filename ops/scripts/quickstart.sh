@@ -84,6 +84,10 @@ A responder may pause but not resume (exit 4). As alice (an admin), let it run a
   export KILLSWITCH_CERT=$pki/operator-alice.pem KILLSWITCH_KEY=$pki/operator-alice-key.pem
   $bin/killswitch resume demo --reason "drill over"
 
+Or watch and act in a browser: with the same variables set, run
+  $bin/killswitch console
+and open the URL it prints (http://127.0.0.1:8080/).
+
 The collectors' output follows (Ctrl-C stops everything):
 
 MSG
