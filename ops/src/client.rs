@@ -257,6 +257,19 @@ impl Session {
     /// `WhoAmI`: the name and role the control plane authenticated this client as.
     pub async fn who_am_i(&mut self) -> Result<IdentityView, Error> {
         let response = self.client.who_am_i(v1::WhoAmIRequest {}).await;
+        if let Err(status) = &response {
+            if status.code() == tonic::Code::Unimplemented {
+                return Err(Error::new(
+                    Exit::Error,
+                    format!(
+                        "the control plane at {} does not answer WhoAmI ({}): the console \
+                         needs replicas of the same version as this CLI",
+                        self.endpoint,
+                        status.message()
+                    ),
+                ));
+            }
+        }
         Ok(self.check(response)?.into())
     }
 
