@@ -780,6 +780,15 @@ mod tests {
         }
     }
 
+    fn frame(identity: &IdentityView) -> Frame<'_> {
+        Frame {
+            title: "demo",
+            identity,
+            csrf: "token",
+            stop_all: None,
+        }
+    }
+
     /// What the control plane or a collector says reaches the page as text, never as
     /// markup.
     #[test]
@@ -795,12 +804,7 @@ mod tests {
         straggler.labels.insert("team".into(), hostile.into());
         straggler.error = hostile.into();
         let bob = identity("responder");
-        let frame = Frame {
-            title: "demo",
-            identity: &bob,
-            csrf: "token",
-            stop_all: None,
-        };
+        let frame = frame(&bob);
         let page = program_main(&frame, &program, &status, &[straggler]);
         assert!(!page.contains("<script>"), "{page}");
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;&quot;&#39;&amp;"));
@@ -813,12 +817,7 @@ mod tests {
         let status = fixtures::status_view();
         let c = &status.collectors;
         let bob = identity("responder");
-        let frame = Frame {
-            title: "demo",
-            identity: &bob,
-            csrf: "token",
-            stop_all: None,
-        };
+        let frame = frame(&bob);
         let page = program_main(&frame, &fixtures::demo(), &status, &[]);
         for (field, value) in [
             ("connected", c.connected),
