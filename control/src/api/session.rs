@@ -98,7 +98,7 @@ pub struct SessionConfig {
     /// [`DEFAULT_MAX_SESSIONS_PER_COLLECTOR`].
     pub max_sessions_per_collector: usize,
     /// How many threads verify the signatures of collectors' receipts, beside the async
-    /// workers (see [`crate::replica::verify`]). Default: one per core.
+    /// workers (see [`crate::replica::verify`]). Default: half the cores, at least one.
     pub verify_threads: usize,
 }
 

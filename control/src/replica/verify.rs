@@ -126,11 +126,11 @@ fn work(queue: &Queue) {
     }
 }
 
-/// How many threads verify receipts by default: one per core, so a round of signed
-/// receipts is verified on every core the async workers leave idle.
+/// How many threads verify receipts by default: half the cores, at least one, so the
+/// async workers keep the other half while a round of signed receipts is verified.
 #[must_use]
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 
 #[cfg(test)]
