@@ -184,14 +184,22 @@ pub async fn run(config: RunConfig) -> anyhow::Result<RunReport> {
             program: &config.program,
         };
         for number in 1..=config.cli_rounds {
-            round
-                .admin
-                .change(
-                    Kind::Resume,
-                    &config.program,
-                    "killswitch-fleet: before pause --wait",
-                )
-                .await?;
+            // The rounds end with a resume; each timed pause after the first needs one,
+            // acknowledged by every collector before the next pause.
+            if number > 1 {
+                let resumed = round
+                    .admin
+                    .change(
+                        Kind::Resume,
+                        &config.program,
+                        "killswitch-fleet: before pause --wait",
+                    )
+                    .await?;
+                round
+                    .simulators
+                    .report(resumed.generation, config.round_timeout)
+                    .await?;
+            }
             settle(round.etcd).await?;
             let wait = timer.pause_wait(round.admin, number).await?;
             eprintln!("{}", wait.render());
