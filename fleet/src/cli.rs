@@ -108,8 +108,8 @@ struct FloorArgs {
     /// Broadcasts measured.
     #[arg(long, default_value_t = 10)]
     rounds: usize,
-    /// Most connections being opened at once.
-    #[arg(long, default_value_t = 200)]
+    /// Most connections being opened at once (under the listen backlog, 128 here).
+    #[arg(long, default_value_t = 100)]
     in_flight: usize,
     /// Write the report as JSON to FILE.
     #[arg(long, value_name = "FILE")]

@@ -102,10 +102,13 @@ pub async fn floor(config: &FloorConfig) -> anyhow::Result<FloorReport> {
     for _ in 0..config.connections {
         let permit = Arc::clone(&gate).acquire_owned().await?;
         clients.push(tokio::spawn(async move {
-            let stream = TcpStream::connect(("127.0.0.1", port)).await;
-            drop(permit);
-            let mut stream = stream?;
+            // Held until the server has accepted the connection (it says so with one
+            // byte), so no more than the in-flight limit wait in its accept queue.
+            let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
             stream.set_nodelay(true)?;
+            let mut accepted = [0u8; 1];
+            stream.read_exact(&mut accepted).await?;
+            drop(permit);
             let mut frame = [0u8; FRAME];
             loop {
                 if stream.read_exact(&mut frame).await.is_err() {
@@ -164,6 +167,7 @@ pub async fn serve(connections: usize) -> anyhow::Result<()> {
     for _ in 0..connections {
         let (mut stream, _) = listener.accept().await?;
         stream.set_nodelay(true)?;
+        stream.write_all(&[1]).await?;
         let mut rounds = go.subscribe();
         let acked = Arc::clone(&acked);
         let all_acked = Arc::clone(&all_acked);
