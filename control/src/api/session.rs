@@ -690,25 +690,11 @@ impl Sessions {
         let replaced = replaced.cancelled();
         tokio::pin!(drained, closed, replaced);
         loop {
-            // In this order: first what only this session waits on (cheap to look at),
-            // then what it waits on most.
+            // In this order: what the session waits on most first, so that a wake-up for
+            // an Ack or an Update looks at nothing else; then the rare ends and reloads
+            // (a token's future takes its lock each time it is looked at).
             tokio::select! {
                 biased;
-                () = &mut replaced => {
-                    let status = Status::aborted(format!(
-                        "replaced by a newer session of collector {} following the same programs",
-                        hello.collector
-                    ));
-                    let _ = tx.send(Err(Box::new(status))).await;
-                    return;
-                }
-                () = &mut drained => {
-                    let delay = self.config.drain_spread.mul_f64(fastrand::f64());
-                    let drain = v1::Drain { reconnect_after_ms: millis(delay) };
-                    send(&tx, control_message::Msg::Drain(drain)).await;
-                    return;
-                }
-                () = &mut closed => return,
                 verdict = verdict_of(&mut verifying), if verifying.is_some() => {
                     let Some(pending) = verifying.take() else { continue };
                     let received = match verdict {
@@ -779,6 +765,21 @@ impl Sessions {
                         self.metrics.heartbeat();
                     }
                 }
+                () = &mut replaced => {
+                    let status = Status::aborted(format!(
+                        "replaced by a newer session of collector {} following the same programs",
+                        hello.collector
+                    ));
+                    let _ = tx.send(Err(Box::new(status))).await;
+                    return;
+                }
+                () = &mut drained => {
+                    let delay = self.config.drain_spread.mul_f64(fastrand::f64());
+                    let drain = v1::Drain { reconnect_after_ms: millis(delay) };
+                    send(&tx, control_message::Msg::Drain(drain)).await;
+                    return;
+                }
+                () = &mut closed => return,
                 reloads = &mut reload => {
                     reload = Box::pin(next_reload(reloads));
                     if let Err(error) = self.auth.check_revoked(&hello.collector, serial.as_deref()) {
