@@ -13,9 +13,9 @@ use killswitch_proto::v1::admin_service_server::AdminServiceServer;
 use killswitch_proto::v1::collector_service_server::CollectorServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -47,7 +47,8 @@ pub struct Config {
     /// The lease bounding this replica's keys in etcd: how long its collectors are still
     /// counted after it dies. Default 10 s.
     pub lease_ttl: Duration,
-    /// Wait after an acknowledgement before publishing the summary. Default 100 ms.
+    /// After a change, how often the publisher looks whether every collector here has
+    /// acknowledged it, to publish the summary then. Default 5 ms.
     pub ack_debounce: Duration,
     /// How long an etcd request may take, retries on UNAVAILABLE included, before it
     /// fails. Default 3 s.
@@ -86,7 +87,7 @@ impl Config {
             replica_id: replica_id.into(),
             advertise: advertise.into(),
             lease_ttl: Duration::from_secs(10),
-            ack_debounce: Duration::from_millis(100),
+            ack_debounce: Duration::from_millis(5),
             etcd_timeout: Duration::from_secs(3),
             reconcile_interval: Duration::from_secs(30),
             session: SessionConfig::default(),
@@ -426,9 +427,12 @@ impl Replica {
                     let incoming = crate::tls::incoming(listener, acceptor, stop.clone());
                     Box::pin(router.serve_with_incoming_shutdown(incoming, signal))
                 }
-                None => Box::pin(
-                    router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal),
-                ),
+                // As the TLS acceptor does: an Update or an Ack is one small write, never
+                // worth holding back for the peer's acknowledgement of the previous one.
+                None => Box::pin(router.serve_with_incoming_shutdown(
+                    TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    signal,
+                )),
             };
 
         let result = tokio::select! {

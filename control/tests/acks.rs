@@ -26,12 +26,16 @@ async fn read_status(endpoint: &str, program: &str) -> v1::StatusResponse {
         .into_inner()
 }
 
-/// The status of `program` once it is at `generation`, reported by every replica.
+/// The status of `program` once it is at `generation`, reported by every replica and
+/// counting the test's one collector.
 async fn settled_status(endpoint: &str, program: &str, generation: u64) -> v1::StatusResponse {
     poll("a settled status", || async move {
         let status = read_status(endpoint, program).await;
+        // Every test here holds one collector: a summary published before it connected
+        // (the replica publishes within milliseconds of starting) is not the one wanted.
         let current = status.state.as_ref().map(|s| s.generation) == Some(generation)
-            && status.replicas_behind.is_empty();
+            && status.replicas_behind.is_empty()
+            && status.collectors.as_ref().is_some_and(|c| c.connected == 1);
         current.then_some(status)
     })
     .await

@@ -107,6 +107,20 @@ impl Admin {
         Ok(())
     }
 
+    /// The current state of `program`.
+    pub async fn state(&mut self, program: &str) -> anyhow::Result<ProgramState> {
+        let get = self.request(GetProgramRequest {
+            name: program.to_owned(),
+        })?;
+        self.client
+            .get_program(get)
+            .await
+            .context("cannot read the program")?
+            .into_inner()
+            .state
+            .context("the program has no state")
+    }
+
     /// Pauses or resumes `program`; returns the new state (its generation and commit
     /// time).
     pub async fn change(

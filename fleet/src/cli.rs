@@ -1,5 +1,5 @@
-//! The command line: `run`, `peers`, `plot`, and the hidden `simulate` and `watch` that
-//! `run` starts as child processes.
+//! The command line: `run`, `peers`, `plot`, `floor`, and the hidden `simulate`, `watch`
+//! and `floor-server` that `run`, `peers` and `floor` start as child processes.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+use crate::floor::{self, FloorConfig};
 use crate::peers::{self, PeersConfig};
 use crate::report::{Machine, RunReport, RunSettings};
 use crate::run::{self, RunConfig, start_etcd};
@@ -33,6 +34,12 @@ enum Command {
     Peers(PeersArgs),
     /// Draw latency against N from JSON reports, as SVG.
     Plot(PlotArgs),
+    /// The machine's floor: N plain tokio loopback connections, one small frame out and
+    /// one back each, no gRPC, HTTP/2, TLS or protobuf.
+    Floor(FloorArgs),
+    /// The server of `floor` (started by `floor`).
+    #[command(hide = true)]
+    FloorServer(FloorServerArgs),
     /// One process of simulated collectors (started by `run`).
     #[command(hide = true)]
     Simulate(SimulateArgs),
@@ -80,6 +87,39 @@ struct RunArgs {
     /// temporary directory, removed at the end].
     #[arg(long, value_name = "DIR")]
     work_dir: Option<PathBuf>,
+    /// Seconds to measure the idle fleet (replica CPU, etcd writes) once every collector
+    /// is in sync, before the rounds; 0 skips it.
+    #[arg(long, default_value_t = 15)]
+    idle_secs: u64,
+    /// The `killswitch` CLI binary: after the rounds, time `killswitch pause --wait`
+    /// end to end, --cli-rounds times.
+    #[arg(long, value_name = "PATH")]
+    cli: Option<PathBuf>,
+    /// How many `pause --wait` to time with --cli.
+    #[arg(long, default_value_t = 3)]
+    cli_rounds: usize,
+}
+
+#[derive(Debug, Args)]
+struct FloorArgs {
+    /// Loopback connections.
+    #[arg(long, default_value_t = 10_000)]
+    connections: usize,
+    /// Broadcasts measured.
+    #[arg(long, default_value_t = 10)]
+    rounds: usize,
+    /// Most connections being opened at once (under the listen backlog, 128 here).
+    #[arg(long, default_value_t = 100)]
+    in_flight: usize,
+    /// Write the report as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct FloorServerArgs {
+    #[arg(long)]
+    connections: usize,
 }
 
 /// Flags shared by `run` and `peers`.
@@ -171,6 +211,9 @@ impl Cli {
                     round_timeout: Duration::from_secs(args.round_timeout_secs),
                     peers: args.peers,
                     work_dir: args.work_dir,
+                    idle: Duration::from_secs(args.idle_secs),
+                    cli: args.cli,
+                    cli_rounds: args.cli_rounds,
                 })
                 .await?;
                 finish(&report, json.as_deref())
@@ -215,6 +258,30 @@ impl Cli {
                 finish(&report, args.json.as_deref())
             }
             Command::Plot(args) => plot::plot(&args.reports, &args.out),
+            Command::Floor(args) => {
+                run::raise_open_files();
+                anyhow::ensure!(
+                    (1..=MAX_PER_PROCESS).contains(&args.connections),
+                    "--connections must be between 1 and {MAX_PER_PROCESS}"
+                );
+                let report = floor::floor(&FloorConfig {
+                    connections: args.connections,
+                    rounds: args.rounds,
+                    in_flight: args.in_flight,
+                })
+                .await?;
+                println!("{}", report.render());
+                if let Some(path) = args.json {
+                    let text = serde_json::to_string_pretty(&report)?;
+                    std::fs::write(&path, text)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                }
+                Ok(())
+            }
+            Command::FloorServer(args) => {
+                run::raise_open_files();
+                floor::serve(args.connections).await
+            }
             Command::Simulate(args) => {
                 run::raise_open_files();
                 simulate::simulate(SimulateConfig {

@@ -1,6 +1,9 @@
 //! `killswitch-fleet plot`: latency against N from the JSON reports of several runs, as
 //! an SVG: our commit-to-last-ack and p50 (plain text and TLS), and the peers'
-//! put-to-last-notify and p50.
+//! put-to-last-notify and p50. Reports from several directories (`results/COMMIT/`) are
+//! drawn as one line each, named after the directory, so rounds of work compare; the
+//! peers, the same etcd whatever our commit, as one line (the report listed first at each
+//! N).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,18 +16,27 @@ use crate::report::RunReport;
 /// Lines of (N, milliseconds), by legend.
 type Series = BTreeMap<String, Vec<(f64, f64)>>;
 
-/// The lines the reports hold: medians over each run's rounds.
+/// The lines the reports hold: medians over each run's rounds. Each report comes with the
+/// name of what it measured (its directory), which names our lines when the reports have
+/// more than one.
 #[must_use]
-pub fn series(reports: &[RunReport]) -> Series {
+pub fn series(reports: &[(String, RunReport)]) -> Series {
+    let first = reports.first().map(|(tag, _)| tag.as_str());
+    let tagged = reports.iter().any(|(tag, _)| Some(tag.as_str()) != first);
     let mut series = Series::new();
     let mut add = |name: String, n: usize, ms: Option<f64>| {
         if let Some(ms) = ms {
             series.entry(name).or_default().push((n as f64, ms));
         }
     };
-    for report in reports {
+    for (tag, report) in reports {
         let n = report.config.collectors;
-        let mode = if report.config.tls { "TLS" } else { "plain" };
+        let tls = if report.config.tls { "TLS" } else { "plain" };
+        let mode = if tagged {
+            format!("{tls}, {tag}")
+        } else {
+            tls.to_owned()
+        };
         if let Some(pause) = &report.pause {
             add(format!("killswitch last ack ({mode})"), n, pause.ack_max_ms);
             add(format!("killswitch ack p50 ({mode})"), n, pause.ack_p50_ms);
@@ -59,7 +71,11 @@ pub fn plot(inputs: &[impl AsRef<Path>], output: &Path) -> anyhow::Result<()> {
             .with_context(|| format!("cannot read {}", input.display()))?;
         let report: RunReport = serde_json::from_str(&text)
             .with_context(|| format!("{} is not a killswitch-fleet report", input.display()))?;
-        reports.push(report);
+        let tag = input
+            .parent()
+            .and_then(Path::file_name)
+            .map_or_else(String::new, |dir| dir.to_string_lossy().into_owned());
+        reports.push((tag, report));
     }
     draw(&series(&reports), output)
 }
@@ -143,10 +159,25 @@ mod tests {
             }],
             ..RunReport::default()
         };
-        let lines = series(&[report(5000, 60.0), report(1000, 20.0)]);
+        let round = |tag: &str, n, ms| (tag.to_owned(), report(n, ms));
+        let lines = series(&[round("a", 5000, 60.0), round("a", 1000, 20.0)]);
         assert_eq!(
             lines.get("killswitch last ack (plain)"),
             Some(&vec![(1000.0, 20.0), (5000.0, 60.0)])
+        );
+        let rounds = series(&[round("b", 5000, 40.0), round("a", 5000, 60.0)]);
+        assert_eq!(
+            rounds.get("killswitch last ack (plain, a)"),
+            Some(&vec![(5000.0, 60.0)])
+        );
+        assert_eq!(
+            rounds.get("killswitch last ack (plain, b)"),
+            Some(&vec![(5000.0, 40.0)])
+        );
+        assert_eq!(
+            rounds.get("etcd-direct last notify"),
+            Some(&vec![(5000.0, 80.0)]),
+            "the peers: the report listed first"
         );
         let dir = tempfile::tempdir().expect("temp dir");
         let out = dir.path().join("plot.svg");

@@ -32,7 +32,9 @@ use crate::peers::{self, PeersConfig};
 use crate::pki;
 use crate::processes::{ReplicaProcess, Subscribers, sibling_binary};
 use crate::procfs::{self, Usage};
-use crate::report::{ChangeReport, IdleMemory, Machine, RunReport, RunSettings};
+use crate::report::{
+    ChangeReport, CliWait, IdleCost, IdleCpu, IdleMemory, Machine, RunReport, RunSettings,
+};
 use crate::stats::{Quantiles, ms_between};
 use crate::subscribers::{MAX_PER_PROCESS, unix_ns};
 
@@ -70,6 +72,14 @@ pub struct RunConfig {
     /// Where replica logs, the PKI and proxy data go and stay [default: a temporary
     /// directory, removed at the end].
     pub work_dir: Option<PathBuf>,
+    /// How long to measure the idle fleet's cost (replica CPU, etcd writes) once every
+    /// collector is in sync; zero skips it.
+    pub idle: Duration,
+    /// The `killswitch` CLI: after the rounds, time `killswitch pause --wait` end to end
+    /// this many times ([`RunConfig::cli_rounds`]).
+    pub cli: Option<PathBuf>,
+    /// How many `pause --wait` to time with [`RunConfig::cli`].
+    pub cli_rounds: usize,
 }
 
 /// Raises this process's soft open-file limit to its hard limit (children inherit it).
@@ -140,6 +150,11 @@ pub async fn run(config: RunConfig) -> anyhow::Result<RunReport> {
     settle(&mut etcd).await?;
     let after = usages(&replicas, ticks)?;
     report.idle = idle_memory(&replicas, &expected, &before, &after);
+    if !config.idle.is_zero() {
+        let cost = idle_cost(&mut etcd, &replicas, &expected, config.idle, ticks).await?;
+        eprintln!("{}", cost.render());
+        report.idle_cost = Some(cost);
+    }
 
     let mut round = Round {
         admin: &mut admin,
@@ -156,6 +171,39 @@ pub async fn run(config: RunConfig) -> anyhow::Result<RunReport> {
             let change = round.measure(number, kind).await?;
             eprintln!("{}", progress_line(&change));
             report.changes.push(change);
+        }
+    }
+    if let Some(cli) = &config.cli {
+        let tls = pki
+            .as_ref()
+            .map(|pki| (pki.path(pki::CA_CERT), pki.token.clone()));
+        let mut timer = CliTimer {
+            cli,
+            endpoint: replicas[0].endpoint(),
+            tls,
+            program: &config.program,
+        };
+        for number in 1..=config.cli_rounds {
+            // The rounds end with a resume; each timed pause after the first needs one,
+            // acknowledged by every collector before the next pause.
+            if number > 1 {
+                let resumed = round
+                    .admin
+                    .change(
+                        Kind::Resume,
+                        &config.program,
+                        "killswitch-fleet: before pause --wait",
+                    )
+                    .await?;
+                round
+                    .simulators
+                    .report(resumed.generation, config.round_timeout)
+                    .await?;
+            }
+            settle(round.etcd).await?;
+            let wait = timer.pause_wait(round.admin, number).await?;
+            eprintln!("{}", wait.render());
+            report.cli_waits.push(wait);
         }
     }
     simulators.stop(Duration::from_secs(30)).await;
@@ -264,6 +312,88 @@ fn simulator_args(
         first += count;
     }
     spawn
+}
+
+/// What the idle fleet costs over `window`: each replica's CPU time as a share of one core,
+/// and etcd's revisions (writes) meanwhile.
+async fn idle_cost(
+    etcd: &mut etcd_client::Client,
+    replicas: &[ReplicaProcess],
+    expected: &HashMap<String, u64>,
+    window: Duration,
+    ticks: u64,
+) -> anyhow::Result<IdleCost> {
+    let first_revision = revision(etcd).await?;
+    let before = usages(replicas, ticks)?;
+    let started = Instant::now();
+    tokio::time::sleep(window).await;
+    let after = usages(replicas, ticks)?;
+    let elapsed = started.elapsed();
+    let last_revision = revision(etcd).await?;
+    Ok(IdleCost {
+        seconds: elapsed.as_secs_f64(),
+        etcd_writes: last_revision - first_revision,
+        replicas: replicas
+            .iter()
+            .zip(before.iter().zip(&after))
+            .map(|(replica, (before, after))| IdleCpu {
+                replica: replica.id.clone(),
+                sessions: expected.get(&replica.id).copied().unwrap_or(0),
+                percent_of_core: after.cpu.saturating_sub(before.cpu).as_secs_f64() * 100.0
+                    / elapsed.as_secs_f64(),
+            })
+            .collect(),
+    })
+}
+
+/// Times `killswitch pause --wait` through the real CLI.
+struct CliTimer<'a> {
+    cli: &'a std::path::Path,
+    endpoint: String,
+    /// The CA file and the operator token, under TLS.
+    tls: Option<(PathBuf, String)>,
+    program: &'a str,
+}
+
+impl CliTimer<'_> {
+    /// Runs `killswitch pause PROGRAM --wait 60s` and measures it: from starting the
+    /// process to its exit, and from the commit (the new state's `changed_at`) to the
+    /// exit.
+    async fn pause_wait(&mut self, admin: &mut Admin, number: usize) -> anyhow::Result<CliWait> {
+        let mut command = tokio::process::Command::new(self.cli);
+        command.args(["--endpoint", &self.endpoint, "--output", "json"]);
+        match &self.tls {
+            Some((ca, token)) => {
+                command.arg("--ca").arg(ca).args(["--token", token]);
+            }
+            None => {
+                command.args(["--actor", "fleet"]);
+            }
+        }
+        command
+            .args(["pause", self.program, "--reason"])
+            .arg(format!("killswitch-fleet pause --wait {number}"))
+            .args(["--wait", "60s"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let started = SystemTime::now();
+        let status = command
+            .status()
+            .await
+            .with_context(|| format!("cannot run {}", self.cli.display()))?;
+        let exited = SystemTime::now();
+        let state = admin.state(self.program).await?;
+        let commit = state
+            .changed_at
+            .and_then(|t| SystemTime::try_from(t).ok())
+            .context("the paused state has no commit time")?;
+        Ok(CliWait {
+            round: number,
+            exit_code: status.code(),
+            wall_ms: ms_between(unix_ns(started), unix_ns(exited)),
+            commit_to_exit_ms: ms_between(unix_ns(commit), unix_ns(exited)),
+        })
+    }
 }
 
 /// What each replica's idle sessions cost, from its memory before and after they connected.

@@ -26,13 +26,14 @@ use tracing::Instrument;
 use crate::api::auth::{Auth, CertifiedCollector, Reloads};
 use crate::api::error::ApiError;
 use crate::metrics::Metrics;
-use crate::model::receipts::{self, ReceiptRefusal};
+use crate::model::receipts::{self, Checked, PeerCertificate, ReceiptRefusal};
 use crate::model::{
     self, CollectorId, Generation, InvalidInput, LostContact, ProgramName, ProgramState, RunState,
     label_key, label_value,
 };
 use crate::replica::acks::{AckBook, AckRecord, Labels, SessionId};
 use crate::replica::cache::{Slot, StateCache};
+use crate::replica::verify::{self, Verdict, Verifier};
 
 /// Most programs one collector may follow.
 pub const MAX_PROGRAMS_PER_SESSION: usize = 64;
@@ -96,6 +97,9 @@ pub struct SessionConfig {
     /// for the same programs replaces its older one. Default
     /// [`DEFAULT_MAX_SESSIONS_PER_COLLECTOR`].
     pub max_sessions_per_collector: usize,
+    /// How many threads verify the signatures of collectors' receipts, beside the async
+    /// workers (see [`crate::replica::verify`]). Default: half the cores, at least one.
+    pub verify_threads: usize,
 }
 
 impl Default for SessionConfig {
@@ -106,6 +110,7 @@ impl Default for SessionConfig {
             drain_spread: Duration::from_secs(2),
             max_sessions: DEFAULT_MAX_SESSIONS,
             max_sessions_per_collector: DEFAULT_MAX_SESSIONS_PER_COLLECTOR,
+            verify_threads: verify::default_threads(),
         }
     }
 }
@@ -234,6 +239,7 @@ pub struct Sessions {
     collectors: Collectors,
     auth: Arc<Auth>,
     metrics: Arc<Metrics>,
+    verifier: Verifier,
 }
 
 impl Sessions {
@@ -247,6 +253,7 @@ impl Sessions {
         drain: CancellationToken,
         auth: Arc<Auth>,
     ) -> Self {
+        let verifier = Verifier::start(config.verify_threads);
         Self {
             cache,
             book,
@@ -257,6 +264,7 @@ impl Sessions {
             collectors: Collectors::default(),
             auth,
             metrics: Arc::default(),
+            verifier,
         }
     }
 
@@ -292,9 +300,11 @@ impl CollectorService for Sessions {
         let revocation = Revocation {
             reloads: self.auth.reloads(),
             serial: self.auth.client_serial(&request),
-            certificate: request
-                .peer_certs()
-                .and_then(|chain| chain.first().map(|leaf| Arc::from(leaf.as_ref()))),
+            certificate: request.peer_certs().and_then(|chain| {
+                chain
+                    .first()
+                    .map(|leaf| PeerCertificate::parse(Arc::from(leaf.as_ref())))
+            }),
         };
         // Under TLS, the collector id its certificate proves; checked against Hello.
         let certified = self.auth.collector(&request).map_err(|error| {
@@ -588,8 +598,8 @@ struct Revocation {
     reloads: Reloads,
     /// The serial of the client certificate the session was opened with.
     serial: Option<String>,
-    /// The DER of that certificate (the leaf); `None` without TLS.
-    certificate: Option<Arc<[u8]>>,
+    /// That certificate (the leaf) and its public key; `None` without TLS.
+    certificate: Option<PeerCertificate>,
 }
 
 /// Removes the session from the book and the cache subscriptions when it ends, however.
@@ -632,8 +642,13 @@ impl Sessions {
         tx: Outbound,
         certified: Option<CertifiedCollector>,
         identity: Option<CollectorSlot>,
-        mut revocation: Revocation,
+        revocation: Revocation,
     ) {
+        let Revocation {
+            reloads,
+            serial,
+            certificate,
+        } = revocation;
         let (hello, _identity) = match self.admit(&mut inbound, certified, identity).await {
             Ok(admitted) => admitted,
             Err(status) => {
@@ -661,38 +676,58 @@ impl Sessions {
         let mut period = self.heartbeat_period(&hello);
         let mut heartbeat = heartbeat_interval(period);
         let mut refused: u32 = 0;
-        // Created once, not at every wake-up of the loop below.
+        // The Ack whose receipt's signature is being verified; nothing more is read from
+        // the collector until its verdict, so Acks are counted in order.
+        let mut verifying: Option<Box<Verifying>> = None;
+        // Created once, not at every wake-up of the loop below: polling a future that waits
+        // on a channel every session shares takes that channel's lock, so each is
+        // registered once, and the drain is waited for on a token of this session's own.
         let mut health_changes = WatchStream::from_changes(self.cache.health());
-        let drained = self.drain.cancelled();
+        let mut reload = Box::pin(next_reload(reloads));
+        let drain = self.drain.child_token();
+        let drained = drain.cancelled();
         let closed = tx.closed();
         let replaced = replaced.cancelled();
         tokio::pin!(drained, closed, replaced);
         loop {
+            // In this order: what the session waits on most first, so that a wake-up for
+            // an Ack or an Update looks at nothing else; then the rare ends and reloads
+            // (a token's future takes its lock each time it is looked at).
             tokio::select! {
-                () = &mut replaced => {
-                    let status = Status::aborted(format!(
-                        "replaced by a newer session of collector {} following the same programs",
-                        hello.collector
-                    ));
-                    let _ = tx.send(Err(Box::new(status))).await;
-                    return;
-                }
-                () = revocation.reloads.next() => {
-                    let serial = revocation.serial.as_deref();
-                    if let Err(error) = self.auth.check_revoked(&hello.collector, serial) {
-                        tracing::warn!(collector = %hello.collector, %error, "closing the session of a revoked collector");
-                        let status = Status::from(ApiError::from(error));
-                        let _ = tx.send(Err(Box::new(status))).await;
+                biased;
+                verdict = verdict_of(&mut verifying), if verifying.is_some() => {
+                    let Some(pending) = verifying.take() else { continue };
+                    let received = match verdict {
+                        Ok(()) => self.count(id, &hello, &mut sent, &pending.program, pending.ack),
+                        Err(refusal) => Received::Refused(AckRefusal::Receipt {
+                            generation: pending.ack.generation,
+                            refusal,
+                        }),
+                    };
+                    if !self.act_on(received, &tx, &hello, &mut sent, &mut refused).await {
                         return;
                     }
                 }
-                () = &mut drained => {
-                    let delay = self.config.drain_spread.mul_f64(fastrand::f64());
-                    let drain = v1::Drain { reconnect_after_ms: millis(delay) };
-                    send(&tx, control_message::Msg::Drain(drain)).await;
-                    return;
-                }
-                () = &mut closed => return,
+                message = inbound.message(), if verifying.is_none() => match message {
+                    Ok(Some(message)) => {
+                        let peer = certificate.as_ref();
+                        let received = match self.receive(id, &hello, peer, &mut sent, message) {
+                            Incoming::Checked(received) => received,
+                            Incoming::Verify(pending) => {
+                                verifying = Some(pending);
+                                continue;
+                            }
+                        };
+                        if !self.act_on(received, &tx, &hello, &mut sent, &mut refused).await {
+                            return;
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(status) => {
+                        tracing::debug!(error = %status, "collector stream ended");
+                        return;
+                    }
+                },
                 Some((program, slot)) = changes.next() => {
                     // A policy change (a shorter grace) comes with a new state: judged
                     // from that state alone, so a change costs each session no lookups.
@@ -730,20 +765,30 @@ impl Sessions {
                         self.metrics.heartbeat();
                     }
                 }
-                message = inbound.message() => match message {
-                    Ok(Some(message)) => {
-                        let peer = revocation.certificate.as_deref();
-                        let received = self.receive(id, &hello, peer, &mut sent, message);
-                        if !self.act_on(received, &tx, &hello, &mut sent, &mut refused).await {
-                            return;
-                        }
-                    }
-                    Ok(None) => return,
-                    Err(status) => {
-                        tracing::debug!(error = %status, "collector stream ended");
+                () = &mut replaced => {
+                    let status = Status::aborted(format!(
+                        "replaced by a newer session of collector {} following the same programs",
+                        hello.collector
+                    ));
+                    let _ = tx.send(Err(Box::new(status))).await;
+                    return;
+                }
+                () = &mut drained => {
+                    let delay = self.config.drain_spread.mul_f64(fastrand::f64());
+                    let drain = v1::Drain { reconnect_after_ms: millis(delay) };
+                    send(&tx, control_message::Msg::Drain(drain)).await;
+                    return;
+                }
+                () = &mut closed => return,
+                reloads = &mut reload => {
+                    reload = Box::pin(next_reload(reloads));
+                    if let Err(error) = self.auth.check_revoked(&hello.collector, serial.as_deref()) {
+                        tracing::warn!(collector = %hello.collector, %error, "closing the session of a revoked collector");
+                        let status = Status::from(ApiError::from(error));
+                        let _ = tx.send(Err(Box::new(status))).await;
                         return;
                     }
-                },
+                }
             }
         }
     }
@@ -925,62 +970,68 @@ impl Sessions {
     }
 
     /// Checks and records one message from the collector; `peer` is the session's client
-    /// certificate (DER), which an Ack's receipt must be signed with.
+    /// certificate, which an Ack's receipt must be signed with. An Ack with a signed
+    /// receipt is counted only once the signature verified: it is handed to the
+    /// verification pool ([`Incoming::Verify`]).
     fn receive(
         &self,
         id: SessionId,
         hello: &Hello,
-        peer: Option<&[u8]>,
+        peer: Option<&PeerCertificate>,
         sent: &mut HashMap<ProgramName, Sent>,
         message: CollectorMessage,
-    ) -> Received {
+    ) -> Incoming {
         let ack = match message.msg {
             Some(collector_message::Msg::Ack(ack)) => ack,
             Some(collector_message::Msg::Hello(_)) => {
                 tracing::debug!("ignoring a second Hello");
-                return Received::Done;
+                return Incoming::Checked(Received::Done);
             }
             None => {
                 tracing::debug!("ignoring an empty message");
-                return Received::Done;
+                return Incoming::Checked(Received::Done);
             }
         };
         let Some(program) = hello.programs.iter().find(|p| p.as_str() == ack.program) else {
-            return Received::Refused(AckRefusal::UnknownProgram(ack.program));
+            return Incoming::Checked(Received::Refused(AckRefusal::UnknownProgram(ack.program)));
         };
-        let Some(record) = sent.get_mut(program) else {
-            return Received::Refused(AckRefusal::NeverSent {
+        let Some(record) = sent.get(program) else {
+            return Incoming::Checked(Received::Refused(AckRefusal::NeverSent {
                 generation: ack.generation,
                 latest: 0,
-            });
+            }));
         };
         let intended = match record.check(ack.generation, ack.effective) {
             Ok(Some(intended)) => intended,
             Ok(None) => {
                 tracing::debug!(%program, generation = ack.generation, "ignoring an ack older than every state remembered");
-                return Received::Done;
+                return Incoming::Checked(Received::Done);
             }
-            Err(refusal) => return Received::Refused(refusal),
+            Err(refusal) => return Incoming::Checked(Received::Refused(refusal)),
         };
         // A receipt must say what the Ack says, signed with the session's certificate; an
         // Ack without one (an older SDK) is counted as before, with nothing to keep.
-        let receipt = match ack.receipt {
+        let (receipt, signature) = match ack.receipt {
             Some(signed) => {
+                let signed = Arc::new(signed);
                 let expected = receipts::Expected {
                     collector: hello.collector.as_str(),
                     program: program.as_str(),
                     generation: ack.generation,
                     effective: ack.effective,
                 };
-                if let Err(refusal) = receipts::check(&signed, &expected, peer) {
-                    return Received::Refused(AckRefusal::Receipt {
-                        generation: ack.generation,
-                        refusal,
-                    });
+                match receipts::precheck(&signed, &expected, peer) {
+                    Ok(Checked::Unsigned) => (Some(signed), None),
+                    Ok(Checked::Signed(signature)) => (Some(signed), Some(signature)),
+                    Err(refusal) => {
+                        return Incoming::Checked(Received::Refused(AckRefusal::Receipt {
+                            generation: ack.generation,
+                            refusal,
+                        }));
+                    }
                 }
-                Some(Arc::new(signed))
             }
-            None => None,
+            None => (None, None),
         };
         let ack = AckRecord {
             generation: ack.generation,
@@ -991,8 +1042,29 @@ impl Sessions {
             purged: ack.purged,
             receipt,
         };
+        match signature {
+            Some(signature) => Incoming::Verify(Box::new(Verifying {
+                program: program.clone(),
+                ack,
+                verdict: self.verifier.submit(signature),
+            })),
+            None => Incoming::Checked(self.count(id, hello, sent, program, ack)),
+        }
+    }
+
+    /// Records an Ack that passed every check in the book; asks to send the state again
+    /// when the collector diverged.
+    fn count(
+        &self,
+        id: SessionId,
+        hello: &Hello,
+        sent: &mut HashMap<ProgramName, Sent>,
+        program: &ProgramName,
+        ack: AckRecord,
+    ) -> Received {
         tracing::debug!(collector = %hello.collector, %program, generation = ack.generation, "ack");
         let current = self.cache.get(program);
+        let record = sent.entry(program.clone()).or_default();
         // A collector paused for lost contact although this session is up: sending the
         // current RUNNING again is the contact it missed, and reopens its gate. Only
         // while this replica can vouch for the state: without etcd, the pause is right.
@@ -1011,6 +1083,38 @@ impl Sessions {
             Received::Done
         }
     }
+}
+
+/// An Ack whose receipt passed every check but the signature, waiting for the
+/// verification pool's verdict.
+#[derive(Debug)]
+struct Verifying {
+    program: ProgramName,
+    ack: AckRecord,
+    verdict: Verdict,
+}
+
+/// Completes at the next reload of the replica's credentials, giving `reloads` back.
+async fn next_reload(mut reloads: Reloads) -> Reloads {
+    reloads.next().await;
+    reloads
+}
+
+/// The verdict on the Ack being verified; never resolves without one.
+async fn verdict_of(verifying: &mut Option<Box<Verifying>>) -> Result<(), ReceiptRefusal> {
+    match verifying {
+        Some(pending) => (&mut pending.verdict).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What a message from the collector leads to.
+#[derive(Debug)]
+enum Incoming {
+    /// Checked completely.
+    Checked(Received),
+    /// Checked but for its receipt's signature.
+    Verify(Box<Verifying>),
 }
 
 /// What the session does after a message from its collector.

@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 
 use crate::metrics::{AckResult, Metrics};
 use crate::model::latency::Histogram;
+use crate::model::receipts;
 use crate::model::status::SUMMARY_LIST_LIMIT;
 use crate::model::targeting::Targeting;
 use crate::model::{CollectorId, Generation, ProgramName, RunState};
@@ -92,6 +93,9 @@ struct ProgramBook {
     /// acknowledged a newer generation), oldest first, at most
     /// [`SUPERSEDED_RECEIPTS_LIMIT`]: written with the next batch all the same.
     superseded: VecDeque<(Generation, SharedReceipt)>,
+    /// What the receipts not yet written (`unflushed` and `superseded`) add to chunks, in
+    /// bytes ([`receipts::packed_len`]).
+    unflushed_bytes: usize,
 }
 
 impl ProgramBook {
@@ -108,8 +112,12 @@ impl ProgramBook {
 
     /// Keeps an unwritten receipt whose Ack stopped counting, for the next batch.
     fn supersede(&mut self, generation: Generation, receipt: SharedReceipt) {
-        if self.superseded.len() >= SUPERSEDED_RECEIPTS_LIMIT {
-            self.superseded.pop_front();
+        if self.superseded.len() >= SUPERSEDED_RECEIPTS_LIMIT
+            && let Some((_, dropped)) = self.superseded.pop_front()
+        {
+            self.unflushed_bytes = self
+                .unflushed_bytes
+                .saturating_sub(receipts::packed_len(&dropped));
         }
         self.superseded.push_back((generation, receipt));
     }
@@ -208,14 +216,13 @@ impl AckBook {
             let Some((generation, scope)) = current(program) else {
                 return true;
             };
-            book.collectors
-                .iter()
-                .filter(|(id, e)| {
-                    scope
+            // The generation first: the scope is looked at only for who has not acknowledged.
+            book.collectors.iter().all(|(id, e)| {
+                e.acked_generation() >= generation
+                    || scope
                         .as_ref()
-                        .is_none_or(|t| t.in_scope(id.as_str(), &e.labels))
-                })
-                .all(|(_, e)| e.acked_generation() >= generation)
+                        .is_some_and(|t| !t.in_scope(id.as_str(), &e.labels))
+            })
         })
     }
 
@@ -387,13 +394,13 @@ impl AckBook {
         let repeat = entry.ack.as_ref().is_some_and(|old| {
             old.generation == record.generation && old.receipt == record.receipt
         });
-        let superseded = record
-            .receipt
-            .as_ref()
-            .filter(|_| !repeat)
+        let fresh = record.receipt.as_ref().filter(|_| !repeat);
+        let added = fresh.map_or(0, |receipt| receipts::packed_len(receipt));
+        let superseded = fresh
             .and_then(|receipt| entry.unflushed.replace(receipt.clone()))
             .map(|older| (entry.acked_generation(), older));
         entry.ack = Some(record);
+        book.unflushed_bytes += added;
         if let Some((generation, older)) = superseded {
             book.supersede(generation, older);
         }
@@ -437,21 +444,33 @@ impl AckBook {
         let mut inner = self.lock();
         let mut receipts = Vec::new();
         if let Some(book) = inner.programs.get(program) {
-            let pending = |generation: Generation, receipt: &SharedReceipt| PendingReceipt {
-                program: program.clone(),
-                generation,
-                receipt: receipt.clone(),
-            };
-            receipts.extend(
-                book.superseded
-                    .iter()
-                    .map(|(generation, receipt)| pending(*generation, receipt)),
-            );
-            receipts.extend(book.collectors.values().filter_map(|entry| {
-                Some(pending(entry.acked_generation(), entry.unflushed.as_ref()?))
-            }));
+            unwritten(program, book, &mut receipts);
         }
         (summarize(&mut inner, program, current, scope), receipts)
+    }
+
+    /// How many bytes the receipts recorded here and not yet written to etcd would take in
+    /// chunks, over every program.
+    #[must_use]
+    pub fn unflushed_bytes(&self) -> usize {
+        self.lock()
+            .programs
+            .values()
+            .map(|book| book.unflushed_bytes)
+            .sum()
+    }
+
+    /// Every receipt recorded here and not yet written to etcd, of every program. They
+    /// may be written before the summary that counts their Acks (never after it); call
+    /// [`AckBook::receipts_written`] with those written.
+    #[must_use]
+    pub fn unflushed(&self) -> Vec<PendingReceipt> {
+        let inner = self.lock();
+        let mut receipts = Vec::new();
+        for (program, book) in &inner.programs {
+            unwritten(program, book, &mut receipts);
+        }
+        receipts
     }
 
     /// Forgets, as written to etcd, the receipts of `written` (from
@@ -470,17 +489,23 @@ impl AckBook {
             let Some(book) = inner.programs.get_mut(program) else {
                 continue;
             };
-            book.superseded
-                .retain(|(_, receipt)| !written.contains(&Arc::as_ptr(receipt)));
+            let mut freed = 0;
+            book.superseded.retain(|(_, receipt)| {
+                let done = written.contains(&Arc::as_ptr(receipt));
+                if done {
+                    freed += receipts::packed_len(receipt);
+                }
+                !done
+            });
             for entry in book.collectors.values_mut() {
-                if entry
+                if let Some(receipt) = entry
                     .unflushed
-                    .as_ref()
-                    .is_some_and(|receipt| written.contains(&Arc::as_ptr(receipt)))
+                    .take_if(|receipt| written.contains(&Arc::as_ptr(receipt)))
                 {
-                    entry.unflushed = None;
+                    freed += receipts::packed_len(&receipt);
                 }
             }
+            book.unflushed_bytes = book.unflushed_bytes.saturating_sub(freed);
         }
     }
 
@@ -536,6 +561,25 @@ impl AckBook {
             })
             .collect()
     }
+}
+
+/// Adds the receipts of `program`'s `book` not yet written to `receipts`.
+fn unwritten(program: &ProgramName, book: &ProgramBook, receipts: &mut Vec<PendingReceipt>) {
+    let pending = |generation: Generation, receipt: &SharedReceipt| PendingReceipt {
+        program: program.clone(),
+        generation,
+        receipt: receipt.clone(),
+    };
+    receipts.extend(
+        book.superseded
+            .iter()
+            .map(|(generation, receipt)| pending(*generation, receipt)),
+    );
+    receipts.extend(
+        book.collectors
+            .values()
+            .filter_map(|entry| Some(pending(entry.acked_generation(), entry.unflushed.as_ref()?))),
+    );
 }
 
 /// The bounded summary of `program` in `inner`: see [`AckBook::summary`].
@@ -1004,6 +1048,50 @@ mod tests {
             "each with the generation it acknowledged"
         );
         book.receipts_written(&receipts);
+        assert!(pending(&book).1.is_empty());
+    }
+
+    #[test]
+    fn the_unwritten_receipts_bytes_follow_what_is_recorded_and_written() {
+        let book = AckBook::new();
+        connect(&book, 1, "c1");
+        connect(&book, 2, "c2");
+        let size = |generation, tag| {
+            receipts::packed_len(&with_receipt(generation, tag).receipt.expect("receipt"))
+        };
+        assert_eq!(book.unflushed_bytes(), 0);
+        book.ack(1, &id("c1"), &demo(), with_receipt(6, "a"), None);
+        book.ack(1, &id("c1"), &demo(), with_receipt(6, "a"), None);
+        assert_eq!(
+            book.unflushed_bytes(),
+            size(6, "a"),
+            "a repeat adds nothing"
+        );
+        book.ack(1, &id("c1"), &demo(), with_receipt(7, "a"), None);
+        book.ack(2, &id("c2"), &demo(), with_receipt(7, "bb"), None);
+        let all = size(6, "a") + size(7, "a") + size(7, "bb");
+        assert_eq!(
+            book.unflushed_bytes(),
+            all,
+            "the superseded one still counts"
+        );
+        book.disconnect(2, &id("c2"), &[demo()]);
+        assert_eq!(
+            book.unflushed_bytes(),
+            all,
+            "so does a departed collector's"
+        );
+
+        let unflushed = book.unflushed();
+        assert_eq!(tags(&unflushed), ["6/a", "7/a", "7/bb"]);
+        let (early, rest): (Vec<PendingReceipt>, Vec<PendingReceipt>) = unflushed
+            .into_iter()
+            .partition(|p| p.receipt.receipt.as_slice() != b"7/a");
+        book.receipts_written(&early);
+        assert_eq!(book.unflushed_bytes(), size(7, "a"));
+        assert_eq!(tags(&book.unflushed()), ["7/a"]);
+        book.receipts_written(&rest);
+        assert_eq!(book.unflushed_bytes(), 0);
         assert!(pending(&book).1.is_empty());
     }
 }

@@ -2,9 +2,10 @@
 //! one acknowledgement summary per program under `{prefix}/acks/{program}/{id}`, all bound
 //! to the replica's lease, so a dead replica's keys vanish when the lease expires.
 //!
-//! Summaries are debounced: after a change the publisher waits [`PublishConfig::debounce`]
-//! and then writes every changed program, in one transaction per
-//! [`MAX_TXN_OPS`](crate::store::MAX_TXN_OPS) programs. A pause therefore costs
+//! Summaries are written once a change has settled: after a change the publisher looks
+//! every [`PublishConfig::debounce`] whether every collector here has acknowledged it
+//! (or the progress interval is over) and then writes every changed program, in one
+//! transaction per [`MAX_TXN_OPS`](crate::store::MAX_TXN_OPS) programs. A pause therefore costs
 //! O(replicas) etcd writes, never O(collectors). Programs that do not exist get no
 //! summary, however many names collectors follow.
 //!
@@ -44,7 +45,9 @@ pub struct PublishConfig {
     pub advertise: String,
     /// Lease time-to-live: how long a dead replica's keys outlive it. Default 10 s.
     pub lease_ttl: Duration,
-    /// Wait after a change before writing summaries. Default 100 ms.
+    /// After a change, how often to look whether it has settled (every collector here
+    /// acknowledged it), so the summary is written within this of the last
+    /// acknowledgement. Default 5 ms.
     pub debounce: Duration,
     /// While collectors are still acknowledging, how long before publishing progress
     /// anyway, plus 100 µs per collector connected here. Summaries are otherwise written
@@ -96,21 +99,69 @@ impl ReceiptWriter {
         store: &Store,
         pending: &[PendingReceipt],
     ) -> Result<usize, StoreError> {
-        if pending.is_empty() {
-            return Ok(0);
-        }
-        let lease = self.lease(store).await?;
-        let mut groups: BTreeMap<(&ProgramName, Generation), Vec<v1::SignedReceipt>> =
+        let (chunks, _) = self.write_chunks(store, pending, false).await?;
+        Ok(chunks)
+    }
+
+    /// Writes the full chunks among `pending` (grouped by program and generation, every
+    /// chunk of a group but its last), so that a round of acknowledgements is mostly
+    /// written while it goes on and the summary that ends it waits for one chunk at most.
+    /// Returns the receipts written, for [`AckBook::receipts_written`].
+    ///
+    /// # Errors
+    ///
+    /// As [`ReceiptWriter::write`].
+    pub async fn write_full_chunks(
+        &mut self,
+        store: &Store,
+        pending: &[PendingReceipt],
+    ) -> Result<Vec<PendingReceipt>, StoreError> {
+        let (_, written) = self.write_chunks(store, pending, true).await?;
+        Ok(written)
+    }
+
+    /// Writes `pending` in chunks, or only each group's full chunks when `full_only`:
+    /// how many chunks were written, and (when `full_only`) which receipts.
+    async fn write_chunks(
+        &mut self,
+        store: &Store,
+        pending: &[PendingReceipt],
+        full_only: bool,
+    ) -> Result<(usize, Vec<PendingReceipt>), StoreError> {
+        let mut groups: BTreeMap<(&ProgramName, Generation), Vec<&PendingReceipt>> =
             BTreeMap::new();
         for p in pending {
             groups
                 .entry((&p.program, p.generation))
                 .or_default()
-                .push((*p.receipt).clone());
+                .push(p);
         }
+        if full_only {
+            groups.retain(|_, group| {
+                group
+                    .iter()
+                    .map(|p| receipts::packed_len(&p.receipt))
+                    .sum::<usize>()
+                    > CHUNK_BYTES
+            });
+        }
+        if groups.is_empty() {
+            return Ok((0, Vec::new()));
+        }
+        let lease = self.lease(store).await?;
         let mut written = 0;
+        let mut done = Vec::new();
         for ((program, generation), group) in groups {
-            for batch in receipts::pack(group, CHUNK_BYTES) {
+            let signed: Vec<v1::SignedReceipt> =
+                group.iter().map(|p| (*p.receipt).clone()).collect();
+            let mut batches = receipts::pack(signed, CHUNK_BYTES);
+            if full_only {
+                // The last chunk of a group is not full: it waits for more receipts.
+                batches.pop();
+            }
+            let mut at = 0;
+            for batch in batches {
+                let count = batch.len();
                 let from = match self.next.get(program) {
                     Some(&(g, seq)) if g == generation => seq,
                     _ => 0,
@@ -129,10 +180,19 @@ impl ReceiptWriter {
                 self.next
                     .insert(program.clone(), (generation, seq.saturating_add(1)));
                 written += 1;
+                if full_only {
+                    done.extend(group[at..at + count].iter().map(|p| (*p).clone()));
+                }
+                at += count;
             }
         }
-        tracing::debug!(receipts = pending.len(), chunks = written, "wrote receipts");
-        Ok(written)
+        tracing::debug!(
+            receipts = pending.len(),
+            chunks = written,
+            full_only,
+            "wrote receipts"
+        );
+        Ok((written, done))
     }
 
     /// The lease of today, granted now if this replica holds none for today yet.
@@ -284,7 +344,7 @@ async fn publish_summaries(
                 }
             }
             () = book.changed() => {
-                if !settle(book, cache, config, cancel).await {
+                if !settle(store, book, cache, config, writer, cancel).await {
                     return;
                 }
                 let (summaries, pending) = changed_summaries(book, cache, &published);
@@ -328,11 +388,15 @@ async fn publish_summaries(
 /// `progress_interval`, checking every `debounce`. A round of acknowledgements takes
 /// longer the more collectors a replica has (tens of µs of CPU each), so the first
 /// progress write waits longer too: a change that settles in time costs one write per
-/// replica. `false` when cancelled.
+/// replica. Meanwhile, receipts that fill a chunk are written as they do (they may always
+/// precede the summary that counts them), so the summary waits for one chunk at most.
+/// `false` when cancelled.
 async fn settle(
+    store: &Store,
     book: &AckBook,
     cache: &StateCache,
     config: &PublishConfig,
+    writer: &mut ReceiptWriter,
     cancel: &CancellationToken,
 ) -> bool {
     let first = tokio::time::Instant::now();
@@ -350,6 +414,13 @@ async fn settle(
         });
         if settled || first.elapsed() >= progress {
             return true;
+        }
+        if book.unflushed_bytes() > CHUNK_BYTES {
+            match writer.write_full_chunks(store, &book.unflushed()).await {
+                Ok(written) => book.receipts_written(&written),
+                // Written with the summaries, or retried with them.
+                Err(error) => tracing::debug!(%error, "cannot write full receipt chunks yet"),
+            }
         }
     }
 }
