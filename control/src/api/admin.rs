@@ -78,7 +78,9 @@ async fn stream_receipts(
     }
 }
 
-/// How long WatchStatus waits after a change before reading status, to coalesce bursts.
+/// WatchStatus reads status at most this often, to coalesce bursts: a change after a
+/// quiet spell is read at once, one during a burst when this much has passed since the
+/// last read.
 const STATUS_DEBOUNCE: Duration = Duration::from_millis(50);
 /// How often WatchStatus re-reads status when nothing changed.
 const STATUS_REFRESH: Duration = Duration::from_secs(2);
@@ -977,6 +979,7 @@ impl Admin {
         // Summaries that vanish with an expired lease are watch events too; the periodic
         // refresh is a safety net that also keeps quiet streams alive.
         let mut refresh = tokio::time::interval(STATUS_REFRESH);
+        let mut last_read = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 () = self.drain.cancelled() => return,
@@ -994,8 +997,9 @@ impl Admin {
             }
             tokio::select! {
                 () = self.drain.cancelled() => return,
-                () = tokio::time::sleep(STATUS_DEBOUNCE) => {}
+                () = tokio::time::sleep_until(last_read + STATUS_DEBOUNCE) => {}
             }
+            last_read = tokio::time::Instant::now();
             match self.status_of(&name).await {
                 Ok(status) if status == last => {}
                 Ok(status) => {
