@@ -360,18 +360,24 @@ impl Dedup {
     }
 }
 
+/// Signed receipts for the tests of this module and of the replica's verification pool.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod fixtures {
+    use killswitch_proto::prost::Message as _;
+    use killswitch_proto::v1;
     use ring::rand::SystemRandom;
     use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
 
-    struct Signer {
-        pair: EcdsaKeyPair,
-        certificate: Vec<u8>,
+    /// A P-256 key and a self-signed certificate for collector `c1`.
+    pub(crate) struct Signer {
+        /// The key.
+        pub(crate) pair: EcdsaKeyPair,
+        /// Its certificate's DER.
+        pub(crate) certificate: Vec<u8>,
     }
 
-    fn new_signer() -> Signer {
+    /// A new [`Signer`].
+    pub(crate) fn new_signer() -> Signer {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
         let certificate = rcgen::CertificateParams::new(vec!["c1".into()])
             .expect("params")
@@ -388,7 +394,8 @@ mod tests {
         Signer { pair, certificate }
     }
 
-    fn receipt(collector: &str, generation: u64) -> Vec<u8> {
+    /// An encoded receipt of `collector` for demo at `generation`, PAUSED.
+    pub(crate) fn receipt(collector: &str, generation: u64) -> Vec<u8> {
         v1::Receipt {
             collector_id: collector.into(),
             program: "demo".into(),
@@ -399,7 +406,8 @@ mod tests {
         .encode_to_vec()
     }
 
-    fn sign(signer: &Signer, receipt: Vec<u8>) -> v1::SignedReceipt {
+    /// `receipt` signed by `signer`.
+    pub(crate) fn sign(signer: &Signer, receipt: Vec<u8>) -> v1::SignedReceipt {
         let signature = signer
             .pair
             .sign(
@@ -415,6 +423,12 @@ mod tests {
             unsigned_reason: String::new(),
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{Signer, new_signer, receipt, sign};
+    use super::*;
 
     /// The whole check: [`precheck`], then the signature.
     fn check(

@@ -136,49 +136,14 @@ pub fn default_threads() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::receipts::{self, Checked, Expected, PeerCertificate};
-    use killswitch_proto::prost::Message as _;
+    use crate::model::receipts::{self, Checked, Expected, PeerCertificate, fixtures};
     use killswitch_proto::v1;
-    use ring::rand::SystemRandom;
-    use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
 
     /// A signed receipt of collector c1 for demo at `generation`, and its certificate.
     fn signed(generation: u64) -> (v1::SignedReceipt, Vec<u8>) {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-        let certificate = rcgen::CertificateParams::new(vec!["c1".into()])
-            .expect("params")
-            .self_signed(&key)
-            .expect("certificate")
-            .der()
-            .to_vec();
-        let pair = EcdsaKeyPair::from_pkcs8(
-            &ECDSA_P256_SHA256_ASN1_SIGNING,
-            &key.serialize_der(),
-            &SystemRandom::new(),
-        )
-        .expect("pkcs8");
-        let receipt = v1::Receipt {
-            collector_id: "c1".into(),
-            program: "demo".into(),
-            generation,
-            effective: v1::RunState::Paused as i32,
-            ..Default::default()
-        }
-        .encode_to_vec();
-        let signature = pair
-            .sign(
-                &SystemRandom::new(),
-                &killswitch_proto::receipt_signed_bytes(&receipt),
-            )
-            .expect("sign");
-        let signed = v1::SignedReceipt {
-            receipt,
-            signature: signature.as_ref().to_vec(),
-            certificate: certificate.clone(),
-            algorithm: "ecdsa-p256-sha256".into(),
-            unsigned_reason: String::new(),
-        };
-        (signed, certificate)
+        let signer = fixtures::new_signer();
+        let signed = fixtures::sign(&signer, fixtures::receipt("c1", generation));
+        (signed, signer.certificate)
     }
 
     fn pending(signed: v1::SignedReceipt, leaf: &[u8]) -> PendingSignature {
