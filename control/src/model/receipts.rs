@@ -427,7 +427,7 @@ pub(crate) mod fixtures {
 
 #[cfg(test)]
 mod tests {
-    use super::fixtures::{Signer, new_signer, receipt, sign};
+    use super::fixtures::{new_signer, receipt, sign};
     use super::*;
 
     /// The whole check: [`precheck`], then the signature.
