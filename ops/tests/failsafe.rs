@@ -63,6 +63,11 @@ async fn lost_contact_pauses_fail_closed_programs_after_grace_and_restored_conta
     })
     .await;
     let closed_after = cut.elapsed();
+    // The gate closes first; the pause hook runs after it.
+    until("the pause hook to run", || {
+        collector.calls().iter().any(|c| c.hook == "pause")
+    })
+    .await;
     let pause = collector
         .calls()
         .into_iter()
@@ -219,12 +224,25 @@ async fn a_restart_with_a_state_file_never_goes_back_and_fail_open_starts_from_i
         stale < closed_generation,
         "the second system is behind ({stale} < {closed_generation})"
     );
+    // A replica's view follows etcd's watch, which may deliver a program created just
+    // after the replica started a moment later than the CLI returns; until then the
+    // replica calls it unknown, and an unknown program closes every gate (pause wins).
+    // A probe collector sees when the replica knows both programs as RUNNING.
+    let probe = Collector::builder("probe", &["closed", "open"]).start(&[older.endpoint(0)]);
+    until("the older replica to know both programs", || {
+        probe.gate("closed").is_active() && probe.gate("open").is_active()
+    })
+    .await;
+    probe.client.shutdown().await;
     let restarted = Collector::builder("c1", &["closed", "open"])
         .state_file(&state_file)
         .start(&[older.endpoint(0)]);
     older
         .status_until(0, "closed", "the restarted collector to connect", |s| {
-            s["collectors"]["connected"] == 1
+            // It acknowledges nothing older than its file: it stays pending.
+            s["collectors"]["pending"]
+                .as_array()
+                .is_some_and(|pending| pending.iter().any(|id| id == "c1"))
         })
         .await;
     until("the fail-open program to open", || {
