@@ -156,7 +156,12 @@ async fn a_collector_paused_for_lost_contact_is_counted_apart_and_sent_the_state
         (running, v1::RunState::Running as i32),
         "the replica sends the RUNNING state again"
     );
-    let status = settled_status(&endpoint, "demo", running).await;
+    // A summary published before the replica handled the PAUSED Ack counts c1 as pending.
+    let status = poll("the PAUSED Ack to be counted", || async {
+        let status = settled_status(&endpoint, "demo", running).await;
+        (counts(&status).3 == 1).then_some(status)
+    })
+    .await;
     let c = status.collectors.clone().expect("counts");
     assert_eq!(counts(&status), (1, 0, 0, 1));
     assert_eq!(

@@ -416,7 +416,8 @@ async fn one_certificate_cannot_take_every_session_slot() {
         let channel = channels[attempt % channels.len()].clone();
         // Each its own program set, so that none replaces another.
         let program = format!("p{attempt}");
-        let session = open(channel, "collector-1", &["demo", &program]).await;
+        // The replica refuses sessions (UNAVAILABLE) until its etcd watch is healthy.
+        let session = open_when_ready(channel, "collector-1", &["demo", &program]).await;
         match session.first {
             Ok(_) => held.push(session.tx),
             Err(status) if status.code() == tonic::Code::ResourceExhausted => {

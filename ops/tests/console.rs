@@ -441,6 +441,8 @@ async fn a_pause_made_on_the_page_reaches_the_collectors_and_is_audited() {
     plane
         .status_until("two collectors running", |s| s["collectors"]["acked"] == 2)
         .await;
+    // Either may have paused for the initial PAUSED state (a replica cache behind the resume).
+    let (emea_pauses, us_pauses) = (emea.pauses(), us.pauses());
     let console = console(&plane, "bob").await;
     let browser = Browser::start().await;
     browser
@@ -508,11 +510,18 @@ async fn a_pause_made_on_the_page_reaches_the_collectors_and_is_audited() {
     .unwrap_or_else(|_| panic!("no confirmation; toast: {}", "timed out"));
 
     common::until("the emea collector to pause", || {
-        !emea.gate("demo").is_active() && emea.pauses() == 1
+        !emea.gate("demo").is_active() && emea.pauses() == emea_pauses + 1
+    })
+    .await;
+    // emea's pause says nothing of us: wait until us has applied the same generation.
+    let paused = plane.json(&["status", "demo"]).await;
+    let generation = paused["generation"].as_u64().expect("generation");
+    common::until("the us collector to apply the pause", || {
+        us.applied("demo") == Some(generation)
     })
     .await;
     assert!(us.gate("demo").is_active(), "the us collector paused too");
-    assert_eq!(us.pauses(), 0);
+    assert_eq!(us.pauses(), us_pauses);
 
     let audit = plane.json(&["audit", "--program", "demo"]).await;
     let last = audit

@@ -117,10 +117,21 @@ async fn a_blocked_hook_is_pending_and_a_failing_hook_is_errored() {
         format!("{stdout}{stderr}").contains("stuck"),
         "names the straggler: {stdout}{stderr}"
     );
-    // Pause wins even while the hook hangs or fails: every gate is closed.
-    assert!(all.iter().all(|c| !c.gate("demo").is_active()));
+    // Pause wins even while a hook hangs or fails; no status shows stuck's gate closing.
+    until("every gate to close", || {
+        all.iter().all(|c| !c.gate("demo").is_active())
+    })
+    .await;
 
-    let status = system.json(&["status", "demo"]).await;
+    // The summary the wait last saw may predate fine's and broken's Acks: wait for them.
+    let status = system
+        .status_until(
+            0,
+            "demo",
+            "fine's Ack and broken's error to be counted",
+            |s| s["collectors"]["acked"] == 1 && s["collectors"]["errored_count"] == 1,
+        )
+        .await;
     assert_eq!(ids(&status["collectors"]["pending"]), ["stuck"]);
     assert_eq!(ids(&status["collectors"]["errored"]), ["broken"]);
     assert_eq!(status["errors"][0]["error"], "disk full");

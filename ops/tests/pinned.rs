@@ -175,6 +175,11 @@ async fn pinned_labels_come_from_collector_certificates() {
     let generation = paused["generation"].as_u64().expect("generation");
     assert!(!emea_gate.is_active(), "emea-1's gate closed");
     assert_eq!(emea.last_pause(), generation, "emea-1's pause hook ran");
+    // --wait counts only the pause's scope (emea-1): us-1 may not have applied it yet.
+    until("us-1 to apply the scoped pause", || {
+        us.applied("demo") == Some(generation)
+    })
+    .await;
     assert!(us_gate.is_active(), "us-1's gate stayed open");
     assert_eq!(us.pauses(), us_pauses, "no pause hook on us-1");
 

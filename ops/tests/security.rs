@@ -365,7 +365,21 @@ async fn a_collector_cannot_claim_another_id_and_operators_cannot_open_sessions(
             "the {who} was sent a state"
         );
     }
-    let status = system.status().await;
+    // The honest Ack reaches status via the replica's summary in etcd, after its gate opened.
+    let last = std::sync::Mutex::new(Value::Null);
+    wait_until(
+        DEADLINE,
+        "the honest collector's Ack to be counted",
+        || async {
+            let status = system.status().await;
+            let counted = status["collectors"]["acked"] == 1;
+            *last.lock().expect("last status") = status;
+            counted
+        },
+    )
+    .await
+    .expect("the honest collector counted");
+    let status = last.into_inner().expect("last status");
     assert_eq!(status["collectors"]["connected"], 1, "{status}");
     let listed = system
         .ok(As::Cert("operator-bob"), &["collectors", "demo"])
