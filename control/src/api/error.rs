@@ -70,7 +70,7 @@ impl From<ApiError> for Status {
                 | StoreError::AuditHeadMissing(_)),
             ) => Status::failed_precondition(error.to_string()),
             ApiError::Store(StoreError::Contention) => {
-                Status::aborted("too many concurrent changes to this program; try again")
+                Status::aborted("too many concurrent changes; try again")
             }
             ApiError::Store(error @ StoreError::OutcomeUnknown { .. }) => {
                 tracing::warn!(%error, "etcd did not confirm a change");

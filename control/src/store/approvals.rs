@@ -54,7 +54,8 @@ impl Store {
             ResumeScope::Staged(staged) => (Some(staged), None),
             ResumeScope::Selector(selector) => (None, Some(selector)),
         };
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
+            let _turn = self.attempt(attempt).await;
             let current = self
                 .get_state(name)
                 .await?

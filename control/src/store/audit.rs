@@ -32,7 +32,8 @@ impl Store {
         action: &'static str,
         detail: String,
     ) -> Result<Generation, StoreError> {
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
+            let _turn = self.attempt(attempt).await;
             let head = self.audit_head().await?;
             let what = Audited {
                 action,

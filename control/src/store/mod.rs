@@ -8,8 +8,10 @@
 //! Every mutation is one etcd transaction that compares what it read (the state key's
 //! mod_revision and the audit head's) and writes the new state together with its audit
 //! entry, so no change exists without an audit entry and no update is lost. A lost race
-//! retries from a fresh read, at most [`MAX_ATTEMPTS`] times.
+//! retries from a fresh read, at most [`MAX_ATTEMPTS`] times; a process's writers take turns
+//! and writers of different processes pause randomly between attempts ([`Store::attempt`]).
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
@@ -39,6 +41,14 @@ use crate::model::{
 
 /// Attempts of one mutation before giving up under contention.
 pub const MAX_ATTEMPTS: usize = 16;
+
+/// Longest pause between two attempts of a mutation, in milliseconds.
+const MAX_RETRY_PAUSE_MS: u64 = 128;
+
+/// This process's turn to attempt a mutation, held for one attempt (see
+/// [`Store::attempt`]); `None` when the turn did not come within the request budget and
+/// the attempt races without it.
+type Turn<'a> = Option<tokio::sync::MutexGuard<'a, ()>>;
 
 /// How long one etcd request retries while etcd is unavailable, unless configured.
 pub const DEFAULT_BUDGET: Duration = Duration::from_secs(3);
@@ -379,6 +389,8 @@ pub struct Store {
     client: etcd_client::Client,
     keys: Keys,
     budget: Duration,
+    /// Taken by each attempt of a mutation: see [`Store::attempt`].
+    writing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -420,7 +432,30 @@ impl Store {
             client,
             keys: Keys::new(prefix),
             budget: DEFAULT_BUDGET,
+            writing: Arc::default(),
         }
+    }
+
+    /// Begins attempt `attempt` (from 0) of a mutation, and returns the turn to hold
+    /// while it reads and commits.
+    ///
+    /// Every change moves the one audit head, so concurrent changes of any programs race
+    /// for it and all but one of each round must read again. Within this process the
+    /// attempts take turns (first come, first served), so its own writers never collide;
+    /// a turn not given within the request budget (etcd slow to answer the writer ahead)
+    /// is raced for instead, so no change waits long behind another. Between processes,
+    /// after `attempt` lost races, the attempt first waits a random pause of up to
+    /// 2^`attempt` ms (at most [`MAX_RETRY_PAUSE_MS`]), so writers that keep colliding
+    /// spread out and each round has a winner; all [`MAX_ATTEMPTS`] pause about 1.3 s at
+    /// most together.
+    async fn attempt(&self, attempt: usize) -> Turn<'_> {
+        if attempt > 0 {
+            let ceiling_us = (1_u64 << attempt.min(7)).min(MAX_RETRY_PAUSE_MS) * 1000;
+            tokio::time::sleep(Duration::from_micros(fastrand::u64(0..=ceiling_us))).await;
+        }
+        tokio::time::timeout(self.budget, self.writing.lock())
+            .await
+            .ok()
     }
 
     /// How long one etcd request may keep retrying while etcd is unavailable (a dead

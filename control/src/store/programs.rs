@@ -36,7 +36,8 @@ impl Store {
             policy: Some(program.policy.to_wire()),
             ..store::ProgramState::default()
         };
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
+            let _turn = self.attempt(attempt).await;
             // Compared, so the state returned is under the flag that held at the commit.
             let global = self.global().await?;
             let head = self.audit_head().await?;
@@ -148,7 +149,8 @@ impl Store {
         ttl: Duration,
         change: &Change,
     ) -> Result<PolicyOutcome, StoreError> {
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
+            let turn = self.attempt(attempt).await;
             let (program, state) = self
                 .get_program(name)
                 .await?
@@ -158,6 +160,8 @@ impl Store {
             let weakens = program.resume_approvals >= 2
                 && (approvals < program.resume_approvals || program.policy.weakened_by(new));
             if !weakens {
+                // apply_policy takes turns of its own.
+                drop(turn);
                 return self
                     .apply_policy(name, new, approvals, change, None)
                     .await
@@ -204,7 +208,8 @@ impl Store {
         request: Option<(&str, i64, Generation, &str)>,
     ) -> Result<(Program, ProgramState), StoreError> {
         let (program_key, state_key) = (self.keys.program(name), self.keys.state(name));
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
+            let _turn = self.attempt(attempt).await;
             let not_found = || StoreError::NotFound(name.clone());
             let (program_revision, mut stored_program) = self
                 .read::<store::Program>(&program_key)

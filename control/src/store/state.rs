@@ -245,7 +245,8 @@ impl Store {
         F: FnMut(&ProgramState, &store::ProgramState) -> Result<Option<Edit>, StoreError>,
     {
         let state_key = self.keys.state(name);
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
+            let _turn = self.attempt(attempt).await;
             let (at, stored) = self
                 .read::<store::ProgramState>(&state_key)
                 .await?

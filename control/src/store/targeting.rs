@@ -291,7 +291,8 @@ impl Store {
         flag: Option<StopAll>,
         action: &'static str,
     ) -> Result<(StopAllFlag, bool), StoreError> {
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
+            let _turn = self.attempt(attempt).await;
             let global = self.global().await?;
             if global.value.active == flag.is_some() {
                 return Ok((global.flag(), false));
