@@ -78,8 +78,10 @@ pub struct Settings {
     #[arg(long, env = "KILLSWITCH_LEASE_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
     #[serde(serialize_with = "serialize_duration")]
     pub lease_ttl: Duration,
-    /// How often to heartbeat collectors while the etcd watch is healthy.
-    #[arg(long, env = "KILLSWITCH_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    /// How often to heartbeat collectors while the etcd watch is healthy (more often for
+    /// a session following a fail-closed program whose grace is under three times this).
+    /// The watch is probed as often, but at least every 5 s.
+    #[arg(long, env = "KILLSWITCH_HEARTBEAT_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     #[serde(serialize_with = "serialize_duration")]
     pub heartbeat_interval: Duration,
     /// How long an etcd request may take, retries included, before the call fails with
@@ -555,7 +557,7 @@ mod tests {
                 "file {file:?}, env {env:?}, flag {flag:?}"
             );
         }
-        check(None, None, None, "5s");
+        check(None, None, None, "10s");
         check(Some("1s"), None, None, "1s");
         check(Some("1s"), Some("2s"), None, "2s");
         check(Some("1s"), Some("2s"), Some("3s"), "3s");
@@ -615,7 +617,7 @@ mod tests {
         ]);
         let printed = settings.to_toml().unwrap();
         let file = ConfigFile::parse(&printed).unwrap();
-        assert_eq!(file.heartbeat_interval, Some(Duration::from_secs(5)));
+        assert_eq!(file.heartbeat_interval, Some(Duration::from_secs(10)));
         assert_eq!(file.insecure_dev, Some(true));
         assert_eq!(file.replica_id.as_deref(), Some("r1"));
     }

@@ -24,7 +24,7 @@ use crate::api::session::{MAX_MESSAGE_BYTES, SessionConfig, Sessions};
 use crate::metrics::replica_state::ReplicaState;
 use crate::metrics::{AdminMetrics, Metrics, serve_metrics};
 use crate::replica::acks::AckBook;
-use crate::replica::cache::{StateCache, WatchTiming, run_watcher};
+use crate::replica::cache::{MAX_PROBE_INTERVAL, StateCache, WatchTiming, run_watcher};
 use crate::replica::publish::{PublishConfig, run_publisher};
 use crate::security::{EtcdAccess, Security, SecurityError, check_loopback};
 use crate::store::{Store, StoreError};
@@ -96,6 +96,17 @@ impl Config {
             security: Security::InsecureDev,
             etcd: EtcdAccess::default(),
             metrics_listen: None,
+        }
+    }
+
+    /// How the etcd watch paces its checks: its progress probes follow the heartbeat
+    /// interval, at most [`MAX_PROBE_INTERVAL`] apart, so a replica that heartbeats
+    /// rarely still notices a stalled etcd as soon.
+    #[must_use]
+    pub fn watch_timing(&self) -> WatchTiming {
+        WatchTiming {
+            probe_interval: self.session.heartbeat_interval.min(MAX_PROBE_INTERVAL),
+            reconcile_interval: self.reconcile_interval,
         }
     }
 
@@ -470,10 +481,7 @@ fn spawn_loops(
     book: &Arc<AckBook>,
     stop: &CancellationToken,
 ) -> [Task; 3] {
-    let timing = WatchTiming {
-        probe_interval: config.session.heartbeat_interval,
-        reconcile_interval: config.reconcile_interval,
-    };
+    let timing = config.watch_timing();
     let publish = PublishConfig {
         replica_id: config.replica_id.clone(),
         advertise: config.advertise.clone(),
@@ -513,4 +521,23 @@ fn spawn_loops(
             "rollout driver",
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Config, MAX_PROBE_INTERVAL};
+    use std::time::Duration;
+
+    #[test]
+    fn heartbeats_every_10_s_and_probes_etcd_at_most_5_s_apart() {
+        let config = Config::new(vec![], "r1", "http://127.0.0.1:7070");
+        assert_eq!(config.session.heartbeat_interval, Duration::from_secs(10));
+        assert_eq!(config.watch_timing().probe_interval, MAX_PROBE_INTERVAL);
+        assert_eq!(MAX_PROBE_INTERVAL, Duration::from_secs(5));
+        let fast = config.heartbeat_interval(Duration::from_millis(200));
+        assert_eq!(
+            fast.watch_timing().probe_interval,
+            Duration::from_millis(200)
+        );
+    }
 }

@@ -184,7 +184,7 @@ fn print_config_takes_the_file_then_the_environment_then_flags() {
         );
     }
     let f = Some(file.as_str());
-    check(None, None, None, "5s");
+    check(None, None, None, "10s");
     check(f, None, None, "1s");
     check(None, Some("2s"), None, "2s");
     check(None, None, Some("3s"), "3s");

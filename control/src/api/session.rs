@@ -76,9 +76,12 @@ pub const DEFAULT_MAX_SESSIONS: usize = 20_000;
 /// Session timing and limits.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
-    /// How often a healthy replica heartbeats at most. Default 5 s. A session heartbeats
-    /// more often when a fail-closed program it follows has a grace shorter than
-    /// [`HEARTBEATS_PER_GRACE`] times this.
+    /// How often a healthy replica heartbeats at most. Default 10 s: a third of the
+    /// default grace, and the largest share of an idle fleet's cost (a heartbeat costs the
+    /// replica a wake-up and a write per session). A session heartbeats more often when a
+    /// fail-closed program it follows has a grace shorter than [`HEARTBEATS_PER_GRACE`]
+    /// times this. The etcd watch is probed at this interval too, but at least every
+    /// [`MAX_PROBE_INTERVAL`](crate::replica::cache::MAX_PROBE_INTERVAL).
     pub heartbeat_interval: Duration,
     /// How long a collector may take to send Hello; a connection that sends nothing is
     /// closed with `DEADLINE_EXCEEDED` after it. Default 5 s.
@@ -105,7 +108,7 @@ pub struct SessionConfig {
 impl Default for SessionConfig {
     fn default() -> Self {
         Self {
-            heartbeat_interval: Duration::from_secs(5),
+            heartbeat_interval: Duration::from_secs(10),
             hello_timeout: Duration::from_secs(5),
             drain_spread: Duration::from_secs(2),
             max_sessions: DEFAULT_MAX_SESSIONS,

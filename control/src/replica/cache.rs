@@ -319,6 +319,11 @@ enum WatchEnd {
     Cancelled,
 }
 
+/// Longest interval between two progress requests of the watch, whatever the heartbeat
+/// interval: a replica notices a stalled etcd within two of them (10 s) and stops
+/// vouching, however rarely it heartbeats.
+pub const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(5);
+
 /// How the watcher paces its checks.
 #[derive(Debug, Clone, Copy)]
 pub struct WatchTiming {
