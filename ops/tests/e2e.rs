@@ -203,6 +203,9 @@ async fn a_wait_outlives_the_rpc_timeout() {
     let system = System::start().await;
     system.create("demo").await;
     system.change("resume", "demo").await;
+    // Otherwise a replica still behind the resume may send the first PAUSED, which the
+    // blocking pause hook below would sit in until the hook timeout.
+    system.caught_up("demo").await;
     let (release, hook) = blocking_hook();
     let slow = Collector::builder("slow", &["demo"])
         .on_pause(hook)

@@ -58,14 +58,16 @@ async fn a_replica_killed_during_pause_wait_loses_nothing() {
     let mut system = System::cluster(2, &["--lease-ttl", "2s"]).await;
     system.create("demo").await;
     system.change("resume", "demo").await;
+    // Acknowledged RUNNING on both replicas: their caches are past the resume, so `slow`
+    // is not sent the program's first PAUSED, which its blocking hook would sit in.
+    let collectors = spread(&system, 3);
+    all_acked(&system, 1, 3).await;
     // `slow` prefers r1 and is still in its pause hook when r1 dies.
     let (release, hook) = blocking_hook();
     let slow = Collector::builder("slow", &["demo"])
         .on_pause(hook)
         .start(&system.endpoints_from(0));
-    let collectors = spread(&system, 3);
     all_acked(&system, 1, 4).await;
-    // slow may have paused for the initial PAUSED state (a replica cache behind the resume).
     let slow_pauses = slow.pauses();
 
     let wait = cli_in_background(
@@ -85,9 +87,21 @@ async fn a_replica_killed_during_pause_wait_loses_nothing() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    let status = all_acked(&system, 1, 4).await;
+    // The dead replica's summary counts until its lease (2 s) expires, which the wait
+    // need not outlast; then r2 alone counts all four.
+    let status = system
+        .status_until(
+            1,
+            "demo",
+            "r1's lease to expire, r2 counting all four",
+            |s| {
+                s["replicas"] == serde_json::json!(["r2"])
+                    && s["collectors"]["connected"] == 4
+                    && s["collectors"]["acked"] == 4
+            },
+        )
+        .await;
     assert_eq!(status["state"], "PAUSED");
-    assert_eq!(status["replicas"], serde_json::json!(["r2"]));
     let paused = generation(&status);
     for collector in collectors.iter().chain([&slow]) {
         assert!(!collector.gate("demo").is_active());

@@ -92,6 +92,9 @@ async fn a_blocked_hook_is_pending_and_a_failing_hook_is_errored() {
     let system = System::start().await;
     system.create("demo").await;
     system.change("resume", "demo").await;
+    // Otherwise a replica still behind the resume may send the first PAUSED, which the
+    // blocking pause hook below would sit in until the hook timeout.
+    system.caught_up("demo").await;
     let endpoint = [system.endpoint(0)];
     // The stuck collector's pause hook blocks until the test releases it, also when the
     // test fails (the runtime waits for blocking hooks before it shuts down).

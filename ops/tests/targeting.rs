@@ -695,6 +695,9 @@ async fn a_drill_that_times_out_is_still_ended_and_names_the_straggler() {
     let system = System::start().await;
     system.create("demo").await;
     system.change("resume", "demo").await;
+    // Otherwise a replica still behind the resume may send the first PAUSED, which the
+    // blocking pause hook below would sit in until the hook timeout.
+    system.caught_up("demo").await;
     let (release, hook) = blocking_hook();
     let endpoint = [system.endpoint(0)];
     let stuck = Collector::builder("stuck", &["demo"])
@@ -752,6 +755,9 @@ async fn ctrl_c_during_a_drill_ends_it() {
     let system = System::start().await;
     system.create("demo").await;
     system.change("resume", "demo").await;
+    // Otherwise a replica still behind the resume may send the first PAUSED, which the
+    // blocking pause hook below would sit in until the hook timeout.
+    system.caught_up("demo").await;
     // The pause hook blocks, so the drill waits for it until interrupted.
     let (release, hook) = blocking_hook();
     let stuck = Collector::builder("stuck", &["demo"])

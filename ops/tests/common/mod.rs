@@ -176,6 +176,23 @@ impl System {
         change["generation"].as_u64().expect("generation")
     }
 
+    /// Waits until every running replica's cache holds `program` at its current
+    /// generation (a replica republishes its summary when a generation moves), so that a
+    /// collector connecting now is sent that state, not an older one a replica still had.
+    pub async fn caught_up(&self, program: &str) {
+        let live = self.replicas.iter().flatten().count();
+        let i = self
+            .replicas
+            .iter()
+            .position(Option::is_some)
+            .expect("a running replica");
+        self.status_until(i, program, "every replica to catch up", |s| {
+            s["replicas_behind"].as_array().is_none_or(Vec::is_empty)
+                && s["replicas"].as_array().is_some_and(|r| r.len() == live)
+        })
+        .await;
+    }
+
     /// Polls `status --output json` at replica `i` until `done` holds; returns that status.
     pub async fn status_until(
         &self,
