@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{change, create, name, store_on};
+use common::{alternating, change, create, name, store_on};
 use killswitch_control::model::RunState;
 use killswitch_control::replica::cache::{StateCache, WatchTiming, run_watcher};
 use killswitch_control::store::{ChangeOutcome, StoreError};
@@ -27,11 +27,7 @@ async fn every_call_succeeds_with_one_member_of_three_dead() {
     // etcd's balanced channel keeps sending a share of requests to the dead member: each
     // of these would fail without retries.
     for i in 0..40 {
-        let target = if i % 2 == 0 {
-            RunState::Running
-        } else {
-            RunState::Paused
-        };
+        let target = alternating(i);
         let outcome = store
             .set_state(&name("demo"), target, false, &change("tester", "flip"))
             .await
@@ -53,11 +49,7 @@ async fn changes_report_what_really_happened_while_the_leader_dies() {
         async move {
             let mut outcomes = Vec::new();
             for i in 0..60 {
-                let target = if i % 2 == 0 {
-                    RunState::Running
-                } else {
-                    RunState::Paused
-                };
+                let target = alternating(i);
                 let reason = format!("call {i}");
                 let result = store
                     .set_state(&name("demo"), target, false, &change("tester", &reason))

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 mod common;
 
-use common::{PREFIX, change, create, name, store, timing};
+use common::{PREFIX, alternating, change, create, name, store, timing};
 
 #[tokio::test]
 async fn concurrent_pause_and_resume_never_lose_an_update() {
@@ -25,11 +25,7 @@ async fn concurrent_pause_and_resume_never_lose_an_update() {
         tokio::spawn(async move {
             let mut committed = Vec::new();
             for i in 0..25 {
-                let target = if i % 2 == 0 {
-                    RunState::Running
-                } else {
-                    RunState::Paused
-                };
+                let target = alternating(i);
                 let outcome = store
                     .set_state(
                         &name("demo"),
@@ -108,11 +104,7 @@ async fn many_writers_of_different_programs_all_get_their_changes_through() {
             let program = format!("p{writer}");
             create(&store, &program).await;
             for i in 0..CHANGES {
-                let target = if i % 2 == 0 {
-                    RunState::Running
-                } else {
-                    RunState::Paused
-                };
+                let target = alternating(i);
                 store
                     .set_state(
                         &name(&program),

@@ -6,13 +6,22 @@ pub mod raw;
 
 use std::time::Duration;
 
-use killswitch_control::model::ProgramState;
 use killswitch_control::model::{FailurePolicy, Program, ProgramName};
+use killswitch_control::model::{ProgramState, RunState};
 use killswitch_control::replica::cache::WatchTiming;
 use killswitch_control::store::{Change, PolicyOutcome, Store};
 
 /// The default etcd key prefix.
 pub const PREFIX: &str = "/killswitch/v1";
+
+/// RUNNING for even `i`, PAUSED for odd: the states a loop of changes alternates between.
+pub fn alternating(i: usize) -> RunState {
+    if i % 2 == 0 {
+        RunState::Running
+    } else {
+        RunState::Paused
+    }
+}
 
 pub fn name(n: &str) -> ProgramName {
     ProgramName::parse(n).expect("valid program name")
@@ -92,7 +101,7 @@ pub async fn create_running(store: &Store, program: &str) -> u64 {
     store
         .set_state(
             &name(program),
-            killswitch_control::model::RunState::Running,
+            RunState::Running,
             false,
             &change("tester", "resume"),
         )
