@@ -11,7 +11,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{DEADLINE, ENV, Pki, killswitch, parse, path, run, text, until};
+use common::{DEADLINE, ENV, Pki, killswitch, parse, path, poll_status, run, text, until};
 use killswitch_sdk::Client;
 use killswitch_testkit::{
     Etcd, Replica, control_binary, free_addr, http_request, metric_value, wait_until,
@@ -366,20 +366,12 @@ async fn a_collector_cannot_claim_another_id_and_operators_cannot_open_sessions(
         );
     }
     // The honest Ack reaches status via the replica's summary in etcd, after its gate opened.
-    let last = std::sync::Mutex::new(Value::Null);
-    wait_until(
-        DEADLINE,
+    let status = poll_status(
         "the honest collector's Ack to be counted",
-        || async {
-            let status = system.status().await;
-            let counted = status["collectors"]["acked"] == 1;
-            *last.lock().expect("last status") = status;
-            counted
-        },
+        || system.status(),
+        |s| s["collectors"]["acked"] == 1,
     )
-    .await
-    .expect("the honest collector counted");
-    let status = last.into_inner().expect("last status");
+    .await;
     assert_eq!(status["collectors"]["connected"], 1, "{status}");
     let listed = system
         .ok(As::Cert("operator-bob"), &["collectors", "demo"])

@@ -201,18 +201,8 @@ impl System {
         what: &str,
         done: impl Fn(&Value) -> bool,
     ) -> Value {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        loop {
-            let status = self.json_at(i, &["status", program]).await;
-            if done(&status) {
-                return status;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}; last status: {status}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let args = ["status", program];
+        poll_status(what, || self.json_at(i, &args), done).await
     }
 
     /// A collector of `programs` connected to replica 0.
@@ -501,6 +491,27 @@ pub fn blocking_hook() -> (
 }
 
 /// Waits until `condition` holds, failing the test after [`DEADLINE`].
+/// Reads a status with `read` every 50 ms until `done` holds for it, and returns it;
+/// panics with the last one read after [`DEADLINE`].
+pub async fn poll_status<F, Fut>(what: &str, read: F, done: impl Fn(&Value) -> bool) -> Value
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Value>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let status = read().await;
+        if done(&status) {
+            return status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}; last status: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub async fn until(what: &str, condition: impl Fn() -> bool) {
     wait_until(DEADLINE, what, || std::future::ready(condition()))
         .await
@@ -720,17 +731,6 @@ impl TlsPlane {
 
     /// Polls `status demo` until `done` holds.
     pub async fn status_until(&self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let status = self.json(&["status", "demo"]).await;
-            if done(&status) {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; last status: {status}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        poll_status(what, || self.json(&["status", "demo"]), done).await
     }
 }
