@@ -101,19 +101,28 @@ pub struct CliWait {
     pub wall_ms: f64,
     /// From the commit (the new state's `changed_at`) to the CLI's exit.
     pub commit_to_exit_ms: f64,
+    /// What the CLI wrote to standard error when it exited with an error (why the wait
+    /// failed); empty when it succeeded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
 }
 
 impl CliWait {
     /// One line of text.
     #[must_use]
     pub fn render(&self) -> String {
-        format!(
+        let mut line = format!(
             "killswitch pause --wait {}: exit {}; {:.0} ms from start to exit, {:.0} ms from commit to exit",
             self.round,
             self.exit_code.map_or("-".to_owned(), |c| c.to_string()),
             self.wall_ms,
             self.commit_to_exit_ms
-        )
+        );
+        if !self.error.is_empty() {
+            line.push_str("; ");
+            line.push_str(&self.error);
+        }
+        line
     }
 }
 
@@ -685,5 +694,35 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_failed_cli_wait_says_why() {
+        let failed = CliWait {
+            round: 2,
+            exit_code: Some(1),
+            wall_ms: 4084.0,
+            commit_to_exit_ms: 4073.0,
+            error: "error: the status stream broke: reset".into(),
+        };
+        assert_eq!(
+            failed.render(),
+            "killswitch pause --wait 2: exit 1; 4084 ms from start to exit, 4073 ms from commit \
+             to exit; error: the status stream broke: reset"
+        );
+        let ok = CliWait {
+            error: String::new(),
+            exit_code: Some(0),
+            ..failed.clone()
+        };
+        assert!(
+            ok.render().ends_with("4073 ms from commit to exit"),
+            "{}",
+            ok.render()
+        );
+        let json = serde_json::to_string(&ok).expect("serializes");
+        assert!(!json.contains("error"), "{json}");
+        let back: CliWait = serde_json::from_str(&json).expect("a report without error reads");
+        assert!(back.error.is_empty());
     }
 }

@@ -375,13 +375,25 @@ impl CliTimer<'_> {
             .arg(format!("killswitch-fleet pause --wait {number}"))
             .args(["--wait", "60s"])
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
+            .stderr(std::process::Stdio::piped());
         let started = SystemTime::now();
-        let status = command
-            .status()
+        let output = command
+            .output()
             .await
             .with_context(|| format!("cannot run {}", self.cli.display()))?;
         let exited = SystemTime::now();
+        // The CLI's last line on standard error is its error message (progress comes before).
+        let error = if output.status.success() {
+            String::new()
+        } else {
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .rev()
+                .find(|line| !line.trim().is_empty())
+                .unwrap_or("")
+                .trim()
+                .to_owned()
+        };
         let state = admin.state(self.program).await?;
         let commit = state
             .changed_at
@@ -389,9 +401,10 @@ impl CliTimer<'_> {
             .context("the paused state has no commit time")?;
         Ok(CliWait {
             round: number,
-            exit_code: status.code(),
+            exit_code: output.status.code(),
             wall_ms: ms_between(unix_ns(started), unix_ns(exited)),
             commit_to_exit_ms: ms_between(unix_ns(commit), unix_ns(exited)),
+            error,
         })
     }
 }
