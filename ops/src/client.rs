@@ -220,16 +220,25 @@ impl Session {
     }
 
     /// `WatchStatus`: the current status, then every change, until the stream ends.
-    pub async fn watch_status(&mut self, program: &str) -> Result<StatusStream, Error> {
+    ///
+    /// The call runs on a clone of this session (they share the connection), so the
+    /// future borrows nothing and a wait can open the stream again ([`crate::wait`]).
+    pub fn watch_status(
+        &self,
+        program: &str,
+    ) -> impl Future<Output = Result<StatusStream, Error>> + Send + 'static {
+        let mut session = self.clone();
         let request = v1::StatusRequest {
             program: program.to_owned(),
         };
-        let response = self.client.watch_status(request).await;
-        Ok(StatusStream {
-            inner: self.check(response)?,
-            endpoint: self.endpoint.clone(),
-            timeout: self.timeout,
-        })
+        async move {
+            let response = session.client.watch_status(request).await;
+            Ok(StatusStream {
+                inner: session.check(response)?,
+                endpoint: session.endpoint.clone(),
+                timeout: session.timeout,
+            })
+        }
     }
 
     /// `ListCollectors`, sorted by collector id.
@@ -444,14 +453,9 @@ impl StatusStream {
     }
 }
 
-/// The error for a status stream that failed once open: exit 1 whatever the code, because
-/// the request was accepted, so a code such as `INVALID_ARGUMENT` would not mean bad input.
+/// The error for a status stream that failed once open ([`Error::into_broken_stream`]).
 fn broken(status: &Status, endpoint: &EndpointUrl, timeout: Duration) -> Error {
-    let cause = Error::from_status(status, endpoint, timeout);
-    Error::new(
-        Exit::Error,
-        format!("the status stream broke: {}", cause.message()),
-    )
+    Error::from_status(status, endpoint, timeout).into_broken_stream()
 }
 
 #[cfg(test)]
@@ -472,6 +476,22 @@ mod tests {
                 (Exit::Error, "the status stream broke: revoked"),
                 "{status:?}"
             );
+            assert!(!err.is_transient());
         }
+        // A replica that answers UNAVAILABLE (its etcd too slow) may serve a new stream.
+        let err = broken(
+            &Status::unavailable("etcd is slow"),
+            &endpoint,
+            Duration::from_secs(5),
+        );
+        assert_eq!(
+            (err.exit(), err.message()),
+            (
+                Exit::Error,
+                "the status stream broke: the control plane at http://127.0.0.1:1 is \
+                 unavailable: etcd is slow"
+            )
+        );
+        assert!(err.is_transient());
     }
 }

@@ -391,7 +391,7 @@ async fn finish_rollout(
     let clock = std::time::Instant::now();
     // The progress of the generation being shown: one per stage, then the completion.
     let mut shown: Option<(u64, Progress)> = None;
-    let statuses = session.watch_status(&program);
+    let statuses = || session.watch_status(&program);
     let waited = wait::wait_rollout(statuses, &program, first, began, limit, |status| {
         let generation = status.state.generation;
         if generation < first {
@@ -508,7 +508,7 @@ async fn wait_every_program(
     for program in programs {
         let (name, generation) = (program.name, program.state.generation);
         let mut progress = Progress::start(&name, generation);
-        let statuses = session.watch_status(&name);
+        let statuses = || session.watch_status(&name);
         let waited = wait::wait(statuses, &name, generation, start, limit, |status| {
             progress.update(status);
         })
@@ -732,7 +732,7 @@ async fn wait_interruptibly(
 ) -> (Option<Waited>, bool) {
     let mut progress = Progress::labelled(label, generation, std::time::Instant::now());
     let waited = tokio::select! {
-        waited = wait::wait(session.watch_status(program), program, generation, start, limit, |status| {
+        waited = wait::wait(|| session.watch_status(program), program, generation, start, limit, |status| {
             progress.update(status);
         }) => Some(waited),
         () = interrupt.recv() => None,
@@ -887,7 +887,7 @@ async fn finish_change(
     };
     let start = Instant::now();
     let mut progress = Progress::start(&program, generation);
-    let statuses = session.watch_status(&program);
+    let statuses = || session.watch_status(&program);
     let waited = wait::wait(statuses, &program, generation, start, limit, |status| {
         progress.update(status);
     })

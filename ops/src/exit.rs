@@ -26,7 +26,8 @@ pub enum Exit {
     Usage,
     /// 3: `--wait` (or a drill's wait) timed out before every connected collector
     /// acknowledged, with its gate in the state intended for it, and while collectors
-    /// counted earlier were missing from the counts without having disconnected.
+    /// counted earlier were missing from the counts without having disconnected, or while
+    /// the control plane answered UNAVAILABLE when asked for the status.
     AckTimeout,
     /// 4: `PERMISSION_DENIED` or `UNAUTHENTICATED`.
     Denied,
@@ -81,7 +82,7 @@ Exit codes:
      a report file or CA that cannot be read)
   3  timed out waiting for acknowledgements (--wait); also while collectors stay
      effectively PAUSED although RUNNING is intended, or vanished from the counts without
-     disconnecting
+     disconnecting, or while the control plane answered UNAVAILABLE for the status
   4  denied (PERMISSION_DENIED or UNAUTHENTICATED)
   5  the scope matched no connected collector (--selector with --wait, drill): the change
      is stored and applies to collectors that connect later; a drill tested nothing";
@@ -95,6 +96,7 @@ pub struct Error {
     exit: Exit,
     message: String,
     warning: bool,
+    transient: bool,
 }
 
 impl Error {
@@ -104,6 +106,27 @@ impl Error {
             exit,
             message: message.into(),
             warning: false,
+            transient: false,
+        }
+    }
+
+    /// Whether the control plane answered that it cannot serve the request for now
+    /// (`UNAVAILABLE` from a running replica, e.g. its etcd too slow to answer): asking
+    /// again may succeed. A connection that could not be made is not transient here.
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        self.transient
+    }
+
+    /// This error as the failure of a status stream once open: exit 1 whatever its code
+    /// (the request was accepted, so a code such as `INVALID_ARGUMENT` would not mean bad
+    /// input), the message after "the status stream broke: ", still transient if it was.
+    #[must_use]
+    pub fn into_broken_stream(self) -> Self {
+        Self {
+            exit: Exit::Error,
+            message: format!("the status stream broke: {}", self.message),
+            ..self
         }
     }
 
@@ -166,13 +189,16 @@ impl Error {
                 Some(source) => {
                     Self::unreachable(endpoint, &error_chain(status.message(), source.source()))
                 }
-                None => Self::new(
-                    Exit::Error,
-                    format!(
-                        "the control plane at {endpoint} is unavailable: {}",
-                        message_or_code(status)
-                    ),
-                ),
+                None => Self {
+                    transient: true,
+                    ..Self::new(
+                        Exit::Error,
+                        format!(
+                            "the control plane at {endpoint} is unavailable: {}",
+                            message_or_code(status)
+                        ),
+                    )
+                },
             };
         }
         Self::new(Exit::from_code(status.code()), message_or_code(status))

@@ -6,15 +6,20 @@
 //! G before it counted ([`Seen`], kept by [`Counted`]); [`wait`] only feeds it statuses. A
 //! staged resume (`resume --stages --wait`) moves through several generations, one per
 //! stage: [`decide_rollout`] judges it and [`wait_rollout`] follows it until it completes
-//! (RUNNING for everyone, acknowledged) or is aborted. There is no reconnecting: a broken
-//! stream ends the wait, because silently resuming could hide the very window a responder
-//! needs to know about. [`reported`] follows the stream briefly for the status of a change
-//! that every replica has reported on, without waiting for acknowledgements.
+//! (RUNNING for everyone, acknowledged) or is aborted. A stream that ends, or fails for
+//! any other reason than the control plane answering that it cannot serve it for now
+//! (`UNAVAILABLE` from a running replica: its etcd slow or briefly unreachable, while the
+//! change is committed), ends the wait. After such an answer the stream is opened again
+//! every [`REOPEN_PAUSE`] until the deadline: each status is a whole snapshot and what
+//! the statuses counted is kept, so nothing a responder must see is skipped, and the
+//! timeout message then gives the control plane's last answer. [`reported`] follows
+//! the stream briefly for the status of a change that every replica has reported on,
+//! without waiting for acknowledgements.
 //!
-//! They take their statuses from a [`StatusSource`]. The CLI passes them the opening of a
-//! `WatchStatus` call ([`Session::watch_status`](crate::client::Session::watch_status),
-//! a [`StatusStream`]) still pending, so the deadline covers opening it too; the tests
-//! pass a script.
+//! They take their statuses from a [`StatusSource`]. The CLI passes them a function that
+//! opens a `WatchStatus` call ([`Session::watch_status`](crate::client::Session::watch_status),
+//! a [`StatusStream`]), called within the deadline, which covers opening too; the tests
+//! pass scripts.
 
 use std::cmp::Ordering;
 use std::fmt::Write as _;
@@ -29,6 +34,10 @@ use crate::view::{Micros, RunState, StageView, StatusView};
 
 /// How many collector ids an error message lists at most.
 const LISTED_IN_MESSAGES: usize = 5;
+
+/// How long a wait pauses before it opens the status stream again, after the control
+/// plane answered that it cannot serve it for now.
+pub const REOPEN_PAUSE: Duration = Duration::from_millis(250);
 
 /// What one status means for a wait on generation G.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,6 +241,7 @@ pub struct Waited {
     generation: u64,
     limit: Duration,
     seen: Seen,
+    unanswered: Option<String>,
 }
 
 impl Waited {
@@ -249,7 +259,7 @@ impl Waited {
             (Outcome::Done, _) => return Ok(()),
             (Outcome::Broken(err), _) => return Err(err.clone()),
             (Outcome::TimedOut, status) => {
-                return Err(Error::new(Exit::AckTimeout, self.timeout_message(status)));
+                return Err(timed_out(self.timeout_message(status), &self.unanswered));
             }
             (Outcome::Failed, Some(status)) => {
                 let c = &status.collectors;
@@ -314,16 +324,87 @@ impl StatusSource for StatusStream {
     }
 }
 
-/// Follows the statuses of `program` from `open` until [`decide`] stops at `generation`,
-/// the stream breaks, or `limit` has passed since `start`. `on_status` sees every status,
-/// e.g. to show progress.
+/// The statuses from the streams `open` opens: opened on first use, and again (after
+/// [`REOPEN_PAUSE`]) whenever opening or reading fails with a transient error
+/// ([`Error::is_transient`]). The caller's deadline bounds how long that goes on.
+struct Reopening<O, S> {
+    open: O,
+    stream: Option<S>,
+    /// The last transient error, until a status follows it.
+    unanswered: Option<Error>,
+}
+
+impl<O, F, S> Reopening<O, S>
+where
+    O: FnMut() -> F,
+    F: Future<Output = Result<S, Error>>,
+    S: StatusSource,
+{
+    fn new(open: O) -> Self {
+        Self {
+            open,
+            stream: None,
+            unanswered: None,
+        }
+    }
+
+    async fn next(&mut self) -> Result<Option<StatusView>, Error> {
+        loop {
+            let next = if let Some(stream) = self.stream.as_mut() {
+                stream.next().await
+            } else {
+                match (self.open)().await {
+                    Ok(stream) => {
+                        self.stream = Some(stream);
+                        continue;
+                    }
+                    Err(err) => Err(err),
+                }
+            };
+            match next {
+                Err(err) if err.is_transient() => {
+                    self.stream = None;
+                    self.unanswered = Some(err);
+                    tokio::time::sleep(REOPEN_PAUSE).await;
+                }
+                Ok(Some(status)) => {
+                    self.unanswered = None;
+                    return Ok(Some(status));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// What the control plane last answered, when no status came after it.
+    fn unanswered(&self) -> Option<String> {
+        self.unanswered.as_ref().map(|err| err.message().to_owned())
+    }
+}
+
+/// The error of a wait that timed out with `message`, and what the control plane last
+/// answered if the stream was being opened again when the deadline came.
+fn timed_out(message: String, unanswered: &Option<String>) -> Error {
+    match unanswered {
+        Some(answer) => Error::new(
+            Exit::AckTimeout,
+            format!("{message}; last answer: {answer}"),
+        ),
+        None => Error::new(Exit::AckTimeout, message),
+    }
+}
+
+/// Follows the statuses of `program` from the streams `open` opens until [`decide`] stops
+/// at `generation`, a stream breaks, or `limit` has passed since `start`. `on_status` sees
+/// every status, e.g. to show progress.
 ///
-/// `open` opens the stream (`session.watch_status(program)`): the deadline covers opening
-/// it too, and failing to open it breaks the wait like failing to read it. The per-RPC
-/// timeout of a session bounds only that opening (see
+/// `open` opens a stream (`|| session.watch_status(program)`): the deadline covers opening
+/// it too, and failing to open it breaks the wait like failing to read it, unless the
+/// error is transient: then it is opened again (see the module's documentation). The
+/// per-RPC timeout of a session bounds only each opening (see
 /// [`Session::connect`](crate::client::Session::connect)).
-pub async fn wait<S: StatusSource>(
-    open: impl Future<Output = Result<S, Error>>,
+pub async fn wait<S: StatusSource, F: Future<Output = Result<S, Error>>>(
+    open: impl FnMut() -> F,
     program: &str,
     generation: u64,
     start: Instant,
@@ -332,8 +413,8 @@ pub async fn wait<S: StatusSource>(
 ) -> Waited {
     let mut last = None;
     let mut counted = Counted::default();
+    let mut stream = Reopening::new(open);
     let follow = async {
-        let mut stream = open.await?;
         while let Some(status) = stream.next().await? {
             on_status(&status);
             let decision = decide(generation, &status, counted.note(&status));
@@ -365,6 +446,7 @@ pub async fn wait<S: StatusSource>(
         generation,
         limit,
         seen: counted.at(generation),
+        unanswered: stream.unanswered(),
     }
 }
 
@@ -495,6 +577,7 @@ pub struct WaitedRollout {
     start: u64,
     limit: Duration,
     seen: Seen,
+    unanswered: Option<String>,
 }
 
 impl WaitedRollout {
@@ -521,7 +604,7 @@ impl WaitedRollout {
             (RolloutOutcome::Done, _) => return Ok(()),
             (RolloutOutcome::Broken(err), _) => return Err(err.clone()),
             (RolloutOutcome::TimedOut, status) => {
-                return Err(Error::new(Exit::AckTimeout, self.timeout_message(status)));
+                return Err(timed_out(self.timeout_message(status), &self.unanswered));
             }
             (RolloutOutcome::Aborted, Some(status)) => format!(
                 "the staged resume that started at generation {start} was aborted: the program \
@@ -592,8 +675,8 @@ impl WaitedRollout {
 /// that started at generation `start`, stage after stage, until [`decide_rollout`] ends
 /// it, the stream breaks, or `limit` has passed since `began`. `on_status` sees every
 /// status.
-pub async fn wait_rollout<S: StatusSource>(
-    open: impl Future<Output = Result<S, Error>>,
+pub async fn wait_rollout<S: StatusSource, F: Future<Output = Result<S, Error>>>(
+    open: impl FnMut() -> F,
     program: &str,
     start: u64,
     began: Instant,
@@ -603,8 +686,8 @@ pub async fn wait_rollout<S: StatusSource>(
     let mut last = None;
     let mut stages: Vec<StageView> = Vec::new();
     let mut counted = Counted::default();
+    let mut stream = Reopening::new(open);
     let follow = async {
-        let mut stream = open.await?;
         while let Some(status) = stream.next().await? {
             on_status(&status);
             let seen = counted.note(&status);
@@ -647,6 +730,7 @@ pub async fn wait_rollout<S: StatusSource>(
         start,
         limit,
         seen,
+        unanswered: stream.unanswered(),
     }
 }
 
@@ -903,6 +987,7 @@ mod tests {
                     most,
                     most_ever: most,
                 },
+                unanswered: None,
             };
             let err = waited.result().unwrap_err();
             assert_eq!((err.exit(), err.message()), (Exit::AckTimeout, expected));
@@ -1212,6 +1297,7 @@ mod tests {
             let waited = WaitedRollout {
                 outcome,
                 stages: vec![],
+                unanswered: None,
                 seen: last.as_ref().map_or_else(Seen::default, as_seen),
                 last,
                 program: "demo".to_owned(),
@@ -1328,6 +1414,7 @@ mod tests {
             let last = last.map(view);
             let waited = Waited {
                 outcome,
+                unanswered: None,
                 seen: last.as_ref().map_or_else(Seen::default, as_seen),
                 last,
                 program: "demo".to_owned(),
@@ -1413,14 +1500,134 @@ mod tests {
         }
     }
 
+    /// Opens the streams of `opens` in turn, as many times as there are.
+    fn opens(
+        mut opens: Vec<Result<Scripted, Error>>,
+    ) -> impl FnMut() -> std::future::Ready<Result<Scripted, Error>> {
+        opens.reverse();
+        move || {
+            ready(
+                opens
+                    .pop()
+                    .unwrap_or_else(|| Err(Error::new(Exit::Usage, "opened too often"))),
+            )
+        }
+    }
+
     /// A wait on generation [`G`] of `demo` fed by `source`.
     async fn wait_on(source: Scripted, limit: Duration) -> Waited {
-        wait(ready(Ok(source)), "demo", G, Instant::now(), limit, |_| {}).await
+        wait(
+            opens(vec![Ok(source)]),
+            "demo",
+            G,
+            Instant::now(),
+            limit,
+            |_| {},
+        )
+        .await
     }
 
     /// [`wait_on`] for a staged resume that started at [`G`].
     async fn wait_rollout_on(source: Scripted, limit: Duration) -> WaitedRollout {
-        wait_rollout(ready(Ok(source)), "demo", G, Instant::now(), limit, |_| {}).await
+        wait_rollout(
+            opens(vec![Ok(source)]),
+            "demo",
+            G,
+            Instant::now(),
+            limit,
+            |_| {},
+        )
+        .await
+    }
+
+    /// What a running replica answers while its etcd is too slow: transient.
+    fn unavailable() -> Error {
+        let endpoint = crate::input::EndpointUrl::parse("http://127.0.0.1:7070").unwrap();
+        let status = tonic::Status::unavailable("etcd is unavailable: etcd did not answer");
+        let err = Error::from_status(&status, &endpoint, Duration::from_secs(10));
+        assert!(err.is_transient());
+        err
+    }
+
+    #[tokio::test]
+    async fn a_control_plane_that_cannot_serve_for_now_is_asked_again() {
+        // Opening refused twice, then a stream that fails after one status, then one that
+        // completes: the wait goes on through all of it, keeping what it counted.
+        let broken = Scripted {
+            script: vec![
+                (ms(0), Ok(status(G, 3, 2, 0))),
+                (ms(0), Err(unavailable().into_broken_stream())),
+            ],
+            then_hang: true,
+        };
+        let done = Scripted {
+            script: vec![(ms(0), Ok(status(G, 3, 0, 0)))],
+            then_hang: true,
+        };
+        let open = opens(vec![
+            Err(unavailable()),
+            Err(unavailable()),
+            Ok(broken),
+            Ok(done),
+        ]);
+        let waited = wait(
+            open,
+            "demo",
+            G,
+            Instant::now(),
+            Duration::from_secs(10),
+            |_| {},
+        )
+        .await;
+        assert_eq!(waited.outcome, Outcome::Done);
+        assert!(waited.result().is_ok());
+
+        // Until the deadline: then exit 3, with the control plane's last answer.
+        let refusing = || ready(Err::<Scripted, _>(unavailable()));
+        let waited = wait(refusing, "demo", G, Instant::now(), ms(600), |_| {}).await;
+        assert_eq!((&waited.outcome, &waited.last), (&Outcome::TimedOut, &None));
+        let err = waited.result().unwrap_err();
+        assert_eq!(err.exit(), Exit::AckTimeout);
+        assert_eq!(
+            err.message(),
+            "timed out after 600ms before the control plane sent a status; last answer: the \
+             control plane at http://127.0.0.1:7070 is unavailable: etcd is unavailable: etcd \
+             did not answer"
+        );
+        let waited = wait_rollout(refusing, "demo", G, Instant::now(), ms(600), |_| {}).await;
+        assert_eq!(waited.outcome, RolloutOutcome::TimedOut);
+        let err = waited.result().unwrap_err();
+        assert_eq!(err.exit(), Exit::AckTimeout);
+        assert!(
+            err.message().ends_with(
+                "; last answer: the control plane at http://127.0.0.1:7070 is \
+                            unavailable: etcd is unavailable: etcd did not answer"
+            ),
+            "{}",
+            err.message()
+        );
+
+        // Any other failure still ends the wait at once.
+        let denied = opens(vec![
+            Err(Error::new(Exit::Denied, "no")),
+            Ok(Scripted {
+                script: vec![(ms(0), Ok(status(G, 3, 0, 0)))],
+                then_hang: true,
+            }),
+        ]);
+        let waited = wait(
+            denied,
+            "demo",
+            G,
+            Instant::now(),
+            Duration::from_secs(10),
+            |_| {},
+        )
+        .await;
+        assert_eq!(
+            waited.outcome,
+            Outcome::Broken(Error::new(Exit::Denied, "no"))
+        );
     }
 
     #[tokio::test]
@@ -1507,7 +1714,7 @@ mod tests {
     #[tokio::test]
     async fn opening_the_stream_is_part_of_the_wait() {
         let refused = || ready(Err::<Scripted, _>(Error::new(Exit::Denied, "no")));
-        let waited = wait(refused(), "demo", G, Instant::now(), ms(300), |_| {}).await;
+        let waited = wait(refused, "demo", G, Instant::now(), ms(300), |_| {}).await;
         assert_eq!(
             (waited.outcome, waited.last),
             (Outcome::Broken(Error::new(Exit::Denied, "no")), None)
@@ -1515,7 +1722,7 @@ mod tests {
         assert_eq!(reported(refused(), G, ms(300)).await, None);
 
         // The deadline runs from `start`, while the stream is still opening.
-        let slow = async {
+        let slow = || async {
             tokio::time::sleep(Duration::from_secs(10)).await;
             Ok(Scripted {
                 script: vec![(ms(0), Ok(status(G, 3, 0, 0)))],

@@ -53,6 +53,10 @@ type Turn<'a> = Option<tokio::sync::MutexGuard<'a, ()>>;
 /// How long one etcd request retries while etcd is unavailable, unless configured.
 pub const DEFAULT_BUDGET: Duration = Duration::from_secs(3);
 
+/// The shortest attempt worth sending: with less of the budget left, a request fails with
+/// the error of the attempt before rather than time out at once.
+const MIN_ATTEMPT: Duration = Duration::from_millis(10);
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -493,6 +497,10 @@ impl Store {
             }
             tracing::debug!(%error, failures, "etcd unavailable; retrying");
             tokio::time::sleep(pause).await;
+            // A busy runtime may wake the pause late: no attempt too short to be answered.
+            if deadline.saturating_duration_since(Instant::now()) < MIN_ATTEMPT {
+                return Err(error);
+            }
         }
     }
 
@@ -519,8 +527,10 @@ impl Store {
     /// the transaction moves. When an attempt may have reached etcd without an answer,
     /// the outcome is settled before returning: `entry` found in the audit log means it
     /// committed; otherwise the head is rewritten unchanged (a fence), after which the
-    /// lost attempt can never apply. Only when etcd cannot be reached to settle it is the
-    /// outcome reported as unknown.
+    /// lost attempt can never apply. A resend whose comparison fails after such an attempt
+    /// is settled by the audit log too (the lost attempt may be what moved the head). Only
+    /// when etcd cannot be reached to settle it is the outcome reported as unknown, never
+    /// as unchanged.
     async fn commit(
         &self,
         txn: Txn,
@@ -528,39 +538,63 @@ impl Store {
         head_revision: i64,
     ) -> Result<Option<Generation>, StoreError> {
         let deadline = Instant::now() + self.budget;
-        let mut uncertain = false;
+        // Why the first attempt that may have reached etcd got no answer, once one did.
+        let mut unanswered: Option<StoreError> = None;
         let mut failures: u32 = 0;
-        let error = loop {
+        let last = loop {
             let attempt = (self.budget / 3).min(deadline.saturating_duration_since(Instant::now()));
             let error =
                 match tokio::time::timeout(attempt, self.client.clone().txn(txn.clone())).await {
                     Ok(Ok(response)) if response.succeeded() => {
                         return Ok(Some(txn_revision(&response)));
                     }
-                    Ok(Ok(_)) if uncertain => return self.committed(entry).await,
-                    Ok(Ok(_)) => return Ok(None),
+                    Ok(Ok(_)) => match unanswered {
+                        None => return Ok(None),
+                        // An earlier attempt may have committed and moved the head: only
+                        // the audit log says, and if it cannot be read the outcome is
+                        // unknown (never "nothing was changed").
+                        Some(write) => {
+                            return self.committed(entry).await.map_err(|read| {
+                                StoreError::OutcomeUnknown {
+                                    write: Box::new(write),
+                                    read: Box::new(read),
+                                }
+                            });
+                        }
+                    },
                     Ok(Err(error)) => StoreError::from(error),
                     Err(_) => StoreError::Timeout(attempt),
                 };
             if !error.is_unavailable() {
                 return Err(error);
             }
-            uncertain |= !error.is_connect_failure();
             failures = failures.saturating_add(1);
+            tracing::debug!(%error, failures, "etcd unavailable for a transaction");
+            // The first failure that may have reached etcd is kept: it is why the outcome
+            // is unsettled. `last` is the latest failure otherwise.
+            let last = if error.is_connect_failure() || unanswered.is_some() {
+                Some(error)
+            } else {
+                unanswered = Some(error);
+                None
+            };
             let pause = Duration::from_millis(25u64 << failures.min(4));
             if Instant::now() + pause >= deadline {
-                break error;
+                break last;
             }
-            tracing::debug!(%error, failures, "etcd unavailable; resending the transaction");
             tokio::time::sleep(pause).await;
+            // A busy runtime may wake the pause late: no attempt too short to be answered.
+            if deadline.saturating_duration_since(Instant::now()) < MIN_ATTEMPT {
+                break last;
+            }
         };
-        if !uncertain {
-            return Err(error);
-        }
+        let Some(write) = unanswered else {
+            return Err(last.unwrap_or(StoreError::Timeout(self.budget)));
+        };
         match self.settle(entry, head_revision).await {
-            Ok(outcome) => outcome.map_or(Err(error), |generation| Ok(Some(generation))),
+            Ok(outcome) => outcome.map_or(Err(write), |generation| Ok(Some(generation))),
             Err(read) => Err(StoreError::OutcomeUnknown {
-                write: Box::new(error),
+                write: Box::new(write),
                 read: Box::new(read),
             }),
         }
