@@ -137,15 +137,23 @@ impl Browser {
         }
     }
 
-    /// The text of the first element `css` selects.
+    /// The text of the first element `css` selects. The live page replaces elements as
+    /// statuses arrive, so one found may be gone before its text is read: then it is
+    /// looked up again.
     async fn text(&self, css: &str) -> String {
-        self.client
-            .find(Locator::Css(css))
+        let read = async {
+            loop {
+                if let Ok(element) = self.client.find(Locator::Css(css)).await {
+                    if let Ok(text) = element.text().await {
+                        return text;
+                    }
+                }
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(DEADLINE, read)
             .await
-            .unwrap_or_else(|e| panic!("no {css}: {e}"))
-            .text()
-            .await
-            .expect("element text")
+            .unwrap_or_else(|_| panic!("no text for {css} within {DEADLINE:?}"))
     }
 
     /// Opens `url`.
