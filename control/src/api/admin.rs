@@ -54,7 +54,7 @@ async fn stream_receipts(
             Ok(page) => page,
             Err(error) => {
                 tracing::warn!(%error, program = %name, "cannot read receipts");
-                let _ = tx.send(Err(ApiError::from(error).into())).await;
+                let _ = tx.send(Err(ApiError::read(error))).await;
                 return;
             }
         };
@@ -457,7 +457,7 @@ impl AdminService for Admin {
             Ok(program_response(&program, &state))
         }
         .await;
-        Ok(Response::new(result?))
+        Ok(Response::new(result.map_err(ApiError::read)?))
     }
 
     async fn list_programs(
@@ -465,7 +465,7 @@ impl AdminService for Admin {
         request: Request<v1::ListProgramsRequest>,
     ) -> Result<Response<v1::ListProgramsResponse>, Status> {
         self.authorize(&request, Action::ListPrograms, None)?;
-        let programs = self.store.list_programs().await.map_err(ApiError::from)?;
+        let programs = self.store.list_programs().await.map_err(ApiError::read)?;
         let programs = programs
             .iter()
             .map(|(p, s)| program_response(p, s))
@@ -585,7 +585,7 @@ impl AdminService for Admin {
             })
         }
         .await;
-        Ok(Response::new(result?))
+        Ok(Response::new(result.map_err(ApiError::read)?))
     }
 
     async fn status(
@@ -594,7 +594,9 @@ impl AdminService for Admin {
     ) -> Result<Response<v1::StatusResponse>, Status> {
         self.authorize(&request, Action::Status, Some(&request.get_ref().program))?;
         let name = ProgramName::parse(&request.get_ref().program).map_err(ApiError::from)?;
-        Ok(Response::new(self.status_of(&name).await?))
+        Ok(Response::new(
+            self.status_of(&name).await.map_err(ApiError::read)?,
+        ))
     }
 
     type WatchStatusStream =
@@ -610,7 +612,7 @@ impl AdminService for Admin {
             Some(&request.get_ref().program),
         )?;
         let name = ProgramName::parse(&request.get_ref().program).map_err(ApiError::from)?;
-        let first = self.status_of(&name).await?;
+        let first = self.status_of(&name).await.map_err(ApiError::read)?;
         let (tx, rx) = mpsc::channel(4);
         let this = self.clone();
         // Ends when the operator goes away, the replica drains, or etcd fails.
@@ -668,7 +670,7 @@ impl AdminService for Admin {
                 .await)
         }
         .await;
-        Ok(Response::new(result?))
+        Ok(Response::new(result.map_err(ApiError::read)?))
     }
 
     type ListReceiptsStream =
@@ -699,7 +701,7 @@ impl AdminService for Admin {
             .store
             .get_state(&name)
             .await
-            .map_err(ApiError::from)?
+            .map_err(ApiError::read)?
             .is_none()
         {
             return Err(ApiError::from(StoreError::NotFound(name)).into());
@@ -736,7 +738,7 @@ impl AdminService for Admin {
             })
         }
         .await;
-        Ok(Response::new(result?))
+        Ok(Response::new(result.map_err(ApiError::read)?))
     }
 
     async fn abort_rollout(
@@ -828,7 +830,7 @@ impl AdminService for Admin {
         request: Request<v1::GetStopAllRequest>,
     ) -> Result<Response<v1::StopAllResponse>, Status> {
         self.authorize(&request, Action::Status, None)?;
-        let stop_all = self.store.get_stop_all().await.map_err(ApiError::from)?;
+        let stop_all = self.store.get_stop_all().await.map_err(ApiError::read)?;
         Ok(Response::new(v1::StopAllResponse {
             stop_all: Some(wire::stop_all(&stop_all)),
             changed: false,
@@ -870,7 +872,7 @@ impl AdminService for Admin {
         request: Request<v1::VerifyAuditRequest>,
     ) -> Result<Response<v1::VerifyAuditResponse>, Status> {
         self.authorize(&request, Action::VerifyAudit, None)?;
-        let verdict = self.store.verify_audit().await.map_err(ApiError::from)?;
+        let verdict = self.store.verify_audit().await.map_err(ApiError::read)?;
         match &verdict.problem {
             None => tracing::info!(entries = verdict.entries_checked, "audit chain intact"),
             Some(problem) => {
@@ -1012,7 +1014,7 @@ impl Admin {
                     tracing::debug!(program = %name, %error, "status refresh failed; retrying");
                 }
                 Err(error) => {
-                    let _ = tx.send(Err(error.into())).await;
+                    let _ = tx.send(Err(ApiError::read(error))).await;
                     return;
                 }
             }

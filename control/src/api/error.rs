@@ -31,6 +31,24 @@ pub enum ApiError {
     Reload(#[from] ReloadError),
 }
 
+impl ApiError {
+    /// The status of a call that only reads, failed with `error`: as for any call, except
+    /// that etcd being unavailable does not add "nothing was changed", which only a
+    /// change needs to be told (and which could be misread after one that committed).
+    pub fn read(error: impl Into<ApiError>) -> Status {
+        match error.into() {
+            ApiError::Store(store)
+                if store.is_unavailable()
+                    && !matches!(store, StoreError::OutcomeUnknown { .. }) =>
+            {
+                tracing::warn!(error = %store, "etcd unavailable");
+                Status::unavailable(format!("etcd is unavailable: {}", store.brief()))
+            }
+            other => other.into(),
+        }
+    }
+}
+
 impl From<ApiError> for Status {
     fn from(error: ApiError) -> Self {
         match error {
@@ -163,5 +181,26 @@ mod tests {
         for (error, code) in cases {
             assert_eq!(Status::from(error).code(), code);
         }
+    }
+
+    #[test]
+    fn only_a_change_is_told_that_nothing_was_changed() {
+        let slow = || StoreError::Timeout(std::time::Duration::from_secs(1));
+        let change = Status::from(ApiError::from(slow()));
+        assert_eq!(change.code(), tonic::Code::Unavailable);
+        assert_eq!(
+            change.message(),
+            "etcd is unavailable, nothing was changed: etcd did not answer within 1s"
+        );
+        let read = ApiError::read(slow());
+        assert_eq!(read.code(), tonic::Code::Unavailable);
+        assert_eq!(
+            read.message(),
+            "etcd is unavailable: etcd did not answer within 1s"
+        );
+        // Anything else reads as it would for any call.
+        let name = ProgramName::parse("demo").expect("valid");
+        let missing = ApiError::read(StoreError::NotFound(name));
+        assert_eq!(missing.code(), tonic::Code::NotFound);
     }
 }
