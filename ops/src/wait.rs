@@ -1514,17 +1514,25 @@ mod tests {
         }
     }
 
+    /// A wait on generation [`G`] of `demo` fed by the streams `open` opens.
+    async fn wait_opening<F: Future<Output = Result<Scripted, Error>>>(
+        open: impl FnMut() -> F,
+        limit: Duration,
+    ) -> Waited {
+        wait(open, "demo", G, Instant::now(), limit, |_| {}).await
+    }
+
     /// A wait on generation [`G`] of `demo` fed by `source`.
     async fn wait_on(source: Scripted, limit: Duration) -> Waited {
-        wait(
-            opens(vec![Ok(source)]),
-            "demo",
-            G,
-            Instant::now(),
-            limit,
-            |_| {},
-        )
-        .await
+        wait_opening(opens(vec![Ok(source)]), limit).await
+    }
+
+    /// A stream whose first status has every connected collector acknowledge [`G`].
+    fn all_acknowledged() -> Scripted {
+        Scripted {
+            script: vec![(ms(0), Ok(status(G, 3, 0, 0)))],
+            then_hang: true,
+        }
     }
 
     /// [`wait_on`] for a staged resume that started at [`G`].
@@ -1560,31 +1568,19 @@ mod tests {
             ],
             then_hang: true,
         };
-        let done = Scripted {
-            script: vec![(ms(0), Ok(status(G, 3, 0, 0)))],
-            then_hang: true,
-        };
         let open = opens(vec![
             Err(unavailable()),
             Err(unavailable()),
             Ok(broken),
-            Ok(done),
+            Ok(all_acknowledged()),
         ]);
-        let waited = wait(
-            open,
-            "demo",
-            G,
-            Instant::now(),
-            Duration::from_secs(10),
-            |_| {},
-        )
-        .await;
+        let waited = wait_opening(open, Duration::from_secs(10)).await;
         assert_eq!(waited.outcome, Outcome::Done);
         assert!(waited.result().is_ok());
 
         // Until the deadline: then exit 3, with the control plane's last answer.
         let refusing = || ready(Err::<Scripted, _>(unavailable()));
-        let waited = wait(refusing, "demo", G, Instant::now(), ms(600), |_| {}).await;
+        let waited = wait_opening(refusing, ms(600)).await;
         assert_eq!((&waited.outcome, &waited.last), (&Outcome::TimedOut, &None));
         let err = waited.result().unwrap_err();
         assert_eq!(err.exit(), Exit::AckTimeout);
@@ -1610,20 +1606,9 @@ mod tests {
         // Any other failure still ends the wait at once.
         let denied = opens(vec![
             Err(Error::new(Exit::Denied, "no")),
-            Ok(Scripted {
-                script: vec![(ms(0), Ok(status(G, 3, 0, 0)))],
-                then_hang: true,
-            }),
+            Ok(all_acknowledged()),
         ]);
-        let waited = wait(
-            denied,
-            "demo",
-            G,
-            Instant::now(),
-            Duration::from_secs(10),
-            |_| {},
-        )
-        .await;
+        let waited = wait_opening(denied, Duration::from_secs(10)).await;
         assert_eq!(
             waited.outcome,
             Outcome::Broken(Error::new(Exit::Denied, "no"))
@@ -1714,7 +1699,7 @@ mod tests {
     #[tokio::test]
     async fn opening_the_stream_is_part_of_the_wait() {
         let refused = || ready(Err::<Scripted, _>(Error::new(Exit::Denied, "no")));
-        let waited = wait(refused, "demo", G, Instant::now(), ms(300), |_| {}).await;
+        let waited = wait_opening(refused, ms(300)).await;
         assert_eq!(
             (waited.outcome, waited.last),
             (Outcome::Broken(Error::new(Exit::Denied, "no")), None)
@@ -1724,12 +1709,9 @@ mod tests {
         // The deadline runs from `start`, while the stream is still opening.
         let slow = || async {
             tokio::time::sleep(Duration::from_secs(10)).await;
-            Ok(Scripted {
-                script: vec![(ms(0), Ok(status(G, 3, 0, 0)))],
-                then_hang: true,
-            })
+            Ok(all_acknowledged())
         };
-        let waited = wait(slow, "demo", G, Instant::now(), ms(300), |_| {}).await;
+        let waited = wait_opening(slow, ms(300)).await;
         assert_eq!((waited.outcome, waited.last), (Outcome::TimedOut, None));
     }
 

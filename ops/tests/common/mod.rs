@@ -490,7 +490,6 @@ pub fn blocking_hook() -> (
     (release, hook)
 }
 
-/// Waits until `condition` holds, failing the test after [`DEADLINE`].
 /// Reads a status with `read` every 50 ms until `done` holds for it, and returns it;
 /// panics with the last one read after [`DEADLINE`].
 pub async fn poll_status<F, Fut>(what: &str, read: F, done: impl Fn(&Value) -> bool) -> Value
@@ -512,6 +511,7 @@ where
     }
 }
 
+/// Waits until `condition` holds, failing the test after [`DEADLINE`].
 pub async fn until(what: &str, condition: impl Fn() -> bool) {
     wait_until(DEADLINE, what, || std::future::ready(condition()))
         .await
